@@ -1,0 +1,9 @@
+"""prodfast: production primitives for LLM and API services.
+
+Every class below comes from the compiled Cython core when it is available and from the
+pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "python").
+"""
+
+from ._backend import BACKEND, BACKEND_ERROR, impl
+
+__all__ = ["BACKEND", "BACKEND_ERROR"]

@@ -1,0 +1,7 @@
+# cython: language_level=3, embedsignature=True
+"""prodfast's compiled core: the Cython twin of prodfast._core_py.
+
+Each area lives in its own include file; all of them share this one extension module.
+"""
+
+cimport cython
