@@ -7,3 +7,10 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 from ._backend import BACKEND, BACKEND_ERROR, impl
 
 __all__ = ["BACKEND", "BACKEND_ERROR"]
+
+# streaming statistics
+RunningStats = impl.RunningStats
+P2Quantile = impl.P2Quantile
+Quantiles = impl.Quantiles
+LatencySummary = impl.LatencySummary
+__all__ += ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]

@@ -1,1 +1,2 @@
 """The pure-Python twin of prodfast._core: the same names, behaviour and error messages."""
+from ._stats_py import LatencySummary, P2Quantile, Quantiles, RunningStats  # noqa: F401
