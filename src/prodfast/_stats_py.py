@@ -55,7 +55,7 @@ def _coerce_real(x, name):
     """Return ``x`` as a finite float, or raise TypeError/ValueError naming ``name``."""
     if type(x) is float:
         v = x
-    elif isinstance(x, numbers.Real):
+    elif isinstance(x, (numbers.Real, np.bool_)):
         try:
             v = float(x)
         except OverflowError:
