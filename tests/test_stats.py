@@ -652,3 +652,9 @@ def test_reentrant_float_conversion(core):
 
     rs.push(Sneaky(2))
     assert rs.count == 2 and rs.mean == 1.5
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_classes_are_final(core, name):
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (getattr(core, name),), {})

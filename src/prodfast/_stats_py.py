@@ -471,6 +471,10 @@ class RunningStats:
 
     __slots__ = ("_w", "_lock", "__weakref__")
 
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.RunningStats' is not an acceptable base type")
+
     def __init__(self) -> None:
         self._w = _Welford()
         self._lock = threading.Lock()
@@ -578,6 +582,10 @@ class P2Quantile:
 
     __slots__ = ("_e", "_lock", "__weakref__")
 
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.P2Quantile' is not an acceptable base type")
+
     def __init__(self, p: float) -> None:
         self._e = _P2(_check_p(p))
         self._lock = threading.Lock()
@@ -651,6 +659,10 @@ class Quantiles:
     """Several P2 estimators fed together: ``values`` -> ``{p: estimate}`` in the order of ``ps``."""
 
     __slots__ = ("_ps", "_es", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.Quantiles' is not an acceptable base type")
 
     def __init__(self, ps=(0.5, 0.95, 0.99)) -> None:
         self._ps = _check_ps(ps)
@@ -729,6 +741,10 @@ class LatencySummary:
     """
 
     __slots__ = ("_w", "_es", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.LatencySummary' is not an acceptable base type")
 
     def __init__(self) -> None:
         self._w = _Welford()
