@@ -234,22 +234,12 @@ cdef inline double _st_p2_linear(const double* q, const double* n, int i, double
     return q[i] + d * (q[j] - q[i]) / (n[j] - n[i])
 
 
-cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
-    cdef double* q = e.q
-    cdef double* n = e.n
-    cdef long long c = e.count
+cdef inline void _st_p2_step(double* q, double* n, double m, double f1, double f2, double f3,
+                             double x) noexcept nogil:
+    # one P2 update once five values are in; m = count - 1 after counting x
     cdef int i
-    cdef double m, d, s, qn
+    cdef double d, s, qn
     cdef double desired[4]
-    if c < 5:
-        # A. the first five observations, sorted when the fifth arrives
-        q[c] = x
-        e.count = c + 1
-        if c == 4:
-            _st_sort(q, 5)
-        return
-    c += 1
-    e.count = c
     # B.1/B.2 without branches: the markers are sorted, so "marker i lies above the cell
     # of x" is just x < q[i]; the extremes take x when it falls outside them
     n[1] += <double>(x < q[1])
@@ -258,10 +248,10 @@ cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
     n[4] += 1.0
     q[0] = x if x < q[0] else q[0]
     q[4] = x if x > q[4] else q[4]
-    m = <double>c - 1.0
-    desired[1] = 1.0 + m * e.f1
-    desired[2] = 1.0 + m * e.f2
-    desired[3] = 1.0 + m * e.f3
+    # desired positions from the count: n'_i = 1 + (count - 1) * f_i
+    desired[1] = 1.0 + m * f1
+    desired[2] = 1.0 + m * f2
+    desired[3] = 1.0 + m * f3
     # B.3 adjust markers 2-4 that are off by one position or more
     for i in range(1, 4):
         d = desired[i] - n[i]
@@ -273,6 +263,46 @@ cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
             else:
                 q[i] = _st_p2_linear(q, n, i, s)
             n[i] += s
+
+
+cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
+    cdef long long c = e.count
+    if c < 5:
+        # A. the first five observations, sorted when the fifth arrives
+        e.q[c] = x
+        e.count = c + 1
+        if c == 4:
+            _st_sort(e.q, 5)
+        return
+    e.count = c + 1
+    _st_p2_step(e.q, e.n, <double>(c + 1) - 1.0, e.f1, e.f2, e.f3, x)
+
+
+cdef void _st_p2_run(_st_p2* e, const double* xs, Py_ssize_t size) noexcept nogil:
+    # push xs[0:size] into one estimator, with its state in local variables for the loop
+    cdef Py_ssize_t i = 0
+    cdef double q[5]
+    cdef double n[5]
+    cdef double f1 = e.f1, f2 = e.f2, f3 = e.f3
+    cdef long long c
+    cdef int j
+    while i < size and e.count < 5:
+        _st_p2_push(e, xs[i])
+        i += 1
+    if i == size:
+        return
+    for j in range(5):
+        q[j] = e.q[j]
+        n[j] = e.n[j]
+    c = e.count
+    while i < size:
+        c += 1
+        _st_p2_step(q, n, <double>c - 1.0, f1, f2, f3, xs[i])
+        i += 1
+    e.count = c
+    for j in range(5):
+        e.q[j] = q[j]
+        e.n[j] = n[j]
 
 
 cdef inline double _st_p2_value(const _st_p2* e) noexcept nogil:
@@ -371,15 +401,76 @@ cdef void _st_w_push_block(_st_welford* w, const double[::1] xs) noexcept nogil:
         i += 1
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _st_p2_push_block(_st_p2* es, Py_ssize_t k, const double[::1] xs) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef double x
-    for i in range(xs.shape[0]):
+cdef void _st_p2_run3(_st_p2* a, _st_p2* b, _st_p2* e, const double* xs,
+                     Py_ssize_t size) noexcept nogil:
+    # three estimators side by side: their updates are independent chains the CPU overlaps
+    cdef Py_ssize_t i = 0
+    cdef double qa[5]
+    cdef double na[5]
+    cdef double qb[5]
+    cdef double nb[5]
+    cdef double qe[5]
+    cdef double ne[5]
+    cdef double m, x
+    cdef long long c
+    cdef int j
+    while i < size and a.count < 5:  # the three always hold the same count
+        _st_p2_push(a, xs[i])
+        _st_p2_push(b, xs[i])
+        _st_p2_push(e, xs[i])
+        i += 1
+    if i == size:
+        return
+    for j in range(5):
+        qa[j] = a.q[j]
+        na[j] = a.n[j]
+        qb[j] = b.q[j]
+        nb[j] = b.n[j]
+        qe[j] = e.q[j]
+        ne[j] = e.n[j]
+    c = a.count
+    while i < size:
+        c += 1
+        m = <double>c - 1.0
         x = xs[i]
-        for j in range(k):
-            _st_p2_push(&es[j], x)
+        _st_p2_step(qa, na, m, a.f1, a.f2, a.f3, x)
+        _st_p2_step(qb, nb, m, b.f1, b.f2, b.f3, x)
+        _st_p2_step(qe, ne, m, e.f1, e.f2, e.f3, x)
+        i += 1
+    a.count = c
+    b.count = c
+    e.count = c
+    for j in range(5):
+        a.q[j] = qa[j]
+        a.n[j] = na[j]
+        b.q[j] = qb[j]
+        b.n[j] = nb[j]
+        e.q[j] = qe[j]
+        e.n[j] = ne[j]
+
+
+cdef enum:
+    _ST_CHUNK = 2048   # values per estimator per turn: the chunk stays in the L1/L2 cache
+
+
+cdef void _st_p2_push_block(_st_p2* es, Py_ssize_t k, const double[::1] xs) noexcept nogil:
+    # The estimators are independent, so feeding them chunk by chunk in turn gives exactly
+    # what feeding every estimator each value in turn gives.
+    cdef Py_ssize_t lo, size = xs.shape[0], j
+    if size == 0:
+        return
+    cdef Py_ssize_t chunk
+    lo = 0
+    while lo < size:
+        chunk = min(size - lo, <Py_ssize_t>_ST_CHUNK)
+        j = 0
+        while j + 3 <= k:
+            _st_p2_run3(&es[j], &es[j + 1], &es[j + 2], &xs[lo], chunk)
+            j += 3
+        while j < k:
+            _st_p2_run(&es[j], &xs[lo], chunk)
+            j += 1
+        lo += chunk
 
 
 cdef tuple _st_w_getstate(const _st_welford* w):
