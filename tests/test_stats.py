@@ -658,3 +658,24 @@ def test_reentrant_float_conversion(core):
 def test_classes_are_final(core, name):
     with pytest.raises(TypeError, match="not an acceptable base type"):
         type("Sub", (getattr(core, name),), {})
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("name", ALL)
+def test_twins_have_the_same_surface(name):
+    import inspect
+
+    from prodfast import _core, _core_py
+
+    cy, py = getattr(_core, name), getattr(_core_py, name)
+    public = {a for a in dir(py) if not a.startswith("_")}
+    assert public == {a for a in dir(cy) if not a.startswith("_")}
+    for attr in sorted(public):
+        f_cy, f_py = getattr(cy, attr), getattr(py, attr)
+        if isinstance(f_py, property):
+            assert f_cy.__get__ is not None
+            continue
+        shape = [(p.name, p.kind, p.default) for p in inspect.signature(f_py).parameters.values()]
+        assert shape == [
+            (p.name, p.kind, p.default) for p in inspect.signature(f_cy).parameters.values()
+        ], attr
