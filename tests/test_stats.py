@@ -405,7 +405,7 @@ def test_push_many_accepts_any_real_iterable(core, name):
         np.array(ints, dtype=np.int64),
         np.array(ints, dtype=np.float32),
         np.array(ints, dtype=">f8"),  # float64, but not in native byte order
-        np.array(ints, dtype=np.uint16).astype(np.int16),
+        np.array(ints, dtype=np.int16),
         np.repeat(base, 2)[::2],  # not contiguous
         [np.int32(x) for x in ints],
         [Fraction(x) for x in ints],
