@@ -450,7 +450,7 @@ BAD_PUSH = [
 
 
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize(("bad", "exc"), BAD_PUSH, ids=[repr(b) for b, _ in BAD_PUSH])
+@pytest.mark.parametrize(("bad", "exc"), BAD_PUSH, ids=[f"{type(b).__name__}{i}" for i, (b, _) in enumerate(BAD_PUSH)])
 def test_bad_push_changes_nothing(core, name, bad, exc):
     obj = make(core, name)
     obj.push_many([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
