@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make sure a redis-server binary is available for the Redis-backed limiter tests.
+#
+# Quiet and idempotent: when redis-server is already on PATH it prints nothing and exits 0.
+# Otherwise, when running as root on a system with apt-get, it installs Debian's
+# redis-server package (the daemon it might start is not used: the tests start their own
+# server on a free loopback port).  In every other case it prints how to get one and exits 0,
+# so the Redis tests skip with a visible reason (or fail when PRODFAST_REQUIRE_REDIS=1).
+set -euo pipefail
+
+if command -v redis-server >/dev/null 2>&1; then
+    exit 0
+fi
+
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-redis: redis-server not found; installing Debian's redis-server package" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1; then
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+    # Debian's package may start a system daemon on 6379; the tests do not need it.
+    if command -v redis-server >/dev/null 2>&1; then
+        exit 0
+    fi
+    # Debian installs it in /usr/bin, which should be on PATH; say so if it is not.
+    if [ -x /usr/bin/redis-server ]; then
+        echo "ensure-redis: installed /usr/bin/redis-server, but it is not on PATH" >&2
+        exit 0
+    fi
+    echo "ensure-redis: installing redis-server failed; the Redis tests will skip" >&2
+    exit 0
+fi
+
+cat >&2 <<'MSG'
+ensure-redis: no redis-server on PATH, and it cannot be installed automatically here
+(needs root and apt-get). The Redis-backed limiter tests will skip. To run them, install a
+Redis server so that `redis-server` is on PATH, for example:
+    sudo apt-get install redis-server      # Debian / Ubuntu
+    brew install redis                     # macOS
+MSG
+exit 0

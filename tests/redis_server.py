@@ -1,0 +1,110 @@
+"""A throw-away redis-server for the tests: found on PATH, run on a free loopback port.
+
+``RedisServer.start()`` launches ``redis-server`` in a temporary directory with persistence off
+(no RDB snapshots, no AOF), waits until it answers PING and returns; ``stop()`` ends it and
+``start()`` may be called again to bring it back on the same port (a "restart": the new server
+has an empty keyspace and an empty script cache).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+BINARY = "redis-server"
+
+
+def find_redis_server() -> str | None:
+    """Path of redis-server on PATH, or None."""
+    return shutil.which(BINARY)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ping(port: int, timeout: float = 0.2) -> bool:
+    """True when a Redis server on 127.0.0.1:port answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server process bound to 127.0.0.1 on a free port, without persistence."""
+
+    def __init__(self, binary: str, port: int | None = None) -> None:
+        self.binary = binary
+        self.port = port if port is not None else free_port()
+        self.host = "127.0.0.1"
+        self._dir = tempfile.TemporaryDirectory(prefix="prodfast-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        log = os.path.join(self._dir.name, "redis.log")
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", self._dir.name,
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--logfile", log,
+        ]
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while not ping(self.port):
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                self._proc = None
+                tail = ""
+                if os.path.exists(log):
+                    with open(log, errors="replace") as f:
+                        tail = f.read()[-2000:]
+                raise RuntimeError(f"redis-server exited at start: {err}{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
