@@ -108,3 +108,29 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+def hammer(kind, port, key, params, duration, barrier, results):
+    """Child-process body for the multi-process tests: call try_acquire() for ``duration`` s.
+
+    ``kind`` is "token_bucket" or "sliding_window", ``params`` the limiter's two numbers.
+    Waits on ``barrier`` so all processes start together, then puts ``(granted, attempts)``
+    on ``results``.
+    """
+    import redis as redis_py
+
+    from prodfast.redis import RedisSlidingWindow, RedisTokenBucket
+
+    client = redis_py.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    cls = RedisTokenBucket if kind == "token_bucket" else RedisSlidingWindow
+    limiter = cls(client, key, *params)
+    limiter.wait_time()  # connect and load the script before the start line
+    barrier.wait()
+    granted = attempts = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        attempts += 1
+        if limiter.try_acquire():
+            granted += 1
+    client.close()
+    results.put((granted, attempts))
