@@ -32,13 +32,14 @@ memory per decision.  The key expires when the bucket would be full again,
 bucket full deletes the key.
 
 Sliding window: an exact log, kept as a sorted set with one member per granted call, scored by
-the server time of the call in microseconds.  Members are ``"<time>:<i>"``, where ``i`` counts
-the calls already logged at that same microsecond, so two calls in one microsecond never
-collide (all members of one score are always removed together, which keeps ``i`` unique).
-A decision runs ``ZRANGE -1 -1`` (newest entry, to keep time monotonic),
+the server time of the call in microseconds.  Members are ``"<time>:<i>"``, where ``i`` is the
+number of calls in the window before this one (plus its index within a multi-call cost).  Two
+calls in one microsecond therefore never collide: the script's "now" never decreases, and
+between two decisions at the same "now" nothing can leave the window, so ``i`` only grows.
+A decision runs ``ZRANGE -1 -1`` (the newest entry, to keep time monotonic),
 ``ZREMRANGEBYSCORE -inf now-window`` (forget calls that left the window), ``ZCARD`` and, when
-granted, ``ZCOUNT`` + one ``ZADD`` of ``cost`` members; a denial reads the entry whose departure
-would make room with one ``ZRANGE`` by rank to compute the wait.  Cost per decision:
+granted, one ``ZADD`` of ``cost`` members; a denial reads the entry whose departure would make
+room with one ``ZRANGE`` by rank to compute the wait.  Cost per decision:
 O(log n + k + m), where n <= max_calls is the log's size, k = cost and m the number of expired
 entries removed (each entry is removed once, so m is O(1) amortized).  Memory: at most
 ``max_calls`` members (roughly 60-80 bytes each on the server), and only for calls still in the
@@ -163,11 +164,10 @@ local count = redis.call('ZCARD', KEYS[1])
 if count + cost <= max_calls then
   if debit and cost > 0 then
     local stamp = string.format('%.17g', now)
-    local base = redis.call('ZCOUNT', KEYS[1], stamp, stamp)
     local args = {}
     for i = 0, cost - 1 do
       args[#args + 1] = stamp
-      args[#args + 1] = stamp .. ':' .. string.format('%d', base + i)
+      args[#args + 1] = stamp .. ':' .. string.format('%d', count + i)
       if #args >= 2000 then
         redis.call('ZADD', KEYS[1], unpack(args))
         args = {}
