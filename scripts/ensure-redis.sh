@@ -12,7 +12,7 @@ if command -v redis-server >/dev/null 2>&1; then
     exit 0
 fi
 
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+if [ "${EUID:-$(id -u)}" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "ensure-redis: redis-server not found; installing Debian's redis-server package" >&2
     export DEBIAN_FRONTEND=noninteractive
     # Try with the package lists as they are; refresh them only when that fails.

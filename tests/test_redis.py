@@ -752,3 +752,21 @@ def test_stats_and_repr(client):
     assert repr(lim) == "RedisTokenBucket(key='stats-key', rate=3.0, capacity=9.0, on_error='deny')"
     assert (lim.rate, lim.capacity, lim.key, lim.on_error) == (3.0, 9.0, "stats-key", "deny")
     client.delete("stats-key")
+
+
+@pytest.mark.parametrize(
+    "options", [{"decode_responses": True}, {"protocol": 3}, {"protocol": 3, "decode_responses": True}]
+)
+def test_any_client_reply_format(server, options):
+    c = redis.Redis(**_fast_client_kwargs(server.port), **options)
+    try:
+        key = _new_key()
+        tb = RedisTokenBucket(c, key, 10.0, 2.0)
+        assert [tb.try_acquire(1.5), tb.try_acquire(1)] == [True, False]
+        assert 0 < tb.wait_time(1) <= 0.05
+        sw = RedisSlidingWindow(c, key + ":sw", 1, 1.0)
+        assert [sw.try_acquire(), sw.try_acquire()] == [True, False]
+        assert 0.9 < sw.wait_time() <= 1.0
+        assert sw.stats()["in_window"] == 1
+    finally:
+        c.close()
