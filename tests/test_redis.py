@@ -770,3 +770,20 @@ def test_any_client_reply_format(server, options):
         assert sw.stats()["in_window"] == 1
     finally:
         c.close()
+
+
+def test_extreme_configurations_work(client):
+    key = _new_key()
+    slow = RedisTokenBucket(client, key, rate=1e-9, capacity=1e9)
+    assert slow.try_acquire(1e9) and not slow.try_acquire(1)
+    assert slow.wait_time(1) == pytest.approx(1e9, rel=1e-6)
+    assert client.pttl(key) > 10**15  # capped, yet effectively forever
+    fast = RedisTokenBucket(client, key + ":fast", rate=1e12, capacity=1e-6)
+    assert fast.try_acquire(1e-6) and fast.try_acquire(1e-6)  # full again within a microsecond
+    long = RedisSlidingWindow(client, key + ":sw", max_calls=2, window=1e12)
+    assert long.try_acquire(2) and not long.try_acquire()
+    assert long.wait_time() == pytest.approx(1e12, rel=1e-9)
+    assert client.pttl(key + ":sw") >= 10**15 - 1000  # the window, in ms
+    short = RedisSlidingWindow(client, key + ":short", max_calls=1, window=1e-7)
+    assert short.try_acquire()
+    assert client.pttl(key + ":short") in (-2, 1)  # gone, or gone within a millisecond

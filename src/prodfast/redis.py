@@ -64,6 +64,9 @@ Other Redis errors (a key of the wrong type, a read-only replica, auth) are not 
 propagate unchanged.  ``reset()`` and ``reset_stats()`` are not decisions: ``reset()`` always
 raises ``BackendUnavailable`` when it cannot reach the server.
 
+Expiry times are capped at 2**52 ms (about 140,000 years).  Needs Redis 5 or later (scripts
+that read ``TIME`` and then write rely on effects replication).
+
 Two limiters of different kinds must not share a key (Redis would answer ``WRONGTYPE``).
 Limiters of the same kind sharing a key must be built with the same parameters.
 """
@@ -130,11 +133,11 @@ end
 if tokens >= cost then
   if debit and cost > 0 then
     tokens = tokens - cost
-    local ttl = math.ceil((cap - tokens) / rate * 1000 + (last - now) / 1000)
+    local ttl = math.min(math.ceil((cap - tokens) / rate * 1000 + (last - now) / 1000), 2^52)
     if ttl > 0 then
       redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
                  'ts', string.format('%.17g', last))
-      redis.call('PEXPIRE', KEYS[1], ttl)
+      redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
     else
       redis.call('DEL', KEYS[1])
     end
@@ -174,7 +177,8 @@ if count + cost <= max_calls then
       end
     end
     if #args > 0 then redis.call('ZADD', KEYS[1], unpack(args)) end
-    redis.call('PEXPIRE', KEYS[1], math.ceil((now + window - real) / 1000))
+    local ttl = math.min(math.ceil((now + window - real) / 1000), 2^52)
+    redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
     count = count + cost
   end
   return {1, count, '0'}
