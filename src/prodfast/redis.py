@@ -83,6 +83,7 @@ import math
 import numbers
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -196,26 +197,55 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+# Argument checks: the same rules and messages as the in-memory limiters (API section 2).
+
+
 def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    if type(value) is float:
+        return value
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
+    big: Any = value
+    try:
+        return float(big)
+    except OverflowError:  # an int too large for a float
+        return math.inf if big > 0 else -math.inf
 
 
 def _positive(name: str, value: Any) -> float:
     v = _real(name, value)
-    if not (math.isfinite(v) and v > 0):
+    if not (math.isfinite(v) and v > 0.0):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return v
+
+
+def _cost(cost: Any) -> float:
+    c = _real("cost", cost)
+    if not (math.isfinite(c) and c >= 0.0):
+        raise ValueError(f"cost must be finite and >= 0, got {cost!r}")
+    return c
+
+
+def _max_calls(value: Any) -> int:
+    if isinstance(value, numbers.Integral):
+        m = int(value)
+    else:
+        v = _real("max_calls", value)
+        if not (math.isfinite(v) and v.is_integer()):
+            raise ValueError(f"max_calls must be a whole number, got {value!r}")
+        m = int(v)
+    if not 0 < m <= 2**53:
+        raise ValueError(f"max_calls must be > 0 and at most 2**53, got {value!r}")
+    return m
 
 
 def _timeout(timeout: Any) -> float | None:
     if timeout is None:
         return None
     v = _real("timeout", timeout)
-    if math.isnan(v) or v < 0:
+    if math.isnan(v) or v < 0.0:
         raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
-    return v
+    return None if v == math.inf else v
 
 
 def _check_key(key: Any) -> str | bytes:
@@ -270,6 +300,7 @@ class _Limiter:
         self._since = time.monotonic()
 
     # Subclasses provide _check_cost(cost), _argv(cost, debit) and _state_stats().
+    _state_stats: Callable[[], dict[str, Any]]
 
     # -- shared -----------------------------------------------------------------------------
 
@@ -281,27 +312,26 @@ class _Limiter:
     def on_error(self) -> str:
         return self._on_error
 
-    def _reply(self, reply: Any, count: bool) -> tuple[bool, float]:
+    def _reply(self, reply: Any) -> tuple[bool, float]:
         allowed = int(reply[0]) == 1
         state = float(reply[1])
         wait = float(reply[2])
         with self._lock:
             self._last_state = state
-            if count:
-                if allowed:
-                    self._allowed += 1
-                else:
-                    self._denied += 1
         return allowed, wait
 
-    def _outage(self, exc: BaseException, count: bool) -> tuple[bool, float]:
+    def _note(self, allowed: bool) -> bool:
+        """Count one try_acquire / acquire call (acquire counts once, however long it waited)."""
+        with self._lock:
+            if allowed:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        return allowed
+
+    def _outage(self, exc: BaseException) -> tuple[bool, float]:
         with self._lock:
             self._errors += 1
-            if count and self._on_error != "raise":
-                if self._on_error == "allow":
-                    self._allowed += 1
-                else:
-                    self._denied += 1
         if self._on_error == "raise":
             raise BackendUnavailable(
                 f"Redis unavailable for limiter key {self._key!r}: {exc}", exc, self._key
@@ -313,8 +343,9 @@ class _Limiter:
     def stats(self) -> dict[str, Any]:
         """Counters as seen by this client (other clients' grants are not included).
 
-        ``allowed``/``denied`` count decisions (``try_acquire`` calls and ``acquire`` attempts,
-        including those answered by ``on_error``), ``errors`` counts outages, ``script_loads``
+        ``allowed``/``denied`` count ``try_acquire`` and ``acquire`` calls (an ``acquire`` counts
+        once, however many times it asked; calls answered by ``on_error`` count too), ``errors``
+        counts outages, ``script_loads``
         the times this client (re)loaded its script, ``arrival_rate``/``throughput`` are
         requests and grants per second since creation or ``reset_stats()``.  The shared state
         (``tokens`` / ``in_window``) is the value the last reply from the server carried, or
@@ -368,12 +399,10 @@ class _TokenBucketConfig(_Limiter):
         return self._capacity
 
     def _check_cost(self, cost: Any) -> float:
-        c = _real("cost", cost)
-        if not (math.isfinite(c) and c >= 0):
-            raise ValueError(f"cost must be finite and >= 0, got {cost!r}")
+        c = _cost(cost)
         if c > self._capacity:
             raise ValueError(
-                f"cost {cost!r} exceeds capacity {self._capacity!r} and can never be granted"
+                f"cost {cost!r} exceeds capacity {self._capacity!r}: the request can never succeed"
             )
         return c
 
@@ -395,10 +424,7 @@ class _SlidingWindowConfig(_Limiter):
     _SHA = _sha1(_SLIDING_WINDOW_LUA)
 
     def _setup(self, max_calls: Any, window: Any) -> None:
-        _positive("max_calls", max_calls)
-        if float(max_calls) != int(max_calls):
-            raise ValueError(f"max_calls must be a whole number of calls, got {max_calls!r}")
-        self._max_calls = int(max_calls)
+        self._max_calls = _max_calls(max_calls)
         self._window = _positive("window", window)
         self._max_calls_arg = str(self._max_calls)
         self._window_arg = repr(self._window * 1e6)
@@ -412,14 +438,12 @@ class _SlidingWindowConfig(_Limiter):
         return self._window
 
     def _check_cost(self, cost: Any) -> int:
-        c = _real("cost", cost)
-        if not (math.isfinite(c) and c >= 0):
-            raise ValueError(f"cost must be finite and >= 0, got {cost!r}")
-        if c != int(c):
+        c = _cost(cost)
+        if not c.is_integer():
             raise ValueError(f"cost must be a whole number of calls, got {cost!r}")
         if c > self._max_calls:
             raise ValueError(
-                f"cost {cost!r} exceeds max_calls {self._max_calls!r} and can never be granted"
+                f"cost {cost!r} exceeds max_calls {self._max_calls!r}: the request can never succeed"
             )
         return int(c)
 
@@ -460,12 +484,12 @@ class _Sync:
         try:
             reply = self._eval(cost, debit)
         except _OUTAGE as exc:
-            return self._outage(exc, debit)
-        return self._reply(reply, debit)
+            return self._outage(exc)
+        return self._reply(reply)
 
     def try_acquire(self: Any, cost: Any = 1) -> bool:
         """Take ``cost`` now if the shared limit allows it; never blocks. One round trip."""
-        return self._decide(self._check_cost(cost), True)[0]
+        return self._note(self._decide(self._check_cost(cost), True)[0])
 
     def wait_time(self: Any, cost: Any = 1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if now), by the server's clock."""
@@ -480,11 +504,11 @@ class _Sync:
         while True:
             allowed, wait = self._decide(cost, True)
             if allowed:
-                return True
+                return self._note(True)
             if math.isinf(wait):  # on_error="deny" during an outage
-                return False
+                return self._note(False)
             if deadline is not None and wait > deadline - time.monotonic():
-                return False
+                return self._note(False)
             time.sleep(wait)
 
     def reset(self: Any) -> None:
@@ -515,12 +539,12 @@ class _Async:
         try:
             reply = await self._eval(cost, debit)
         except _OUTAGE as exc:
-            return self._outage(exc, debit)
-        return self._reply(reply, debit)
+            return self._outage(exc)
+        return self._reply(reply)
 
     async def try_acquire(self: Any, cost: Any = 1) -> bool:
         """Take ``cost`` now if the shared limit allows it; never waits. One round trip."""
-        return (await self._decide(self._check_cost(cost), True))[0]
+        return self._note((await self._decide(self._check_cost(cost), True))[0])
 
     async def wait_time(self: Any, cost: Any = 1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if now), by the server's clock."""
@@ -535,11 +559,11 @@ class _Async:
         while True:
             allowed, wait = await self._decide(cost, True)
             if allowed:
-                return True
+                return self._note(True)
             if math.isinf(wait):  # on_error="deny" during an outage
-                return False
+                return self._note(False)
             if deadline is not None and wait > deadline - time.monotonic():
-                return False
+                return self._note(False)
             await asyncio.sleep(wait)
 
     async def acquire_async(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
