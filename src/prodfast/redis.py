@@ -13,7 +13,9 @@ limiters' rules (API section 2):
 ``try_acquire(cost=1)`` decides, ``wait_time(cost=1)`` says how many seconds until
 ``try_acquire(cost)`` would succeed (0.0 if now), ``acquire(cost=1, timeout=None)`` sleeps until
 allowed (never spins) and returns False at once when the wait it is told already exceeds the
-timeout.  A denied request changes nothing.
+timeout.  A denied request changes nothing.  Unlike the in-memory limiters, waiters are not
+served first come, first served: clients on other hosts cannot share a queue, so whoever asks
+first once the tokens are back gets them.
 
 How a decision is made
 ----------------------
