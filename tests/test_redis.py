@@ -754,6 +754,11 @@ def test_stats_and_repr(client):
     assert repr(lim) == "RedisTokenBucket(key='stats-key', rate=3.0, capacity=9.0, on_error='deny')"
     assert (lim.rate, lim.capacity, lim.key, lim.on_error) == (3.0, 9.0, "stats-key", "deny")
     client.delete("stats-key")
+    raw = RedisSlidingWindow(client, b"stats-key:\xff", 2, 5.0)  # bytes keys work too
+    assert raw.try_acquire(2) and not raw.try_acquire()
+    assert client.zcard(b"stats-key:\xff") == 2
+    assert repr(raw) == "RedisSlidingWindow(key=b'stats-key:\\xff', max_calls=2, window=5.0, on_error='raise')"
+    client.delete(b"stats-key:\xff")
 
 
 @pytest.mark.parametrize(
