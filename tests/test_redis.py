@@ -125,6 +125,11 @@ async def aclient(server):
     await c.aclose()
 
 
+def _expiring(pttl: int, max_ms: int) -> bool:
+    """The key has a TTL of at most ``max_ms`` ms, or has already expired (a slow machine)."""
+    return pttl == -2 or 0 < pttl <= max_ms
+
+
 def _seed_bucket(client, key, tokens, ahead_us=FUTURE_US):
     ts = _server_us(client) + ahead_us
     client.hset(key, mapping={"tokens": repr(float(tokens)), "ts": str(ts)})
@@ -359,7 +364,7 @@ def test_sliding_window_counts_calls_in_the_window(client, sleeps):
     t1 = _server_us(client)
     span = (t1 - t0) / 1e6
     assert 0.3 - span - 1e-9 <= w1 <= 0.3 + 1e-9  # until the oldest call leaves
-    assert w1 <= w3 <= 0.3 + 1e-9  # until the newest leaves
+    assert 0.3 - span - 1e-9 <= w3 <= 0.3 + 1e-9  # until the newest leaves
     assert lim.stats()["in_window"] == 3
     assert lim.acquire(1) is True
     assert 1 <= len(sleeps.sleeps) <= 3
@@ -463,14 +468,14 @@ def test_token_bucket_key_expires_when_full_again(client):
     time.sleep(0.08)
     assert client.exists(key) == 0
     assert lim.try_acquire(4)  # a vanished key is a full bucket
-    assert 0 < client.pttl(key) <= 200
+    assert _expiring(client.pttl(key), 200)
 
 
 def test_sliding_window_key_expires_when_the_window_is_empty(client):
     key = _new_key()
     lim = RedisSlidingWindow(client, key, max_calls=1, window=0.1)
     assert lim.try_acquire()
-    assert 0 < client.pttl(key) <= 100
+    assert _expiring(client.pttl(key), 100)
     time.sleep(0.03)
     assert lim.try_acquire() is False
     assert client.pttl(key) <= 70  # a denial does not extend it
@@ -666,7 +671,7 @@ async def test_async_token_bucket(aclient, client, sleeps):
     assert await lim.acquire(1) is True
     assert 1 <= len(sleeps.sleeps) <= 3
     assert await lim.acquire_async(0) is True
-    assert 0 < client.pttl(key) <= 100
+    assert _expiring(client.pttl(key), 100)
     with pytest.raises(ValueError, match="capacity"):
         await lim.try_acquire(3)
 
@@ -679,7 +684,7 @@ async def test_async_sliding_window(aclient, client, sleeps):
     assert 0 < await lim.wait_time() <= 0.1
     assert await lim.acquire() is True
     assert len(sleeps.sleeps) >= 1
-    assert 0 < client.pttl(key) <= 100
+    assert _expiring(client.pttl(key), 100)
     st_ = lim.stats()
     assert st_["allowed"] == 3 and st_["in_window"] in (1, 2)
     await lim.reset()
