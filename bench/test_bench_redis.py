@@ -142,6 +142,7 @@ def workers(server):
 
 def _one_process(benchmark, server, lib, kind):
     decide, close = make_decider(lib, kind, server.port, f"bench:{lib}:{uuid.uuid4().hex}")
+    benchmark.extra_info["decisions_per_round"] = N
     try:
         granted = benchmark(run_decisions, decide, N)
     finally:
@@ -159,6 +160,7 @@ def _four_processes(benchmark, workers, server, lib, kind):
         return sum(conn.recv() for conn in workers)
 
     round_()  # every worker builds its limiter (and loads its script) outside the timing
+    benchmark.extra_info["decisions_per_round"] = N * PROCESSES
     assert benchmark(round_) == N * PROCESSES
 
 
