@@ -30,14 +30,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ping(port: int, timeout: float = 0.2) -> bool:
-    """True when a Redis server on 127.0.0.1:port answers PING."""
+def server_pid(port: int, timeout: float = 0.5) -> int | None:
+    """The process id of the Redis server answering on 127.0.0.1:port, or None."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            s.sendall(b"INFO server\r\n")
+            data = b""
+            while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
     except OSError:
-        return False
+        return None
+    for line in data.split(b"\r\n"):
+        if line.startswith(b"process_id:"):
+            return int(line.split(b":", 1)[1])
+    return None
 
 
 class RedisServer:
@@ -45,6 +54,7 @@ class RedisServer:
 
     def __init__(self, binary: str, port: int | None = None) -> None:
         self.binary = binary
+        self._pick_port = port is None  # a port we chose may be taken meanwhile: choose again
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self._dir = tempfile.TemporaryDirectory(prefix="prodfast-redis-")
@@ -59,8 +69,21 @@ class RedisServer:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start the server (again, on the same port once it has run) and wait for PING."""
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+            except RuntimeError:
+                if not self._pick_port or attempt == 2:
+                    raise
+                self.port = free_port()
+            else:
+                self._pick_port = False  # from now on, restarts keep this port
+                return
+
+    def _start(self, timeout: float) -> None:
         log = os.path.join(self._dir.name, "redis.log")
         args = [
             self.binary,
@@ -77,7 +100,8 @@ class RedisServer:
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout
-        while not ping(self.port):
+        # wait until OUR process answers (another server may own the port if ours failed to bind)
+        while server_pid(self.port) != self._proc.pid:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._proc = None
