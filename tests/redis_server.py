@@ -1,7 +1,7 @@
 """A throw-away redis-server for the tests: found on PATH, run on a free loopback port.
 
 ``RedisServer.start()`` launches ``redis-server`` in a temporary directory with persistence off
-(no RDB snapshots, no AOF), waits until it answers PING and returns; ``stop()`` ends it and
+(no RDB snapshots, no AOF), waits until it answers (checked by its process id) and returns; ``stop()`` ends it and
 ``start()`` may be called again to bring it back on the same port (a "restart": the new server
 has an empty keyspace and an empty script cache).
 """
