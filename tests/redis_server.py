@@ -1,9 +1,9 @@
 """A throw-away redis-server for the tests: found on PATH, run on a free loopback port.
 
 ``RedisServer.start()`` launches ``redis-server`` in a temporary directory with persistence off
-(no RDB snapshots, no AOF), waits until it answers (checked by its process id) and returns; ``stop()`` ends it and
-``start()`` may be called again to bring it back on the same port (a "restart": the new server
-has an empty keyspace and an empty script cache).
+(no RDB snapshots, no AOF), waits until it answers (checked by its process id) and returns;
+``stop()`` ends it and ``start()`` may be called again to bring it back on the same port (a
+"restart": the new server has an empty keyspace and an empty script cache).
 """
 
 from __future__ import annotations
