@@ -335,9 +335,7 @@ class _Limiter:
         with self._lock:
             self._errors += 1
         if self._on_error == "raise":
-            raise BackendUnavailable(
-                f"Redis unavailable for limiter key {self._key!r}: {exc}", exc, self._key
-            ) from exc
+            raise self._unavailable(exc) from exc
         if self._on_error == "allow":
             return True, 0.0
         return False, math.inf
@@ -347,9 +345,9 @@ class _Limiter:
 
         ``allowed``/``denied`` count ``try_acquire`` and ``acquire`` calls (an ``acquire`` counts
         once, however many times it asked; calls answered by ``on_error`` count too), ``errors``
-        counts outages, ``script_loads``
-        the times this client (re)loaded its script, ``arrival_rate``/``throughput`` are
-        requests and grants per second since creation or ``reset_stats()``.  The shared state
+        counts outages, ``script_loads`` the times this client (re)loaded its script, and
+        ``arrival_rate``/``throughput`` are requests and grants per second since creation,
+        ``reset()`` or ``reset_stats()``.  The shared state
         (``tokens`` / ``in_window``) is the value the last reply from the server carried, or
         None before the first one.
         """
@@ -376,7 +374,7 @@ class _Limiter:
             self._allowed = self._denied = self._errors = self._script_loads = 0
             self._since = time.monotonic()
 
-    def _reset_failed(self, exc: BaseException) -> BackendUnavailable:
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
             f"Redis unavailable for limiter key {self._key!r}: {exc}", exc, self._key
         )
@@ -518,7 +516,7 @@ class _Sync:
         try:
             self._client.delete(self._key)
         except _OUTAGE as exc:
-            raise self._reset_failed(exc) from exc
+            raise self._unavailable(exc) from exc
         self.reset_stats()
 
 
@@ -577,7 +575,7 @@ class _Async:
         try:
             await self._client.delete(self._key)
         except _OUTAGE as exc:
-            raise self._reset_failed(exc) from exc
+            raise self._unavailable(exc) from exc
         self.reset_stats()
 
 
