@@ -24,6 +24,7 @@ build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
 test: build
+	bash scripts/ensure-redis.sh
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q bench --benchmark-disable
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
