@@ -14,3 +14,22 @@ P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 __all__ += ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]
+
+# callbacks and monitoring for LLM calls (a pure-Python layer over the active backend)
+from .callbacks import (  # noqa: E402
+    BaseCallback,
+    CallbackManager,
+    ErrorTrackingCallback,
+    RateLimitingCallback,
+    TimingCallback,
+    TokenUsageCallback,
+)
+
+__all__ += [
+    "BaseCallback",
+    "CallbackManager",
+    "TimingCallback",
+    "ErrorTrackingCallback",
+    "RateLimitingCallback",
+    "TokenUsageCallback",
+]
