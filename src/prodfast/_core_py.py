@@ -1,1 +1,2 @@
 """The pure-Python twin of prodfast._core: the same names, behaviour and error messages."""
+from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
