@@ -87,6 +87,12 @@ def _rate_limit_error():
     return prodfast.RateLimitError
 
 
+def _make_refusal(retry_after: float) -> Exception:
+    cls = _rate_limit_error()
+    message = f"Rate limit exceeded. Wait {retry_after:.2f}s before retry."
+    return cls(message, retry_after=retry_after)
+
+
 def _is_refusal(exc: BaseException) -> bool:
     try:
         cls = _rate_limit_error()
@@ -341,7 +347,8 @@ class RateLimitingCallback(BaseCallback):
     ``block=True`` the call waits for them (sleeping in a thread, ``await``-ing in async
     calls, so the event loop keeps running); with ``block=False``, or when ``timeout``
     seconds of waiting are not enough, it raises ``RateLimitError`` (with ``retry_after``),
-    which the manager passes to the caller and counts as an error.
+    which the manager passes to the caller and counts as an error. A call may name its own
+    cost: ``manager.track(model, prompt, cost=estimated_tokens)``.
 
     ``get_stats()`` -> ``rate, capacity, current_tokens, throughput, arrival_rate, allowed,
     denied``: throughput and arrival rate are measured (calls per second since creation),
@@ -378,34 +385,36 @@ class RateLimitingCallback(BaseCallback):
         self._cost = cost
         self.block = block
 
-    def _refuse(self):
-        retry_after = self.bucket.wait_time(self._cost)
-        raise _rate_limit_error()(
-            f"Rate limit exceeded. Wait {retry_after:.2f}s before retry.", retry_after=retry_after
-        )
+    def _refuse(self, cost):
+        retry_after = self.bucket.wait_time(cost)
+        raise _make_refusal(retry_after)
 
     def allow_request(self, cost: float = 1.0) -> bool:
         """The seed's non-blocking check: take ``cost`` tokens if they are there."""
         return self.bucket.try_acquire(cost)
 
     def on_llm_start(self, model, prompt, **kwargs):
+        cost = kwargs.get("cost", self._cost)
         if self.block:
-            if self.bucket.acquire(self._cost, self._timeout):
+            if self.bucket.acquire(cost, self._timeout):
                 return
-        elif self.bucket.try_acquire(self._cost):
+        elif self.bucket.try_acquire(cost):
             return
-        self._refuse()
+        self._refuse(cost)
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
+        cost = kwargs.get("cost", self._cost)
         if self.block:
             acquire_async = getattr(self.bucket, "acquire_async", None)
             if acquire_async is None:
-                raise TypeError("an async call through RateLimitingCallback needs a bucket with acquire_async()")
-            if await acquire_async(self._cost, self._timeout):
+                raise TypeError(
+                    "an async call through RateLimitingCallback needs a bucket with acquire_async()"
+                )
+            if await acquire_async(cost, self._timeout):
                 return
-        elif self.bucket.try_acquire(self._cost):
+        elif self.bucket.try_acquire(cost):
             return
-        self._refuse()
+        self._refuse(cost)
 
     def get_stats(self) -> dict:
         """``rate, capacity, current_tokens, throughput, arrival_rate, allowed, denied``."""
