@@ -112,6 +112,12 @@ _USAGE_KEYS = (
 )
 
 
+class _Usage(dict):
+    """A usage dict already checked and normalized (its three counts are non-negative ints)."""
+
+    __slots__ = ()
+
+
 def _token_count(value, name):
     if value is None:
         return None
@@ -157,7 +163,7 @@ def _normalize_usage(usage, name="usage"):
     prompt, completion, total = (0 if v is None else v for v in out)
     if out[2] is None:
         total = prompt + completion
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    return _Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
 def extract_usage(result) -> dict | None:
@@ -168,10 +174,16 @@ def extract_usage(result) -> dict | None:
     (or ``input_tokens``/``output_tokens``). A result that reports nothing, or reports
     counts that are not non-negative ints, gives None: reading usage never breaks a call.
     """
-    if result is None or isinstance(result, (str, bytes)):
-        return None
-    if isinstance(result, Mapping):
+    t = type(result)
+    if t is dict:
         usage = result.get("usage")
+    elif result is None or t is str or t is bytes:
+        return None
+    elif isinstance(result, Mapping):
+        try:
+            usage = result.get("usage")
+        except Exception:
+            return None
     else:
         try:
             usage = getattr(result, "usage", None)
@@ -179,9 +191,19 @@ def extract_usage(result) -> dict | None:
             return None
     if usage is None:
         return None
+    if type(usage) is dict:
+        # the common OpenAI shape, without the general path's per-key work
+        p = usage.get("prompt_tokens")
+        c = usage.get("completion_tokens")
+        total = usage.get("total_tokens")
+        if type(p) is int and type(c) is int and p >= 0 and c >= 0:
+            if total is None:
+                total = p + c
+            if type(total) is int and total >= 0:
+                return _Usage(prompt_tokens=p, completion_tokens=c, total_tokens=total)
     try:
         return _normalize_usage(usage)
-    except (TypeError, ValueError):
+    except Exception:
         return None
 
 
@@ -449,12 +471,7 @@ class TokenUsageCallback(BaseCallback):
 
     def on_llm_end(self, model, response, tokens_used, **kwargs):
         usage = kwargs.get("usage")
-        if usage is not None and not (
-            type(usage) is dict
-            and "prompt_tokens" in usage
-            and "completion_tokens" in usage
-            and "total_tokens" in usage
-        ):
+        if usage is not None and type(usage) is not _Usage:
             usage = _normalize_usage(usage)
         latency = kwargs.get("latency") or 0.0
         if usage is not None:
@@ -516,13 +533,14 @@ class Run:
     ``run.set_response(response)`` for the result; leaving the block ends the run (or
     records the error that is leaving it). Outside one: ``run.end(response)`` or
     ``run.error(exc)``, exactly once. Async code uses the ``a``-prefixed twins, which await
-    the callbacks' async hooks.
+    the callbacks' async hooks. A run keeps the callback list it started with, so adding or
+    removing callbacks never gives one an end without a start.
     """
 
     __slots__ = (
-        "_manager", "model", "prompt", "run_id", "_extra", "_state", "_start",
+        "_manager", "model", "prompt", "run_id", "_extra", "_state", "_start", "_tables",
         "_first_token", "_tokens", "_response", "_tokens_used", "_usage",
-    )
+    )  # fmt: skip
 
     def __init__(self, manager, model, prompt, run_id, extra):
         self._manager = manager
@@ -532,6 +550,7 @@ class Run:
         self._extra = extra
         self._state = _PENDING
         self._start = 0.0
+        self._tables = None
         self._first_token = None
         self._tokens = 0
         self._response = None
@@ -548,9 +567,11 @@ class Run:
         if self._state != _PENDING:
             raise RuntimeError(f"run {self.run_id!r} was already started")
         self._state = _RUNNING
+        tables = self._tables = self._manager._tables
+        return tables
 
     def _finish(self):
-        if self._state != _RUNNING:
+        if self._state is not _RUNNING:
             raise RuntimeError(
                 f"run {self.run_id!r} is not running"
                 + (" (it already finished)" if self._state == _DONE else " (it was not started)")
@@ -562,24 +583,27 @@ class Run:
         kw["run_id"] = self.run_id
         return kw
 
-    def _end_kwargs(self, now, response, tokens_used, usage):
+    def _end_args(self, now, response, tokens_used, usage):
+        """The end hook's arguments (usage read from the response unless given)."""
         if usage is _MISSING:
             usage = extract_usage(response)
         if tokens_used is None and usage is not None:
             tokens_used = usage["total_tokens"]
+        start = self._start
         first = self._first_token
-        return tokens_used, {
+        return (self.model, response, tokens_used), {
             "run_id": self.run_id,
-            "latency": now - self._start if now > self._start else 0.0,
-            "ttft": None if first is None else (first - self._start if first > self._start else 0.0),
+            "latency": now - start if now > start else 0.0,
+            "ttft": None if first is None else (first - start if first > start else 0.0),
             "usage": usage,
             "streamed_tokens": self._tokens,
         }
 
     def _error_kwargs(self, error, now):
+        start = self._start
         return {
             "run_id": self.run_id,
-            "latency": now - self._start if now > self._start else 0.0,
+            "latency": now - start if now > start else 0.0,
             "error_type": type(error).__name__,
         }
 
@@ -592,7 +616,8 @@ class Run:
 
     @staticmethod
     def _check_result(tokens_used, usage):
-        tokens_used = _token_count(tokens_used, "tokens_used")
+        if tokens_used is not None:
+            tokens_used = _token_count(tokens_used, "tokens_used")
         if usage is not None and usage is not _MISSING:
             normalized = _normalize_usage(usage)
             if normalized is None:
@@ -606,59 +631,74 @@ class Run:
     # -- sync
 
     def _start_sync(self):
-        self._begin()
+        tables = self._begin()
         m = self._manager
-        try:
-            m._fire(_START, (self.model, self.prompt), self._start_kwargs())
-        except BaseException as exc:
-            self._state = _DONE
-            if _is_refusal(exc):
-                m._fire_error(self, exc, m._clock())
-            raise
+        fns = tables[1][_START]
+        if fns:
+            try:
+                m._fire(fns, _START, (self.model, self.prompt), self._start_kwargs())
+            except BaseException as exc:
+                self._state = _DONE
+                if _is_refusal(exc):
+                    self._start = 0.0
+                    m._count(exc)
+                    m._fire(tables[1][_ERROR], _ERROR, (self.model, exc),
+                            self._error_kwargs(exc, 0.0))
+                raise
         self._start = m._clock()
         return self
 
     def new_token(self, token) -> None:
         """Report one streamed token (the first one sets time-to-first-token)."""
         self._note_token()
-        self._manager._fire(_TOKEN, (self.model, token), {"run_id": self.run_id})
+        fns = self._tables[1][_TOKEN]
+        if fns:
+            self._manager._fire(fns, _TOKEN, (self.model, token), {"run_id": self.run_id})
 
     def set_response(self, response, *, tokens_used=None, usage=_MISSING) -> None:
         """Give the call's result; the run ends with it when the ``with`` block exits.
 
         ``usage`` defaults to what ``response`` reports (``extract_usage``).
         """
-        tokens_used, usage = self._check_result(tokens_used, usage)
+        if tokens_used is not None or usage is not _MISSING:
+            tokens_used, usage = self._check_result(tokens_used, usage)
         self._response = response
         self._tokens_used = tokens_used
         self._usage = usage
 
     def end(self, response=None, *, tokens_used=None, usage=_MISSING) -> None:
         """End the run with ``response`` (``usage`` defaults to what it reports)."""
-        tokens_used, usage = self._check_result(tokens_used, usage)
+        if tokens_used is not None or usage is not _MISSING:
+            tokens_used, usage = self._check_result(tokens_used, usage)
+        self._end(response, tokens_used, usage)
+
+    def _end(self, response, tokens_used, usage):
         m = self._manager
         now = m._clock()
         self._finish()
-        tokens_used, kw = self._end_kwargs(now, response, tokens_used, usage)
         m._count(None)
-        m._fire(_END, (self.model, response, tokens_used), kw)
+        fns = self._tables[1][_END]
+        if fns:
+            args, kw = self._end_args(now, response, tokens_used, usage)
+            m._fire(fns, _END, args, kw)
 
     def error(self, error: BaseException) -> None:
         """End the run with ``error`` (the caller re-raises it; the manager does not)."""
         if not isinstance(error, BaseException):
             raise TypeError(f"error must be an exception, got {type(error).__name__}")
-        now = self._manager._clock()
+        m = self._manager
+        now = m._clock()
         self._finish()
-        self._manager._fire_error(self, error, now)
+        m._count(error)
+        m._fire(self._tables[1][_ERROR], _ERROR, (self.model, error), self._error_kwargs(error, now))
 
-    def __enter__(self):
-        return self._start_sync()
+    __enter__ = _start_sync
 
     def __exit__(self, exc_type, exc, tb):
         if self._state != _RUNNING:
             return False
         if exc is None:
-            self.end(self._response, tokens_used=self._tokens_used, usage=self._usage)
+            self._end(self._response, self._tokens_used, self._usage)
         else:
             self.error(exc)
         return False
@@ -666,40 +706,56 @@ class Run:
     # -- async
 
     async def _start_async(self):
-        self._begin()
+        tables = self._begin()
         m = self._manager
-        try:
-            await m._afire(_START, (self.model, self.prompt), self._start_kwargs())
-        except BaseException as exc:
-            self._state = _DONE
-            if _is_refusal(exc):
-                await m._afire_error(self, exc, m._clock())
-            raise
+        pairs = tables[2][_START]
+        if pairs:
+            try:
+                await m._afire(pairs, _START, (self.model, self.prompt), self._start_kwargs())
+            except BaseException as exc:
+                self._state = _DONE
+                if _is_refusal(exc):
+                    self._start = 0.0
+                    m._count(exc)
+                    await m._afire(tables[2][_ERROR], _ERROR, (self.model, exc),
+                                   self._error_kwargs(exc, 0.0))
+                raise
         self._start = m._clock()
         return self
 
     async def anew_token(self, token) -> None:
         """``new_token`` for async code: awaits the callbacks' async hooks."""
         self._note_token()
-        await self._manager._afire(_TOKEN, (self.model, token), {"run_id": self.run_id})
+        pairs = self._tables[2][_TOKEN]
+        if pairs:
+            await self._manager._afire(pairs, _TOKEN, (self.model, token), {"run_id": self.run_id})
 
     async def aend(self, response=None, *, tokens_used=None, usage=_MISSING) -> None:
         """``end`` for async code."""
-        tokens_used, usage = self._check_result(tokens_used, usage)
+        if tokens_used is not None or usage is not _MISSING:
+            tokens_used, usage = self._check_result(tokens_used, usage)
+        await self._aend(response, tokens_used, usage)
+
+    async def _aend(self, response, tokens_used, usage):
         m = self._manager
         now = m._clock()
         self._finish()
-        tokens_used, kw = self._end_kwargs(now, response, tokens_used, usage)
         m._count(None)
-        await m._afire(_END, (self.model, response, tokens_used), kw)
+        pairs = self._tables[2][_END]
+        if pairs:
+            args, kw = self._end_args(now, response, tokens_used, usage)
+            await m._afire(pairs, _END, args, kw)
 
     async def aerror(self, error: BaseException) -> None:
         """``error`` for async code."""
         if not isinstance(error, BaseException):
             raise TypeError(f"error must be an exception, got {type(error).__name__}")
-        now = self._manager._clock()
+        m = self._manager
+        now = m._clock()
         self._finish()
-        await self._manager._afire_error(self, error, now)
+        m._count(error)
+        await m._afire(self._tables[2][_ERROR], _ERROR, (self.model, error),
+                       self._error_kwargs(error, now))
 
     async def __aenter__(self):
         return await self._start_async()
@@ -708,7 +764,7 @@ class Run:
         if self._state != _RUNNING:
             return False
         if exc is None:
-            await self.aend(self._response, tokens_used=self._tokens_used, usage=self._usage)
+            await self._aend(self._response, self._tokens_used, self._usage)
         else:
             await self.aerror(exc)
         return False
@@ -838,9 +894,9 @@ class CallbackManager:
         )
         return first
 
-    def _fire(self, hook, args, kwargs):
+    def _fire(self, fns, hook, args, kwargs):
         first = None
-        for fn in self._tables[1][hook]:
+        for fn in fns:
             try:
                 fn(*args, **kwargs)
             except Exception as exc:
@@ -850,9 +906,9 @@ class CallbackManager:
         if first is not None:
             raise first
 
-    async def _afire(self, hook, args, kwargs):
+    async def _afire(self, pairs, hook, args, kwargs):
         first = None
-        for fn, afn in self._tables[2][hook]:
+        for fn, afn in pairs:
             try:
                 if afn is not None:
                     await afn(*args, **kwargs)
@@ -872,14 +928,6 @@ class CallbackManager:
                 self._errors += 1
                 name = type(error).__name__
                 self._by_type[name] = self._by_type.get(name, 0) + 1
-
-    def _fire_error(self, run, error, now):
-        self._count(error)
-        self._fire(_ERROR, (run.model, error), run._error_kwargs(error, now))
-
-    async def _afire_error(self, run, error, now):
-        self._count(error)
-        await self._afire(_ERROR, (run.model, error), run._error_kwargs(error, now))
 
     # -- entry points
 
