@@ -7,3 +7,26 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 from ._backend import BACKEND, BACKEND_ERROR, impl
 
 __all__ = ["BACKEND", "BACKEND_ERROR"]
+
+# -- rate limiters (section 2) --
+TokenBucket = impl.TokenBucket
+LeakyBucket = impl.LeakyBucket
+SlidingWindowLimiter = impl.SlidingWindowLimiter
+from .limiters import (  # noqa: E402
+    AsyncLimiter,
+    LimiterGroup,
+    RateLimitError,
+    parse_rate,
+    rate_limit,
+)
+
+__all__ += [
+    "TokenBucket",
+    "LeakyBucket",
+    "SlidingWindowLimiter",
+    "RateLimitError",
+    "rate_limit",
+    "parse_rate",
+    "LimiterGroup",
+    "AsyncLimiter",
+]

@@ -137,6 +137,24 @@ cdef class TokenBucket:
         else:
             self._denied += 1
 
+    # LimiterGroup's two-phase protocol (see _ratelimit_py)
+    def _check(self, cost):
+        return _rl_cost(cost, self._s.capacity)
+
+    def _take(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef double t0 = self._s.tokens, l0 = self._s.last
+        if not rl_bucket_try(&self._s, now, cost):
+            return rl_bucket_wait(&self._s, now, cost)
+        return (t0, l0, self._s.tokens, self._s.last)
+
+    def _give_back(self, double cost, tuple receipt):
+        if self._s.tokens == <double>receipt[2] and self._s.last == <double>receipt[3]:
+            self._s.tokens = receipt[0]
+            self._s.last = receipt[1]
+        else:
+            self._s.tokens = min(self._s.capacity, self._s.tokens + cost)
+
     def try_acquire(self, cost=1):
         cdef double c = _rl_cost(cost, self._s.capacity)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
@@ -251,6 +269,23 @@ cdef class LeakyBucket:
         else:
             self._denied += 1
 
+    def _check(self, cost):
+        return _rl_cost(cost, self._s.capacity)
+
+    def _take(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef double v0 = self._s.level, l0 = self._s.last
+        if not rl_leaky_try(&self._s, now, cost):
+            return rl_leaky_wait(&self._s, now, cost)
+        return (v0, l0, self._s.level, self._s.last)
+
+    def _give_back(self, double cost, tuple receipt):
+        if self._s.level == <double>receipt[2] and self._s.last == <double>receipt[3]:
+            self._s.level = receipt[0]
+            self._s.last = receipt[1]
+        else:
+            self._s.level = max(0.0, self._s.level - cost)
+
     def try_acquire(self, cost=1):
         cdef double c = _rl_cost(cost, self._s.capacity)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
@@ -310,6 +345,21 @@ cdef class LeakyBucket:
                 for i in range(n):
                     ov[i] = rl_leaky_try(&s, tv[i], cv[i])
         return out.view(bool)
+
+
+cdef void _rl_window_unlog(rl_window* w, Py_ssize_t k, double stamp) noexcept nogil:
+    """Remove k logged calls made at ``stamp``; the later calls keep their order."""
+    cdef Py_ssize_t newer = 0, same = 0, i, src, dst
+    while newer < w.count and w.buf[(w.head + w.count - 1 - newer) % w.size] > stamp:
+        newer += 1
+    while (same < k and newer + same < w.count
+           and w.buf[(w.head + w.count - 1 - newer - same) % w.size] == stamp):
+        same += 1
+    for i in range(newer):
+        src = (w.head + w.count - newer + i) % w.size
+        dst = (w.head + w.count - newer - same + i) % w.size
+        w.buf[dst] = w.buf[src]
+    w.count -= same
 
 
 @cython.final
@@ -376,6 +426,21 @@ cdef class SlidingWindowLimiter:
             self._allowed += 1
         else:
             self._denied += 1
+
+    def _check(self, cost):
+        return _rl_whole(cost, self._w.max_calls)
+
+    def _take(self, Py_ssize_t k):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef int r = rl_window_try(&self._w, now, k)
+        if r < 0:
+            raise MemoryError()
+        if r == 0:
+            return rl_window_wait(&self._w, now, k)
+        return (self._w.last,)
+
+    def _give_back(self, Py_ssize_t k, tuple receipt):
+        _rl_window_unlog(&self._w, k, receipt[0])
 
     def try_acquire(self, cost=1):
         cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
