@@ -92,7 +92,7 @@ cdef class TokenBucket:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic, initial=None):
         cdef double r = _rl_positive(rate, "rate")
@@ -226,7 +226,7 @@ cdef class LeakyBucket:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic):
         cdef double r = _rl_positive(rate, "rate")
@@ -373,7 +373,7 @@ cdef class SlidingWindowLimiter:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __cinit__(self):
         self._w.buf = NULL
