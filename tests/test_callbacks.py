@@ -485,7 +485,7 @@ def test_base_callback_hooks_are_skipped_and_partial_callbacks_work():
             raise KeyError
     assert only.ends == 1 and duck.errors == [KeyError]
     # the base class's no-op hooks are not dispatched at all
-    assert m._tables[1][0] == ()
+    assert m._tables[1][0] == ((), False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1001,3 +1001,49 @@ def test_callbacks_may_reenter_the_manager():
     assert errors.total_requests == 2
     assert m.metrics()["calls"] == 2
     assert nested.seen == [1, 2]
+
+
+def test_a_subclass_overriding_a_stock_hook_is_called(core):
+    class MyTiming(TimingCallback):
+        def __init__(self):
+            super().__init__(summary_factory=core.LatencySummary)
+            self.seen = []
+
+        def on_llm_end(self, model, response, tokens_used, **kw):
+            self.seen.append((kw["run_id"], kw["latency"]))
+            super().on_llm_end(model, response, tokens_used, **kw)
+
+    class MyErrors(ErrorTrackingCallback):
+        def on_llm_error(self, model, error, **kw):
+            super().on_llm_error(model, error, **kw)
+            self.last = kw["error_type"]
+
+    clock = FakeClock()
+    t, e = MyTiming(), MyErrors()
+    m = CallbackManager([t, e], clock=clock)
+    with m.track("m", run_id="r1"):
+        clock.tick(0.5)
+    with pytest.raises(LookupError):
+        with m.track("m"):
+            raise LookupError
+    assert t.seen == [("r1", 0.5)] and t.get_stats()["count"] == 1
+    assert e.last == "LookupError" and e.get_errors_by_type() == {"LookupError": 1}
+
+
+def test_stock_callbacks_driven_by_hand():
+    """The public hooks work without a manager, with the keywords the manager would pass."""
+    u = TokenUsageCallback()
+    u.on_llm_end("m", None, None, usage=SimpleNamespace(input_tokens=2, output_tokens=3), latency=1.0)
+    u.on_llm_end("m", None, 10, latency=1.0)
+    u.on_llm_end("m", None, None, streamed_tokens=4, latency=2.0)
+    assert u.get_stats() == {"calls": 3, "prompt_tokens": 2, "completion_tokens": 7,
+                             "total_tokens": 19, "output_tokens_per_second": 7 / 4.0}
+    with pytest.raises(ValueError, match="usage"):
+        u.on_llm_end("m", None, None, usage={"prompt_tokens": -1}, latency=1.0)
+    with pytest.raises(TypeError, match="tokens_used"):
+        u.on_llm_end("m", None, "many", latency=1.0)
+    assert u.get_stats()["calls"] == 3
+    e = ErrorTrackingCallback()
+    e.on_llm_end("m", "r", None)
+    e.on_llm_error("m", KeyError("k"))
+    assert e.get_stats()["errors_by_type"] == {"KeyError": 1} and e.get_error_rate() == 0.5

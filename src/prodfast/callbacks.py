@@ -112,12 +112,6 @@ _USAGE_KEYS = (
 )
 
 
-class _Usage(dict):
-    """A usage dict already checked and normalized (its three counts are non-negative ints)."""
-
-    __slots__ = ()
-
-
 def _token_count(value, name):
     if value is None:
         return None
@@ -163,7 +157,7 @@ def _normalize_usage(usage, name="usage"):
     prompt, completion, total = (0 if v is None else v for v in out)
     if out[2] is None:
         total = prompt + completion
-    return _Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
 def extract_usage(result) -> dict | None:
@@ -200,7 +194,7 @@ def extract_usage(result) -> dict | None:
             if total is None:
                 total = p + c
             if type(total) is int and total >= 0:
-                return _Usage(prompt_tokens=p, completion_tokens=c, total_tokens=total)
+                return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": total}
     try:
         return _normalize_usage(usage)
     except Exception:
@@ -266,11 +260,15 @@ class TimingCallback(BaseCallback):
             raise TypeError(
                 "TimingCallback.on_llm_end needs latency= (seconds); a CallbackManager passes it"
             )
-        ttft = kwargs.get("ttft")
+        self._fast_end(model, response, tokens_used, None, latency, kwargs.get("ttft"), None, 0)
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
         with self._lock:
             self._latency.push(latency)
             if ttft is not None:
                 self._ttft.push(ttft)
+
+    _fast_end.hook = on_llm_end
 
     def get_stats(self) -> dict:
         """``count, mean, std_dev, min, max, p50, p95, p99`` of call latency, in seconds."""
@@ -303,11 +301,20 @@ class ErrorTrackingCallback(BaseCallback):
             self._total += 1
 
     def on_llm_error(self, model, error, **kwargs):
-        name = type(error).__name__
+        self._fast_error(model, error, None, 0.0, type(error).__name__)
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
+        with self._lock:
+            self._total += 1
+
+    def _fast_error(self, model, error, run_id, latency, error_type):
         with self._lock:
             self._total += 1
             self._errors += 1
-            self._by_type[name] = self._by_type.get(name, 0) + 1
+            self._by_type[error_type] = self._by_type.get(error_type, 0) + 1
+
+    _fast_end.hook = on_llm_end
+    _fast_error.hook = on_llm_error
 
     @property
     def total_requests(self) -> int:
@@ -416,13 +423,18 @@ class RateLimitingCallback(BaseCallback):
         return self.bucket.try_acquire(cost)
 
     def on_llm_start(self, model, prompt, **kwargs):
-        cost = kwargs.get("cost", self._cost)
+        self._fast_start(model, prompt, kwargs)
+
+    def _fast_start(self, model, prompt, extra):
+        cost = extra.get("cost", self._cost) if extra else self._cost
         if self.block:
             if self.bucket.acquire(cost, self._timeout):
                 return
         elif self.bucket.try_acquire(cost):
             return
         self._refuse(cost)
+
+    _fast_start.hook = on_llm_start
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
         cost = kwargs.get("cost", self._cost)
@@ -471,9 +483,15 @@ class TokenUsageCallback(BaseCallback):
 
     def on_llm_end(self, model, response, tokens_used, **kwargs):
         usage = kwargs.get("usage")
-        if usage is not None and type(usage) is not _Usage:
+        if usage is not None:
             usage = _normalize_usage(usage)
-        latency = kwargs.get("latency") or 0.0
+        self._fast_end(
+            model, response, tokens_used, None, kwargs.get("latency"), None, usage,
+            kwargs.get("streamed_tokens"),
+        )
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
+        # from the manager: ``usage`` is None or already normalized (three non-negative ints)
         if usage is not None:
             prompt = usage["prompt_tokens"]
             completion = usage["completion_tokens"]
@@ -483,13 +501,15 @@ class TokenUsageCallback(BaseCallback):
             total = _token_count(tokens_used, "tokens_used")
         else:
             prompt = 0
-            completion = total = kwargs.get("streamed_tokens") or 0
+            completion = total = streamed or 0
         with self._lock:
             self._calls += 1
             self._prompt += prompt
             self._completion += completion
             self._total += total
-            self._seconds += latency
+            self._seconds += latency or 0.0
+
+    _fast_end.hook = on_llm_end
 
     def get_stats(self) -> dict:
         """``calls, prompt_tokens, completion_tokens, total_tokens, output_tokens_per_second``."""
@@ -631,19 +651,27 @@ class Run:
     # -- sync
 
     def _start_sync(self):
-        tables = self._begin()
+        # the hot path: _begin and _start_kwargs inlined
+        if self._state is not _PENDING:
+            raise RuntimeError(f"run {self.run_id!r} was already started")
+        self._state = _RUNNING
         m = self._manager
-        fns = tables[1][_START]
-        if fns:
+        tables = self._tables = m._tables
+        entries, needs_kw = tables[1][_START]
+        if entries:
+            extra = self._extra
+            kw = None
+            if needs_kw:
+                kw = dict(extra) if extra else {}
+                kw["run_id"] = self.run_id
             try:
-                m._fire(fns, _START, (self.model, self.prompt), self._start_kwargs())
+                m._fire(entries, _START, (self.model, self.prompt), kw,
+                        (self.model, self.prompt, extra))
             except BaseException as exc:
                 self._state = _DONE
                 if _is_refusal(exc):
                     self._start = 0.0
-                    m._count(exc)
-                    m._fire(tables[1][_ERROR], _ERROR, (self.model, exc),
-                            self._error_kwargs(exc, 0.0))
+                    self._error_sync(exc, 0.0)
                 raise
         self._start = m._clock()
         return self
@@ -651,9 +679,9 @@ class Run:
     def new_token(self, token) -> None:
         """Report one streamed token (the first one sets time-to-first-token)."""
         self._note_token()
-        fns = self._tables[1][_TOKEN]
-        if fns:
-            self._manager._fire(fns, _TOKEN, (self.model, token), {"run_id": self.run_id})
+        entries = self._tables[1][_TOKEN][0]
+        if entries:
+            self._manager._fire(entries, _TOKEN, (self.model, token), {"run_id": self.run_id})
 
     def set_response(self, response, *, tokens_used=None, usage=_MISSING) -> None:
         """Give the call's result; the run ends with it when the ``with`` block exits.
@@ -673,24 +701,53 @@ class Run:
         self._end(response, tokens_used, usage)
 
     def _end(self, response, tokens_used, usage):
+        # the hot path: _finish, _count and _end_args inlined
         m = self._manager
         now = m._clock()
-        self._finish()
-        m._count(None)
-        fns = self._tables[1][_END]
-        if fns:
-            args, kw = self._end_args(now, response, tokens_used, usage)
-            m._fire(fns, _END, args, kw)
+        if self._state is not _RUNNING:
+            self._finish()
+        self._state = _DONE
+        with m._lock:
+            m._calls += 1
+        entries, needs_kw = self._tables[1][_END]
+        if entries:
+            if usage is _MISSING:
+                usage = extract_usage(response)
+            if tokens_used is None and usage is not None:
+                tokens_used = usage["total_tokens"]
+            start = self._start
+            first = self._first_token
+            latency = now - start if now > start else 0.0
+            ttft = None if first is None else (first - start if first > start else 0.0)
+            model = self.model
+            kw = None
+            if needs_kw:
+                kw = {"run_id": self.run_id, "latency": latency, "ttft": ttft, "usage": usage,
+                      "streamed_tokens": self._tokens}
+            m._fire(entries, _END, (model, response, tokens_used), kw,
+                    (model, response, tokens_used, self.run_id, latency, ttft, usage, self._tokens))
 
     def error(self, error: BaseException) -> None:
         """End the run with ``error`` (the caller re-raises it; the manager does not)."""
         if not isinstance(error, BaseException):
             raise TypeError(f"error must be an exception, got {type(error).__name__}")
-        m = self._manager
-        now = m._clock()
+        now = self._manager._clock()
         self._finish()
+        self._error_sync(error, now)
+
+    def _error_sync(self, error, now):
+        m = self._manager
         m._count(error)
-        m._fire(self._tables[1][_ERROR], _ERROR, (self.model, error), self._error_kwargs(error, now))
+        entries, needs_kw = self._tables[1][_ERROR]
+        if entries:
+            start = self._start
+            latency = now - start if now > start else 0.0
+            error_type = type(error).__name__
+            kw = None
+            if needs_kw:
+                kw = {"run_id": self.run_id, "latency": latency, "error_type": error_type}
+            m._fire(entries, _ERROR, (self.model, error), kw,
+                    (self.model, error, self.run_id, latency, error_type))
 
     __enter__ = _start_sync
 
@@ -770,6 +827,26 @@ class Run:
         return False
 
 
+_FAST_NAMES = {"on_llm_start": "_fast_start", "on_llm_end": "_fast_end",
+               "on_llm_error": "_fast_error"}
+
+
+def _sync_entry(cb, hook, fn):
+    """``(callable, fast)``: a stock callback's positional twin when its hook is not overridden.
+
+    The stock callbacks define ``_fast_end`` & co. (marked with ``.hook``, the public method
+    they stand for); the manager calls them with positional arguments, which saves building
+    and unpacking a keyword dict per callback. A subclass that overrides the public hook gets
+    the public hook.
+    """
+    name = _FAST_NAMES.get(hook)
+    if name is not None:
+        fast = getattr(type(cb), name, None)
+        if fast is not None and getattr(fast, "hook", None) is getattr(type(cb), hook, None):
+            return getattr(cb, name), True
+    return fn, False
+
+
 def _hook_is_real(cb, hook):
     fn = getattr(cb, hook, None)
     if fn is None or not callable(fn):
@@ -842,10 +919,11 @@ class CallbackManager:
                 afn = getattr(cb, hook + "_async", None)
                 afn = afn if callable(afn) else None
                 if fn is not None:
-                    sync_row.append(fn)
+                    sync_row.append(_sync_entry(cb, hook, fn))
                 if fn is not None or afn is not None:
                     async_row.append((fn, afn))
-            sync_tables.append(tuple(sync_row))
+            # (entries, whether any entry needs the keyword form)
+            sync_tables.append((tuple(sync_row), any(not fast for _, fast in sync_row)))
             async_tables.append(tuple(async_row))
         # one tuple swapped in one assignment: a call in another thread sees old or new, whole
         self._tables = (cbs, tuple(sync_tables), tuple(async_tables))
@@ -894,11 +972,14 @@ class CallbackManager:
         )
         return first
 
-    def _fire(self, fns, hook, args, kwargs):
+    def _fire(self, entries, hook, args, kwargs, fast_args=None):
         first = None
-        for fn in fns:
+        for fn, fast in entries:
             try:
-                fn(*args, **kwargs)
+                if fast:
+                    fn(*fast_args)
+                else:
+                    fn(*args, **kwargs)
             except Exception as exc:
                 if hook == _START and _is_refusal(exc):
                     raise
