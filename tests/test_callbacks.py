@@ -1047,3 +1047,33 @@ def test_stock_callbacks_driven_by_hand():
     e.on_llm_end("m", "r", None)
     e.on_llm_error("m", KeyError("k"))
     assert e.get_stats()["errors_by_type"] == {"KeyError": 1} and e.get_error_rate() == 0.5
+
+
+def test_instrument_finds_the_prompt_of_methods_and_named_parameters():
+    rec = Recorder()
+    m = CallbackManager([rec])
+
+    class Client:
+        @m.instrument(model="c")
+        def complete(self, prompt, temperature=0.0):
+            return prompt
+
+        @m.instrument(model="c", prompt_arg="messages")
+        def chat(self, system, messages):
+            return messages
+
+    c = Client()
+    c.complete("hello")
+    c.complete(prompt="kw")
+    c.chat("sys", [{"role": "user", "content": "hi"}])
+    c.chat("sys", messages=["m"])
+
+    @m.instrument
+    def no_args():
+        return 1
+
+    no_args()
+    starts = [e[2] for e in rec.events if e[0] == "start"]
+    assert starts == ["hello", "kw", [{"role": "user", "content": "hi"}], ["m"], None]
+    with pytest.raises(TypeError, match="prompt_arg"):
+        m.instrument(prompt_arg=1)

@@ -847,6 +847,25 @@ def _sync_entry(cb, hook, fn):
     return fn, False
 
 
+def _prompt_index(fn, prompt_arg):
+    """Where the prompt sits among ``fn``'s positional arguments (None: nowhere)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return 0
+    positional = [
+        p for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    for i, p in enumerate(positional):
+        if p.name == prompt_arg:
+            return i
+    skip = 1 if positional and positional[0].name in ("self", "cls") else 0
+    if len(positional) > skip or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return skip
+    return None
+
+
 def _hook_is_real(cb, hook):
     fn = getattr(cb, hook, None)
     if fn is None or not callable(fn):
@@ -1027,12 +1046,13 @@ class CallbackManager:
         """``start`` for async code: awaits the async hooks (a gate waits without blocking)."""
         return await Run(self, model, prompt, run_id, kwargs)._start_async()
 
-    def instrument(self, model: Any = None):
+    def instrument(self, model: Any = None, *, prompt_arg: str = "prompt"):
         """Decorator: track every call of a sync or async function, or a (async) generator.
 
         ``model`` defaults to the call's ``model=`` keyword argument, else the function's
-        name. The prompt is the ``prompt=`` keyword argument, else the first positional one.
-        A function's result is the response (usage read from its ``usage``). A generator's
+        name. The prompt is the argument named ``prompt_arg`` (by keyword or by position);
+        for a function without such a parameter, its first argument that is not ``self`` or
+        ``cls``. A function's result is the response (usage read from its ``usage``). A generator's
         items are streamed tokens: the first one sets time-to-first-token, the response is
         their concatenation (strings) or list, and an item reporting ``usage`` gives the
         call's usage. Exceptions reach the caller after the error hooks ran. Usable bare
@@ -1042,19 +1062,22 @@ class CallbackManager:
             return self.instrument(None)(model)
         if model is not None and not isinstance(model, str):
             raise TypeError(f"model must be a str or None, got {type(model).__name__}")
+        if not isinstance(prompt_arg, str):
+            raise TypeError(f"prompt_arg must be a str, got {type(prompt_arg).__name__}")
 
         def decorate(fn):
             if not callable(fn):
                 raise TypeError(f"instrument() decorates a callable, got {type(fn).__name__}")
             default_model = model if model is not None else getattr(fn, "__name__", repr(fn))
             manager = self
+            index = _prompt_index(fn, prompt_arg)
 
             def describe(args, kwargs):
                 name = kwargs.get("model", default_model) if model is None else model
-                if "prompt" in kwargs:
-                    prompt = kwargs["prompt"]
+                if prompt_arg in kwargs:
+                    prompt = kwargs[prompt_arg]
                 else:
-                    prompt = args[0] if args else None
+                    prompt = args[index] if index is not None and len(args) > index else None
                 return name, prompt
 
             if inspect.isasyncgenfunction(fn):
