@@ -22,14 +22,16 @@ from langchain_core.messages import AIMessage
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import prodfast
 from conftest import FakeClock
 from prodfast.callbacks import (
     CallbackManager,
     ErrorTrackingCallback,
+    RateLimitingCallback,
     TimingCallback,
     TokenUsageCallback,
 )
-from prodfast.integrations.langchain import ProdfastCallbackHandler
+from prodfast.integrations.langchain import AsyncProdfastCallbackHandler, ProdfastCallbackHandler
 from prodfast.integrations.prometheus import (
     OPERATION_DURATION,
     TIME_TO_FIRST_CHUNK,
@@ -321,3 +323,43 @@ def test_prodfast_imports_without_the_optional_dependencies():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_langchain_async_handler_awaits_the_gate(core):
+    """An async chain through a non-blocking gate: the refusal reaches the caller and counts."""
+    clock = FakeClock()
+    gate = RateLimitingCallback(block=False, bucket=core.TokenBucket(1.0, 2.0, clock=clock))
+    timing = TimingCallback(summary_factory=core.LatencySummary)
+    errors = ErrorTrackingCallback()
+    m = CallbackManager([gate, timing, errors])
+    handler = AsyncProdfastCallbackHandler(m)
+    model = FakeListChatModel(responses=["one", "two", "three"])
+
+    async def main():
+        first = await model.ainvoke("a", config={"callbacks": [handler]})
+        chunks = [c.content async for c in model.astream("b", config={"callbacks": [handler]})]
+        with pytest.raises(prodfast.RateLimitError):
+            await model.ainvoke("c", config={"callbacks": [handler]})
+        return first.content, "".join(chunks)
+
+    assert asyncio.run(main()) == ("one", "two")
+    assert timing.get_stats()["count"] == 2 and timing.get_ttft_stats()["count"] == 1
+    assert errors.get_errors_by_type() == {"RateLimitError": 1}
+    assert m.metrics()["rate_limit"]["denied"] == 1
+    assert handler.in_flight == 0
+    with pytest.raises(TypeError, match="manager"):
+        AsyncProdfastCallbackHandler(None)
+
+
+def test_langchain_sync_handler_refusal_reaches_the_caller(core):
+    clock = FakeClock()
+    gate = RateLimitingCallback(block=False, bucket=core.TokenBucket(1.0, 1.0, clock=clock))
+    errors = ErrorTrackingCallback()
+    m = CallbackManager([gate, errors])
+    handler = ProdfastCallbackHandler(m)
+    model = FakeListChatModel(responses=["ok"])
+    assert model.invoke("x", config={"callbacks": [handler]}).content == "ok"
+    with pytest.raises(prodfast.RateLimitError):
+        model.invoke("y", config={"callbacks": [handler]})
+    assert errors.get_errors_by_type() == {"RateLimitError": 1}
+    assert handler.in_flight == 0

@@ -16,6 +16,10 @@ OpenAI-style models put it), and ``on_llm_error`` records the error. The model n
 from the run's metadata (``ls_model_name``), its invocation parameters (``model``,
 ``model_name``) or the model class's name.
 
+For async chains, ``AsyncProdfastCallbackHandler`` does the same with the manager's async
+hooks, so a rate-limit gate waits with ``await`` on the event loop instead of in one of the
+worker threads LangChain runs sync handlers in.
+
 The handler sets LangChain's ``raise_error`` so that a refusal from a rate-limit gate in the
 manager (``RateLimitingCallback(block=False)``) reaches the caller, as the manager promises;
 other callback failures are logged by the manager (or raised, with ``raise_errors=True``).
@@ -28,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 try:
-    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "prodfast.integrations.langchain needs langchain-core: pip install 'prodfast[langchain]'"
@@ -36,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from ..callbacks import CallbackManager, Run, _normalize_usage
 
-__all__ = ["ProdfastCallbackHandler"]
+__all__ = ["ProdfastCallbackHandler", "AsyncProdfastCallbackHandler"]
 
 
 def _model_name(serialized, kwargs):
@@ -146,6 +150,65 @@ class ProdfastCallbackHandler(BaseCallbackHandler):
         run = self._pop(run_id)
         if run is not None:
             run.error(error)
+
+    @property
+    def in_flight(self) -> int:
+        """How many runs have started and not yet ended."""
+        with self._lock:
+            return len(self._runs)
+
+
+class AsyncProdfastCallbackHandler(AsyncCallbackHandler):
+    """``ProdfastCallbackHandler`` for async chains: awaits the manager's async hooks."""
+
+    raise_error = True  # a gate's RateLimitError must reach the caller
+
+    def __init__(self, manager: CallbackManager) -> None:
+        if not isinstance(manager, CallbackManager):
+            raise TypeError(f"manager must be a CallbackManager, got {type(manager).__name__}")
+        self.manager = manager
+        self._runs: dict[UUID, Run] = {}
+        self._lock = threading.Lock()
+
+    async def _start(self, model, prompt, run_id):
+        run = await self.manager.astart(model, prompt, run_id=run_id)
+        with self._lock:
+            self._runs[run_id] = run
+
+    def _pop(self, run_id):
+        with self._lock:
+            return self._runs.pop(run_id, None)
+
+    async def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+                           **kwargs: Any) -> None:
+        prompt = prompts[0] if len(prompts) == 1 else list(prompts)
+        await self._start(_model_name(serialized, kwargs), prompt, run_id)
+
+    async def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
+                                  run_id: UUID, **kwargs: Any) -> None:
+        prompt = messages[0] if len(messages) == 1 else list(messages)
+        await self._start(_model_name(serialized, kwargs), prompt, run_id)
+
+    async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            await run.anew_token(token)
+
+    async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is None:
+            return
+        try:
+            usage = _usage_of(response)
+        except (TypeError, ValueError):
+            usage = None
+        await run.aend(_text_of(response), usage=usage)
+
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            await run.aerror(error)
 
     @property
     def in_flight(self) -> int:
