@@ -1077,3 +1077,28 @@ def test_instrument_finds_the_prompt_of_methods_and_named_parameters():
     assert starts == ["hello", "kw", [{"role": "user", "content": "hi"}], ["m"], None]
     with pytest.raises(TypeError, match="prompt_arg"):
         m.instrument(prompt_arg=1)
+
+
+def test_a_clock_that_goes_backwards_gives_zero_not_negative_times(core):
+    clock = FakeClock(10.0)
+    timing = TimingCallback(summary_factory=core.LatencySummary)
+    rec = Recorder()
+    m = CallbackManager([timing, rec], clock=clock)
+    with m.track("m") as run:
+        clock.set(9.0)
+        run.new_token("t")
+        clock.set(8.0)
+    with pytest.raises(KeyError):
+        with m.track("m"):
+            clock.set(1.0)
+            raise KeyError
+    end = [e for e in rec.events if e[0] == "end"][0][4]
+    err = [e for e in rec.events if e[0] == "error"][0][3]
+    assert (end["latency"], end["ttft"], err["latency"]) == (0.0, 0.0, 0.0)
+    assert timing.get_stats()["min"] == 0.0
+    assert m.metrics()["throughput"] == 0.0 and m.metrics()["uptime"] == 0.0
+
+
+def test_manager_rejects_a_clock_that_does_not_return_seconds():
+    with pytest.raises(TypeError, match="clock"):
+        CallbackManager(clock=lambda: "now")

@@ -903,7 +903,10 @@ class CallbackManager:
         self._calls = 0
         self._errors = 0
         self._by_type: dict[str, int] = {}
-        self._since = clock()
+        since = clock()
+        if isinstance(since, bool) or not isinstance(since, (int, float)):
+            raise TypeError(f"clock must return a number of seconds, got {type(since).__name__}")
+        self._since = since
 
     # -- configuration
 
