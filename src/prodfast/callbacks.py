@@ -268,7 +268,6 @@ class TimingCallback(BaseCallback):
             if ttft is not None:
                 self._ttft.push(ttft)
 
-    _fast_end.hook = on_llm_end
 
     def get_stats(self) -> dict:
         """``count, mean, std_dev, min, max, p50, p95, p99`` of call latency, in seconds."""
@@ -313,8 +312,6 @@ class ErrorTrackingCallback(BaseCallback):
             self._errors += 1
             self._by_type[error_type] = self._by_type.get(error_type, 0) + 1
 
-    _fast_end.hook = on_llm_end
-    _fast_error.hook = on_llm_error
 
     @property
     def total_requests(self) -> int:
@@ -434,7 +431,6 @@ class RateLimitingCallback(BaseCallback):
             return
         self._refuse(cost)
 
-    _fast_start.hook = on_llm_start
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
         cost = kwargs.get("cost", self._cost)
@@ -509,7 +505,6 @@ class TokenUsageCallback(BaseCallback):
             self._total += total
             self._seconds += latency or 0.0
 
-    _fast_end.hook = on_llm_end
 
     def get_stats(self) -> dict:
         """``calls, prompt_tokens, completion_tokens, total_tokens, output_tokens_per_second``."""
@@ -834,16 +829,19 @@ _FAST_NAMES = {"on_llm_start": "_fast_start", "on_llm_end": "_fast_end",
 def _sync_entry(cb, hook, fn):
     """``(callable, fast)``: a stock callback's positional twin when its hook is not overridden.
 
-    The stock callbacks define ``_fast_end`` & co. (marked with ``.hook``, the public method
-    they stand for); the manager calls them with positional arguments, which saves building
-    and unpacking a keyword dict per callback. A subclass that overrides the public hook gets
-    the public hook.
+    The stock callbacks define ``_fast_end`` & co. next to the public hook they stand for;
+    the manager calls them with positional arguments, which saves building and unpacking a
+    keyword dict per callback. Only when the class that defines the fast twin also defines
+    the hook in use: a subclass that overrides the public hook gets the public hook.
     """
     name = _FAST_NAMES.get(hook)
     if name is not None:
-        fast = getattr(type(cb), name, None)
-        if fast is not None and getattr(fast, "hook", None) is getattr(type(cb), hook, None):
-            return getattr(cb, name), True
+        cls = type(cb)
+        for owner in cls.__mro__:
+            if name in owner.__dict__:
+                if owner.__dict__.get(hook) is getattr(cls, hook, None):
+                    return getattr(cb, name), True
+                break
     return fn, False
 
 
