@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 
 import pytest
@@ -147,11 +148,35 @@ def test_async_instrument_four_stock_callbacks(benchmark, core):
     assert m.metrics()["calls"] >= 100
 
 
-@pytest.mark.benchmark(group="callbacks: metrics()")
+N_REPORT = 10_000
+
+
+@pytest.mark.benchmark(group="callbacks: latency report after 10k calls")
 def test_metrics_report(benchmark, core):
     m = CallbackManager(four_stock(core))
-    for _ in range(100):
+    for _ in range(N_REPORT):
         with m.track("gpt-4o") as run:
             run.set_response(RESPONSE)
     out = benchmark(m.metrics)
-    assert out["calls"] == 100
+    assert out["calls"] == N_REPORT and out["latency"]["count"] == N_REPORT
+
+
+@pytest.mark.benchmark(group="callbacks: latency report after 10k calls")
+def test_peer_seed_timing_stats(benchmark):
+    """The seed's TimingCallback.get_stats: every timing kept, sorted for p95 on each report."""
+    rng = random.Random(1)
+    timings = [rng.lognormvariate(-3.0, 0.5) for _ in range(N_REPORT)]
+
+    def get_stats():
+        mean = sum(timings) / len(timings)
+        variance = sum((x - mean) ** 2 for x in timings) / (len(timings) - 1)
+        return {
+            "mean": mean,
+            "std_dev": variance**0.5,
+            "min": min(timings),
+            "max": max(timings),
+            "p95": sorted(timings)[int(len(timings) * 0.95)],
+        }
+
+    out = benchmark(get_stats)
+    assert out["min"] <= out["p95"] <= out["max"]
