@@ -1102,3 +1102,26 @@ def test_a_clock_that_goes_backwards_gives_zero_not_negative_times(core):
 def test_manager_rejects_a_clock_that_does_not_return_seconds():
     with pytest.raises(TypeError, match="clock"):
         CallbackManager(clock=lambda: "now")
+
+
+def test_model_must_be_a_string():
+    rec = Recorder()
+    m = CallbackManager([rec])
+    with pytest.raises(TypeError, match="model"):
+        m.track(42)
+    with pytest.raises(TypeError, match="model"):
+        m.start(None)
+
+    async def main():
+        with pytest.raises(TypeError, match="model"):
+            await m.astart(b"gpt")
+
+    asyncio.run(main())
+    assert rec.events == [] and m.metrics()["calls"] == 0
+
+    @m.instrument
+    def call(prompt, model="x"):
+        return prompt
+
+    call("p", model=7)  # a non-str model= argument is reported by its str()
+    assert rec.events[0][1] == "7"

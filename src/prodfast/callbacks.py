@@ -845,6 +845,11 @@ def _sync_entry(cb, hook, fn):
     return fn, False
 
 
+def _check_model(model):
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a str, got {type(model).__name__}")
+
+
 def _prompt_index(fn, prompt_arg):
     """Where the prompt sits among ``fn``'s positional arguments (None: nowhere)."""
     try:
@@ -1037,14 +1042,20 @@ class CallbackManager:
 
         Extra keyword arguments reach every ``on_llm_start`` hook.
         """
+        if type(model) is not str:
+            _check_model(model)
         return Run(self, model, prompt, run_id, kwargs)
 
     def start(self, model: str, prompt: Any = None, *, run_id: Any = None, **kwargs: Any) -> Run:
         """Start a run now (``on_llm_start``); finish it with ``run.end()`` or ``run.error()``."""
+        if type(model) is not str:
+            _check_model(model)
         return Run(self, model, prompt, run_id, kwargs)._start_sync()
 
     async def astart(self, model: str, prompt: Any = None, *, run_id: Any = None, **kwargs: Any) -> Run:
         """``start`` for async code: awaits the async hooks (a gate waits without blocking)."""
+        if type(model) is not str:
+            _check_model(model)
         return await Run(self, model, prompt, run_id, kwargs)._start_async()
 
     def instrument(self, model: Any = None, *, prompt_arg: str = "prompt"):
@@ -1075,6 +1086,8 @@ class CallbackManager:
 
             def describe(args, kwargs):
                 name = kwargs.get("model", default_model) if model is None else model
+                if type(name) is not str:
+                    name = str(name)
                 if prompt_arg in kwargs:
                     prompt = kwargs[prompt_arg]
                 else:
