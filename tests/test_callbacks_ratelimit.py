@@ -140,8 +140,11 @@ def test_blocking_gate_with_a_timeout_too_short_refuses(core):
 def test_seed_allow_request(core):
     clock = FakeClock()
     g = gate(core, clock, rate=1.0, capacity=2.0)
+    assert (g.rate, g.capacity, g.tokens) == (1.0, 2.0, 2.0)
     assert [g.allow_request(1.0) for _ in range(3)] == [True, True, False]
+    assert g.tokens == 0.0
     clock.tick(0.5)
+    assert g.tokens == 0.5
     assert g.allow_request(0.5) is True
 
 

@@ -411,6 +411,21 @@ class RateLimitingCallback(BaseCallback):
         self._cost = cost
         self.block = block
 
+    @property
+    def rate(self) -> float:
+        """Tokens per second (the seed's attribute)."""
+        return self.bucket.stats()["rate"]
+
+    @property
+    def capacity(self) -> float:
+        """The bucket's size (the seed's attribute)."""
+        return self.bucket.stats()["capacity"]
+
+    @property
+    def tokens(self) -> float:
+        """Tokens available now (the seed's attribute)."""
+        return self.bucket.stats()["tokens"]
+
     def _refuse(self, cost):
         retry_after = self.bucket.wait_time(cost)
         raise _make_refusal(retry_after)
