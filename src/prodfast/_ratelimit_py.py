@@ -383,11 +383,30 @@ class TokenBucket:
                 self._tokens = min(self._capacity, self._tokens + cost)
 
     def try_acquire(self, cost=1) -> bool:
-        """Take ``cost`` tokens if they are there now; never blocks. A denial changes nothing."""
-        c = _rl_cost_within(cost, self._capacity)
-        granted = self._attempt(c) < 0.0
-        self._note(granted)
-        return granted
+        """Take ``cost`` tokens if they are there now; never blocks. A denial takes nothing."""
+        # the arithmetic of _attempt and _note, inlined: this is the hot path
+        cap = self._capacity
+        if (type(cost) is int or type(cost) is float) and 0 <= cost <= cap:
+            c = cost
+        else:
+            c = _rl_cost_within(cost, cap)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            t = self._tokens
+            dt = now - self._last
+            if dt > 0.0:
+                t = t + self._rate * dt
+                if t > cap:
+                    t = cap
+                self._tokens, self._last = t, now
+            if t < c:
+                self._denied += 1
+                return False
+            self._tokens = t - c
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
@@ -546,10 +565,28 @@ class LeakyBucket:
 
     def try_acquire(self, cost=1) -> bool:
         """Add ``cost`` to the level if it fits under capacity now; never blocks."""
-        c = _rl_cost_within(cost, self._capacity)
-        granted = self._attempt(c) < 0.0
-        self._note(granted)
-        return granted
+        cap = self._capacity
+        if (type(cost) is int or type(cost) is float) and 0 <= cost <= cap:
+            c = cost
+        else:
+            c = _rl_cost_within(cost, cap)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            v = self._level
+            dt = now - self._last
+            if dt > 0.0:
+                v = v - self._rate * dt
+                if v < 0.0:
+                    v = 0.0
+                self._level, self._last = v, now
+            if v + c > cap:
+                self._denied += 1
+                return False
+            self._level = v + c
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
@@ -711,10 +748,29 @@ class SlidingWindowLimiter:
 
     def try_acquire(self, cost=1) -> bool:
         """Log ``cost`` calls if they fit in the window now; never blocks."""
-        k = _rl_calls(cost, self._max_calls)
-        granted = self._attempt(k) < 0.0
-        self._note(granted)
-        return granted
+        if type(cost) is int and 0 <= cost <= self._max_calls:
+            k = cost
+        else:
+            k = _rl_calls(cost, self._max_calls)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            if now > self._last:
+                self._last = now
+            now = self._last
+            log, window = self._log, self._window
+            while log and now - log[0] >= window:
+                log.popleft()
+            if len(log) + k > self._max_calls:
+                self._denied += 1
+                return False
+            if k == 1:
+                log.append(now)
+            elif k:
+                log.extend([now] * k)
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``cost`` more calls fit in the window (0.0 if they fit now)."""
