@@ -298,3 +298,21 @@ def test_async_limiter_rejects_bad_settings():
         prodfast.AsyncLimiter(1, -1)
     with pytest.raises(TypeError, match="max_rate must be a real number, not str"):
         prodfast.AsyncLimiter("1")
+
+
+def test_async_limiter_on_a_standard_loop():
+    """The fast path of `async with` on asyncio's own loop (its clock read without a call)."""
+    lim = prodfast.AsyncLimiter(5, 1000)
+    ref = aiolimiter.AsyncLimiter(5, 1000)
+
+    async def main():
+        for _ in range(5):
+            async with lim:
+                pass
+            async with ref:
+                pass
+        assert lim._level == pytest.approx(ref._level, abs=1e-3)
+        assert not lim.has_capacity() and not ref.has_capacity()
+        assert lim.has_capacity(0) and ref.has_capacity(0)
+
+    asyncio.run(main())

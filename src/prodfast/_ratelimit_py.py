@@ -10,7 +10,8 @@ Three limiters share one interface:
   ``now - c < window``; a request for ``cost`` calls is allowed iff they fit under ``max_calls``.
 
 Time comes from an injectable clock (``time.monotonic`` by default), read once per operation. A
-clock that goes backwards means that no time passed. A denied request changes nothing.
+clock that goes backwards means that no time passed. A denied request takes nothing: the state
+seen from then on (tokens, level, calls in the window, counters but ``denied``) is unchanged.
 
 The compiled core imports the argument checks, the trace checks of ``simulate`` and the waiting
 logic of ``acquire``/``acquire_async`` from here, so both twins accept, reject and wait alike.
@@ -344,11 +345,11 @@ class TokenBucket:
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
+            if now > self._last:  # bring the state up to now (a denial takes nothing)
+                self._tokens, self._last = t, now
             if t < cost:
                 return (cost - t) / self._rate
             self._tokens = t - cost
-            if now > self._last:
-                self._last = now
             return _GRANTED
 
     def _note(self, granted: bool) -> None:
@@ -367,28 +368,45 @@ class TokenBucket:
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
+            if now > self._last:
+                self._tokens, self._last = t, now
             if t < cost:
                 return (cost - t) / self._rate
-            receipt = [self._tokens, self._last]
             self._tokens = t - cost
-            if now > self._last:
-                self._last = now
-            receipt += (self._tokens, self._last)
-            return tuple(receipt)
+            return (t, self._tokens, self._last)
 
     def _give_back(self, cost: float, receipt) -> None:
         with self._lock:
-            if self._tokens == receipt[2] and self._last == receipt[3]:
-                self._tokens, self._last = receipt[0], receipt[1]  # untouched since: restore
+            if self._tokens == receipt[1] and self._last == receipt[2]:
+                self._tokens = receipt[0]  # untouched since: as if it had been denied
             else:
                 self._tokens = min(self._capacity, self._tokens + cost)
 
     def try_acquire(self, cost=1) -> bool:
-        """Take ``cost`` tokens if they are there now; never blocks. A denial changes nothing."""
-        c = _rl_cost_within(cost, self._capacity)
-        granted = self._attempt(c) < 0.0
-        self._note(granted)
-        return granted
+        """Take ``cost`` tokens if they are there now; never blocks. A denial takes nothing."""
+        # the arithmetic of _attempt and _note, inlined: this is the hot path
+        cap = self._capacity
+        if (type(cost) is int or type(cost) is float) and 0 <= cost <= cap:
+            c = cost
+        else:
+            c = _rl_cost_within(cost, cap)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            t = self._tokens
+            dt = now - self._last
+            if dt > 0.0:
+                t = t + self._rate * dt
+                if t > cap:
+                    t = cap
+                self._tokens, self._last = t, now
+            if t < c:
+                self._denied += 1
+                return False
+            self._tokens = t - c
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
@@ -450,10 +468,10 @@ class TokenBucket:
                 v = v + rate * dt
                 if v > cap:
                     v = cap
+            if now > last:
+                tokens, last = v, now
             if v >= cost:
                 tokens = v - cost
-                if now > last:
-                    last = now
                 out[i] = True
         return out
 
@@ -510,11 +528,11 @@ class LeakyBucket:
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
+            if now > self._last:
+                self._level, self._last = v, now
             if v + cost > self._capacity:
                 return (v + cost - self._capacity) / self._rate
             self._level = v + cost
-            if now > self._last:
-                self._last = now
             return _GRANTED
 
     def _note(self, granted: bool) -> None:
@@ -531,28 +549,44 @@ class LeakyBucket:
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
+            if now > self._last:
+                self._level, self._last = v, now
             if v + cost > self._capacity:
                 return (v + cost - self._capacity) / self._rate
-            receipt = [self._level, self._last]
             self._level = v + cost
-            if now > self._last:
-                self._last = now
-            receipt += (self._level, self._last)
-            return tuple(receipt)
+            return (v, self._level, self._last)
 
     def _give_back(self, cost: float, receipt) -> None:
         with self._lock:
-            if self._level == receipt[2] and self._last == receipt[3]:
-                self._level, self._last = receipt[0], receipt[1]
+            if self._level == receipt[1] and self._last == receipt[2]:
+                self._level = receipt[0]
             else:
                 self._level = max(0.0, self._level - cost)
 
     def try_acquire(self, cost=1) -> bool:
         """Add ``cost`` to the level if it fits under capacity now; never blocks."""
-        c = _rl_cost_within(cost, self._capacity)
-        granted = self._attempt(c) < 0.0
-        self._note(granted)
-        return granted
+        cap = self._capacity
+        if (type(cost) is int or type(cost) is float) and 0 <= cost <= cap:
+            c = cost
+        else:
+            c = _rl_cost_within(cost, cap)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            v = self._level
+            dt = now - self._last
+            if dt > 0.0:
+                v = v - self._rate * dt
+                if v < 0.0:
+                    v = 0.0
+                self._level, self._last = v, now
+            if v + c > cap:
+                self._denied += 1
+                return False
+            self._level = v + c
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
@@ -608,10 +642,10 @@ class LeakyBucket:
                 v = v - rate * dt
                 if v < 0.0:
                     v = 0.0
+            if now > last:
+                level, last = v, now
             if v + cost <= cap:
                 level = v + cost
-                if now > last:
-                    last = now
                 out[i] = True
         return out
 
@@ -714,10 +748,29 @@ class SlidingWindowLimiter:
 
     def try_acquire(self, cost=1) -> bool:
         """Log ``cost`` calls if they fit in the window now; never blocks."""
-        k = _rl_calls(cost, self._max_calls)
-        granted = self._attempt(k) < 0.0
-        self._note(granted)
-        return granted
+        if type(cost) is int and 0 <= cost <= self._max_calls:
+            k = cost
+        else:
+            k = _rl_calls(cost, self._max_calls)
+        now = self._clock()
+        if type(now) is not float or now - now != 0.0:
+            now = _rl_time(now)
+        with self._lock:
+            if now > self._last:
+                self._last = now
+            now = self._last
+            log, window = self._log, self._window
+            while log and now - log[0] >= window:
+                log.popleft()
+            if len(log) + k > self._max_calls:
+                self._denied += 1
+                return False
+            if k == 1:
+                log.append(now)
+            elif k:
+                log.extend([now] * k)
+            self._allowed += 1
+            return True
 
     def wait_time(self, cost=1) -> float:
         """Seconds until ``cost`` more calls fit in the window (0.0 if they fit now)."""

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import threading
+import time
 import warnings
 from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
@@ -291,11 +292,14 @@ class AsyncLimiter(AbstractAsyncContextManager):
         self._waiters: list = []  # min-heap of (amount, order, future)
         self._next_count = functools.partial(next, count())
         self._ready = None  # a finished future: what `async with` awaits when no wait is needed
+        self._event_loop = None
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
         try:
             loop = self._event_loop
+            if loop is None:
+                raise AttributeError("_event_loop")
             if loop.is_closed():
                 # reused across loops: keep only the waiters of the new loop, as aiolimiter
                 loop = self._event_loop = asyncio.get_running_loop()
@@ -360,8 +364,11 @@ class AsyncLimiter(AbstractAsyncContextManager):
         # loop.time() and the same arithmetic as acquire(), without creating a coroutine.
         if self._waiters or self._waker_handle is not None or not 1 <= self.max_rate:
             return self.acquire()
-        loop = self._loop
-        now = loop.time()
+        loop = _get_running_loop()
+        if loop is not self._event_loop:  # first use, or another loop: the checks of _loop
+            loop = self._loop
+        # loop.time(), without the Python-level call when it is asyncio's own (monotonic)
+        now = _monotonic() if type(loop).time is _BASE_TIME else loop.time()
         level = self._level
         if level:
             level = self._level = max(level - (now - self._last_check) * self._rate_per_sec, 0)
@@ -393,6 +400,11 @@ class AsyncLimiter(AbstractAsyncContextManager):
         if ready is None:  # only if __aenter__ never ran: an async no-op as aiolimiter's
             return _noop()
         return ready
+
+
+_get_running_loop = asyncio.get_running_loop
+_monotonic = time.monotonic
+_BASE_TIME = asyncio.BaseEventLoop.time
 
 
 async def _noop() -> None:
