@@ -76,9 +76,10 @@ _PENDING, _RUNNING, _DONE = 0, 1, 2
 
 
 def _backend():
-    from ._backend import impl
+    """The ``prodfast`` package: its LatencySummary/TokenBucket are the active backend's."""
+    import prodfast
 
-    return impl
+    return prodfast
 
 
 def _rate_limit_error():
