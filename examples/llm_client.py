@@ -165,8 +165,9 @@ def report(metrics: dict, outcome: dict, cache_info, client: FakeLLMClient) -> s
     gate = metrics.get("rate_limit")
     if gate:
         lines.append(
-            f"rate limit: {gate['rate']:g}/s (burst {gate['capacity']:g}); "
-            f"measured arrival {gate['arrival_rate']:.1f}/s, throughput {gate['throughput']:.1f}/s"
+            f"rate limit: {gate['rate']:g}/s (burst {gate['capacity']:g}); measured over the run, "
+            f"first burst included: arrival {gate['arrival_rate']:.1f}/s, "
+            f"throughput {gate['throughput']:.1f}/s"
         )
     return "\n".join(lines)
 
