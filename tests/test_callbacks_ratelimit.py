@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -290,3 +291,37 @@ def test_throughput_approaches_min_of_rate_and_arrival_rate(core):
     assert stats["throughput"] == pytest.approx(5.0, rel=0.01)
     assert m.metrics()["errors"] == stats["denied"]
 
+
+
+def test_threads_through_a_gate_never_get_more_than_the_bucket_holds(core):
+    """Clock frozen: 8 threads x 20 calls against 50 tokens; exactly 50 run, 110 are refused."""
+    clock = FakeClock()
+    g = gate(core, clock, rate=1.0, capacity=50.0, block=False)
+    errors = ErrorTrackingCallback()
+    m = CallbackManager([g, errors], clock=clock)
+    ran = []
+    barrier = threading.Barrier(8)
+
+    @m.instrument(model="m")
+    def call(i):
+        ran.append(i)
+
+    def worker():
+        barrier.wait()
+        for i in range(20):
+            try:
+                call(i)
+            except prodfast.RateLimitError:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ran) == 50
+    assert errors.get_stats()["total"] == 160
+    assert errors.get_errors_by_type() == {"RateLimitError": 110}
+    stats = g.get_stats()
+    assert (stats["allowed"], stats["denied"]) == (50, 110)
+    assert m.metrics()["calls"] == 160 and m.metrics()["errors"] == 110
