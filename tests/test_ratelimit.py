@@ -533,3 +533,23 @@ def test_simulate_window_costs_must_be_whole(core):
     with pytest.raises(ValueError, match="costs must be whole numbers of calls"):
         w.simulate([0, 1], [1, 0.5])
     assert w.simulate([0, 0, 0.5, 1.0], [2, 2, 1, 2]).tolist() == [True, False, True, True]
+
+
+# ---- the twins mirror each other -------------------------------------------------------------
+
+
+@pytest.mark.cython_backend
+@pytest.mark.parametrize("kind", KINDS)
+def test_twins_have_the_same_methods_and_signatures(kind):
+    import importlib
+    import inspect
+
+    cy = getattr(importlib.import_module("prodfast._core"), kind)
+    py = getattr(importlib.import_module("prodfast._core_py"), kind)
+    public = sorted(n for n in dir(py) if not n.startswith("_"))
+    assert public == sorted(n for n in dir(cy) if not n.startswith("_"))
+    for name in public + ["_attempt", "_note", "_check", "_take", "_give_back"]:
+        a, b = getattr(cy, name), getattr(py, name)
+        if isinstance(b, property):
+            continue
+        assert str(inspect.signature(a)) == str(inspect.signature(b)), name

@@ -8,7 +8,7 @@
 
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble, PyLong_AsSsize_t
-from libc.math cimport floor
+from libc.math cimport floor, isfinite
 
 import time as _rl_timemod
 
@@ -27,7 +27,8 @@ from prodfast._ratelimit_py import (
     _rl_positive,
     _rl_time,
     _rl_timeout,
-    _rl_trace,
+    _rl_trace_arrays,
+    _rl_trace_raise,
 )
 
 cdef object _rl_monotonic = _rl_timemod.monotonic
@@ -79,6 +80,37 @@ cdef inline Py_ssize_t _rl_whole(object cost, Py_ssize_t max_calls) except? -1:
         if 0.0 <= c <= <double>max_calls and c == floor(c):
             return <Py_ssize_t>c
     return _rl_calls(cost, max_calls)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef _rl_trace(times, costs, double limit, str limit_name, bint whole):
+    """simulate()'s trace checks in one C pass per array; same errors as _ratelimit_py."""
+    t, c = _rl_trace_arrays(times, costs)
+    cdef const double[::1] tv = t
+    cdef const double[::1] cv
+    cdef Py_ssize_t i, n = tv.shape[0]
+    cdef bint nonfinite = False, decreasing = False, bad = False, fraction = False, over = False
+    cdef double x
+    with nogil:
+        for i in range(n):
+            if not isfinite(tv[i]):
+                nonfinite = True
+            if i > 0 and tv[i] < tv[i - 1]:
+                decreasing = True
+    if c is not None:
+        cv = c
+        with nogil:
+            for i in range(n):
+                x = cv[i]
+                if not (isfinite(x) and x >= 0.0):
+                    bad = True
+                if whole and x != floor(x):
+                    fraction = True
+                if x > limit:
+                    over = True
+    _rl_trace_raise(nonfinite, decreasing, bad, fraction, over, limit, limit_name)
+    return t, c
 
 
 @cython.final
