@@ -279,7 +279,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
 
     __slots__ = (
         "_event_loop", "_last_check", "_level", "_next_count", "_rate_per_sec", "_waiters",
-        "_waker_handle", "_ready", "max_rate", "time_period",
+        "_waker_handle", "_ready", "_loop_time", "max_rate", "time_period",
     )  # fmt: skip
 
     def __init__(self, max_rate: float, time_period: float = 60) -> None:
@@ -307,6 +307,8 @@ class AsyncLimiter(AbstractAsyncContextManager):
                 _warn_reuse()
         except AttributeError:
             loop = self._event_loop = asyncio.get_running_loop()
+        # loop.time, read without a Python-level call when it is asyncio's own (monotonic)
+        self._loop_time = _monotonic if type(loop).time is _BASE_TIME else loop.time
         return loop
 
     def _leak(self) -> None:
@@ -367,11 +369,13 @@ class AsyncLimiter(AbstractAsyncContextManager):
         loop = _get_running_loop()
         if loop is not self._event_loop:  # first use, or another loop: the checks of _loop
             loop = self._loop
-        # loop.time(), without the Python-level call when it is asyncio's own (monotonic)
-        now = _monotonic() if type(loop).time is _BASE_TIME else loop.time()
+        now = self._loop_time()
         level = self._level
         if level:
-            level = self._level = max(level - (now - self._last_check) * self._rate_per_sec, 0)
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0:  # as aiolimiter's max(level - decrement, 0)
+                level = 0
+            self._level = level
         self._last_check = now
         if level + 1 > self.max_rate:
             return self._acquire_rest(loop)
