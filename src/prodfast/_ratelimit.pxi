@@ -9,6 +9,7 @@
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble, PyLong_AsSsize_t
 from libc.math cimport floor, isfinite
+from libc.stdlib cimport free, malloc
 
 import time as _rl_timemod
 
@@ -514,27 +515,50 @@ cdef class SlidingWindowLimiter:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     def simulate(self, times, costs=None):
+        # Not the live kernel but an equivalent rule without a purge loop: with `total` calls
+        # logged so far (times non-decreasing), k more fit iff total + k <= max_calls or the
+        # call at index total - max_calls + k - 1 has left the window. Only the last max_calls
+        # call times matter: a ring of min(max_calls, calls in the trace) slots holds them.
+        # (tests check simulate() against replaying try_acquire.)
         t, c = _rl_trace(times, costs, <double>self._w.max_calls, "max_calls", True)
         cdef const double[::1] tv = t
         cdef const double[::1] cv
-        cdef Py_ssize_t i, n = tv.shape[0]
+        cdef Py_ssize_t i, j, k, n = tv.shape[0]
+        cdef Py_ssize_t m = self._w.max_calls, size, pos = 0, total = 0
+        cdef double span = self._w.window, now
+        cdef double* ring
         out = _rl_np.zeros(n, dtype=_rl_np.uint8)
         cdef unsigned char[::1] ov = out
-        cdef rl_window w
-        cdef int r = 0
         cdef bint unit = c is None
         if n == 0:
             return out.view(bool)
         if not unit:
             cv = c
-        rl_window_init(&w, self._w.max_calls, self._w.window, tv[0])
+        size = min(m, n if unit else int(c.sum()))
+        if size < 1:
+            size = 1
+        ring = <double*>malloc(<size_t>size * sizeof(double))
+        if ring == NULL:
+            raise MemoryError()
         with nogil:
             for i in range(n):
-                r = rl_window_try(&w, tv[i], 1 if unit else <Py_ssize_t>cv[i])
-                if r < 0:
-                    break
-                ov[i] = <unsigned char>r
-            rl_window_free(&w)
-        if r < 0:
-            raise MemoryError()
+                now = tv[i]
+                k = 1 if unit else <Py_ssize_t>cv[i]
+                if k == 0:
+                    ov[i] = 1
+                    continue
+                if total + k > m:  # then size == m: look at the call that must have left
+                    j = pos + k - 1
+                    if j >= size:
+                        j -= size
+                    if now - ring[j] < span:
+                        continue
+                ov[i] = 1
+                total += k
+                for j in range(k):
+                    ring[pos] = now
+                    pos += 1
+                    if pos == size:
+                        pos = 0
+        free(ring)
         return out.view(bool)
