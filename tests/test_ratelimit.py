@@ -553,3 +553,20 @@ def test_twins_have_the_same_methods_and_signatures(kind):
         if isinstance(b, property):
             continue
         assert str(inspect.signature(a)) == str(inspect.signature(b)), name
+
+
+def test_window_simulate_sizes(core):
+    """The window's simulate() keeps min(max_calls, calls in the trace) times: huge max_calls,
+    free requests and a trace longer than the window's capacity all replay exactly."""
+    huge = core.SlidingWindowLimiter(2**40, 1.0)
+    assert huge.simulate(np.arange(1000) * 1e-3).all()
+    assert core.SlidingWindowLimiter(2, 1.0).simulate([0, 0, 0], [0, 0, 0]).all()
+    times = np.repeat(np.arange(10.0), 3) * 0.4
+    clock = FakeClock()
+    live = core.SlidingWindowLimiter(4, 1.0, clock=clock)
+    expect = []
+    for t in times:
+        clock.set(float(t))
+        expect.append(live.try_acquire(2))
+    got = core.SlidingWindowLimiter(4, 1.0).simulate(times, np.full(times.shape, 2.0))
+    assert got.tolist() == expect and 0 < sum(expect) < len(expect)
