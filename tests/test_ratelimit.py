@@ -312,6 +312,12 @@ def test_bad_max_calls(core, value, exc, match):
 
 def test_constructor_extras(core, clock):
     assert core.SlidingWindowLimiter(3.0, 1, clock=clock).max_calls == 3
+    small = core.TokenBucket(1, 0.5, clock=clock)  # the default cost of 1 can never fit
+    with pytest.raises(ValueError, match="cost 1 exceeds capacity 0.5"):
+        small.try_acquire()
+    assert small.try_acquire(0.5) is True
+    with pytest.raises(ValueError, match="cost 1 exceeds capacity 0.25"):
+        core.LeakyBucket(1, 0.25, clock=clock).try_acquire()
     with pytest.raises(ValueError, match="initial must be finite and between 0 and capacity"):
         core.TokenBucket(1, 2, initial=3)
     with pytest.raises(ValueError, match="initial must be finite"):

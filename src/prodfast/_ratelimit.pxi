@@ -33,6 +33,7 @@ from prodfast._ratelimit_py import (
 )
 
 cdef object _rl_monotonic = _rl_timemod.monotonic
+cdef object _rl_one = 1  # the default cost: the same cached int object as `cost=1` below
 
 
 cdef inline double _rl_read(bint cclock, object clock) except? -1.0:
@@ -188,7 +189,11 @@ cdef class TokenBucket:
             self._s.tokens = min(self._s.capacity, self._s.tokens + cost)
 
     def try_acquire(self, cost=1):
-        cdef double c = _rl_cost(cost, self._s.capacity)
+        cdef double c
+        if cost is _rl_one and self._s.capacity >= 1.0:
+            c = 1.0
+        else:
+            c = _rl_cost(cost, self._s.capacity)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
         if rl_bucket_try(&self._s, now, c):
             self._allowed += 1
@@ -318,7 +323,11 @@ cdef class LeakyBucket:
             self._s.level = max(0.0, self._s.level - cost)
 
     def try_acquire(self, cost=1):
-        cdef double c = _rl_cost(cost, self._s.capacity)
+        cdef double c
+        if cost is _rl_one and self._s.capacity >= 1.0:
+            c = 1.0
+        else:
+            c = _rl_cost(cost, self._s.capacity)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
         if rl_leaky_try(&self._s, now, c):
             self._allowed += 1
@@ -474,7 +483,7 @@ cdef class SlidingWindowLimiter:
         _rl_window_unlog(&self._w, k, receipt[0])
 
     def try_acquire(self, cost=1):
-        cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
+        cdef Py_ssize_t k = 1 if cost is _rl_one else _rl_whole(cost, self._w.max_calls)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
         cdef int r = rl_window_try(&self._w, now, k)
         if r > 0:
