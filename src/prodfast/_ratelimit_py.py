@@ -47,7 +47,7 @@ def _rl_real(value, name: str) -> float:
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def _rl_positive(value, name: str) -> float:

@@ -69,7 +69,7 @@ def parse_rate(text: str) -> tuple[int | float, float]:
         raise TypeError(f"rate must be a string like '100/minute', not {type(text).__name__}")
     m = _RATE_RE.match(text)
     unit = _UNITS.get(m.group(3).lower()) if m else None
-    if unit is None:
+    if m is None or unit is None:
         raise ValueError(f"rate must look like '100/minute' or '5/10s', got {text!r}")
     num, mult = m.group(1), m.group(2)
     amount: int | float = float(num) if "." in num else int(num)
@@ -176,7 +176,7 @@ class LimiterGroup:
     def _attempt(self, costs) -> float:
         """Take every cost or none: -1.0 if granted, else the longest wait of the members."""
         with self._lock:
-            taken = []
+            taken: list = []
             for m, c in zip(self._members, costs, strict=True):
                 r = m._take(c)
                 if isinstance(r, float):  # refused: give back what was taken, newest first
@@ -292,7 +292,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
         self._waiters: list = []  # min-heap of (amount, order, future)
         self._next_count = functools.partial(next, count())
         self._ready = None  # a finished future: what `async with` awaits when no wait is needed
-        self._event_loop = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
