@@ -576,3 +576,25 @@ def test_window_simulate_sizes(core):
         expect.append(live.try_acquire(2))
     got = core.SlidingWindowLimiter(4, 1.0).simulate(times, np.full(times.shape, 2.0))
     assert got.tolist() == expect and 0 < sum(expect) < len(expect)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acquire_sleeps_instead_of_spinning(core, kind):
+    """Waiting 20 ms costs a handful of clock reads: one sleep for the computed time."""
+    reads = [0]
+
+    def clock():
+        reads[0] += 1
+        return time.monotonic()
+
+    if kind == "TokenBucket":
+        lim = core.TokenBucket(50, 1, clock=clock, initial=0)
+    elif kind == "LeakyBucket":
+        lim = core.LeakyBucket(50, 1, clock=clock)
+        lim.try_acquire()
+    else:
+        lim = core.SlidingWindowLimiter(1, 0.02, clock=clock)
+        lim.try_acquire()
+    reads[0] = 0
+    assert lim.acquire() is True
+    assert 2 <= reads[0] <= 5
