@@ -189,6 +189,7 @@ cdef class TokenBucket:
             self._s.tokens = min(self._s.capacity, self._s.tokens + cost)
 
     def try_acquire(self, cost=1):
+        """Decide now, never blocking: True (and take ``cost``) or False (nothing taken)."""
         cdef double c
         if cost is _rl_one and self._s.capacity >= 1.0:
             c = 1.0
@@ -202,18 +203,22 @@ cdef class TokenBucket:
         return False
 
     def wait_time(self, cost=1):
+        """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return rl_bucket_wait(&self._s, _rl_read(self._cclock, self._clock), c)
 
     def acquire(self, cost=1, timeout=None):
+        """Sleep until ``cost`` is granted (first come, first served); False on timeout."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return _rl_acquire(self, c, _rl_timeout(timeout))
 
     def acquire_async(self, cost=1, timeout=None):
+        """``acquire`` for asyncio: an awaitable of True, or False on timeout."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return _rl_acquire_async(self, c, _rl_timeout(timeout))
 
     def stats(self):
+        """allowed, denied, arrival_rate, throughput and the limiter's own state."""
         cdef double now = _rl_read(self._cclock, self._clock)
         out = _rl_measured(self._allowed, self._denied, self._created, now)
         out.update(rate=self._s.rate, capacity=self._s.capacity,
@@ -221,6 +226,7 @@ cdef class TokenBucket:
         return out
 
     def reset(self):
+        """Back to the initial state, with zeroed counters."""
         cdef double now = _rl_read(self._cclock, self._clock)
         rl_bucket_init(&self._s, self._s.rate, self._s.capacity, self._initial, now)
         self._created = now
@@ -230,6 +236,7 @@ cdef class TokenBucket:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     def simulate(self, times, costs=None):
+        """Replay a trace through a fresh copy of this configuration: one bool per request."""
         t, c = _rl_trace(times, costs, self._s.capacity, "capacity", False)
         cdef const double[::1] tv = t
         cdef const double[::1] cv
@@ -323,6 +330,7 @@ cdef class LeakyBucket:
             self._s.level = max(0.0, self._s.level - cost)
 
     def try_acquire(self, cost=1):
+        """Decide now, never blocking: True (and take ``cost``) or False (nothing taken)."""
         cdef double c
         if cost is _rl_one and self._s.capacity >= 1.0:
             c = 1.0
@@ -336,18 +344,22 @@ cdef class LeakyBucket:
         return False
 
     def wait_time(self, cost=1):
+        """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return rl_leaky_wait(&self._s, _rl_read(self._cclock, self._clock), c)
 
     def acquire(self, cost=1, timeout=None):
+        """Sleep until ``cost`` is granted (first come, first served); False on timeout."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return _rl_acquire(self, c, _rl_timeout(timeout))
 
     def acquire_async(self, cost=1, timeout=None):
+        """``acquire`` for asyncio: an awaitable of True, or False on timeout."""
         cdef double c = _rl_cost(cost, self._s.capacity)
         return _rl_acquire_async(self, c, _rl_timeout(timeout))
 
     def stats(self):
+        """allowed, denied, arrival_rate, throughput and the limiter's own state."""
         cdef double now = _rl_read(self._cclock, self._clock)
         out = _rl_measured(self._allowed, self._denied, self._created, now)
         out.update(rate=self._s.rate, capacity=self._s.capacity,
@@ -355,6 +367,7 @@ cdef class LeakyBucket:
         return out
 
     def reset(self):
+        """Back to the initial state, with zeroed counters."""
         cdef double now = _rl_read(self._cclock, self._clock)
         rl_leaky_init(&self._s, self._s.rate, self._s.capacity, now)
         self._created = now
@@ -364,6 +377,7 @@ cdef class LeakyBucket:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     def simulate(self, times, costs=None):
+        """Replay a trace through a fresh copy of this configuration: one bool per request."""
         t, c = _rl_trace(times, costs, self._s.capacity, "capacity", False)
         cdef const double[::1] tv = t
         cdef const double[::1] cv
@@ -483,6 +497,7 @@ cdef class SlidingWindowLimiter:
         _rl_window_unlog(&self._w, k, receipt[0])
 
     def try_acquire(self, cost=1):
+        """Decide now, never blocking: True (and take ``cost``) or False (nothing taken)."""
         cdef Py_ssize_t k = 1 if cost is _rl_one else _rl_whole(cost, self._w.max_calls)
         cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
         cdef int r = rl_window_try(&self._w, now, k)
@@ -495,18 +510,22 @@ cdef class SlidingWindowLimiter:
         return False
 
     def wait_time(self, cost=1):
+        """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
         cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
         return rl_window_wait(&self._w, _rl_read(self._cclock, self._clock), k)
 
     def acquire(self, cost=1, timeout=None):
+        """Sleep until ``cost`` is granted (first come, first served); False on timeout."""
         cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
         return _rl_acquire(self, k, _rl_timeout(timeout))
 
     def acquire_async(self, cost=1, timeout=None):
+        """``acquire`` for asyncio: an awaitable of True, or False on timeout."""
         cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
         return _rl_acquire_async(self, k, _rl_timeout(timeout))
 
     def stats(self):
+        """allowed, denied, arrival_rate, throughput and the limiter's own state."""
         cdef double now = _rl_read(self._cclock, self._clock)
         out = _rl_measured(self._allowed, self._denied, self._created, now)
         out.update(max_calls=self._w.max_calls, window=self._w.window,
@@ -514,6 +533,7 @@ cdef class SlidingWindowLimiter:
         return out
 
     def reset(self):
+        """Back to the initial state, with zeroed counters."""
         cdef double now = _rl_read(self._cclock, self._clock)
         rl_window_free(&self._w)
         rl_window_init(&self._w, self._w.max_calls, self._w.window, now)
@@ -524,6 +544,7 @@ cdef class SlidingWindowLimiter:
     @cython.boundscheck(False)
     @cython.wraparound(False)
     def simulate(self, times, costs=None):
+        """Replay a trace through a fresh copy of this configuration: one bool per request."""
         # Not the live kernel but an equivalent rule without a purge loop: with `total` calls
         # logged so far (times non-decreasing), k more fit iff total + k <= max_calls or the
         # call at index total - max_calls + k - 1 has left the window. Only the last max_calls
