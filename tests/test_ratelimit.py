@@ -312,6 +312,12 @@ def test_bad_max_calls(core, value, exc, match):
 
 def test_constructor_extras(core, clock):
     assert core.SlidingWindowLimiter(3.0, 1, clock=clock).max_calls == 3
+    small = core.TokenBucket(1, 0.5, clock=clock)  # the default cost of 1 can never fit
+    with pytest.raises(ValueError, match="cost 1 exceeds capacity 0.5"):
+        small.try_acquire()
+    assert small.try_acquire(0.5) is True
+    with pytest.raises(ValueError, match="cost 1 exceeds capacity 0.25"):
+        core.LeakyBucket(1, 0.25, clock=clock).try_acquire()
     with pytest.raises(ValueError, match="initial must be finite and between 0 and capacity"):
         core.TokenBucket(1, 2, initial=3)
     with pytest.raises(ValueError, match="initial must be finite"):
@@ -533,3 +539,62 @@ def test_simulate_window_costs_must_be_whole(core):
     with pytest.raises(ValueError, match="costs must be whole numbers of calls"):
         w.simulate([0, 1], [1, 0.5])
     assert w.simulate([0, 0, 0.5, 1.0], [2, 2, 1, 2]).tolist() == [True, False, True, True]
+
+
+# ---- the twins mirror each other -------------------------------------------------------------
+
+
+@pytest.mark.cython_backend
+@pytest.mark.parametrize("kind", KINDS)
+def test_twins_have_the_same_methods_and_signatures(kind):
+    import importlib
+    import inspect
+
+    cy = getattr(importlib.import_module("prodfast._core"), kind)
+    py = getattr(importlib.import_module("prodfast._core_py"), kind)
+    public = sorted(n for n in dir(py) if not n.startswith("_"))
+    assert public == sorted(n for n in dir(cy) if not n.startswith("_"))
+    for name in public + ["_attempt", "_note", "_check", "_take", "_give_back"]:
+        a, b = getattr(cy, name), getattr(py, name)
+        if isinstance(b, property):
+            continue
+        assert str(inspect.signature(a)) == str(inspect.signature(b)), name
+
+
+def test_window_simulate_sizes(core):
+    """The window's simulate() keeps min(max_calls, calls in the trace) times: huge max_calls,
+    free requests and a trace longer than the window's capacity all replay exactly."""
+    huge = core.SlidingWindowLimiter(2**40, 1.0)
+    assert huge.simulate(np.arange(1000) * 1e-3).all()
+    assert core.SlidingWindowLimiter(2, 1.0).simulate([0, 0, 0], [0, 0, 0]).all()
+    times = np.repeat(np.arange(10.0), 3) * 0.4
+    clock = FakeClock()
+    live = core.SlidingWindowLimiter(4, 1.0, clock=clock)
+    expect = []
+    for t in times:
+        clock.set(float(t))
+        expect.append(live.try_acquire(2))
+    got = core.SlidingWindowLimiter(4, 1.0).simulate(times, np.full(times.shape, 2.0))
+    assert got.tolist() == expect and 0 < sum(expect) < len(expect)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acquire_sleeps_instead_of_spinning(core, kind):
+    """Waiting 20 ms costs a handful of clock reads: one sleep for the computed time."""
+    reads = [0]
+
+    def clock():
+        reads[0] += 1
+        return time.monotonic()
+
+    if kind == "TokenBucket":
+        lim = core.TokenBucket(50, 1, clock=clock, initial=0)
+    elif kind == "LeakyBucket":
+        lim = core.LeakyBucket(50, 1, clock=clock)
+        lim.try_acquire()
+    else:
+        lim = core.SlidingWindowLimiter(1, 0.02, clock=clock)
+        lim.try_acquire()
+    reads[0] = 0
+    assert lim.acquire() is True
+    assert 2 <= reads[0] <= 5

@@ -47,7 +47,7 @@ def _rl_real(value, name: str) -> float:
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def _rl_positive(value, name: str) -> float:
@@ -152,24 +152,46 @@ def _rl_array(values, name: str) -> np.ndarray:
     return arr
 
 
-def _rl_trace(times, costs, limit: float, limit_name: str, whole: bool):
-    """Checked float64 copies of a ``simulate`` trace: (times, costs or None)."""
+def _rl_trace_arrays(times, costs):
+    """Float64 one-dimensional arrays of a ``simulate`` trace, ``costs`` None or as long."""
     t = _rl_array(times, "times")
-    if not np.isfinite(t).all():
-        raise ValueError("times contains NaN or infinity")
-    if t.shape[0] > 1 and bool((t[1:] < t[:-1]).any()):
-        raise ValueError("times must be non-decreasing")
     if costs is None:
         return t, None
     c = _rl_array(costs, "costs")
     if c.shape != t.shape:
-        raise ValueError(f"costs must have one cost per time: {c.shape[0]} costs, {t.shape[0]} times")
-    if not (np.isfinite(c).all() and bool((c >= 0.0).all())):
+        raise ValueError(
+            f"costs must have one cost per time: {c.shape[0]} costs, {t.shape[0]} times"
+        )
+    return t, c
+
+
+def _rl_trace_raise(nonfinite, decreasing, bad, fraction, over, limit, limit_name) -> None:
+    """Raise the first error a trace scan found (the twins scan alike, and share the texts)."""
+    if nonfinite:
+        raise ValueError("times contains NaN or infinity")
+    if decreasing:
+        raise ValueError("times must be non-decreasing")
+    if bad:
         raise ValueError("costs must be finite and >= 0")
-    if whole and bool((c != np.floor(c)).any()):
+    if fraction:
         raise ValueError("costs must be whole numbers of calls")
-    if bool((c > limit).any()):
-        raise ValueError(f"costs contains a cost above {limit_name} {limit!r}: it can never succeed")
+    if over:
+        raise ValueError(
+            f"costs contains a cost above {limit_name} {limit!r}: it can never succeed"
+        )
+
+
+def _rl_trace(times, costs, limit: float, limit_name: str, whole: bool):
+    """Checked float64 copies of a ``simulate`` trace: (times, costs or None)."""
+    t, c = _rl_trace_arrays(times, costs)
+    nonfinite = not np.isfinite(t).all()
+    decreasing = t.shape[0] > 1 and bool((t[1:] < t[:-1]).any())
+    bad = fraction = over = False
+    if c is not None:
+        bad = not (np.isfinite(c).all() and bool((c >= 0.0).all()))
+        fraction = whole and bool((c != np.floor(c)).any())
+        over = bool((c > limit).any())
+    _rl_trace_raise(nonfinite, decreasing, bad, fraction, over, limit, limit_name)
     return t, c
 
 
@@ -200,7 +222,7 @@ class _RLGate:
 
     __slots__ = ("cond", "queue", "aqueue")
 
-    def __init__(self) -> None:
+    def __init__(self):
         self.cond = threading.Condition(threading.Lock())
         self.queue: deque = deque()  # tickets of blocked threads
         self.aqueue: deque = deque()  # futures of blocked asyncio tasks
@@ -317,21 +339,21 @@ class TokenBucket:
         self._allowed = self._denied = 0
 
     @property
-    def rate(self) -> float:
+    def rate(self):
         return self._rate
 
     @property
-    def capacity(self) -> float:
+    def capacity(self):
         return self._capacity
 
     @property
     def clock(self):
         return self._clock
 
-    def __repr__(self) -> str:
+    def __repr__(self):
         return f"TokenBucket(rate={self._rate!r}, capacity={self._capacity!r})"
 
-    def _available(self, now: float) -> float:
+    def _available(self, now):
         t = self._tokens
         dt = now - self._last
         if dt > 0.0:
@@ -340,7 +362,7 @@ class TokenBucket:
                 t = self._capacity
         return t
 
-    def _attempt(self, cost: float) -> float:
+    def _attempt(self, cost):
         """Decide once without counting: -1.0 if granted, else the seconds to wait."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -352,7 +374,7 @@ class TokenBucket:
             self._tokens = t - cost
             return _GRANTED
 
-    def _note(self, granted: bool) -> None:
+    def _note(self, granted):
         with self._lock:
             if granted:
                 self._allowed += 1
@@ -361,10 +383,10 @@ class TokenBucket:
 
     # LimiterGroup's two-phase protocol: _check a cost, _take it (a receipt, or the wait as a
     # float if refused), and _give_back a receipt when another member refused.
-    def _check(self, cost) -> float:
+    def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
 
-    def _take(self, cost: float):
+    def _take(self, cost):
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
@@ -375,14 +397,14 @@ class TokenBucket:
             self._tokens = t - cost
             return (t, self._tokens, self._last)
 
-    def _give_back(self, cost: float, receipt) -> None:
+    def _give_back(self, cost, receipt):
         with self._lock:
             if self._tokens == receipt[1] and self._last == receipt[2]:
                 self._tokens = receipt[0]  # untouched since: as if it had been denied
             else:
                 self._tokens = min(self._capacity, self._tokens + cost)
 
-    def try_acquire(self, cost=1) -> bool:
+    def try_acquire(self, cost=1):
         """Take ``cost`` tokens if they are there now; never blocks. A denial takes nothing."""
         # the arithmetic of _attempt and _note, inlined: this is the hot path
         cap = self._capacity
@@ -408,7 +430,7 @@ class TokenBucket:
             self._allowed += 1
             return True
 
-    def wait_time(self, cost=1) -> float:
+    def wait_time(self, cost=1):
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
         c = _rl_cost_within(cost, self._capacity)
         now = _rl_read(self._clock)
@@ -416,7 +438,7 @@ class TokenBucket:
             t = self._available(now)
         return 0.0 if t >= c else (c - t) / self._rate
 
-    def acquire(self, cost=1, timeout=None) -> bool:
+    def acquire(self, cost=1, timeout=None):
         """Block (sleeping) until ``cost`` is granted; False if ``timeout`` seconds run out first.
 
         Blocked callers are served first come, first served. Returns False at once when the
@@ -430,7 +452,7 @@ class TokenBucket:
         c = _rl_cost_within(cost, self._capacity)
         return _rl_acquire_async(self, c, _rl_timeout(timeout))
 
-    def stats(self) -> dict:
+    def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the bucket's state."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -438,7 +460,7 @@ class TokenBucket:
             out.update(rate=self._rate, capacity=self._capacity, tokens=self._available(now))
         return out
 
-    def reset(self) -> None:
+    def reset(self):
         """Back to the initial state (``initial`` tokens) with zeroed counters."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -446,7 +468,7 @@ class TokenBucket:
             self._last = self._created = now
             self._allowed = self._denied = 0
 
-    def simulate(self, times, costs=None) -> np.ndarray:
+    def simulate(self, times, costs=None):
         """Replay request ``times`` (non-decreasing) and ``costs`` (default 1 each) through a
         fresh bucket of this configuration, starting at ``times[0]`` with ``initial`` tokens.
         Returns one bool per request; the live bucket is not touched.
@@ -501,21 +523,21 @@ class LeakyBucket:
         self._allowed = self._denied = 0
 
     @property
-    def rate(self) -> float:
+    def rate(self):
         return self._rate
 
     @property
-    def capacity(self) -> float:
+    def capacity(self):
         return self._capacity
 
     @property
     def clock(self):
         return self._clock
 
-    def __repr__(self) -> str:
+    def __repr__(self):
         return f"LeakyBucket(rate={self._rate!r}, capacity={self._capacity!r})"
 
-    def _current(self, now: float) -> float:
+    def _current(self, now):
         v = self._level
         dt = now - self._last
         if dt > 0.0:
@@ -524,7 +546,7 @@ class LeakyBucket:
                 v = 0.0
         return v
 
-    def _attempt(self, cost: float) -> float:
+    def _attempt(self, cost):
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
@@ -535,17 +557,17 @@ class LeakyBucket:
             self._level = v + cost
             return _GRANTED
 
-    def _note(self, granted: bool) -> None:
+    def _note(self, granted):
         with self._lock:
             if granted:
                 self._allowed += 1
             else:
                 self._denied += 1
 
-    def _check(self, cost) -> float:
+    def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
 
-    def _take(self, cost: float):
+    def _take(self, cost):
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
@@ -556,14 +578,14 @@ class LeakyBucket:
             self._level = v + cost
             return (v, self._level, self._last)
 
-    def _give_back(self, cost: float, receipt) -> None:
+    def _give_back(self, cost, receipt):
         with self._lock:
             if self._level == receipt[1] and self._last == receipt[2]:
                 self._level = receipt[0]
             else:
                 self._level = max(0.0, self._level - cost)
 
-    def try_acquire(self, cost=1) -> bool:
+    def try_acquire(self, cost=1):
         """Add ``cost`` to the level if it fits under capacity now; never blocks."""
         cap = self._capacity
         if (type(cost) is int or type(cost) is float) and 0 <= cost <= cap:
@@ -588,7 +610,7 @@ class LeakyBucket:
             self._allowed += 1
             return True
 
-    def wait_time(self, cost=1) -> float:
+    def wait_time(self, cost=1):
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if it would now)."""
         c = _rl_cost_within(cost, self._capacity)
         now = _rl_read(self._clock)
@@ -596,7 +618,7 @@ class LeakyBucket:
             excess = self._current(now) + c - self._capacity
         return 0.0 if excess <= 0.0 else excess / self._rate
 
-    def acquire(self, cost=1, timeout=None) -> bool:
+    def acquire(self, cost=1, timeout=None):
         """Block (sleeping) until ``cost`` fits; False if ``timeout`` seconds run out first."""
         c = _rl_cost_within(cost, self._capacity)
         return _rl_acquire(self, c, _rl_timeout(timeout))
@@ -606,7 +628,7 @@ class LeakyBucket:
         c = _rl_cost_within(cost, self._capacity)
         return _rl_acquire_async(self, c, _rl_timeout(timeout))
 
-    def stats(self) -> dict:
+    def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the current level."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -614,7 +636,7 @@ class LeakyBucket:
             out.update(rate=self._rate, capacity=self._capacity, level=self._current(now))
         return out
 
-    def reset(self) -> None:
+    def reset(self):
         """Empty the bucket and zero the counters."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -622,7 +644,7 @@ class LeakyBucket:
             self._last = self._created = now
             self._allowed = self._denied = 0
 
-    def simulate(self, times, costs=None) -> np.ndarray:
+    def simulate(self, times, costs=None):
         """Replay a trace through a fresh, empty bucket of this configuration (see
         :meth:`TokenBucket.simulate`)."""
         t, c = _rl_trace(times, costs, self._capacity, "capacity", False)
@@ -675,21 +697,21 @@ class SlidingWindowLimiter:
         self._allowed = self._denied = 0
 
     @property
-    def max_calls(self) -> int:
+    def max_calls(self):
         return self._max_calls
 
     @property
-    def window(self) -> float:
+    def window(self):
         return self._window
 
     @property
     def clock(self):
         return self._clock
 
-    def __repr__(self) -> str:
+    def __repr__(self):
         return f"SlidingWindowLimiter(max_calls={self._max_calls!r}, window={self._window!r})"
 
-    def _purge(self, now: float) -> float:
+    def _purge(self, now):
         """Clamp ``now`` to the latest time seen, drop calls that left the window; return it."""
         if now > self._last:
             self._last = now
@@ -699,7 +721,7 @@ class SlidingWindowLimiter:
             log.popleft()
         return now
 
-    def _attempt(self, k: int) -> float:
+    def _attempt(self, k):
         now = _rl_read(self._clock)
         with self._lock:
             now = self._purge(now)
@@ -713,17 +735,17 @@ class SlidingWindowLimiter:
                 log.extend([now] * k)
             return _GRANTED
 
-    def _note(self, granted: bool) -> None:
+    def _note(self, granted):
         with self._lock:
             if granted:
                 self._allowed += 1
             else:
                 self._denied += 1
 
-    def _check(self, cost) -> int:
+    def _check(self, cost):
         return _rl_calls(cost, self._max_calls)
 
-    def _take(self, k: int):
+    def _take(self, k):
         now = _rl_read(self._clock)
         with self._lock:
             now = self._purge(now)
@@ -734,7 +756,7 @@ class SlidingWindowLimiter:
             log.extend([now] * k)
             return (now,)
 
-    def _give_back(self, k: int, receipt) -> None:
+    def _give_back(self, k, receipt):
         """Remove k logged calls made at the receipt's time (later calls stay in order)."""
         stamp = receipt[0]
         with self._lock:
@@ -746,7 +768,7 @@ class SlidingWindowLimiter:
                 k -= 1
             log.extend(reversed(newer))
 
-    def try_acquire(self, cost=1) -> bool:
+    def try_acquire(self, cost=1):
         """Log ``cost`` calls if they fit in the window now; never blocks."""
         if type(cost) is int and 0 <= cost <= self._max_calls:
             k = cost
@@ -772,7 +794,7 @@ class SlidingWindowLimiter:
             self._allowed += 1
             return True
 
-    def wait_time(self, cost=1) -> float:
+    def wait_time(self, cost=1):
         """Seconds until ``cost`` more calls fit in the window (0.0 if they fit now)."""
         k = _rl_calls(cost, self._max_calls)
         now = _rl_read(self._clock)
@@ -784,7 +806,7 @@ class SlidingWindowLimiter:
             w = self._log[over - 1] + self._window - now
         return w if w > 0.0 else 0.0
 
-    def acquire(self, cost=1, timeout=None) -> bool:
+    def acquire(self, cost=1, timeout=None):
         """Block (sleeping) until ``cost`` calls fit; False if ``timeout`` seconds run out first."""
         k = _rl_calls(cost, self._max_calls)
         return _rl_acquire(self, k, _rl_timeout(timeout))
@@ -794,7 +816,7 @@ class SlidingWindowLimiter:
         k = _rl_calls(cost, self._max_calls)
         return _rl_acquire_async(self, k, _rl_timeout(timeout))
 
-    def stats(self) -> dict:
+    def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the calls in the window."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -803,7 +825,7 @@ class SlidingWindowLimiter:
             out.update(max_calls=self._max_calls, window=self._window, in_window=len(self._log))
         return out
 
-    def reset(self) -> None:
+    def reset(self):
         """Forget every logged call and zero the counters."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -811,7 +833,7 @@ class SlidingWindowLimiter:
             self._last = self._created = now
             self._allowed = self._denied = 0
 
-    def simulate(self, times, costs=None) -> np.ndarray:
+    def simulate(self, times, costs=None):
         """Replay a trace through a fresh, empty window of this configuration (see
         :meth:`TokenBucket.simulate`). Costs must be whole numbers of calls."""
         t, c = _rl_trace(times, costs, float(self._max_calls), "max_calls", True)

@@ -69,7 +69,7 @@ def parse_rate(text: str) -> tuple[int | float, float]:
         raise TypeError(f"rate must be a string like '100/minute', not {type(text).__name__}")
     m = _RATE_RE.match(text)
     unit = _UNITS.get(m.group(3).lower()) if m else None
-    if unit is None:
+    if m is None or unit is None:
         raise ValueError(f"rate must look like '100/minute' or '5/10s', got {text!r}")
     num, mult = m.group(1), m.group(2)
     amount: int | float = float(num) if "." in num else int(num)
@@ -176,7 +176,7 @@ class LimiterGroup:
     def _attempt(self, costs) -> float:
         """Take every cost or none: -1.0 if granted, else the longest wait of the members."""
         with self._lock:
-            taken = []
+            taken: list = []
             for m, c in zip(self._members, costs, strict=True):
                 r = m._take(c)
                 if isinstance(r, float):  # refused: give back what was taken, newest first
@@ -279,7 +279,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
 
     __slots__ = (
         "_event_loop", "_last_check", "_level", "_next_count", "_rate_per_sec", "_waiters",
-        "_waker_handle", "_ready", "max_rate", "time_period",
+        "_waker_handle", "_ready", "_loop_time", "max_rate", "time_period",
     )  # fmt: skip
 
     def __init__(self, max_rate: float, time_period: float = 60) -> None:
@@ -292,7 +292,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
         self._waiters: list = []  # min-heap of (amount, order, future)
         self._next_count = functools.partial(next, count())
         self._ready = None  # a finished future: what `async with` awaits when no wait is needed
-        self._event_loop = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -307,6 +307,8 @@ class AsyncLimiter(AbstractAsyncContextManager):
                 _warn_reuse()
         except AttributeError:
             loop = self._event_loop = asyncio.get_running_loop()
+        # loop.time, read without a Python-level call when it is asyncio's own (monotonic)
+        self._loop_time = _monotonic if type(loop).time is _BASE_TIME else loop.time
         return loop
 
     def _leak(self) -> None:
@@ -367,11 +369,13 @@ class AsyncLimiter(AbstractAsyncContextManager):
         loop = _get_running_loop()
         if loop is not self._event_loop:  # first use, or another loop: the checks of _loop
             loop = self._loop
-        # loop.time(), without the Python-level call when it is asyncio's own (monotonic)
-        now = _monotonic() if type(loop).time is _BASE_TIME else loop.time()
+        now = self._loop_time()
         level = self._level
         if level:
-            level = self._level = max(level - (now - self._last_check) * self._rate_per_sec, 0)
+            level = level - (now - self._last_check) * self._rate_per_sec
+            if level < 0:  # as aiolimiter's max(level - decrement, 0)
+                level = 0
+            self._level = level
         self._last_check = now
         if level + 1 > self.max_rate:
             return self._acquire_rest(loop)
