@@ -177,7 +177,11 @@ def _async_with(make: Callable[[], object], batch: int) -> Callable[[], Timed]:
 
     def setup() -> Timed:
         loop = asyncio.new_event_loop()
-        limiter = loop.run_until_complete(_create(make))
+        try:
+            limiter = loop.run_until_complete(_create(make))
+        except BaseException:
+            loop.close()
+            raise
 
         async def body() -> None:
             for _ in itertools.repeat(None, batch):

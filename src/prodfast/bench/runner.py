@@ -306,7 +306,7 @@ def require(module: str, attr: str | None = None, *, dist: str | None = None):
         mod = importlib.import_module(module)
     except ImportError as exc:
         hint = f"{dist or module} is not installed (pip install 'prodfast[bench]')"
-        if module.startswith("prodfast"):
+        if module == "prodfast" or module.startswith("prodfast."):
             hint = f"{module} cannot be imported ({exc})"
         raise Missing(hint) from None
     if attr is None:
