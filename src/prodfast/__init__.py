@@ -7,3 +7,11 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 from ._backend import BACKEND, BACKEND_ERROR, impl
 
 __all__ = ["BACKEND", "BACKEND_ERROR"]
+
+# --- caches (issue 2) ---
+LRUCache = impl.LRUCache
+TTLCache = impl.TTLCache
+from .decorators import cached, lru_cache  # noqa: E402
+
+__all__ += ["LRUCache", "TTLCache", "cached", "lru_cache"]
+# --- end caches ---

@@ -5,3 +5,4 @@ Each area lives in its own include file; all of them share this one extension mo
 """
 
 cimport cython
+include "_cache.pxi"

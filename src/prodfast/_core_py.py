@@ -1,1 +1,3 @@
 """The pure-Python twin of prodfast._core: the same names, behaviour and error messages."""
+
+from ._cache_py import LRUCache, TTLCache  # noqa: E402,F401
