@@ -1,3 +1,4 @@
 """The pure-Python twin of prodfast._core: the same names, behaviour and error messages."""
 
 from ._cache_py import LRUCache, TTLCache  # noqa: E402,F401
+from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401

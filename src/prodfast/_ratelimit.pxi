@@ -1,0 +1,445 @@
+# Rate limiters: the compiled twin of prodfast._ratelimit_py (the reference, with the docs).
+#
+# The arithmetic is the nogil kernels of _core.pxd over plain C structs. A decision from Python
+# is: parse the cost (C fast path for exact int/float), read the clock (clock_gettime in C for
+# the default time.monotonic, else one call of the user's clock), run the kernel, count.
+# Everything that is not on that path -- argument errors, simulate()'s trace checks, blocking
+# and async waiting -- reuses the pure-Python twin's helpers, so messages and waiting agree.
+
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble, PyLong_AsSsize_t
+from libc.math cimport floor
+
+import time as _rl_timemod
+
+import numpy as _rl_np
+
+from prodfast._ratelimit_py import (
+    _RLGate,
+    _rl_acquire,
+    _rl_acquire_async,
+    _rl_calls,
+    _rl_clock,
+    _rl_cost_within,
+    _rl_initial,
+    _rl_max_calls,
+    _rl_measured,
+    _rl_positive,
+    _rl_time,
+    _rl_timeout,
+    _rl_trace,
+)
+
+cdef object _rl_monotonic = _rl_timemod.monotonic
+
+
+cdef inline double _rl_read(bint cclock, object clock) except? -1.0:
+    """One reading of the limiter's clock: C CLOCK_MONOTONIC, or the user's clock checked."""
+    cdef double v
+    if cclock:
+        return rl_now()
+    t = clock()
+    if type(t) is float:
+        v = PyFloat_AS_DOUBLE(t)
+        if v - v == 0.0:  # finite
+            return v
+    return _rl_time(t)
+
+
+cdef inline double _rl_cost(object cost, double capacity) except? -1.0:
+    """A checked cost within capacity; errors (and unusual types) go through the shared helper."""
+    cdef double c
+    if type(cost) is int:
+        try:
+            c = PyLong_AsDouble(cost)
+        except OverflowError:
+            return _rl_cost_within(cost, capacity)
+        if 0.0 <= c <= capacity:
+            return c
+    elif type(cost) is float:
+        c = PyFloat_AS_DOUBLE(cost)
+        if 0.0 <= c <= capacity:
+            return c
+    return _rl_cost_within(cost, capacity)
+
+
+cdef inline Py_ssize_t _rl_whole(object cost, Py_ssize_t max_calls) except? -1:
+    """A checked whole number of calls, 0..max_calls."""
+    cdef Py_ssize_t k
+    cdef double c
+    if type(cost) is int:
+        try:
+            k = PyLong_AsSsize_t(cost)
+        except OverflowError:
+            return _rl_calls(cost, max_calls)
+        if 0 <= k <= max_calls:
+            return k
+    elif type(cost) is float:
+        c = PyFloat_AS_DOUBLE(cost)
+        if 0.0 <= c <= <double>max_calls and c == floor(c):
+            return <Py_ssize_t>c
+    return _rl_calls(cost, max_calls)
+
+
+@cython.final
+cdef class TokenBucket:
+    """Token bucket: tokens = min(capacity, tokens + rate*dt); allow iff tokens >= cost."""
+
+    cdef rl_bucket _s
+    cdef double _initial
+    cdef double _created
+    cdef object _clock
+    cdef bint _cclock
+    cdef unsigned long long _allowed
+    cdef unsigned long long _denied
+    cdef object _gate
+
+    def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic, initial=None):
+        cdef double r = _rl_positive(rate, "rate")
+        cdef double cap = _rl_positive(capacity, "capacity")
+        cdef double init = _rl_initial(initial, cap)
+        _rl_clock(clock)
+        cdef bint cclock = clock is _rl_monotonic
+        cdef double now = _rl_read(cclock, clock)
+        self._clock = clock
+        self._cclock = cclock
+        self._initial = init
+        self._gate = _RLGate()
+        rl_bucket_init(&self._s, r, cap, init, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @property
+    def rate(self):
+        return self._s.rate
+
+    @property
+    def capacity(self):
+        return self._s.capacity
+
+    @property
+    def clock(self):
+        return self._clock
+
+    def __repr__(self):
+        return f"TokenBucket(rate={self._s.rate!r}, capacity={self._s.capacity!r})"
+
+    def _attempt(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        if rl_bucket_try(&self._s, now, cost):
+            return -1.0
+        return rl_bucket_wait(&self._s, now, cost)
+
+    def _note(self, bint granted):
+        if granted:
+            self._allowed += 1
+        else:
+            self._denied += 1
+
+    def try_acquire(self, cost=1):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        if rl_bucket_try(&self._s, now, c):
+            self._allowed += 1
+            return True
+        self._denied += 1
+        return False
+
+    def wait_time(self, cost=1):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return rl_bucket_wait(&self._s, _rl_read(self._cclock, self._clock), c)
+
+    def acquire(self, cost=1, timeout=None):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return _rl_acquire(self, c, _rl_timeout(timeout))
+
+    def acquire_async(self, cost=1, timeout=None):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return _rl_acquire_async(self, c, _rl_timeout(timeout))
+
+    def stats(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        out = _rl_measured(self._allowed, self._denied, self._created, now)
+        out.update(rate=self._s.rate, capacity=self._s.capacity,
+                   tokens=rl_bucket_tokens(&self._s, now))
+        return out
+
+    def reset(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        rl_bucket_init(&self._s, self._s.rate, self._s.capacity, self._initial, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def simulate(self, times, costs=None):
+        t, c = _rl_trace(times, costs, self._s.capacity, "capacity", False)
+        cdef const double[::1] tv = t
+        cdef const double[::1] cv
+        cdef Py_ssize_t i, n = tv.shape[0]
+        out = _rl_np.zeros(n, dtype=_rl_np.uint8)
+        cdef unsigned char[::1] ov = out
+        cdef rl_bucket s
+        cdef bint unit = c is None
+        if n == 0:
+            return out.view(bool)
+        if not unit:
+            cv = c
+        rl_bucket_init(&s, self._s.rate, self._s.capacity, self._initial, tv[0])
+        with nogil:
+            if unit:
+                for i in range(n):
+                    ov[i] = rl_bucket_try(&s, tv[i], 1.0)
+            else:
+                for i in range(n):
+                    ov[i] = rl_bucket_try(&s, tv[i], cv[i])
+        return out.view(bool)
+
+
+@cython.final
+cdef class LeakyBucket:
+    """Leaky bucket meter: level = max(0, level - rate*dt); allow iff level + cost <= capacity."""
+
+    cdef rl_leaky _s
+    cdef double _created
+    cdef object _clock
+    cdef bint _cclock
+    cdef unsigned long long _allowed
+    cdef unsigned long long _denied
+    cdef object _gate
+
+    def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic):
+        cdef double r = _rl_positive(rate, "rate")
+        cdef double cap = _rl_positive(capacity, "capacity")
+        _rl_clock(clock)
+        cdef bint cclock = clock is _rl_monotonic
+        cdef double now = _rl_read(cclock, clock)
+        self._clock = clock
+        self._cclock = cclock
+        self._gate = _RLGate()
+        rl_leaky_init(&self._s, r, cap, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @property
+    def rate(self):
+        return self._s.rate
+
+    @property
+    def capacity(self):
+        return self._s.capacity
+
+    @property
+    def clock(self):
+        return self._clock
+
+    def __repr__(self):
+        return f"LeakyBucket(rate={self._s.rate!r}, capacity={self._s.capacity!r})"
+
+    def _attempt(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        if rl_leaky_try(&self._s, now, cost):
+            return -1.0
+        return rl_leaky_wait(&self._s, now, cost)
+
+    def _note(self, bint granted):
+        if granted:
+            self._allowed += 1
+        else:
+            self._denied += 1
+
+    def try_acquire(self, cost=1):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        if rl_leaky_try(&self._s, now, c):
+            self._allowed += 1
+            return True
+        self._denied += 1
+        return False
+
+    def wait_time(self, cost=1):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return rl_leaky_wait(&self._s, _rl_read(self._cclock, self._clock), c)
+
+    def acquire(self, cost=1, timeout=None):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return _rl_acquire(self, c, _rl_timeout(timeout))
+
+    def acquire_async(self, cost=1, timeout=None):
+        cdef double c = _rl_cost(cost, self._s.capacity)
+        return _rl_acquire_async(self, c, _rl_timeout(timeout))
+
+    def stats(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        out = _rl_measured(self._allowed, self._denied, self._created, now)
+        out.update(rate=self._s.rate, capacity=self._s.capacity,
+                   level=rl_leaky_level(&self._s, now))
+        return out
+
+    def reset(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        rl_leaky_init(&self._s, self._s.rate, self._s.capacity, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def simulate(self, times, costs=None):
+        t, c = _rl_trace(times, costs, self._s.capacity, "capacity", False)
+        cdef const double[::1] tv = t
+        cdef const double[::1] cv
+        cdef Py_ssize_t i, n = tv.shape[0]
+        out = _rl_np.zeros(n, dtype=_rl_np.uint8)
+        cdef unsigned char[::1] ov = out
+        cdef rl_leaky s
+        cdef bint unit = c is None
+        if n == 0:
+            return out.view(bool)
+        if not unit:
+            cv = c
+        rl_leaky_init(&s, self._s.rate, self._s.capacity, tv[0])
+        with nogil:
+            if unit:
+                for i in range(n):
+                    ov[i] = rl_leaky_try(&s, tv[i], 1.0)
+            else:
+                for i in range(n):
+                    ov[i] = rl_leaky_try(&s, tv[i], cv[i])
+        return out.view(bool)
+
+
+@cython.final
+cdef class SlidingWindowLimiter:
+    """Sliding log: at most max_calls calls in any window seconds (a call at c counts while
+    now - c < window); the ring of call times grows as needed up to max_calls."""
+
+    cdef rl_window _w
+    cdef double _created
+    cdef object _clock
+    cdef bint _cclock
+    cdef unsigned long long _allowed
+    cdef unsigned long long _denied
+    cdef object _gate
+
+    def __cinit__(self):
+        self._w.buf = NULL
+        self._w.size = 0
+
+    def __dealloc__(self):
+        rl_window_free(&self._w)
+
+    def __init__(self, max_calls, window, *, clock=_rl_timemod.monotonic):
+        cdef Py_ssize_t m = _rl_max_calls(max_calls)
+        cdef double w = _rl_positive(window, "window")
+        _rl_clock(clock)
+        cdef bint cclock = clock is _rl_monotonic
+        cdef double now = _rl_read(cclock, clock)
+        self._clock = clock
+        self._cclock = cclock
+        self._gate = _RLGate()
+        rl_window_free(&self._w)
+        rl_window_init(&self._w, m, w, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @property
+    def max_calls(self):
+        return self._w.max_calls
+
+    @property
+    def window(self):
+        return self._w.window
+
+    @property
+    def clock(self):
+        return self._clock
+
+    def __repr__(self):
+        return f"SlidingWindowLimiter(max_calls={self._w.max_calls!r}, window={self._w.window!r})"
+
+    def _attempt(self, Py_ssize_t k):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef int r = rl_window_try(&self._w, now, k)
+        if r < 0:
+            raise MemoryError()
+        if r:
+            return -1.0
+        return rl_window_wait(&self._w, now, k)
+
+    def _note(self, bint granted):
+        if granted:
+            self._allowed += 1
+        else:
+            self._denied += 1
+
+    def try_acquire(self, cost=1):
+        cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
+        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        cdef int r = rl_window_try(&self._w, now, k)
+        if r > 0:
+            self._allowed += 1
+            return True
+        if r < 0:
+            raise MemoryError()
+        self._denied += 1
+        return False
+
+    def wait_time(self, cost=1):
+        cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
+        return rl_window_wait(&self._w, _rl_read(self._cclock, self._clock), k)
+
+    def acquire(self, cost=1, timeout=None):
+        cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
+        return _rl_acquire(self, k, _rl_timeout(timeout))
+
+    def acquire_async(self, cost=1, timeout=None):
+        cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)
+        return _rl_acquire_async(self, k, _rl_timeout(timeout))
+
+    def stats(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        out = _rl_measured(self._allowed, self._denied, self._created, now)
+        out.update(max_calls=self._w.max_calls, window=self._w.window,
+                   in_window=rl_window_in_window(&self._w, now))
+        return out
+
+    def reset(self):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        rl_window_free(&self._w)
+        rl_window_init(&self._w, self._w.max_calls, self._w.window, now)
+        self._created = now
+        self._allowed = 0
+        self._denied = 0
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def simulate(self, times, costs=None):
+        t, c = _rl_trace(times, costs, <double>self._w.max_calls, "max_calls", True)
+        cdef const double[::1] tv = t
+        cdef const double[::1] cv
+        cdef Py_ssize_t i, n = tv.shape[0]
+        out = _rl_np.zeros(n, dtype=_rl_np.uint8)
+        cdef unsigned char[::1] ov = out
+        cdef rl_window w
+        cdef int r = 0
+        cdef bint unit = c is None
+        if n == 0:
+            return out.view(bool)
+        if not unit:
+            cv = c
+        rl_window_init(&w, self._w.max_calls, self._w.window, tv[0])
+        with nogil:
+            for i in range(n):
+                r = rl_window_try(&w, tv[i], 1 if unit else <Py_ssize_t>cv[i])
+                if r < 0:
+                    break
+                ov[i] = <unsigned char>r
+            rl_window_free(&w)
+        if r < 0:
+            raise MemoryError()
+        return out.view(bool)
