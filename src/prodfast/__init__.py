@@ -15,3 +15,9 @@ from .decorators import cached, lru_cache  # noqa: E402
 
 __all__ += ["LRUCache", "TTLCache", "cached", "lru_cache"]
 # --- end caches ---
+# streaming statistics
+RunningStats = impl.RunningStats
+P2Quantile = impl.P2Quantile
+Quantiles = impl.Quantiles
+LatencySummary = impl.LatencySummary
+__all__ += ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]

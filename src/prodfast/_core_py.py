@@ -2,3 +2,4 @@
 
 from ._cache_py import LRUCache, TTLCache  # noqa: E402,F401
 from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
+from ._stats_py import LatencySummary, P2Quantile, Quantiles, RunningStats  # noqa: F401

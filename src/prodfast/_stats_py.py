@@ -1,0 +1,683 @@
+"""Streaming statistics in O(1) memory: the pure-Python twin of the compiled core.
+
+``RunningStats``
+    Count, mean, sample variance (n - 1), standard deviation, min and max by Welford's
+    update, with two streams combined by Chan et al.'s formula (``merge`` and ``a + b``).
+    The update runs on ``x - shift`` where ``shift`` is the first value pushed: the
+    subtraction is exact for data like ``1e9 + U(0, 1)``, so the variance keeps full
+    precision where plain Welford loses about eight digits and the naive sum-of-squares
+    formula loses all of them.
+``P2Quantile``
+    One quantile by the P-square algorithm of Jain & Chlamtac, "The P2 algorithm for
+    dynamic calculation of quantiles and histograms without storing observations",
+    CACM 28(10), 1985: five markers, parabolic prediction, linear fallback, marker
+    adjustment, exactly as the paper states them. The desired marker positions are
+    computed from the count (``1 + (count - 1) * f``), never accumulated, so they do not
+    drift at extreme ``p``.
+``Quantiles``
+    Several P2 estimators fed together, one pass over the data.
+``LatencySummary``
+    RunningStats and the p50/p95/p99 estimators in one object, with ``snapshot()``.
+
+Accepted values are real numbers: ``int``, ``float``, ``bool`` (as 0.0/1.0, like numpy and
+the ``statistics`` module), ``fractions.Fraction`` and numpy integer, floating and bool
+scalars. A string, ``None``, a complex number or any other object raises ``TypeError``;
+NaN or infinity (or an integer too large for a float) raises ``ValueError``. ``push_many``
+converts its argument to one float64 array first and checks every value before it changes
+anything, so a bad value anywhere applies nothing. ``push_many(values)`` gives exactly what
+``for x in values: push(x)`` gives.
+
+What P2 does not promise: its estimate has no error bound (it is a heuristic that works
+well on smooth distributions and can be far off on adversarial or multi-modal streams,
+or early in a stream), and two P2 estimators cannot be merged.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]
+
+_INF = math.inf
+_NAN = math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# validation, shared by both twins (the compiled core imports these helpers, so the accepted
+# inputs and the error texts are one and the same)
+
+
+def _coerce_real(x, name):
+    """Return ``x`` as a finite float, or raise TypeError/ValueError naming ``name``."""
+    if type(x) is float:
+        v = x
+    elif isinstance(x, numbers.Real):
+        try:
+            v = float(x)
+        except OverflowError:
+            raise ValueError(f"{name} must be finite, got {x!r}") from None
+    else:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return v
+
+
+def _as_float_block(values, name="values"):
+    """Convert ``values`` once into a one-dimensional float64 array of finite numbers.
+
+    A contiguous float64 array is returned as it is (no copy); every other array is
+    converted once; any other iterable is consumed exactly once. Raises TypeError for
+    non-numeric content and ValueError for NaN/infinity or a shape that is not flat.
+    """
+    if isinstance(values, np.ndarray):
+        arr = values
+    else:
+        if isinstance(values, (str, bytes)) or not _is_iterable(values):
+            raise TypeError(
+                f"{name} must be an iterable of real numbers, got {type(values).__name__}"
+            )
+        items = values if isinstance(values, (list, tuple)) else list(values)
+        try:
+            arr = np.asarray(items)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name} must be a flat iterable of real numbers") from exc
+    kind = arr.dtype.kind
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if kind == "O":
+        arr = np.array([_coerce_real(v, name) for v in arr.tolist()], dtype=np.float64)
+    elif kind in "fiub":
+        if arr.dtype != np.float64 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+    else:
+        raise TypeError(f"{name} must contain real numbers, got dtype {arr.dtype}")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name} must be finite, got {arr[i]!r} at index {i}")
+    return arr
+
+
+def _is_iterable(obj):
+    try:
+        iter(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_p(p, name="p"):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(p).__name__}")
+    v = float(p)
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must be in the open interval (0, 1), got {p!r}")
+    return v
+
+
+def _check_ps(ps, name="ps"):
+    if isinstance(ps, (str, bytes)) or not _is_iterable(ps):
+        raise TypeError(f"{name} must be a sequence of probabilities, got {type(ps).__name__}")
+    out = tuple(_check_p(p, name) for p in ps)
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not contain duplicates, got {out!r}")
+    return out
+
+
+def _check_state(state, cls_name, size):
+    if not isinstance(state, tuple) or len(state) != size:
+        raise ValueError(f"state must be a tuple of {size} items for {cls_name}")
+
+
+def _state_count(count):
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"state has an invalid count: {count!r}")
+    return count
+
+
+def _check_welford_state(state):
+    """Validate a RunningStats state tuple; return it with floats in place of numbers."""
+    _check_state(state, "RunningStats", 6)
+    count = _state_count(state[0])
+    shift, mean, m2, mn, mx = (float(v) for v in state[1:])
+    if not (math.isfinite(shift) and math.isfinite(mean) and math.isfinite(m2) and m2 >= 0.0):
+        raise ValueError("state is not a valid RunningStats state")
+    if count and not (math.isfinite(mn) and math.isfinite(mx) and mn <= mx):
+        raise ValueError("state is not a valid RunningStats state")
+    if not count:
+        shift, mean, m2, mn, mx = 0.0, 0.0, 0.0, _INF, -_INF
+    return (count, shift, mean, m2, mn, mx)
+
+
+def _check_p2_state(state):
+    """Validate a P2 state (count, heights, positions); return it with floats."""
+    if not isinstance(state, tuple) or len(state) != 3:
+        raise ValueError("state is not a valid P2 estimator state")
+    count = _state_count(state[0])
+    q = tuple(float(v) for v in state[1])
+    n = tuple(float(v) for v in state[2])
+    ok = len(q) == 5 and len(n) == 5 and all(math.isfinite(v) for v in q)
+    if ok and count < 5:
+        ok = n == (1.0, 2.0, 3.0, 4.0, 5.0)
+    elif ok:
+        ok = (
+            n[0] == 1.0
+            and n[4] == count
+            and all(v == int(v) for v in n)
+            and all(a < b for a, b in zip(n, n[1:], strict=False))
+            and all(a <= b for a, b in zip(q, q[1:], strict=False))
+        )
+    if not ok:
+        raise ValueError("state is not a valid P2 estimator state")
+    return (count, q, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernels: plain functions over plain lists, mirrored line by line by the C structs and
+# inline functions of the compiled core so both produce bit-identical floats
+
+
+def _exact_quantile(sorted_xs, p):
+    """Sample quantile of a sorted list with linear interpolation, as numpy.quantile's default."""
+    m = len(sorted_xs)
+    h = (m - 1) * p
+    lo = math.floor(h)
+    t = h - lo
+    a = sorted_xs[lo]
+    if lo + 1 >= m:
+        return a
+    b = sorted_xs[lo + 1]
+    diff = b - a
+    if t >= 0.5:  # numpy's _lerp: interpolate from the nearer end
+        return b - diff * (1.0 - t)
+    return a + diff * t
+
+
+class _P2:
+    """State of one P2 estimator (the compiled core keeps the same fields in a C struct)."""
+
+    __slots__ = ("p", "f1", "f2", "f3", "count", "q", "n")
+
+    def __init__(self, p):
+        self.p = p
+        self.f1 = p / 2.0
+        self.f2 = p
+        self.f3 = (1.0 + p) / 2.0
+        self.count = 0
+        self.q = [0.0, 0.0, 0.0, 0.0, 0.0]  # marker heights q1..q5
+        self.n = [1.0, 2.0, 3.0, 4.0, 5.0]  # actual marker positions n1..n5 (1-based)
+
+    def reset(self):
+        self.count = 0
+        self.q = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.n = [1.0, 2.0, 3.0, 4.0, 5.0]
+
+    def push(self, x):
+        q = self.q
+        n = self.n
+        c = self.count
+        if c < 5:
+            # A. Initialisation: the first five observations, sorted when the fifth arrives.
+            q[c] = x
+            self.count = c + 1
+            if c == 4:
+                q.sort()
+            return
+        self.count = c = c + 1
+        # B.1 find the cell k with q[k] <= x < q[k+1], extending the extremes.
+        if x < q[0]:
+            q[0] = x
+            k = 0
+        elif x < q[1]:
+            k = 0
+        elif x < q[2]:
+            k = 1
+        elif x < q[3]:
+            k = 2
+        elif x <= q[4]:
+            k = 3
+        else:
+            q[4] = x
+            k = 3
+        # B.2 markers above the cell move up one position.
+        for i in range(k + 1, 5):
+            n[i] += 1.0
+        # Desired positions from the count: n'_i = 1 + (count - 1) * f_i.
+        m = c - 1.0
+        desired = (0.0, 1.0 + m * self.f1, 1.0 + m * self.f2, 1.0 + m * self.f3)
+        # B.3 adjust the heights of markers 2-4 if they are off by one position or more.
+        for i in (1, 2, 3):
+            d = desired[i] - n[i]
+            if (d >= 1.0 and n[i + 1] - n[i] > 1.0) or (d <= -1.0 and n[i - 1] - n[i] < -1.0):
+                s = 1.0 if d >= 0.0 else -1.0
+                qn = _p2_parabolic(q, n, i, s)
+                if q[i - 1] < qn < q[i + 1]:
+                    q[i] = qn
+                else:
+                    q[i] = _p2_linear(q, n, i, s)
+                n[i] += s
+
+    def value(self):
+        c = self.count
+        if c == 0:
+            return _NAN
+        if c <= 5:
+            return _exact_quantile(sorted(self.q[:c]), self.p)
+        return self.q[2]
+
+    def markers(self):
+        c = self.count
+        if c < 5:
+            return tuple(sorted(self.q[:c]))
+        return tuple(self.q)
+
+    def positions(self):
+        c = self.count
+        if c < 5:
+            return tuple(range(1, c + 1))
+        return tuple(int(v) for v in self.n)
+
+    def getstate(self):
+        return (self.count, tuple(self.q), tuple(self.n))
+
+    def setstate(self, state):
+        count, q, n = _check_p2_state(state)
+        self.count = count
+        self.q = list(q)
+        self.n = list(n)
+
+
+def _p2_parabolic(q, n, i, d):
+    """The piecewise-parabolic (P2) prediction of marker i moved by d = +1 or -1."""
+    return q[i] + d / (n[i + 1] - n[i - 1]) * (
+        (n[i] - n[i - 1] + d) * (q[i + 1] - q[i]) / (n[i + 1] - n[i])
+        + (n[i + 1] - n[i] - d) * (q[i] - q[i - 1]) / (n[i] - n[i - 1])
+    )
+
+
+def _p2_linear(q, n, i, d):
+    """The linear fallback when the parabolic prediction leaves (q[i-1], q[i+1])."""
+    j = i + 1 if d > 0.0 else i - 1
+    return q[i] + d * (q[j] - q[i]) / (n[j] - n[i])
+
+
+class _Welford:
+    """Shifted Welford state (the compiled core keeps the same fields in a C struct)."""
+
+    __slots__ = ("count", "shift", "mean", "m2", "min", "max")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.count = 0
+        self.shift = 0.0
+        self.mean = 0.0  # mean of x - shift
+        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.min = _INF
+        self.max = -_INF
+
+    def push(self, x):
+        c = self.count + 1
+        self.count = c
+        if c == 1:
+            self.shift = x
+        y = x - self.shift
+        delta = y - self.mean
+        self.mean += delta / c
+        self.m2 += delta * (y - self.mean)
+        if x < self.min:
+            self.min = x
+        if x > self.max:
+            self.max = x
+
+    def merge(self, count, shift, mean, m2, mn, mx):
+        if count == 0:
+            return
+        if self.count == 0:
+            self.count, self.shift, self.mean, self.m2 = count, shift, mean, m2
+            self.min, self.max = mn, mx
+            return
+        na = self.count
+        total = na + count
+        # Chan et al.: the other stream's mean expressed against this stream's shift.
+        delta = ((shift - self.shift) + mean) - self.mean
+        self.mean += delta * count / total
+        self.m2 += m2 + delta * delta * na * count / total
+        self.count = total
+        if mn < self.min:
+            self.min = mn
+        if mx > self.max:
+            self.max = mx
+
+    def getstate(self):
+        return (self.count, self.shift, self.mean, self.m2, self.min, self.max)
+
+    def setstate(self, state):
+        count, shift, mean, m2, mn, mx = _check_welford_state(state)
+        self.count = count
+        self.shift, self.mean, self.m2 = shift, mean, m2
+        self.min, self.max = mn, mx
+
+    def mean_value(self):
+        return self.shift + self.mean if self.count else _NAN
+
+    def variance(self):
+        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the public classes
+
+
+class RunningStats:
+    """Count, mean, sample variance, standard deviation, min and max of a stream in O(1) memory.
+
+    ``push(x)`` adds one value, ``push_many(values)`` a batch (a contiguous float64 numpy
+    array is consumed without conversion). ``mean``, ``min`` and ``max`` are NaN while empty;
+    ``variance`` is the sample variance (divided by n - 1) and 0.0 below two values.
+    ``a.merge(b)`` folds ``b`` into ``a`` in place; ``a + b`` returns a new object; both
+    equal having pushed both streams into one object (Chan et al.). Picklable.
+    """
+
+    __slots__ = ("_w", "__weakref__")
+
+    def __init__(self) -> None:
+        self._w = _Welford()
+
+    def push(self, x) -> None:
+        """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
+        self._w.push(_coerce_real(x, "x"))
+
+    def push_many(self, values) -> None:
+        """Add every value of an iterable; nothing is applied if any value is bad."""
+        arr = _as_float_block(values)
+        push = self._w.push
+        for x in arr.tolist():
+            push(x)
+
+    def merge(self, other: RunningStats) -> None:
+        """Fold ``other``'s stream into this one, as if its values had been pushed here."""
+        if not isinstance(other, RunningStats):
+            raise TypeError(f"other must be a RunningStats, got {type(other).__name__}")
+        self._w.merge(*other._w.getstate())
+
+    def __add__(self, other):
+        if not isinstance(other, RunningStats):
+            return NotImplemented
+        out = type(self)()
+        out._w.setstate(self._w.getstate())
+        out._w.merge(*other._w.getstate())
+        return out
+
+    def clear(self) -> None:
+        """Forget every value."""
+        self._w.reset()
+
+    @property
+    def count(self) -> int:
+        """How many values were pushed."""
+        return self._w.count
+
+    @property
+    def mean(self) -> float:
+        """Arithmetic mean (NaN while empty)."""
+        return self._w.mean_value()
+
+    @property
+    def variance(self) -> float:
+        """Sample variance, divided by n - 1 (0.0 below two values)."""
+        return self._w.variance()
+
+    @property
+    def stdev(self) -> float:
+        """Sample standard deviation, the square root of ``variance``."""
+        return math.sqrt(self._w.variance())
+
+    @property
+    def min(self) -> float:
+        """Smallest value (NaN while empty)."""
+        return self._w.min if self._w.count else _NAN
+
+    @property
+    def max(self) -> float:
+        """Largest value (NaN while empty)."""
+        return self._w.max if self._w.count else _NAN
+
+    def __getstate__(self):
+        return self._w.getstate()
+
+    def __setstate__(self, state):
+        _check_state(state, "RunningStats", 6)
+        self._w.setstate(state)
+
+    def __reduce__(self):
+        return (type(self), (), self.__getstate__())
+
+    def __repr__(self) -> str:
+        return (
+            f"RunningStats(count={self.count}, mean={self.mean!r}, "
+            f"stdev={self.stdev!r}, min={self.min!r}, max={self.max!r})"
+        )
+
+
+class P2Quantile:
+    """One quantile ``p`` (0 < p < 1) of a stream by the P-square algorithm, in O(1) memory.
+
+    ``value`` is NaN while empty, the exact sample quantile (linear interpolation, as
+    ``numpy.quantile``'s default) while at most five values were pushed, and the P2
+    estimate of the middle marker after. ``markers`` are the marker heights (the sorted
+    values while fewer than five), ``positions`` their 1-based positions. P2 gives no error
+    bound and two estimators cannot be merged.
+    """
+
+    __slots__ = ("_e", "__weakref__")
+
+    def __init__(self, p: float) -> None:
+        self._e = _P2(_check_p(p))
+
+    def push(self, x) -> None:
+        """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
+        self._e.push(_coerce_real(x, "x"))
+
+    def push_many(self, values) -> None:
+        """Add every value of an iterable; nothing is applied if any value is bad."""
+        arr = _as_float_block(values)
+        push = self._e.push
+        for x in arr.tolist():
+            push(x)
+
+    def clear(self) -> None:
+        """Forget every value (``p`` stays)."""
+        self._e.reset()
+
+    @property
+    def p(self) -> float:
+        """The probability this estimator tracks."""
+        return self._e.p
+
+    @property
+    def count(self) -> int:
+        """How many values were pushed."""
+        return self._e.count
+
+    @property
+    def value(self) -> float:
+        """The current estimate of the p-quantile (NaN while empty)."""
+        return self._e.value()
+
+    @property
+    def markers(self) -> tuple[float, ...]:
+        """The marker heights q1..q5 (the sorted values while fewer than five)."""
+        return self._e.markers()
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The actual 1-based marker positions n1..n5."""
+        return self._e.positions()
+
+    def __getstate__(self):
+        return (self._e.p,) + self._e.getstate()
+
+    def __setstate__(self, state):
+        _check_state(state, "P2Quantile", 4)
+        self._e = _P2(_check_p(state[0]))
+        self._e.setstate(state[1:])
+
+    def __reduce__(self):
+        return (type(self), (self._e.p,), self.__getstate__())
+
+    def __repr__(self) -> str:
+        return f"P2Quantile(p={self.p!r}, count={self.count}, value={self.value!r})"
+
+
+class Quantiles:
+    """Several P2 estimators fed together: ``values`` -> ``{p: estimate}`` in the order of ``ps``."""
+
+    __slots__ = ("_ps", "_es", "__weakref__")
+
+    def __init__(self, ps=(0.5, 0.95, 0.99)) -> None:
+        self._ps = _check_ps(ps)
+        self._es = [_P2(p) for p in self._ps]
+
+    def _push(self, x):
+        for e in self._es:
+            e.push(x)
+
+    def push(self, x) -> None:
+        """Add one real number to every estimator."""
+        self._push(_coerce_real(x, "x"))
+
+    def push_many(self, values) -> None:
+        """Add every value of an iterable; nothing is applied if any value is bad."""
+        arr = _as_float_block(values)
+        es = self._es
+        for x in arr.tolist():
+            for e in es:
+                e.push(x)
+
+    def clear(self) -> None:
+        """Forget every value (``ps`` stay)."""
+        for e in self._es:
+            e.reset()
+
+    @property
+    def ps(self) -> tuple[float, ...]:
+        """The probabilities tracked, in the order given."""
+        return self._ps
+
+    @property
+    def count(self) -> int:
+        """How many values were pushed."""
+        return self._es[0].count
+
+    @property
+    def values(self) -> dict[float, float]:
+        """``{p: estimate}`` for every tracked probability (NaN while empty)."""
+        return {e.p: e.value() for e in self._es}
+
+    def __getstate__(self):
+        return (self._ps, tuple(e.getstate() for e in self._es))
+
+    def __setstate__(self, state):
+        _check_state(state, "Quantiles", 2)
+        ps = _check_ps(state[0])
+        if len(state[1]) != len(ps):
+            raise ValueError("state is not a valid Quantiles state")
+        es = [_P2(p) for p in ps]
+        for e, s in zip(es, state[1], strict=True):
+            e.setstate(s)
+        self._ps, self._es = ps, es
+
+    def __reduce__(self):
+        return (type(self), (self._ps,), self.__getstate__())
+
+    def __repr__(self) -> str:
+        return f"Quantiles(ps={self._ps!r}, count={self.count})"
+
+
+_LS_PS = (0.5, 0.95, 0.99)
+
+
+class LatencySummary:
+    """RunningStats plus p50/p95/p99 P2 estimators, fed by one ``push``.
+
+    ``snapshot()`` returns ``{"count", "mean", "std_dev", "min", "max", "p50", "p95",
+    "p99"}``; while empty, ``mean``, ``min``, ``max`` and the quantiles are NaN and
+    ``std_dev`` is 0.0.
+    """
+
+    __slots__ = ("_w", "_es", "__weakref__")
+
+    def __init__(self) -> None:
+        self._w = _Welford()
+        self._es = [_P2(p) for p in _LS_PS]
+
+    def _push(self, x):
+        self._w.push(x)
+        for e in self._es:
+            e.push(x)
+
+    def push(self, x) -> None:
+        """Add one real number (a latency, in any unit)."""
+        self._push(_coerce_real(x, "x"))
+
+    def push_many(self, values) -> None:
+        """Add every value of an iterable; nothing is applied if any value is bad."""
+        arr = _as_float_block(values)
+        push = self._push
+        for x in arr.tolist():
+            push(x)
+
+    def clear(self) -> None:
+        """Forget every value."""
+        self._w.reset()
+        for e in self._es:
+            e.reset()
+
+    @property
+    def count(self) -> int:
+        """How many values were pushed."""
+        return self._w.count
+
+    def snapshot(self) -> dict[str, float]:
+        """count, mean, std_dev, min, max, p50, p95, p99 of everything pushed so far."""
+        w = self._w
+        empty = w.count == 0
+        return {
+            "count": w.count,
+            "mean": w.mean_value(),
+            "std_dev": math.sqrt(w.variance()),
+            "min": _NAN if empty else w.min,
+            "max": _NAN if empty else w.max,
+            "p50": self._es[0].value(),
+            "p95": self._es[1].value(),
+            "p99": self._es[2].value(),
+        }
+
+    def __getstate__(self):
+        return (self._w.getstate(), tuple(e.getstate() for e in self._es))
+
+    def __setstate__(self, state):
+        _check_state(state, "LatencySummary", 2)
+        _check_state(state[0], "LatencySummary", 6)
+        if len(state[1]) != len(_LS_PS):
+            raise ValueError("state is not a valid LatencySummary state")
+        w = _Welford()
+        w.setstate(state[0])
+        es = [_P2(p) for p in _LS_PS]
+        for e, s in zip(es, state[1], strict=True):
+            e.setstate(s)
+        self._w, self._es = w, es
+
+    def __reduce__(self):
+        return (type(self), (), self.__getstate__())
+
+    def __repr__(self) -> str:
+        return f"LatencySummary(count={self.count})"
