@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from .runner import FLOOR, PEER, Missing, Report, Result
+from .runner import FLOOR, PEER, PRODFAST, Missing, Report, Result
 
-HATCH = {FLOOR: "//", PEER: "", "prodfast": ""}
+ROLE_COLORS = {FLOOR: "#9e9e9e", PEER: "#4c78a8", PRODFAST: "#f58518"}
 
 
 def _pyplot():
@@ -36,47 +36,59 @@ def _contenders(results: list[Result]) -> list[str]:
 
 
 def _colors(plt, names: list[str]) -> dict[str, object]:
-    cmap = plt.get_cmap("tab20")
-    return {name: cmap(i % 20) for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def _style(r: Result) -> dict[str, object]:
+    if r.role == FLOOR:
+        return {"linestyle": "--", "color": "black"}
+    if r.contender.endswith("[py]"):
+        return {"linestyle": ":"}
+    return {"linestyle": "-", "linewidth": 2.2 if r.role == PRODFAST else 1.2}
+
+
+def _bar_color(r: Result) -> str:
+    if r.role == PRODFAST and r.contender.endswith("[py]"):
+        return "#fdc086"
+    return ROLE_COLORS[r.role]
+
+
+def _operations(results: list[Result]) -> list[str]:
+    return list(dict.fromkeys(r.operation for r in results))
 
 
 def bars(plt, results: list[Result], title: str, path: str) -> str:
-    """Grouped bars: operations along x, one bar per contender."""
-    operations: list[str] = []
-    for r in results:
-        if r.operation not in operations:
-            operations.append(r.operation)
-    names = _contenders(results)
-    colors = _colors(plt, names)
-    by_key = {(r.operation, r.contender): r for r in results}
-    width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 2.2 * len(operations)), 5.5))
-    for j, name in enumerate(names):
-        xs, heights, role = [], [], None
-        for i, op in enumerate(operations):
-            r = by_key.get((op, name))
-            if r is not None:
-                xs.append(i - 0.4 + (j + 0.5) * width)
-                heights.append(r.ns_per_op)
-                role = r.role
-        ax.bar(
-            xs,
-            heights,
-            width,
-            label=name,
-            color=colors[name],
-            hatch=HATCH.get(role, ""),
-            edgecolor="black",
-            linewidth=0.3,
-        )
-    ax.set_xticks(
-        range(len(operations)), [op.replace(" (", "\n(") for op in operations], fontsize=8
+    """One panel per operation: a horizontal bar per contender (ns/op, log scale),
+    floors grey, peers blue, prodfast orange (light for the pure-Python twin)."""
+    operations = _operations(results)
+    cols = min(3, len(operations))
+    rows = -(-len(operations) // cols)
+    heights = [sum(1 for r in results if r.operation == op) for op in operations]
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(6.2 * cols, 0.38 * max(heights) * rows + 1.6 * rows), squeeze=False
     )
-    ax.set_yscale("log")
-    ax.set_ylabel("median ns per operation (log)")
-    ax.set_title(title)
-    ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax, op in zip(axes.flat, operations, strict=False):
+        rs = [r for r in results if r.operation == op]
+        ys = range(len(rs))
+        ax.barh(ys, [r.ns_per_op for r in rs], color=[_bar_color(r) for r in rs])
+        ax.set_yticks(ys, [r.contender for r in rs], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_title(op, fontsize=10)
+        ax.set_xlabel(f"median ns per {rs[0].unit} (log)", fontsize=8)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        for y, r in zip(ys, rs, strict=True):
+            ax.annotate(
+                f" {r.ns_per_op:,.0f}" if r.ns_per_op >= 100 else f" {r.ns_per_op:.1f}",
+                (r.ns_per_op, y),
+                va="center",
+                fontsize=7,
+            )
+        ax.set_xlim(right=max(r.ns_per_op for r in rs) * 4)
+    for ax in list(axes.flat)[len(operations) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -95,17 +107,11 @@ def scaling(plt, results: list[Result], title: str, path: str) -> str:
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
     for ax, (op, rs) in zip(axes.flat, per_op.items(), strict=False):
         for name in names:
-            points = sorted((r.n, r.ns_per_op) for r in rs if r.contender == name)
-            if points:
-                style = "--" if any(r.role == FLOOR for r in rs if r.contender == name) else "-"
-                ax.plot(
-                    *zip(*points, strict=True),
-                    style,
-                    marker="o",
-                    markersize=3,
-                    label=name,
-                    color=colors[name],
-                )
+            mine = sorted((r for r in rs if r.contender == name), key=lambda r: r.n)
+            if mine:
+                style = {"color": colors[name], **_style(mine[0])}
+                xs, ys = [r.n for r in mine], [r.ns_per_op for r in mine]
+                ax.plot(xs, ys, marker="o", markersize=3, label=name, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(op, fontsize=10)
@@ -114,7 +120,12 @@ def scaling(plt, results: list[Result], title: str, path: str) -> str:
         ax.grid(which="both", alpha=0.3)
     for ax in list(axes.flat)[len(per_op) :]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels = [name for name in names if name in legend]
+    handles = [legend[name] for name in labels]
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(names) // 4), 1, 0.97))
