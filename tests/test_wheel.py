@@ -112,10 +112,6 @@ def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _test_files() -> list[str]:
-    return sorted(p.name for p in (ROOT / "tests").glob("test_*.py") if p.name not in OWN_TESTS)
-
-
 def test_installed_wheel_passes_the_suite(dists, tmp_path):
     _, wheel = dists
     venv = tmp_path / "venv"
@@ -126,9 +122,8 @@ def test_installed_wheel_passes_the_suite(dists, tmp_path):
 
     # The suite without the source tree: tests, the shared conftest and the pytest settings.
     work = tmp_path / "work"
-    (work / "tests").mkdir(parents=True)
-    for name in _test_files():
-        shutil.copy(ROOT / "tests" / name, work / "tests" / name)
+    skip = shutil.ignore_patterns(*OWN_TESTS, "__pycache__", ".hypothesis", "*.so", "*.c")
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=skip)
     for name in ("conftest.py", "pyproject.toml"):
         shutil.copy(ROOT / name, work / name)
     env = _env(PRODFAST_REQUIRE_EXTENSION="1")
