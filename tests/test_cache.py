@@ -268,7 +268,7 @@ def test_stats_keys_and_counting(core):
     c.get("zz")
     with pytest.raises(KeyError):
         c["zz"]
-    "a" in c
+    assert "a" in c
     c.peek("a")
     c.setdefault("a", 0)
     c.pop("b")
