@@ -34,6 +34,7 @@ import types as _cache_types
 
 cdef extern from "Python.h":
     int _cache_RichCompareBool "PyObject_RichCompareBool" (PyObject* a, PyObject* b, int op) except -1
+    int _cache_RichCompareBool_nx "PyObject_RichCompareBool" (PyObject* a, PyObject* b, int op) noexcept
     bint _cache_UnicodeExact "PyUnicode_CheckExact" (PyObject* o)
     Py_ssize_t _cache_ULEN "PyUnicode_GET_LENGTH" (PyObject* o)
     unsigned int _cache_UKIND "PyUnicode_KIND" (PyObject* o)
@@ -50,6 +51,7 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(clockid_t clk, timespec* tp)
     clockid_t CLOCK_MONOTONIC
+    clockid_t CLOCK_MONOTONIC_COARSE
 
 cdef struct _cache_ent:
     PyObject* key
@@ -64,7 +66,6 @@ cdef struct _cache_tl:
     int32_t next
 
 DEF _CACHE_EMPTY = -1
-DEF _CACHE_DUMMY = -2
 DEF _CACHE_MINSIZE = 8
 DEF _CACHE_MAXENT = 0x7FFFFFF0
 
@@ -77,6 +78,19 @@ cdef inline double _cache_cclock() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+
+
+# Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
+# of ~30 in a VM). It trails the precise clock by at most one tick (1-10 ms), so an item whose
+# expiry lies more than this margin beyond the coarse time is alive by the precise clock too;
+# anything closer is decided by a precise read. Expiries themselves always come from the precise
+# clock, so results are those of time.monotonic().
+DEF _CACHE_COARSE_MARGIN = 0.05
+
+cdef inline double _cache_coarse() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
@@ -131,7 +145,7 @@ cdef class _CacheCore:
     cdef Py_ssize_t _mask
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
-    cdef Py_ssize_t _fill
+    cdef int _shift
     cdef Py_ssize_t _maxcap
     cdef int32_t _head, _tail, _thead, _ttail
     cdef Py_ssize_t _slot
@@ -158,7 +172,8 @@ cdef class _CacheCore:
         self._tl = NULL
         self._xexp = NULL
         self._sizes = NULL
-        self._n = self._cap = self._fill = 0
+        self._n = self._cap = 0
+        self._shift = 61
         self._head = self._tail = self._thead = self._ttail = -1
         self._maxsize_c = 0
         self._maxcap = 0
@@ -249,11 +264,33 @@ cdef class _CacheCore:
     # ------------------------------------------------------------------ table primitives
 
     @cython.final
+    cdef inline size_t _home(self, Py_hash_t h) noexcept:
+        # Fibonacci hashing: the high bits of h * 2^64/phi pick the home slot, so that regular
+        # hashes (ints with a common stride) spread out under linear probing.
+        return <size_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> self._shift)
+
+    @cython.final
+    cdef int _keys_equal(self, PyObject* other, PyObject* k) except -1:
+        # 1 equal, 0 not; raises what __eq__ raised, or RuntimeError if it changed the table.
+        cdef size_t ver
+        cdef int r
+        if _cache_UnicodeExact(other) and _cache_UnicodeExact(k):
+            return _cache_str_eq(other, k)
+        ver = self._ver
+        Py_INCREF(<object>other)
+        r = _cache_RichCompareBool_nx(other, k, Py_EQ)
+        Py_DECREF(<object>other)
+        if r < 0:
+            return -1
+        if self._ver != ver:
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        return r
+
+    @cython.final
     cdef inline Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
         cdef size_t mask = <size_t>self._mask
-        cdef size_t i = <size_t>h & mask
-        cdef size_t perturb = <size_t>h
+        cdef size_t i = self._home(h)
         cdef int32_t ix
         cdef PyObject* k = <PyObject*>key
         cdef PyObject* other
@@ -261,66 +298,70 @@ cdef class _CacheCore:
         cdef int r
         while True:
             ix = self._idx[i]
-            if ix == _CACHE_EMPTY:
+            if ix < 0:
                 self._slot = <Py_ssize_t>i
                 return -1
-            if ix >= 0:
-                other = self._ents[ix].key
-                if other == k:
+            other = self._ents[ix].key
+            if other == k:
+                self._slot = <Py_ssize_t>i
+                return ix
+            if self._ents[ix].hash == h:
+                if self._keys_equal(other, k):
                     self._slot = <Py_ssize_t>i
                     return ix
-                if self._ents[ix].hash == h:
-                    if _cache_UnicodeExact(other) and _cache_UnicodeExact(k):
-                        if _cache_str_eq(other, k):
-                            self._slot = <Py_ssize_t>i
-                            return ix
-                    else:
-                        ver = self._ver
-                        Py_INCREF(<object>other)
-                        try:
-                            r = _cache_RichCompareBool(other, k, Py_EQ)
-                        finally:
-                            Py_DECREF(<object>other)
-                        if self._ver != ver:
-                            raise RuntimeError(
-                                f"{type(self).__name__} changed size during key lookup")
-                        if r:
-                            self._slot = <Py_ssize_t>i
-                            return ix
-                        mask = <size_t>self._mask
-            perturb >>= 5
-            i = (i * 5 + perturb + 1) & mask
+            i = (i + 1) & mask
 
     @cython.final
     cdef inline Py_ssize_t _slot_of(self, Py_ssize_t ix) noexcept:
         # Slot holding entry ix (no user code: compares entry numbers only).
         cdef size_t mask = <size_t>self._mask
-        cdef Py_hash_t h = self._ents[ix].hash
-        cdef size_t i = <size_t>h & mask
-        cdef size_t perturb = <size_t>h
+        cdef size_t i = self._home(self._ents[ix].hash)
         while self._idx[i] != ix:
-            perturb >>= 5
-            i = (i * 5 + perturb + 1) & mask
+            i = (i + 1) & mask
         return <Py_ssize_t>i
 
     @cython.final
     cdef inline Py_ssize_t _free_slot(self, Py_hash_t h) noexcept:
         cdef size_t mask = <size_t>self._mask
-        cdef size_t i = <size_t>h & mask
-        cdef size_t perturb = <size_t>h
+        cdef size_t i = self._home(h)
         while self._idx[i] >= 0:
-            perturb >>= 5
-            i = (i * 5 + perturb + 1) & mask
+            i = (i + 1) & mask
         return <Py_ssize_t>i
 
     @cython.final
+    cdef inline void _clear_slot(self, Py_ssize_t slot) noexcept:
+        # Linear-probing deletion without tombstones: shift later members of the cluster back.
+        cdef size_t mask = <size_t>self._mask
+        cdef size_t i = <size_t>slot
+        cdef size_t j = i
+        cdef size_t k
+        cdef int32_t ix
+        while True:
+            j = (j + 1) & mask
+            ix = self._idx[j]
+            if ix < 0:
+                break
+            k = self._home(self._ents[ix].hash)
+            # the entry at j may move to i only if its home is not cyclically in (i, j]
+            if i <= j:
+                if i < k and k <= j:
+                    continue
+            elif i < k or k <= j:
+                continue
+            self._idx[i] = ix
+            i = j
+        self._idx[i] = _CACHE_EMPTY
+
+    @cython.final
     cdef int _rebuild(self, Py_ssize_t need) except -1:
-        # New index table for `need` entries, load <= 1/2 right after.
+        # New index table for `need` entries: load factor <= 1/2.
         cdef Py_ssize_t size = _CACHE_MINSIZE
+        cdef int shift = 61
         cdef Py_ssize_t i, s
         cdef int32_t* idx
         while size < 2 * need + 2:
             size <<= 1
+            shift -= 1
         idx = <int32_t*>PyMem_Malloc(size * sizeof(int32_t))
         if idx == NULL:
             raise MemoryError()
@@ -328,10 +369,10 @@ cdef class _CacheCore:
         PyMem_Free(self._idx)
         self._idx = idx
         self._mask = size - 1
+        self._shift = shift
         for i in range(self._n):
             s = self._free_slot(self._ents[i].hash)
             idx[s] = <int32_t>i
-        self._fill = self._n
         self._ver += 1
         return 0
 
@@ -369,7 +410,7 @@ cdef class _CacheCore:
                     raise MemoryError()
                 self._sizes = <PyObject**>p
             self._cap = newcap
-        if (self._fill + 1) * 3 >= (self._mask + 1) * 2:
+        if (self._n + 1) * 2 > self._mask + 1:
             self._rebuild(self._n + 1)
         return 0
 
@@ -446,8 +487,6 @@ cdef class _CacheCore:
         cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
-        if self._idx[s] == _CACHE_EMPTY:
-            self._fill += 1
         self._idx[s] = ix
         Py_INCREF(key)
         Py_INCREF(value)
@@ -474,7 +513,7 @@ cdef class _CacheCore:
         cdef int32_t last = <int32_t>(self._n - 1)
         cdef Py_ssize_t ls
         cdef _cache_ent* e
-        self._idx[slot] = _CACHE_DUMMY
+        self._clear_slot(slot)
         self._lru_unlink(ix)
         if self._is_ttl:
             self._ttl_unlink(ix)
@@ -552,6 +591,14 @@ cdef class _CacheCore:
         if _cache_FloatExact(t):
             return _cache_FloatAsDouble(t)
         return self._to_double(t)
+
+    @cython.final
+    cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
+        # Built-in clock, read path: alive by time.monotonic() (see _CACHE_COARSE_MARGIN).
+        cdef double exp = self._tl[ix].exp
+        if _cache_coarse() + _CACHE_COARSE_MARGIN < exp:
+            return True
+        return _cache_cclock() < exp
 
     @cython.final
     cdef object _now_o(self):
@@ -643,6 +690,12 @@ cdef class _CacheCore:
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
+        elif self._cclock and not self._tw._nesting:
+            ix = self._find(key, h)
+            if ix >= 0 and self._fresh(ix):
+                self._touch(<int32_t>ix)
+                self._hits += 1
+                return <object>self._ents[ix].value
         elif not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
@@ -662,6 +715,8 @@ cdef class _CacheCore:
             return self.__missing__(key)
         raise KeyError(key)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def get(self, key, default=None):
         """Return the value for key (making it most recent) or default."""
         cdef Py_hash_t h = hash(key)
@@ -670,6 +725,12 @@ cdef class _CacheCore:
         if not self._is_ttl:
             ix = self._find(key, h)
             if ix >= 0:
+                self._touch(<int32_t>ix)
+                self._hits += 1
+                return <object>self._ents[ix].value
+        elif self._cclock and not self._tw._nesting:
+            ix = self._find(key, h)
+            if ix >= 0 and self._fresh(ix):
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
@@ -696,6 +757,9 @@ cdef class _CacheCore:
         cdef double now
         if not self._is_ttl:
             return self._find(key, h) >= 0
+        if self._cclock and not self._tw._nesting:
+            ix = self._find(key, h)
+            return ix >= 0 and self._fresh(ix)
         if not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
@@ -762,8 +826,7 @@ cdef class _CacheCore:
         if self._n >= self._maxsize_c:
             # Full: reuse the least recent entry's slot for the new item (no hole to fill).
             v = self._head
-            vs = self._slot_of(v)
-            self._idx[vs] = _CACHE_DUMMY
+            self._clear_slot(self._slot_of(v))
             e = &self._ents[v]
             oldk = e.key
             oldv = e.value
@@ -773,13 +836,7 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             e.hash = h
             self._touch(v)
-            if (self._fill + 1) * 3 >= (self._mask + 1) * 2:
-                self._rebuild(self._n)
-            else:
-                vs = self._free_slot(h)
-                if self._idx[vs] == _CACHE_EMPTY:
-                    self._fill += 1
-                self._idx[vs] = v
+            self._idx[self._free_slot(h)] = v
             if self._is_ttl:
                 self._tl[v].exp = exp
                 if v != self._ttail:
@@ -1008,7 +1065,8 @@ cdef class _CacheCore:
         self._tl = NULL
         self._xexp = NULL
         self._sizes = NULL
-        self._n = self._cap = self._fill = 0
+        self._n = self._cap = 0
+        self._shift = 61
         self._head = self._tail = self._thead = self._ttail = -1
         self._currsize_obj = 0
         self._ver += 1
@@ -1212,27 +1270,27 @@ cdef class _CacheCore:
 
     def _check(self):
         """Walk the table, the entries and both lists; raise AssertionError on any inconsistency."""
-        cdef Py_ssize_t i, used = 0, dummies = 0, count = 0
+        cdef Py_ssize_t i, j, used = 0, count = 0
         cdef int32_t ix, prev
         assert self._n <= self._cap, "n > cap"
         assert (self._mask + 1) & self._mask == 0, "table size not a power of two"
         seen = [False] * self._n
         for i in range(self._mask + 1):
             ix = self._idx[i]
-            if ix == _CACHE_DUMMY:
-                dummies += 1
-            elif ix >= 0:
+            if ix >= 0:
                 assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
                 used += 1
-                assert self._slot_of(ix) == i, "entry not reachable by its hash"
+                j = self._home(self._ents[ix].hash)
+                while j != i:
+                    assert self._idx[j] >= 0, "entry not reachable from its home slot"
+                    j = (j + 1) & self._mask
                 assert hash(<object>self._ents[ix].key) == self._ents[ix].hash, "stale hash"
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
-        assert used + dummies == self._fill, "fill count wrong"
-        assert self._fill * 3 < (self._mask + 1) * 2 + 3, "table overfull"
+        assert self._n * 2 <= self._mask + 1 or self._n == 0, "table overfull"
         prev = -1
         ix = self._head
         while ix >= 0:

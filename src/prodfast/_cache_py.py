@@ -524,8 +524,12 @@ class LRUCache(MutableMapping):
                 self._order.move_to_end(node)
                 self._mod += 1
                 return node.value
-        self[key] = default  # outside the lock: it may call on_evict
+        self._store_at(key, default, now)  # outside the lock: it may call on_evict
         return default
+
+    def _store_at(self, key, value, now):
+        # __setitem__ at an already-read time (TTLCache: no second timer read)
+        self[key] = value
 
     def popitem(self):
         """Remove and return the least recently used ``(key, value)`` pair."""
@@ -748,6 +752,18 @@ class TTLCache(LRUCache):
 
     def _expires_at(self, now):
         return now + self._ttl
+
+    def _store_at(self, key, value, now):
+        timer = self._timer
+        with self._lock:
+            frozen = timer._nesting
+            if not frozen:
+                timer._time = now
+            timer._nesting += 1
+        try:
+            self[key] = value
+        finally:
+            timer._nesting -= 1
 
     def _restamp(self, node, expires):
         node.expires = expires

@@ -19,6 +19,10 @@ class EmbeddingCache:
     """
 
     def __init__(self, ttl: float = 3600, max_size: int = 10000, *, timer=time.monotonic):
+        if isinstance(max_size, bool) or not isinstance(max_size, int):
+            raise TypeError(f"max_size must be a non-negative int, got {max_size!r}")
+        if max_size < 0:
+            raise ValueError(f"max_size must be a non-negative int, got {max_size!r}")
         self.cache = _backend.impl.TTLCache(max_size, ttl, timer)
         self.max_size = max_size
         self.ttl = ttl
