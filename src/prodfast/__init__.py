@@ -21,3 +21,25 @@ P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 __all__ += ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]
+# -- rate limiters (section 2) --
+TokenBucket = impl.TokenBucket
+LeakyBucket = impl.LeakyBucket
+SlidingWindowLimiter = impl.SlidingWindowLimiter
+from .limiters import (  # noqa: E402
+    AsyncLimiter,
+    LimiterGroup,
+    RateLimitError,
+    parse_rate,
+    rate_limit,
+)
+
+__all__ += [
+    "TokenBucket",
+    "LeakyBucket",
+    "SlidingWindowLimiter",
+    "RateLimitError",
+    "rate_limit",
+    "parse_rate",
+    "LimiterGroup",
+    "AsyncLimiter",
+]

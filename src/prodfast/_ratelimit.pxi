@@ -92,7 +92,7 @@ cdef class TokenBucket:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic, initial=None):
         cdef double r = _rl_positive(rate, "rate")
@@ -136,6 +136,24 @@ cdef class TokenBucket:
             self._allowed += 1
         else:
             self._denied += 1
+
+    # LimiterGroup's two-phase protocol (see _ratelimit_py)
+    def _check(self, cost):
+        return _rl_cost(cost, self._s.capacity)
+
+    def _take(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef double t0 = self._s.tokens, l0 = self._s.last
+        if not rl_bucket_try(&self._s, now, cost):
+            return rl_bucket_wait(&self._s, now, cost)
+        return (t0, l0, self._s.tokens, self._s.last)
+
+    def _give_back(self, double cost, tuple receipt):
+        if self._s.tokens == <double>receipt[2] and self._s.last == <double>receipt[3]:
+            self._s.tokens = receipt[0]
+            self._s.last = receipt[1]
+        else:
+            self._s.tokens = min(self._s.capacity, self._s.tokens + cost)
 
     def try_acquire(self, cost=1):
         cdef double c = _rl_cost(cost, self._s.capacity)
@@ -208,7 +226,7 @@ cdef class LeakyBucket:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __init__(self, rate, capacity, *, clock=_rl_timemod.monotonic):
         cdef double r = _rl_positive(rate, "rate")
@@ -250,6 +268,23 @@ cdef class LeakyBucket:
             self._allowed += 1
         else:
             self._denied += 1
+
+    def _check(self, cost):
+        return _rl_cost(cost, self._s.capacity)
+
+    def _take(self, double cost):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef double v0 = self._s.level, l0 = self._s.last
+        if not rl_leaky_try(&self._s, now, cost):
+            return rl_leaky_wait(&self._s, now, cost)
+        return (v0, l0, self._s.level, self._s.last)
+
+    def _give_back(self, double cost, tuple receipt):
+        if self._s.level == <double>receipt[2] and self._s.last == <double>receipt[3]:
+            self._s.level = receipt[0]
+            self._s.last = receipt[1]
+        else:
+            self._s.level = max(0.0, self._s.level - cost)
 
     def try_acquire(self, cost=1):
         cdef double c = _rl_cost(cost, self._s.capacity)
@@ -312,6 +347,21 @@ cdef class LeakyBucket:
         return out.view(bool)
 
 
+cdef void _rl_window_unlog(rl_window* w, Py_ssize_t k, double stamp) noexcept nogil:
+    """Remove k logged calls made at ``stamp``; the later calls keep their order."""
+    cdef Py_ssize_t newer = 0, same = 0, i, src, dst
+    while newer < w.count and w.buf[(w.head + w.count - 1 - newer) % w.size] > stamp:
+        newer += 1
+    while (same < k and newer + same < w.count
+           and w.buf[(w.head + w.count - 1 - newer - same) % w.size] == stamp):
+        same += 1
+    for i in range(newer):
+        src = (w.head + w.count - newer + i) % w.size
+        dst = (w.head + w.count - newer - same + i) % w.size
+        w.buf[dst] = w.buf[src]
+    w.count -= same
+
+
 @cython.final
 cdef class SlidingWindowLimiter:
     """Sliding log: at most max_calls calls in any window seconds (a call at c counts while
@@ -323,7 +373,7 @@ cdef class SlidingWindowLimiter:
     cdef bint _cclock
     cdef unsigned long long _allowed
     cdef unsigned long long _denied
-    cdef object _gate
+    cdef readonly object _gate
 
     def __cinit__(self):
         self._w.buf = NULL
@@ -376,6 +426,21 @@ cdef class SlidingWindowLimiter:
             self._allowed += 1
         else:
             self._denied += 1
+
+    def _check(self, cost):
+        return _rl_whole(cost, self._w.max_calls)
+
+    def _take(self, Py_ssize_t k):
+        cdef double now = _rl_read(self._cclock, self._clock)
+        cdef int r = rl_window_try(&self._w, now, k)
+        if r < 0:
+            raise MemoryError()
+        if r == 0:
+            return rl_window_wait(&self._w, now, k)
+        return (self._w.last,)
+
+    def _give_back(self, Py_ssize_t k, tuple receipt):
+        _rl_window_unlog(&self._w, k, receipt[0])
 
     def try_acquire(self, cost=1):
         cdef Py_ssize_t k = _rl_whole(cost, self._w.max_calls)

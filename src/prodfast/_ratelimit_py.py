@@ -358,6 +358,31 @@ class TokenBucket:
             else:
                 self._denied += 1
 
+    # LimiterGroup's two-phase protocol: _check a cost, _take it (a receipt, or the wait as a
+    # float if refused), and _give_back a receipt when another member refused.
+    def _check(self, cost) -> float:
+        return _rl_cost_within(cost, self._capacity)
+
+    def _take(self, cost: float):
+        now = _rl_read(self._clock)
+        with self._lock:
+            t = self._available(now)
+            if t < cost:
+                return (cost - t) / self._rate
+            receipt = [self._tokens, self._last]
+            self._tokens = t - cost
+            if now > self._last:
+                self._last = now
+            receipt += (self._tokens, self._last)
+            return tuple(receipt)
+
+    def _give_back(self, cost: float, receipt) -> None:
+        with self._lock:
+            if self._tokens == receipt[2] and self._last == receipt[3]:
+                self._tokens, self._last = receipt[0], receipt[1]  # untouched since: restore
+            else:
+                self._tokens = min(self._capacity, self._tokens + cost)
+
     def try_acquire(self, cost=1) -> bool:
         """Take ``cost`` tokens if they are there now; never blocks. A denial changes nothing."""
         c = _rl_cost_within(cost, self._capacity)
@@ -499,6 +524,29 @@ class LeakyBucket:
             else:
                 self._denied += 1
 
+    def _check(self, cost) -> float:
+        return _rl_cost_within(cost, self._capacity)
+
+    def _take(self, cost: float):
+        now = _rl_read(self._clock)
+        with self._lock:
+            v = self._current(now)
+            if v + cost > self._capacity:
+                return (v + cost - self._capacity) / self._rate
+            receipt = [self._level, self._last]
+            self._level = v + cost
+            if now > self._last:
+                self._last = now
+            receipt += (self._level, self._last)
+            return tuple(receipt)
+
+    def _give_back(self, cost: float, receipt) -> None:
+        with self._lock:
+            if self._level == receipt[2] and self._last == receipt[3]:
+                self._level, self._last = receipt[0], receipt[1]
+            else:
+                self._level = max(0.0, self._level - cost)
+
     def try_acquire(self, cost=1) -> bool:
         """Add ``cost`` to the level if it fits under capacity now; never blocks."""
         c = _rl_cost_within(cost, self._capacity)
@@ -637,6 +685,32 @@ class SlidingWindowLimiter:
                 self._allowed += 1
             else:
                 self._denied += 1
+
+    def _check(self, cost) -> int:
+        return _rl_calls(cost, self._max_calls)
+
+    def _take(self, k: int):
+        now = _rl_read(self._clock)
+        with self._lock:
+            now = self._purge(now)
+            log = self._log
+            over = len(log) + k - self._max_calls
+            if over > 0:
+                return log[over - 1] + self._window - now
+            log.extend([now] * k)
+            return (now,)
+
+    def _give_back(self, k: int, receipt) -> None:
+        """Remove k logged calls made at the receipt's time (later calls stay in order)."""
+        stamp = receipt[0]
+        with self._lock:
+            log, newer = self._log, []
+            while log and log[-1] > stamp:
+                newer.append(log.pop())
+            while k and log and log[-1] == stamp:
+                log.pop()
+                k -= 1
+            log.extend(reversed(newer))
 
     def try_acquire(self, cost=1) -> bool:
         """Log ``cost`` calls if they fit in the window now; never blocks."""
