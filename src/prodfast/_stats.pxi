@@ -26,13 +26,18 @@ cdef tuple _st_LS_PS = (0.5, 0.95, 0.99)
 # --------------------------------------------------------------------------------------------
 # C state and kernels
 
+cdef enum:
+    _ST_BLOCK = 32   # values buffered before they are folded (_BLOCK in the Python twin)
+
 ctypedef struct _st_welford:
-    long long count
+    long long count          # values folded into mean/m2
+    int nbuf                 # values waiting in buf (fewer than _ST_BLOCK)
     double shift
     double mean
     double m2
     double min
     double max
+    double buf[_ST_BLOCK]
 
 ctypedef struct _st_p2:
     double p
@@ -46,6 +51,7 @@ ctypedef struct _st_p2:
 
 cdef inline void _st_w_reset(_st_welford* w) noexcept nogil:
     w.count = 0
+    w.nbuf = 0
     w.shift = 0.0
     w.mean = 0.0
     w.m2 = 0.0
@@ -54,35 +60,108 @@ cdef inline void _st_w_reset(_st_welford* w) noexcept nogil:
 
 
 @cython.cdivision(True)
+cdef inline void _st_block_moments(const double* xs, int m, double shift,
+                                   double* mean_out, double* m2_out) noexcept nogil:
+    # two passes over four interleaved sums (element i goes to sum i % 4); m >= 1
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, mean, d
+    cdef int i = 0
+    while i + 4 <= m:
+        a0 += xs[i] - shift
+        a1 += xs[i + 1] - shift
+        a2 += xs[i + 2] - shift
+        a3 += xs[i + 3] - shift
+        i += 4
+    if i < m:
+        a0 += xs[i] - shift
+    if i + 1 < m:
+        a1 += xs[i + 1] - shift
+    if i + 2 < m:
+        a2 += xs[i + 2] - shift
+    mean = ((a0 + a1) + (a2 + a3)) / <double>m
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    i = 0
+    while i + 4 <= m:
+        d = (xs[i] - shift) - mean
+        a0 += d * d
+        d = (xs[i + 1] - shift) - mean
+        a1 += d * d
+        d = (xs[i + 2] - shift) - mean
+        a2 += d * d
+        d = (xs[i + 3] - shift) - mean
+        a3 += d * d
+        i += 4
+    if i < m:
+        d = (xs[i] - shift) - mean
+        a0 += d * d
+    if i + 1 < m:
+        d = (xs[i + 1] - shift) - mean
+        a1 += d * d
+    if i + 2 < m:
+        d = (xs[i + 2] - shift) - mean
+        a2 += d * d
+    mean_out[0] = mean
+    m2_out[0] = (a0 + a1) + (a2 + a3)
+
+
+@cython.cdivision(True)
+cdef inline void _st_w_combine(_st_welford* w, int m, double bmean, double bm2) noexcept nogil:
+    # fold a block of m >= 1 values (same shift) into (count, mean, m2)
+    cdef long long c = w.count
+    cdef double total, delta
+    if c == 0:
+        w.mean = bmean
+        w.m2 = bm2
+    else:
+        total = <double>(c + m)
+        delta = bmean - w.mean
+        w.mean += delta * <double>m / total
+        w.m2 += bm2 + delta * delta * <double>c * <double>m / total
+    w.count = c + m
+
+
+cdef inline void _st_w_fold(_st_welford* w) noexcept nogil:
+    cdef double bmean, bm2
+    if w.nbuf == 0:
+        return
+    # the buffer holds x - shift already; subtracting 0.0 leaves every value as it is
+    _st_block_moments(w.buf, w.nbuf, 0.0, &bmean, &bm2)
+    _st_w_combine(w, w.nbuf, bmean, bm2)
+    w.nbuf = 0
+
+
 cdef inline void _st_w_push(_st_welford* w, double x) noexcept nogil:
-    cdef long long c = w.count + 1
-    cdef double y, delta
-    w.count = c
-    if c == 1:
+    if w.nbuf == 0 and w.count == 0:
         w.shift = x
-    y = x - w.shift
-    delta = y - w.mean
-    w.mean += delta / <double>c          # c >= 1
-    w.m2 += delta * (y - w.mean)
+    w.buf[w.nbuf] = x - w.shift
+    w.nbuf += 1
     if x < w.min:
         w.min = x
     if x > w.max:
         w.max = x
+    if w.nbuf == _ST_BLOCK:
+        _st_w_fold(w)
 
 
 @cython.cdivision(True)
 cdef inline void _st_w_merge(_st_welford* w, _st_welford o) noexcept nogil:
-    cdef double na, total, delta
+    # Chan et al.; o is a copy, so the caller's other object is left unchanged
+    cdef double na, nb, total, delta
+    _st_w_fold(&o)
     if o.count == 0:
         return
+    _st_w_fold(w)
     if w.count == 0:
         w[0] = o
         return
     na = <double>w.count
+    nb = <double>o.count
     total = <double>(w.count + o.count)   # > 0
     delta = ((o.shift - w.shift) + o.mean) - w.mean
-    w.mean += delta * <double>o.count / total
-    w.m2 += o.m2 + delta * delta * na * <double>o.count / total
+    w.mean += delta * nb / total
+    w.m2 += o.m2 + delta * delta * na * nb / total
     w.count = w.count + o.count
     if o.min < w.min:
         w.min = o.min
@@ -90,13 +169,25 @@ cdef inline void _st_w_merge(_st_welford* w, _st_welford o) noexcept nogil:
         w.max = o.max
 
 
+cdef inline _st_welford _st_w_folded(const _st_welford* w) noexcept nogil:
+    cdef _st_welford f = w[0]
+    _st_w_fold(&f)
+    return f
+
+
 cdef inline double _st_w_mean(const _st_welford* w) noexcept nogil:
-    return w.shift + w.mean if w.count else NAN
+    cdef _st_welford f = _st_w_folded(w)
+    return f.shift + f.mean if f.count else NAN
 
 
 @cython.cdivision(True)
 cdef inline double _st_w_variance(const _st_welford* w) noexcept nogil:
-    return w.m2 / <double>(w.count - 1) if w.count > 1 else 0.0
+    cdef _st_welford f = _st_w_folded(w)
+    return f.m2 / <double>(f.count - 1) if f.count > 1 else 0.0
+
+
+cdef inline long long _st_w_total(const _st_welford* w) noexcept nogil:
+    return w.count + w.nbuf
 
 
 cdef inline void _st_p2_reset(_st_p2* e) noexcept nogil:
@@ -143,44 +234,24 @@ cdef inline double _st_p2_linear(const double* q, const double* n, int i, double
     return q[i] + d * (q[j] - q[i]) / (n[j] - n[i])
 
 
-cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
-    cdef double* q = e.q
-    cdef double* n = e.n
-    cdef long long c = e.count
-    cdef int i, k
-    cdef double m, d, s, qn
+cdef inline void _st_p2_step(double* q, double* n, double m, double f1, double f2, double f3,
+                             double x) noexcept nogil:
+    # one P2 update once five values are in; m = count - 1 after counting x
+    cdef int i
+    cdef double d, s, qn
     cdef double desired[4]
-    if c < 5:
-        # A. the first five observations, sorted when the fifth arrives
-        q[c] = x
-        e.count = c + 1
-        if c == 4:
-            _st_sort(q, 5)
-        return
-    c += 1
-    e.count = c
-    # B.1 the cell k with q[k] <= x < q[k+1], extending the extremes
-    if x < q[0]:
-        q[0] = x
-        k = 0
-    elif x < q[1]:
-        k = 0
-    elif x < q[2]:
-        k = 1
-    elif x < q[3]:
-        k = 2
-    elif x <= q[4]:
-        k = 3
-    else:
-        q[4] = x
-        k = 3
-    # B.2 markers above the cell move up; desired positions come from the count
-    for i in range(k + 1, 5):
-        n[i] += 1.0
-    m = <double>c - 1.0
-    desired[1] = 1.0 + m * e.f1
-    desired[2] = 1.0 + m * e.f2
-    desired[3] = 1.0 + m * e.f3
+    # B.1/B.2 without branches: the markers are sorted, so "marker i lies above the cell
+    # of x" is just x < q[i]; the extremes take x when it falls outside them
+    n[1] += <double>(x < q[1])
+    n[2] += <double>(x < q[2])
+    n[3] += <double>(x < q[3])
+    n[4] += 1.0
+    q[0] = x if x < q[0] else q[0]
+    q[4] = x if x > q[4] else q[4]
+    # desired positions from the count: n'_i = 1 + (count - 1) * f_i
+    desired[1] = 1.0 + m * f1
+    desired[2] = 1.0 + m * f2
+    desired[3] = 1.0 + m * f3
     # B.3 adjust markers 2-4 that are off by one position or more
     for i in range(1, 4):
         d = desired[i] - n[i]
@@ -192,6 +263,46 @@ cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
             else:
                 q[i] = _st_p2_linear(q, n, i, s)
             n[i] += s
+
+
+cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
+    cdef long long c = e.count
+    if c < 5:
+        # A. the first five observations, sorted when the fifth arrives
+        e.q[c] = x
+        e.count = c + 1
+        if c == 4:
+            _st_sort(e.q, 5)
+        return
+    e.count = c + 1
+    _st_p2_step(e.q, e.n, <double>(c + 1) - 1.0, e.f1, e.f2, e.f3, x)
+
+
+cdef void _st_p2_run(_st_p2* e, const double* xs, Py_ssize_t size) noexcept nogil:
+    # push xs[0:size] into one estimator, with its state in local variables for the loop
+    cdef Py_ssize_t i = 0
+    cdef double q[5]
+    cdef double n[5]
+    cdef double f1 = e.f1, f2 = e.f2, f3 = e.f3
+    cdef long long c
+    cdef int j
+    while i < size and e.count < 5:
+        _st_p2_push(e, xs[i])
+        i += 1
+    if i == size:
+        return
+    for j in range(5):
+        q[j] = e.q[j]
+        n[j] = e.n[j]
+    c = e.count
+    while i < size:
+        c += 1
+        _st_p2_step(q, n, <double>c - 1.0, f1, f2, f3, xs[i])
+        i += 1
+    e.count = c
+    for j in range(5):
+        e.q[j] = q[j]
+        e.n[j] = n[j]
 
 
 cdef inline double _st_p2_value(const _st_p2* e) noexcept nogil:
@@ -266,41 +377,114 @@ cdef object _st_block(object values):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef void _st_w_push_block(_st_welford* w, const double[::1] xs) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(xs.shape[0]):
+    # same blocks as pushing one by one: fill the open buffer first, then reduce whole
+    # blocks straight from the array, then buffer the tail
+    cdef Py_ssize_t i = 0, j, size = xs.shape[0]
+    cdef double bmean, bm2, x, mn, mx
+    while i < size and (w.nbuf != 0 or w.count == 0):
         _st_w_push(w, xs[i])
+        i += 1
+    mn = w.min
+    mx = w.max
+    while i + _ST_BLOCK <= size:
+        for j in range(i, i + _ST_BLOCK):
+            x = xs[j]
+            mn = x if x < mn else mn
+            mx = x if x > mx else mx
+        _st_block_moments(&xs[i], _ST_BLOCK, w.shift, &bmean, &bm2)
+        _st_w_combine(w, _ST_BLOCK, bmean, bm2)
+        i += _ST_BLOCK
+    w.min = mn
+    w.max = mx
+    while i < size:
+        _st_w_push(w, xs[i])
+        i += 1
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
+cdef void _st_p2_run3(_st_p2* a, _st_p2* b, _st_p2* e, const double* xs,
+                     Py_ssize_t size) noexcept nogil:
+    # three estimators side by side: their updates are independent chains the CPU overlaps
+    cdef Py_ssize_t i = 0
+    cdef double qa[5]
+    cdef double na[5]
+    cdef double qb[5]
+    cdef double nb[5]
+    cdef double qe[5]
+    cdef double ne[5]
+    cdef double m, x
+    cdef long long c
+    cdef int j
+    while i < size and a.count < 5:  # the three always hold the same count
+        _st_p2_push(a, xs[i])
+        _st_p2_push(b, xs[i])
+        _st_p2_push(e, xs[i])
+        i += 1
+    if i == size:
+        return
+    for j in range(5):
+        qa[j] = a.q[j]
+        na[j] = a.n[j]
+        qb[j] = b.q[j]
+        nb[j] = b.n[j]
+        qe[j] = e.q[j]
+        ne[j] = e.n[j]
+    c = a.count
+    while i < size:
+        c += 1
+        m = <double>c - 1.0
+        x = xs[i]
+        _st_p2_step(qa, na, m, a.f1, a.f2, a.f3, x)
+        _st_p2_step(qb, nb, m, b.f1, b.f2, b.f3, x)
+        _st_p2_step(qe, ne, m, e.f1, e.f2, e.f3, x)
+        i += 1
+    a.count = c
+    b.count = c
+    e.count = c
+    for j in range(5):
+        a.q[j] = qa[j]
+        a.n[j] = na[j]
+        b.q[j] = qb[j]
+        b.n[j] = nb[j]
+        e.q[j] = qe[j]
+        e.n[j] = ne[j]
+
+
+cdef enum:
+    _ST_CHUNK = 2048   # values per estimator per turn: the chunk stays in the L1/L2 cache
+
+
 cdef void _st_p2_push_block(_st_p2* es, Py_ssize_t k, const double[::1] xs) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef double x
-    for i in range(xs.shape[0]):
-        x = xs[i]
-        for j in range(k):
-            _st_p2_push(&es[j], x)
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _st_ls_push_block(_st_welford* w, _st_p2* es, const double[::1] xs) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double x
-    for i in range(xs.shape[0]):
-        x = xs[i]
-        _st_w_push(w, x)
-        _st_p2_push(&es[0], x)
-        _st_p2_push(&es[1], x)
-        _st_p2_push(&es[2], x)
+    # The estimators are independent, so feeding them chunk by chunk in turn gives exactly
+    # what feeding every estimator each value in turn gives.
+    cdef Py_ssize_t lo, size = xs.shape[0], j
+    if size == 0:
+        return
+    cdef Py_ssize_t chunk
+    lo = 0
+    while lo < size:
+        chunk = min(size - lo, <Py_ssize_t>_ST_CHUNK)
+        j = 0
+        while j + 3 <= k:
+            _st_p2_run3(&es[j], &es[j + 1], &es[j + 2], &xs[lo], chunk)
+            j += 3
+        while j < k:
+            _st_p2_run(&es[j], &xs[lo], chunk)
+            j += 1
+        lo += chunk
 
 
 cdef tuple _st_w_getstate(const _st_welford* w):
-    return (w.count, w.shift, w.mean, w.m2, w.min, w.max)
+    cdef int i
+    return (w.count, w.shift, w.mean, w.m2, w.min, w.max,
+            tuple([w.buf[i] for i in range(w.nbuf)]))
 
 
 cdef int _st_w_setstate(_st_welford* w, object state) except -1:
-    count, shift, mean, m2, mn, mx = _st_check_welford_state(state)
+    cdef int i
+    count, shift, mean, m2, mn, mx, buf = _st_check_welford_state(state)
+    w.nbuf = len(buf)
+    for i in range(w.nbuf):
+        w.buf[i] = buf[i]
     w.count = count
     w.shift = shift
     w.mean = mean
@@ -361,7 +545,7 @@ cdef class RunningStats:
     def __cinit__(self):
         _st_w_reset(&self._w)
 
-    def push(self, x):
+    def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         _st_w_push(&self._w, _st_coerce(x))
 
@@ -390,7 +574,7 @@ cdef class RunningStats:
     @property
     def count(self):
         """How many values were pushed."""
-        return self._w.count
+        return _st_w_total(&self._w)
 
     @property
     def mean(self):
@@ -410,18 +594,17 @@ cdef class RunningStats:
     @property
     def min(self):
         """Smallest value (NaN while empty)."""
-        return self._w.min if self._w.count else NAN
+        return self._w.min if _st_w_total(&self._w) else NAN
 
     @property
     def max(self):
         """Largest value (NaN while empty)."""
-        return self._w.max if self._w.count else NAN
+        return self._w.max if _st_w_total(&self._w) else NAN
 
     def __getstate__(self):
         return _st_w_getstate(&self._w)
 
     def __setstate__(self, state):
-        _st_check_state(state, "RunningStats", 6)
         _st_w_setstate(&self._w, state)
 
     def __reduce__(self):
@@ -447,7 +630,7 @@ cdef class P2Quantile:
     def __cinit__(self, p):
         _st_p2_init(&self._e, _st_check_p(p))
 
-    def push(self, x):
+    def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         _st_p2_push(&self._e, _st_coerce(x))
 
@@ -527,7 +710,7 @@ cdef class Quantiles:
     def __dealloc__(self):
         PyMem_Free(self._es)
 
-    def push(self, x):
+    def push(self, x, /):
         """Add one real number to every estimator."""
         cdef double v = _st_coerce(x)
         cdef Py_ssize_t j
@@ -568,7 +751,7 @@ cdef class Quantiles:
         cdef Py_ssize_t j
         _st_check_state(state, "Quantiles", 2)
         ps = _st_check_ps(state[0])
-        if len(state[1]) != len(ps) or len(ps) != self._k:
+        if not isinstance(state[1], tuple) or len(state[1]) != len(ps) or len(ps) != self._k:
             raise ValueError("state is not a valid Quantiles state")
         checked = [_st_check_p2_state(s) for s in state[1]]
         for j in range(self._k):
@@ -600,7 +783,7 @@ cdef class LatencySummary:
         _st_p2_init(&self._es[1], 0.95)
         _st_p2_init(&self._es[2], 0.99)
 
-    def push(self, x):
+    def push(self, x, /):
         """Add one real number (a latency, in any unit)."""
         cdef double v = _st_coerce(x)
         _st_w_push(&self._w, v)
@@ -610,7 +793,10 @@ cdef class LatencySummary:
 
     def push_many(self, values):
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        _st_ls_push_block(&self._w, self._es, _st_block(values))
+        cdef const double[::1] xs = _st_block(values)
+        # the moments and the estimators are independent: two passes give what pushes give
+        _st_w_push_block(&self._w, xs)
+        _st_p2_push_block(self._es, 3, xs)
 
     def clear(self):
         """Forget every value."""
@@ -622,17 +808,18 @@ cdef class LatencySummary:
     @property
     def count(self):
         """How many values were pushed."""
-        return self._w.count
+        return _st_w_total(&self._w)
 
     def snapshot(self):
         """count, mean, std_dev, min, max, p50, p95, p99 of everything pushed so far."""
-        cdef bint empty = self._w.count == 0
+        cdef _st_welford w = _st_w_folded(&self._w)
+        cdef bint empty = w.count == 0
         return {
-            "count": self._w.count,
-            "mean": _st_w_mean(&self._w),
-            "std_dev": sqrt(_st_w_variance(&self._w)),
-            "min": NAN if empty else self._w.min,
-            "max": NAN if empty else self._w.max,
+            "count": w.count,
+            "mean": _st_w_mean(&w),
+            "std_dev": sqrt(_st_w_variance(&w)),
+            "min": NAN if empty else w.min,
+            "max": NAN if empty else w.max,
             "p50": _st_p2_value(&self._es[0]),
             "p95": _st_p2_value(&self._es[1]),
             "p99": _st_p2_value(&self._es[2]),
@@ -647,8 +834,7 @@ cdef class LatencySummary:
         cdef _st_welford w
         cdef int j
         _st_check_state(state, "LatencySummary", 2)
-        _st_check_state(state[0], "LatencySummary", 6)
-        if len(state[1]) != 3:
+        if not isinstance(state[1], tuple) or len(state[1]) != 3:
             raise ValueError("state is not a valid LatencySummary state")
         checked = [_st_check_p2_state(s) for s in state[1]]
         _st_w_setstate(&w, state[0])

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def _coerce_real(x, name):
     """Return ``x`` as a finite float, or raise TypeError/ValueError naming ``name``."""
     if type(x) is float:
         v = x
-    elif isinstance(x, numbers.Real):
+    elif isinstance(x, (numbers.Real, np.bool_)):
         try:
             v = float(x)
         except OverflowError:
@@ -143,16 +144,27 @@ def _state_count(count):
 
 def _check_welford_state(state):
     """Validate a RunningStats state tuple; return it with floats in place of numbers."""
-    _check_state(state, "RunningStats", 6)
+    _check_state(state, "RunningStats", 7)
     count = _state_count(state[0])
-    shift, mean, m2, mn, mx = (float(v) for v in state[1:])
-    if not (math.isfinite(shift) and math.isfinite(mean) and math.isfinite(m2) and m2 >= 0.0):
+    shift, mean, m2, mn, mx = (float(v) for v in state[1:6])
+    if not isinstance(state[6], tuple):
         raise ValueError("state is not a valid RunningStats state")
-    if count and not (math.isfinite(mn) and math.isfinite(mx) and mn <= mx):
+    buf = tuple(float(v) for v in state[6])
+    ok = (
+        len(buf) < _BLOCK
+        and all(math.isfinite(v) for v in buf)
+        and math.isfinite(shift)
+        and math.isfinite(mean)
+        and math.isfinite(m2)
+        and m2 >= 0.0
+    )
+    if ok and (count or buf):
+        ok = math.isfinite(mn) and math.isfinite(mx) and mn <= mx
+    if not ok:
         raise ValueError("state is not a valid RunningStats state")
-    if not count:
+    if not (count or buf):
         shift, mean, m2, mn, mx = 0.0, 0.0, 0.0, _INF, -_INF
-    return (count, shift, mean, m2, mn, mx)
+    return (count, shift, mean, m2, mn, mx, buf)
 
 
 def _check_p2_state(state):
@@ -307,69 +319,139 @@ def _p2_linear(q, n, i, d):
     return q[i] + d * (q[j] - q[i]) / (n[j] - n[i])
 
 
-class _Welford:
-    """Shifted Welford state (the compiled core keeps the same fields in a C struct)."""
+_BLOCK = 32  # values buffered before they are folded into the running moments
 
-    __slots__ = ("count", "shift", "mean", "m2", "min", "max")
+
+def _block_moments(ys):
+    """Mean and sum of squared deviations of a short list, by two passes over four sums.
+
+    The four interleaved partial sums (element i goes to sum i % 4) let the compiled twin
+    run four independent additions per step; the order of every operation is fixed, so
+    both twins get bit-identical results.
+    """
+    m = len(ys)
+    a = [0.0, 0.0, 0.0, 0.0]
+    for i in range(m):
+        a[i & 3] += ys[i]
+    mean = ((a[0] + a[1]) + (a[2] + a[3])) / m
+    a = [0.0, 0.0, 0.0, 0.0]
+    for i in range(m):
+        d = ys[i] - mean
+        a[i & 3] += d * d
+    return mean, (a[0] + a[1]) + (a[2] + a[3])
+
+
+class _Welford:
+    """Count, mean and squared deviations of a stream, updated a block at a time.
+
+    Values are kept relative to ``shift`` (the first value pushed), which makes the
+    subtraction exact for data like ``1e9 + U(0, 1)``. Up to ``_BLOCK`` shifted values wait
+    in ``buf``; a full block is reduced by two passes and folded into ``(count, mean, m2)``
+    by Chan et al.'s formula. The result depends only on the order of the values, never
+    on how they were handed over (push or push_many). The compiled twin keeps the same
+    fields in a C struct.
+    """
+
+    __slots__ = ("count", "shift", "mean", "m2", "min", "max", "buf")
 
     def __init__(self):
         self.reset()
 
     def reset(self):
-        self.count = 0
+        self.count = 0  # values folded into mean/m2 (the buffered ones come on top)
         self.shift = 0.0
-        self.mean = 0.0  # mean of x - shift
-        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.mean = 0.0  # mean of x - shift over the folded values
+        self.m2 = 0.0  # their sum of squared deviations from that mean
         self.min = _INF
         self.max = -_INF
+        self.buf = []  # x - shift of the values not folded yet (fewer than _BLOCK)
+
+    def copy(self):
+        w = _Welford.__new__(_Welford)
+        w.count, w.shift, w.mean, w.m2 = self.count, self.shift, self.mean, self.m2
+        w.min, w.max, w.buf = self.min, self.max, list(self.buf)
+        return w
+
+    def total(self):
+        return self.count + len(self.buf)
 
     def push(self, x):
-        c = self.count + 1
-        self.count = c
-        if c == 1:
+        buf = self.buf
+        if not buf and self.count == 0:
             self.shift = x
-        y = x - self.shift
-        delta = y - self.mean
-        self.mean += delta / c
-        self.m2 += delta * (y - self.mean)
+        buf.append(x - self.shift)
         if x < self.min:
             self.min = x
         if x > self.max:
             self.max = x
+        if len(buf) == _BLOCK:
+            self.fold()
 
-    def merge(self, count, shift, mean, m2, mn, mx):
-        if count == 0:
+    def fold(self):
+        """Fold the buffered values into (count, mean, m2)."""
+        buf = self.buf
+        if not buf:
             return
+        m = len(buf)
+        bmean, bm2 = _block_moments(buf)
+        c = self.count
+        if c == 0:
+            self.mean, self.m2 = bmean, bm2
+        else:
+            total = c + m
+            delta = bmean - self.mean
+            self.mean += delta * m / total
+            self.m2 += bm2 + delta * delta * c * m / total
+        self.count = c + m
+        self.buf = []
+
+    def merge(self, other):
+        """Chan et al.: fold ``other`` (left unchanged) into this stream."""
+        o = other.copy()
+        o.fold()
+        if o.count == 0:
+            return
+        self.fold()
         if self.count == 0:
-            self.count, self.shift, self.mean, self.m2 = count, shift, mean, m2
-            self.min, self.max = mn, mx
+            self.count, self.shift, self.mean, self.m2 = o.count, o.shift, o.mean, o.m2
+            self.min, self.max = o.min, o.max
             return
         na = self.count
-        total = na + count
-        # Chan et al.: the other stream's mean expressed against this stream's shift.
-        delta = ((shift - self.shift) + mean) - self.mean
-        self.mean += delta * count / total
-        self.m2 += m2 + delta * delta * na * count / total
+        nb = o.count
+        total = na + nb
+        # the other stream's mean expressed against this stream's shift
+        delta = ((o.shift - self.shift) + o.mean) - self.mean
+        self.mean += delta * nb / total
+        self.m2 += o.m2 + delta * delta * na * nb / total
         self.count = total
-        if mn < self.min:
-            self.min = mn
-        if mx > self.max:
-            self.max = mx
+        if o.min < self.min:
+            self.min = o.min
+        if o.max > self.max:
+            self.max = o.max
+
+    def folded(self):
+        """A copy with the buffer folded in (what the statistics are read from)."""
+        w = self.copy()
+        w.fold()
+        return w
 
     def getstate(self):
-        return (self.count, self.shift, self.mean, self.m2, self.min, self.max)
+        return (self.count, self.shift, self.mean, self.m2, self.min, self.max, tuple(self.buf))
 
     def setstate(self, state):
-        count, shift, mean, m2, mn, mx = _check_welford_state(state)
+        count, shift, mean, m2, mn, mx, buf = _check_welford_state(state)
         self.count = count
         self.shift, self.mean, self.m2 = shift, mean, m2
         self.min, self.max = mn, mx
+        self.buf = list(buf)
 
     def mean_value(self):
-        return self.shift + self.mean if self.count else _NAN
+        w = self.folded()
+        return w.shift + w.mean if w.count else _NAN
 
     def variance(self):
-        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
+        w = self.folded()
+        return w.m2 / (w.count - 1) if w.count > 1 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,79 +465,100 @@ class RunningStats:
     array is consumed without conversion). ``mean``, ``min`` and ``max`` are NaN while empty;
     ``variance`` is the sample variance (divided by n - 1) and 0.0 below two values.
     ``a.merge(b)`` folds ``b`` into ``a`` in place; ``a + b`` returns a new object; both
-    equal having pushed both streams into one object (Chan et al.). Picklable.
+    equal having pushed both streams into one object (Chan et al.), to rounding. Picklable;
+    safe to share between threads.
     """
 
-    __slots__ = ("_w", "__weakref__")
+    __slots__ = ("_w", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.RunningStats' is not an acceptable base type")
 
     def __init__(self) -> None:
         self._w = _Welford()
+        self._lock = threading.Lock()
 
-    def push(self, x) -> None:
+    def push(self, x, /) -> None:
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
-        self._w.push(_coerce_real(x, "x"))
+        v = _coerce_real(x, "x")
+        with self._lock:
+            self._w.push(v)
 
     def push_many(self, values) -> None:
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        arr = _as_float_block(values)
-        push = self._w.push
-        for x in arr.tolist():
-            push(x)
+        xs = _as_float_block(values).tolist()
+        with self._lock:
+            push = self._w.push
+            for x in xs:
+                push(x)
+
+    def _copy_w(self):
+        with self._lock:
+            return self._w.copy()
 
     def merge(self, other: RunningStats) -> None:
         """Fold ``other``'s stream into this one, as if its values had been pushed here."""
         if not isinstance(other, RunningStats):
             raise TypeError(f"other must be a RunningStats, got {type(other).__name__}")
-        self._w.merge(*other._w.getstate())
+        o = other._copy_w()
+        with self._lock:
+            self._w.merge(o)
 
     def __add__(self, other):
         if not isinstance(other, RunningStats):
             return NotImplemented
+        w = self._copy_w()
+        w.merge(other._copy_w())
         out = type(self)()
-        out._w.setstate(self._w.getstate())
-        out._w.merge(*other._w.getstate())
+        out._w = w
         return out
 
     def clear(self) -> None:
         """Forget every value."""
-        self._w.reset()
+        with self._lock:
+            self._w.reset()
 
     @property
     def count(self) -> int:
         """How many values were pushed."""
-        return self._w.count
+        return self._copy_w().total()
 
     @property
     def mean(self) -> float:
         """Arithmetic mean (NaN while empty)."""
-        return self._w.mean_value()
+        return self._copy_w().mean_value()
 
     @property
     def variance(self) -> float:
         """Sample variance, divided by n - 1 (0.0 below two values)."""
-        return self._w.variance()
+        return self._copy_w().variance()
 
     @property
     def stdev(self) -> float:
         """Sample standard deviation, the square root of ``variance``."""
-        return math.sqrt(self._w.variance())
+        return math.sqrt(self._copy_w().variance())
 
     @property
     def min(self) -> float:
         """Smallest value (NaN while empty)."""
-        return self._w.min if self._w.count else _NAN
+        w = self._copy_w()
+        return w.min if w.total() else _NAN
 
     @property
     def max(self) -> float:
         """Largest value (NaN while empty)."""
-        return self._w.max if self._w.count else _NAN
+        w = self._copy_w()
+        return w.max if w.total() else _NAN
 
     def __getstate__(self):
-        return self._w.getstate()
+        return self._copy_w().getstate()
 
     def __setstate__(self, state):
-        _check_state(state, "RunningStats", 6)
-        self._w.setstate(state)
+        w = _Welford()
+        w.setstate(state)
+        with self._lock:
+            self._w = w
 
     def __reduce__(self):
         return (type(self), (), self.__getstate__())
@@ -477,25 +580,34 @@ class P2Quantile:
     bound and two estimators cannot be merged.
     """
 
-    __slots__ = ("_e", "__weakref__")
+    __slots__ = ("_e", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.P2Quantile' is not an acceptable base type")
 
     def __init__(self, p: float) -> None:
         self._e = _P2(_check_p(p))
+        self._lock = threading.Lock()
 
-    def push(self, x) -> None:
+    def push(self, x, /) -> None:
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
-        self._e.push(_coerce_real(x, "x"))
+        v = _coerce_real(x, "x")
+        with self._lock:
+            self._e.push(v)
 
     def push_many(self, values) -> None:
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        arr = _as_float_block(values)
-        push = self._e.push
-        for x in arr.tolist():
-            push(x)
+        xs = _as_float_block(values).tolist()
+        with self._lock:
+            push = self._e.push
+            for x in xs:
+                push(x)
 
     def clear(self) -> None:
         """Forget every value (``p`` stays)."""
-        self._e.reset()
+        with self._lock:
+            self._e.reset()
 
     @property
     def p(self) -> float:
@@ -510,25 +622,31 @@ class P2Quantile:
     @property
     def value(self) -> float:
         """The current estimate of the p-quantile (NaN while empty)."""
-        return self._e.value()
+        with self._lock:
+            return self._e.value()
 
     @property
     def markers(self) -> tuple[float, ...]:
         """The marker heights q1..q5 (the sorted values while fewer than five)."""
-        return self._e.markers()
+        with self._lock:
+            return self._e.markers()
 
     @property
     def positions(self) -> tuple[int, ...]:
         """The actual 1-based marker positions n1..n5."""
-        return self._e.positions()
+        with self._lock:
+            return self._e.positions()
 
     def __getstate__(self):
-        return (self._e.p,) + self._e.getstate()
+        with self._lock:
+            return (self._e.p,) + self._e.getstate()
 
     def __setstate__(self, state):
         _check_state(state, "P2Quantile", 4)
-        self._e = _P2(_check_p(state[0]))
-        self._e.setstate(state[1:])
+        e = _P2(_check_p(state[0]))
+        e.setstate(state[1:])
+        with self._lock:
+            self._e = e
 
     def __reduce__(self):
         return (type(self), (self._e.p,), self.__getstate__())
@@ -540,32 +658,38 @@ class P2Quantile:
 class Quantiles:
     """Several P2 estimators fed together: ``values`` -> ``{p: estimate}`` in the order of ``ps``."""
 
-    __slots__ = ("_ps", "_es", "__weakref__")
+    __slots__ = ("_ps", "_es", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.Quantiles' is not an acceptable base type")
 
     def __init__(self, ps=(0.5, 0.95, 0.99)) -> None:
         self._ps = _check_ps(ps)
         self._es = [_P2(p) for p in self._ps]
+        self._lock = threading.Lock()
 
-    def _push(self, x):
-        for e in self._es:
-            e.push(x)
-
-    def push(self, x) -> None:
+    def push(self, x, /) -> None:
         """Add one real number to every estimator."""
-        self._push(_coerce_real(x, "x"))
+        v = _coerce_real(x, "x")
+        with self._lock:
+            for e in self._es:
+                e.push(v)
 
     def push_many(self, values) -> None:
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        arr = _as_float_block(values)
-        es = self._es
-        for x in arr.tolist():
-            for e in es:
-                e.push(x)
+        xs = _as_float_block(values).tolist()
+        with self._lock:
+            es = self._es
+            for x in xs:  # one pass: every estimator sees x before the next value
+                for e in es:
+                    e.push(x)
 
     def clear(self) -> None:
         """Forget every value (``ps`` stay)."""
-        for e in self._es:
-            e.reset()
+        with self._lock:
+            for e in self._es:
+                e.reset()
 
     @property
     def ps(self) -> tuple[float, ...]:
@@ -580,20 +704,23 @@ class Quantiles:
     @property
     def values(self) -> dict[float, float]:
         """``{p: estimate}`` for every tracked probability (NaN while empty)."""
-        return {e.p: e.value() for e in self._es}
+        with self._lock:
+            return {e.p: e.value() for e in self._es}
 
     def __getstate__(self):
-        return (self._ps, tuple(e.getstate() for e in self._es))
+        with self._lock:
+            return (self._ps, tuple(e.getstate() for e in self._es))
 
     def __setstate__(self, state):
         _check_state(state, "Quantiles", 2)
         ps = _check_ps(state[0])
-        if len(state[1]) != len(ps):
+        if not isinstance(state[1], tuple) or len(state[1]) != len(ps) or len(ps) != len(self._ps):
             raise ValueError("state is not a valid Quantiles state")
         es = [_P2(p) for p in ps]
         for e, s in zip(es, state[1], strict=True):
             e.setstate(s)
-        self._ps, self._es = ps, es
+        with self._lock:
+            self._ps, self._es = ps, es
 
     def __reduce__(self):
         return (type(self), (self._ps,), self.__getstate__())
@@ -613,42 +740,54 @@ class LatencySummary:
     ``std_dev`` is 0.0.
     """
 
-    __slots__ = ("_w", "_es", "__weakref__")
+    __slots__ = ("_w", "_es", "_lock", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        # final, like the compiled class (a subclass could not reach the C state anyway)
+        raise TypeError("type 'prodfast._core_py.LatencySummary' is not an acceptable base type")
 
     def __init__(self) -> None:
         self._w = _Welford()
         self._es = [_P2(p) for p in _LS_PS]
+        self._lock = threading.Lock()
 
-    def _push(self, x):
-        self._w.push(x)
-        for e in self._es:
-            e.push(x)
-
-    def push(self, x) -> None:
+    def push(self, x, /) -> None:
         """Add one real number (a latency, in any unit)."""
-        self._push(_coerce_real(x, "x"))
+        v = _coerce_real(x, "x")
+        with self._lock:
+            self._w.push(v)
+            for e in self._es:
+                e.push(v)
 
     def push_many(self, values) -> None:
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        arr = _as_float_block(values)
-        push = self._push
-        for x in arr.tolist():
-            push(x)
+        xs = _as_float_block(values).tolist()
+        with self._lock:
+            push = self._w.push
+            es = self._es
+            for x in xs:
+                push(x)
+                for e in es:
+                    e.push(x)
 
     def clear(self) -> None:
         """Forget every value."""
-        self._w.reset()
-        for e in self._es:
-            e.reset()
+        with self._lock:
+            self._w.reset()
+            for e in self._es:
+                e.reset()
 
     @property
     def count(self) -> int:
         """How many values were pushed."""
-        return self._w.count
+        with self._lock:
+            return self._w.total()
 
     def snapshot(self) -> dict[str, float]:
         """count, mean, std_dev, min, max, p50, p95, p99 of everything pushed so far."""
-        w = self._w
+        with self._lock:
+            w = self._w.folded()
+            p50, p95, p99 = (e.value() for e in self._es)
         empty = w.count == 0
         return {
             "count": w.count,
@@ -656,25 +795,26 @@ class LatencySummary:
             "std_dev": math.sqrt(w.variance()),
             "min": _NAN if empty else w.min,
             "max": _NAN if empty else w.max,
-            "p50": self._es[0].value(),
-            "p95": self._es[1].value(),
-            "p99": self._es[2].value(),
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
         }
 
     def __getstate__(self):
-        return (self._w.getstate(), tuple(e.getstate() for e in self._es))
+        with self._lock:
+            return (self._w.getstate(), tuple(e.getstate() for e in self._es))
 
     def __setstate__(self, state):
         _check_state(state, "LatencySummary", 2)
-        _check_state(state[0], "LatencySummary", 6)
-        if len(state[1]) != len(_LS_PS):
+        if not isinstance(state[1], tuple) or len(state[1]) != len(_LS_PS):
             raise ValueError("state is not a valid LatencySummary state")
         w = _Welford()
         w.setstate(state[0])
         es = [_P2(p) for p in _LS_PS]
         for e, s in zip(es, state[1], strict=True):
             e.setstate(s)
-        self._w, self._es = w, es
+        with self._lock:
+            self._w, self._es = w, es
 
     def __reduce__(self):
         return (type(self), (), self.__getstate__())
