@@ -207,12 +207,20 @@ def _find_async_limiter():
     raise Missing("prodfast has no AsyncLimiter")
 
 
+def _active_backend() -> str:
+    """AsyncLimiter is a Python layer over whichever backend prodfast chose at import."""
+    try:
+        return "cy" if require("prodfast").BACKEND == "cython" else "py"
+    except Missing:
+        return "?"
+
+
 def async_cases(settings: Settings) -> list[Case]:
     batch = settings.batch
     return [
         Case("empty async with", FLOOR, _async_with(_Empty, batch)),
         Case(
-            "prodfast AsyncLimiter",
+            f"prodfast AsyncLimiter [{_active_backend()}]",
             PRODFAST,
             _async_with(lambda: _find_async_limiter()(HUGE, 1.0), batch),
         ),
