@@ -291,3 +291,42 @@ def test_module_and_console_script_entry_points():
         check=True,
     )
     assert "--plot-dir" in done.stdout and "--quick" in done.stdout
+
+
+def test_scaling_rows_compare_ratio_to_floor_across_sizes():
+    def res(name, role, n, ratio):
+        return Result("caches", "hit", n, name, role, 10.0 * ratio, 3, 100, ratio_floor=ratio)
+
+    rs = [
+        res("dict", FLOOR, 1000, 1.0),
+        res("us", PRODFAST, 1000, 1.2),
+        res("peer", PEER, 1000, 2.0),
+        res("dict", FLOOR, 10**6, 1.0),
+        res("us", PRODFAST, 10**6, 1.5),
+        res("peer", PEER, 10**5, 9.0),  # not timed at the largest size: left out
+    ]
+    (row,) = report.scaling_rows(rs)
+    assert row["contender"] == "us" and row["n_small"] == 1000 and row["n_large"] == 10**6
+    assert row["growth"] == pytest.approx(1.25)
+    text = report.scaling_table([row])
+    assert text.splitlines()[0].split() == [
+        "operation",
+        "contender",
+        "vs",
+        "floor",
+        "N=1e3",
+        "vs",
+        "floor",
+        "N=1e6",
+        "growth",
+    ]
+    assert text.splitlines()[2].split() == ["hit", "us", "1.20x", "1.50x", "1.25x"]
+    assert report.scaling_rows([r for r in rs if r.n == 1000]) == []
+
+
+def test_tiny_run_reports_scaling_of_caches(tiny_run):
+    _, data, _ = tiny_run
+    rows = data["scaling"]["caches"]
+    assert rows and {r["n_small"] for r in rows} == {100} and {r["n_large"] for r in rows} == {1000}
+    assert "dict" not in {r["contender"] for r in rows}
+    assert data["scaling"]["limiters"] == []

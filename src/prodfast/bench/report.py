@@ -115,6 +115,61 @@ def table(results: list[Result]) -> str:
     return "\n".join([line(rows[0]), rule, *(line(row) for row in rows[1:])])
 
 
+def scaling_rows(results: list[Result]) -> list[dict[str, object]]:
+    """For operations timed at several sizes: each contender's ratio to the floor at the
+    smallest and the largest N, and how much it grew (1.0 = scales exactly like a dict)."""
+    sizes = sorted({r.n for r in results if r.n is not None})
+    if len(sizes) < 2:
+        return []
+    small, large = sizes[0], sizes[-1]
+    at = {(r.operation, r.contender, r.n): r for r in results}
+    rows = []
+    for r in results:
+        if r.n != small or r.role == "floor" or r.ratio_floor is None:
+            continue
+        big = at.get((r.operation, r.contender, large))
+        if big is None or big.ratio_floor is None:
+            continue
+        rows.append(
+            {
+                "operation": r.operation,
+                "contender": r.contender,
+                "n_small": small,
+                "n_large": large,
+                "vs_floor_small": r.ratio_floor,
+                "vs_floor_large": big.ratio_floor,
+                "growth": big.ratio_floor / r.ratio_floor,
+            }
+        )
+    return rows
+
+
+def scaling_table(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return ""
+    small, large = _size(rows[0]["n_small"]), _size(rows[0]["n_large"])
+    head = ("operation", "contender", f"vs floor N={small}", f"vs floor N={large}", "growth")
+    body = [
+        (
+            str(row["operation"]),
+            str(row["contender"]),
+            _ratio(row["vs_floor_small"]),
+            _ratio(row["vs_floor_large"]),
+            _ratio(row["growth"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
+
+
 def areas(report: Report) -> list[str]:
     seen: list[str] = []
     for r in report.results:
@@ -131,7 +186,11 @@ def render(report: Report, env: dict[str, object]) -> str:
         "median ns per operation over interleaved rounds; ratios: lower is faster",
     ]
     for area in areas(report):
-        parts += ["", f"== {area} ==", table([r for r in report.results if r.area == area])]
+        results = [r for r in report.results if r.area == area]
+        parts += ["", f"== {area} ==", table(results)]
+        scaled = scaling_table(scaling_rows(results))
+        if scaled:
+            parts += ["", f"== {area}: cost relative to the floor as N grows ==", scaled]
     notes = report.skip_notes() + report.notes
     if notes:
         parts += ["", "notes:", *(f"  - {note}" for note in notes)]
@@ -143,6 +202,10 @@ def to_json(report: Report, env: dict[str, object], settings: object) -> dict[st
         "environment": env,
         "settings": asdict(settings),
         "results": [asdict(r) for r in report.results],
+        "scaling": {
+            area: scaling_rows([r for r in report.results if r.area == area])
+            for area in areas(report)
+        },
         "skipped": [asdict(s) for s in report.skips],
         "notes": report.skip_notes() + report.notes,
     }
