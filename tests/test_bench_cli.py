@@ -330,3 +330,38 @@ def test_tiny_run_reports_scaling_of_caches(tiny_run):
     assert rows and {r["n_small"] for r in rows} == {100} and {r["n_large"] for r in rows} == {1000}
     assert "dict" not in {r["contender"] for r in rows}
     assert data["scaling"]["limiters"] == []
+
+
+def test_int_keys_are_labelled_and_new_inserts_really_evict():
+    from prodfast.bench.caches import Workload
+
+    w = Workload.make(1000, 100, "int")
+    assert all(type(k) is int and k > 256 for k in w.originals)
+    assert set(w.hits) <= set(w.originals) and not set(w.misses) & set(w.originals)
+    stream = [k for batch in w.fresh for k in batch]
+    assert len(stream) == len(set(stream)) == 1100 and not set(stream) & set(w.originals)
+    # An LRU of maxsize N fed the stream cyclically sees only new keys, each evicting one.
+    from collections import OrderedDict
+
+    lru = OrderedDict.fromkeys(w.originals)
+    for _ in range(3):
+        for k in stream:
+            assert k not in lru
+            lru[k] = None
+            lru.popitem(last=False)
+    with pytest.raises(ValueError, match="keys must be 'str' or 'int'"):
+        Workload.make(10, 10, "bytes")
+
+
+def test_dict_floor_for_insert_evict_stays_at_n_entries():
+    from prodfast.bench import caches
+
+    w = caches.Workload.make(1000, 100)
+    stream = [k for batch in w.fresh for k in batch]
+    d = dict.fromkeys(stream[:1000])
+    run = caches._fifo_run(d, w)
+    for calls in range(1, 26):  # more than two trips round the 11 batches of the stream
+        run()
+        end = (1000 + 100 * calls) % len(stream)
+        window = [stream[(end - 1000 + i) % len(stream)] for i in range(1000)]
+        assert list(d) == window

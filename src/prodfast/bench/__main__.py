@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     tuning.add_argument("--array", type=_positive, help="values per batch statistics call")
     tuning.add_argument("--trace", type=_positive, help="decisions per simulate() call")
     tuning.add_argument("--window-fill", type=_positive, help="calls already in a sliding window")
+    tuning.add_argument("--keys", choices=("str", "int"), help="cache key type (default: str)")
     tuning.add_argument("--rounds", type=_positive, help="at most this many rounds per operation")
     tuning.add_argument("--seconds", type=float, help="timing budget per operation")
     return p
@@ -63,7 +64,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     base = Settings.quick() if args.quick else Settings.full()
     changes = {
         field: getattr(args, field)
-        for field in ("sizes", "batch", "array", "trace", "window_fill")
+        for field in ("sizes", "batch", "array", "trace", "window_fill", "keys")
         if getattr(args, field) is not None
     }
     if args.array is not None:

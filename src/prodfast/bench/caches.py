@@ -1,6 +1,6 @@
 """Caches: get-hit, get-miss, update and insert-with-eviction at N = 1e3 ... 1e6.
 
-Every cache is filled with N shuffled str keys, then timed on batches of random keys:
+Every cache is filled with N shuffled str keys (``--keys int`` for ints), then timed on batches of random keys:
 hits drawn from those N, misses from keys never inserted, updates of present keys, and
 inserts of new keys into the full cache (each one evicts the least recently used). The
 inserted keys cycle through a pool of N + batch keys that were never touched otherwise, so
@@ -42,29 +42,41 @@ VALUE = (0.0,)
 TTL = 3600.0
 
 
+Key = str | int
+
+
+def make_key(i: int, kind: str) -> Key:
+    """Key number ``i`` as a str (``"key:1f"``) or as an int too large to be a shared small int."""
+    if kind == "str":
+        return f"key:{i:x}"
+    if kind == "int":
+        return 10**12 + i
+    raise ValueError(f"keys must be 'str' or 'int', got {kind!r}")
+
+
 @dataclass
 class Workload:
     """The keys of one size N, and the structures already filled with them."""
 
     n: int
     batch: int
-    originals: list[str]  # what every cache is filled with, in this order
-    hits: list[str]  # `batch` keys drawn from originals
-    misses: list[str]  # `batch` keys never inserted
-    fresh: list[list[str]]  # the insert stream: batches cycling through N + batch new keys
+    originals: list[Key]  # what every cache is filled with, in this order
+    hits: list[Key]  # `batch` keys drawn from originals
+    misses: list[Key]  # `batch` keys never inserted
+    fresh: list[list[Key]]  # the insert stream: batches cycling through N + batch new keys
     built: dict[str, object] = field(default_factory=dict)
 
     @property
-    def updates(self) -> list[tuple[str, object]]:
+    def updates(self) -> list[tuple[Key, object]]:
         return [(k, VALUE) for k in self.hits]
 
     @classmethod
-    def make(cls, n: int, batch: int, seed: int = 20261124) -> Workload:
+    def make(cls, n: int, batch: int, keys: str = "str", seed: int = 20261124) -> Workload:
         rng = random.Random(seed + n)
         batch = math.gcd(n, batch)  # so that the insert stream splits into whole batches
         ids = list(range(2 * n + 2 * batch))
         rng.shuffle(ids)
-        keys = [f"key:{i:x}" for i in ids]
+        keys = [make_key(i, keys) for i in ids]
         originals, rest = keys[:n], keys[n:]
         return cls(
             n=n,
@@ -170,13 +182,17 @@ def _inserts(c, w: Workload):
 
 
 def _fifo_inserts(_shared: dict, w: Workload):
-    # The floor's own dict, filled with the stream's first N keys; each step adds the next
-    # key and deletes the one added N steps before, as an LRU evicting its oldest would.
+    # The floor's own dict, filled with the stream's first N keys.
+    return _fifo_run({k: VALUE for batch in w.fresh[: w.n // w.batch] for k in batch}, w)
+
+
+def _fifo_run(d: dict, w: Workload):
+    """Each step adds the next batch of the stream to ``d`` and deletes the keys added N
+    steps before, as an LRU evicting its oldest would; ``d`` stays at N keys."""
     lag = w.n // w.batch
-    d = {k: VALUE for batch in w.fresh[:lag] for k in batch}
     steps = len(w.fresh)
 
-    def step(new: list[str], old: list[str]):
+    def step(new: list[Key], old: list[Key]):
         def run() -> None:
             for k, o in zip(new, old, strict=True):
                 d[k] = VALUE
@@ -238,8 +254,9 @@ def _case(contender: Contender, bind: Binder, w: Workload) -> Case:
 def groups(settings: Settings) -> Iterator[Group]:
     """One group per (N, operation); the data of one N is freed before the next is built."""
     for n in settings.sizes:
-        w = Workload.make(n, settings.batch)
+        w = Workload.make(n, settings.batch, settings.keys)
         for operation, binders in OPERATIONS.items():
             cases = [_case(c, binders[c.kind], w) for c in CONTENDERS if c.kind in binders]
-            yield Group(AREA, operation, cases, n=n)
+            label = operation if settings.keys == "str" else f"{operation} ({settings.keys} keys)"
+            yield Group(AREA, label, cases, n=n)
         del w

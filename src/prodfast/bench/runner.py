@@ -327,6 +327,7 @@ class Settings:
     pure_array: int = 100_000  # the same for pure-Python contenders, whose cost is linear
     trace: int = 1_000_000  # decisions per simulate() call
     window_fill: int = 100_000  # calls already in a sliding window
+    keys: str = "str"  # cache keys: "str" or "int"
     budget: Budget = Budget(min_rounds=9, max_rounds=100, seconds=3.0)
 
     @classmethod
