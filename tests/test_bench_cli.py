@@ -365,3 +365,24 @@ def test_dict_floor_for_insert_evict_stays_at_n_entries():
         end = (1000 + 100 * calls) % len(stream)
         window = [stream[(end - 1000 + i) % len(stream)] for i in range(1000)]
         assert list(d) == window
+
+
+def test_contender_failing_midway_is_dropped_with_a_note():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 3:  # warm-up and first round pass, the second round fails
+            raise KeyError("gone")
+
+    cases = [
+        Case("flaky", PEER, lambda: Timed(flaky, 1)),
+        Case("ok", PEER, lambda: Timed(lambda: None, 1)),
+    ]
+    skips: list[runner.Skip] = []
+    results = runner.time_group(Group("t", "op", cases), Budget(4, 4, 0.0), skips)
+    assert [r.contender for r in results] == ["ok"] and results[0].rounds == 4
+    assert len(calls) == 3
+    assert [(s.contender, s.reason) for s in skips] == [
+        ("flaky", "failed while timed: KeyError: 'gone'")
+    ]

@@ -148,9 +148,10 @@ def _close(timed: Timed) -> None:
         timed.close()
 
 
-def _rounds(ready: list[tuple[Case, Timed]], budget: Budget) -> list[list[float]]:
-    """Time the cases round-robin; return the per-op samples (ns) of each case."""
-    samples: list[list[float]] = [[] for _ in ready]
+def _rounds(ready: list[tuple[Case, Timed]], budget: Budget) -> list[list[float] | Exception]:
+    """Time the cases round-robin; return the per-op samples (ns) of each case, or the
+    exception that stopped it (it then sits out the remaining rounds)."""
+    samples: list[list[float] | Exception] = [[] for _ in ready]
     clock = time.perf_counter_ns
     started = time.perf_counter()
     gc_was_enabled = gc.isenabled()
@@ -160,9 +161,16 @@ def _rounds(ready: list[tuple[Case, Timed]], budget: Budget) -> list[list[float]
             if done >= budget.min_rounds and time.perf_counter() - started > budget.seconds:
                 break
             for i, (_, timed) in enumerate(ready):
+                kept = samples[i]
+                if isinstance(kept, Exception):
+                    continue
                 t0 = clock()
-                timed.run()
-                samples[i].append((clock() - t0) / timed.ops)
+                try:
+                    timed.run()
+                except Exception as exc:  # a contender failing midway is dropped, not fatal
+                    samples[i] = exc
+                    continue
+                kept.append((clock() - t0) / timed.ops)
             # The collector still runs between rounds, outside any timed region.
             gc.collect(0)
     finally:
@@ -191,21 +199,26 @@ def time_group(group: Group, budget: Budget, skips: list[Skip]) -> list[Result]:
     finally:
         for _, timed in ready:
             _close(timed)
-    results = [
-        Result(
-            area=group.area,
-            operation=group.operation,
-            n=group.n,
-            contender=case.contender,
-            role=case.role,
-            ns_per_op=statistics.median(s),
-            rounds=len(s),
-            ops_per_round=timed.ops,
-            unit=group.unit,
-            samples=s,
+    results = []
+    for (case, timed), s in zip(ready, samples, strict=True):
+        if isinstance(s, Exception):
+            reason = f"failed while timed: {_describe(s)}"
+            skips.append(Skip(group.area, group.operation, group.n, case.contender, reason))
+            continue
+        results.append(
+            Result(
+                area=group.area,
+                operation=group.operation,
+                n=group.n,
+                contender=case.contender,
+                role=case.role,
+                ns_per_op=statistics.median(s),
+                rounds=len(s),
+                ops_per_round=timed.ops,
+                unit=group.unit,
+                samples=s,
+            )
         )
-        for (case, timed), s in zip(ready, samples, strict=True)
-    ]
     _ratios(results)
     return results
 
