@@ -661,6 +661,18 @@ cdef class _CacheCore:
         return _cache_cclock() < exp
 
     @cython.final
+    cdef int _observe(self, object t) except -1:
+        # Record a time read whose value is not otherwise used (the clamp's latest time).
+        if self._objmode:
+            if self._last_o is None or not (t < self._last_o):
+                self._last_o = t
+        elif isinstance(t, (int, float)):
+            if not (self._has_last and t < self._last_d):
+                self._last_d = t
+                self._has_last = True
+        return 0
+
+    @cython.final
     cdef object _now_o(self):
         cdef object t
         if self._tw._nesting:
@@ -1499,7 +1511,7 @@ cdef class _cache_Iter:
                 if c._n:
                     self._now = c._now()
                 else:
-                    c._tw()     # the one read; nothing to compare it with
+                    c._observe(c._tw())     # the one read; nothing to compare it with
                     return self.__next__()
         while True:
             if c._mod != self._mod:
