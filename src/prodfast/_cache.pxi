@@ -28,7 +28,10 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcmp, memset, memcpy
 
 import collections.abc as _cache_abc
+import copyreg as _cache_copyreg
 import math as _cache_math
+import numbers as _cache_numbers
+import threading as _cache_threading
 import time as _cache_time
 import types as _cache_types
 
@@ -70,6 +73,9 @@ DEF _CACHE_MINSIZE = 8
 DEF _CACHE_MAXENT = 0x7FFFFFF0
 
 cdef object _cache_monotonic = _cache_time.monotonic
+_CACHE_STATE_TAG = "prodfast.cache"
+_cache_repr_running = set()
+_CACHE_STATE_VERSION = 1
 cdef object _cache_MISSING = object()
 
 
@@ -99,6 +105,55 @@ cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
     if n != _cache_ULEN(b) or kind != _cache_UKIND(b):
         return False
     return memcmp(_cache_UDATA(a), _cache_UDATA(b), <size_t>n * kind) == 0
+
+
+def _cache_check_maxsize(maxsize):
+    if isinstance(maxsize, bool) or not (
+        isinstance(maxsize, int) or (isinstance(maxsize, float) and maxsize == _cache_math.inf)
+    ):
+        raise TypeError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
+    if maxsize < 0:
+        raise ValueError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
+
+
+def _cache_check_callable(name, fn):
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{name} must be callable or None, got {fn!r}")
+
+
+def _cache_check_ttl(ttl):
+    if isinstance(ttl, bool):
+        raise TypeError(f"ttl must be a positive number (or a duration the timer's values accept), got {ttl!r}")
+    if isinstance(ttl, _cache_numbers.Real):
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        return
+    try:
+        zero = ttl - ttl
+        positive = bool(ttl > zero)
+    except Exception:
+        raise TypeError(
+            f"ttl must be a positive number (or a duration the timer's values accept), got {ttl!r}"
+        ) from None
+    if not positive:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+
+
+cdef int _cache_check_size(object size, object maxsize) except -1:
+    # getsizeof(value) must give a non-negative real number no larger than maxsize
+    if type(size) is int:
+        if size > maxsize:
+            raise ValueError("value too large")
+        if size < 0:
+            raise ValueError("value size must be non-negative")
+        return 0
+    if isinstance(size, bool) or not isinstance(size, _cache_numbers.Real):
+        raise TypeError(f"getsizeof must return a non-negative number, got {size!r}")
+    if size > maxsize:
+        raise ValueError("value too large")
+    if not size >= 0:
+        raise ValueError("value size must be non-negative")
+    return 0
 
 
 cdef class _cache_Timer:
@@ -159,6 +214,9 @@ cdef class _CacheCore:
     cdef uint64_t _hits, _misses, _evictions, _expirations
     cdef bint _is_ttl, _objmode, _cclock, _hook, _has_missing, _fast_set
     cdef double _ttl_d
+    cdef double _last_d
+    cdef bint _has_last
+    cdef object _last_o
     cdef object _ttl
     cdef _cache_Timer _tw
 
@@ -190,6 +248,9 @@ cdef class _CacheCore:
         self._objmode = False
         self._cclock = False
         self._ttl_d = 0.0
+        self._last_d = 0.0
+        self._has_last = False
+        self._last_o = None
         self._fast_set = False
 
     def __dealloc__(self):
@@ -219,15 +280,9 @@ cdef class _CacheCore:
 
     @cython.final
     cdef int _configure(self, maxsize, getsizeof, on_evict) except -1:
-        if isinstance(maxsize, bool) or not (isinstance(maxsize, int) or (
-                isinstance(maxsize, float) and maxsize == _cache_math.inf)):
-            raise TypeError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
-        if maxsize < 0:
-            raise ValueError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
-        if getsizeof is not None and not callable(getsizeof):
-            raise TypeError(f"getsizeof must be callable or None, got {getsizeof!r}")
-        if on_evict is not None and not callable(on_evict):
-            raise TypeError(f"on_evict must be callable or None, got {on_evict!r}")
+        _cache_check_maxsize(maxsize)
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
         if self._n:
             raise RuntimeError(f"{type(self).__name__} is already initialized")
         self._release_arrays()
@@ -580,17 +635,22 @@ cdef class _CacheCore:
 
     @cython.final
     cdef inline double _now_d(self) except? -1.0:
-        # One timer read, as a double (TTLCache with a real ttl).
+        # One timer read as a double (real ttl), clamped so that time never goes backwards.
         cdef object t
+        cdef double d
         if self._tw._nesting:
             t = self._tw._time
+            d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
         elif self._cclock:
-            return _cache_cclock()
+            d = _cache_cclock()
         else:
             t = self._tw._timer()
-        if _cache_FloatExact(t):
-            return _cache_FloatAsDouble(t)
-        return self._to_double(t)
+            d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
+        if self._has_last and d < self._last_d:
+            return self._last_d
+        self._last_d = d
+        self._has_last = True
+        return d
 
     @cython.final
     cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
@@ -601,10 +661,29 @@ cdef class _CacheCore:
         return _cache_cclock() < exp
 
     @cython.final
+    cdef int _observe(self, object t) except -1:
+        # Record a time read whose value is not otherwise used (the clamp's latest time).
+        if self._objmode:
+            if self._last_o is None or not (t < self._last_o):
+                self._last_o = t
+        elif isinstance(t, (int, float)):
+            if not (self._has_last and t < self._last_d):
+                self._last_d = t
+                self._has_last = True
+        return 0
+
+    @cython.final
     cdef object _now_o(self):
+        cdef object t
         if self._tw._nesting:
-            return self._tw._time
-        return self._tw._timer()
+            t = self._tw._time
+        else:
+            t = self._tw._timer()
+        last = self._last_o
+        if last is not None and t < last:
+            return last
+        self._last_o = t
+        return t
 
     @cython.final
     cdef object _now(self):
@@ -623,43 +702,61 @@ cdef class _CacheCore:
             return (<double>now) < self._tl[ix].exp
         ver = self._ver
         x = <object>self._xexp[ix]
-        r = now < x
+        r = True if now < x else False
         if self._ver != ver:
-            raise RuntimeError(f"{type(self).__name__} changed size during expiry check")
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return r
 
     @cython.final
-    cdef Py_ssize_t _count_expired(self, object now) except -1:
-        # Number of items at the front of the expiry list that have expired at `now`.
+    cdef tuple _expired_prefix(self, object now):
+        # (count, total size) of the expired items at the front of the expiry list.
         cdef Py_ssize_t k = 0
         cdef int32_t ix = self._thead
         cdef double d
+        size = 0
         if not self._objmode:
             d = now
             while ix >= 0 and not (d < self._tl[ix].exp):
                 k += 1
+                if self._sizes != NULL:
+                    size = size + <object>self._sizes[ix]
                 ix = self._tl[ix].next
-            return k
+            return k, (size if self._sizes != NULL else k)
         while ix >= 0 and not self._alive(ix, now):
             k += 1
+            if self._sizes != NULL:
+                size = size + <object>self._sizes[ix]
             ix = self._tl[ix].next
-        return k
+        return k, (size if self._sizes != NULL else k)
 
     @cython.final
-    cdef list _expire_at(self, object now):
-        # Remove every expired item (front of the expiry list); on_evict runs after all are out.
-        cdef list pairs = []
+    cdef int _expire_into(self, object now, list evicted) except -1:
+        # Remove every expired item (a prefix of the expiry list) into `evicted`.
         cdef int32_t ix
         while self._thead >= 0:
             ix = self._thead
             if self._alive(ix, now):
                 break
-            pairs.append(self._take(ix, self._slot_of(ix)))
+            evicted.append(self._take(ix, self._slot_of(ix)))
             self._expirations += 1
-        if pairs and self._on_evict is not None:
-            for k, v in pairs:
-                self._on_evict(k, v)
-        return pairs
+        return 0
+
+    @cython.final
+    cdef int _notify(self, list evicted) except -1:
+        # on_evict for each pair; the first exception is raised after all of them ran.
+        cdef object error = None
+        on_evict = self._on_evict
+        if on_evict is None or not evicted:
+            return 0
+        for key, value in evicted:
+            try:
+                on_evict(key, value)
+            except BaseException as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
+        return 0
 
     @cython.final
     cdef int _set_exp(self, int32_t ix, object exp) except -1:
@@ -676,6 +773,18 @@ cdef class _CacheCore:
             self._ttl_unlink(ix)
             self._ttl_append(ix)
         return 0
+
+    @cython.final
+    cdef int _freeze(self, object now) except -1:
+        # Freeze cache.timer at `now` (already read) for a nested operation; undo with _thaw().
+        if self._tw._nesting == 0:
+            self._tw._time = now
+        self._tw._nesting += 1
+        return 0
+
+    @cython.final
+    cdef void _thaw(self) noexcept:
+        self._tw._nesting -= 1
 
     # ------------------------------------------------------------------ lookups (hot paths)
 
@@ -784,30 +893,33 @@ cdef class _CacheCore:
         if not self._is_ttl or self._thead < 0:
             return self._n
         if not self._objmode:
-            return self._n - self._count_expired(self._now_d())
-        return self._n - self._count_expired(self._now_o())
+            return self._n - self._expired_prefix(self._now_d())[0]
+        return self._n - self._expired_prefix(self._now_o())[0]
 
     # ------------------------------------------------------------------ insertion
 
     def __setitem__(self, key, value):
         cdef Py_hash_t h
-        cdef Py_ssize_t ix, vs
+        cdef Py_ssize_t ix
         cdef int32_t v
         cdef _cache_ent* e
         cdef PyObject* oldk
         cdef PyObject* oldv
-        cdef double now, exp
+        cdef double now = 0.0, exp = 0.0
+        cdef list expired = None
         if not self._fast_set:
             self._set_slow(key, value)
             return
+        # Fast path: no getsizeof, on_evict or popitem() override, real-number expiries.
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
             exp = now + self._ttl_d
-            if self._thead >= 0 and not (now < self._tl[self._thead].exp):
-                self._expire_at(now)
         if self._maxsize_c < 1:
             raise ValueError("value too large")
+        if self._is_ttl and self._thead >= 0 and not (now < self._tl[self._thead].exp):
+            expired = []           # released when this call returns, after all the surgery
+            self._expire_into(now, expired)
         ix = self._find(key, h)
         if ix >= 0:
             e = &self._ents[ix]
@@ -824,7 +936,7 @@ cdef class _CacheCore:
             Py_DECREF(<object>oldv)
             return
         if self._n >= self._maxsize_c:
-            # Full: reuse the least recent entry's slot for the new item (no hole to fill).
+            # Full: the least recent entry's slot takes the new item (no hole to fill).
             v = self._head
             self._clear_slot(self._slot_of(v))
             e = &self._ents[v]
@@ -859,103 +971,117 @@ cdef class _CacheCore:
 
     @cython.final
     cdef int _set_slow(self, object key, object value) except -1:
-        cdef Py_hash_t h = hash(key)
-        cdef object now, exp
-        if not self._is_ttl:
-            return self._set_core(key, value, h, None)
-        tw = self._tw
-        now = self._now()
-        exp = now + self._ttl
-        if not self._objmode:
-            exp = float(exp)
-        tw._nesting += 1
-        if tw._nesting == 1:
-            tw._time = now
+        cdef list evicted = []
+        cdef object old = None
+        cdef bint frozen = False
         try:
-            self._expire_at(now)
-            self._set_core(key, value, h, exp)
+            if self._hook and self._is_ttl:
+                # an overriding popitem() reads the timer too: freeze it for the operation
+                self._tw.__enter__()
+                frozen = True
+            try:
+                old = self._set(key, value, evicted)
+            finally:
+                if frozen:
+                    self._thaw()
         finally:
-            tw._nesting -= 1
+            self._notify(evicted)
+        old = None             # a replaced value is released last: its __del__ may use the cache
         return 0
 
     @cython.final
-    cdef int _set_core(self, object key, object value, Py_hash_t h, object exp) except -1:
+    cdef object _set(self, object key, object value, list evicted):
+        # cachetools' __setitem__; returns the replaced value (or None) for the caller to release.
+        cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
-        cdef object itemsize, diff, oldsize
+        cdef object now = None, exp = None, size, diff, old
         cdef PyObject* p
-        if self._getsizeof is None:
-            if self._maxsize_c < 1:
-                raise ValueError("value too large")
-            while True:
-                ix = self._find(key, h)
-                if ix >= 0:
-                    self._replace(<int32_t>ix, value, exp, None)
-                    return 0
-                if self._n + 1 > self._maxsize_c:
-                    self._evict_one()
-                    continue
-                self._reserve()
-                ix = self._insert(key, value, h)
-                if self._is_ttl:
-                    self._set_exp(<int32_t>ix, exp)
-                return 0
-        itemsize = self._getsizeof(value)
-        if itemsize > self._maxsize:
-            raise ValueError("value too large")
-        if itemsize < 0:
-            raise ValueError("value size must be non-negative")
-        while True:
-            ix = self._find(key, h)
-            if ix >= 0:
-                diff = itemsize - <object>self._sizes[ix]
-            else:
-                diff = itemsize
-            if self._currsize_obj + diff > self._maxsize:
-                self._evict_one()
-                continue
-            if ix >= 0:
-                self._replace(<int32_t>ix, value, exp, itemsize)
-            else:
-                self._reserve()
-                ix = self._insert(key, value, h)
-                Py_INCREF(itemsize)
-                self._sizes[ix] = <PyObject*>itemsize
-                if self._is_ttl:
-                    self._set_exp(<int32_t>ix, exp)
-            self._currsize_obj = self._currsize_obj + diff
-            return 0
-
-    @cython.final
-    cdef int _replace(self, int32_t ix, object value, object exp, object itemsize) except -1:
-        cdef PyObject* oldv = self._ents[ix].value
-        cdef PyObject* olds = NULL
-        Py_INCREF(value)
-        self._ents[ix].value = <PyObject*>value
-        if itemsize is not None:
-            olds = self._sizes[ix]
-            Py_INCREF(itemsize)
-            self._sizes[ix] = <PyObject*>itemsize
-        self._touch(ix)
+        cdef size_t before
         if self._is_ttl:
-            self._set_exp(ix, exp)
-        self._mod += 1
-        Py_DECREF(<object>oldv)
-        Py_XDECREF(olds)
-        return 0
+            now = self._now()
+            exp = now + self._ttl  # may raise (overflow): nothing changed yet
+            if not self._objmode:
+                exp = float(exp)
+        if self._getsizeof is None:
+            size = 1
+        else:
+            size = self._getsizeof(value)
+        _cache_check_size(size, self._maxsize)
+        if self._is_ttl:
+            self._expire_into(now, evicted)
+        ix = self._find(key, h)
+        if ix >= 0:
+            # Update in place: most recent first, so that making extra room never evicts it.
+            self._touch(<int32_t>ix)
+            if self._is_ttl:
+                self._set_exp(<int32_t>ix, exp)
+            self._mod += 1
+            diff = size - self._size_of(ix)
+            while self._currsize() + diff > self._maxsize:
+                self._evict_one(evicted)
+                ix = self._find(key, h)
+                if ix < 0:  # an overriding popitem() removed it after all
+                    diff = size
+            if ix >= 0:
+                p = self._ents[ix].value
+                Py_INCREF(value)
+                self._ents[ix].value = <PyObject*>value
+                old = <object>p
+                Py_DECREF(old)      # the cache's reference; `old` keeps it alive
+                if self._sizes != NULL:
+                    p = self._sizes[ix]
+                    Py_INCREF(size)
+                    self._sizes[ix] = <PyObject*>size
+                    Py_DECREF(<object>p)
+                    self._currsize_obj = self._currsize_obj + diff
+                self._mod += 1
+                return old
+        if self._currsize() + size > self._maxsize:
+            while self._currsize() + size > self._maxsize:
+                self._evict_one(evicted)
+            if self._hook and self._find(key, h) >= 0:
+                # the overriding popitem() stored key meanwhile
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        self._reserve()
+        ix = self._insert(key, value, h)
+        if self._is_ttl:
+            self._set_exp(<int32_t>ix, exp)
+        if self._sizes != NULL:
+            Py_INCREF(size)
+            self._sizes[ix] = <PyObject*>size
+            self._currsize_obj = self._currsize_obj + size
+        return None
 
     @cython.final
-    cdef int _evict_one(self) except -1:
-        # One capacity eviction: through an overriding popitem() when the subclass has one.
-        cdef tuple pair
+    cdef object _size_of(self, Py_ssize_t ix):
+        if self._sizes == NULL:
+            return 1
+        return <object>self._sizes[ix]
+
+    @cython.final
+    cdef object _currsize(self):
+        # Sum of the sizes of all items held, expired ones included.
+        if self._sizes == NULL:
+            return self._n
+        return self._currsize_obj
+
+    @cython.final
+    cdef int _evict_one(self, list evicted) except -1:
+        # Make room: one item out, through an overriding popitem() when the subclass has one.
+        cdef size_t before
         if self._hook:
-            pair = tuple(self.popitem())
+            before = self._ver
+            pair = self.popitem()
+            key, value = pair
+            if self._ver == before:
+                raise RuntimeError(f"{type(self).__name__}.popitem() removed nothing")
+            pair = (key, value)
         else:
             if self._n == 0:
                 raise KeyError(f"{type(self).__name__} is empty")
             pair = self._take(self._head, self._slot_of(self._head))
         self._evictions += 1
-        if self._on_evict is not None:
-            self._on_evict(pair[0], pair[1])
+        evicted.append(pair)
         return 0
 
     # ------------------------------------------------------------------ removal
@@ -963,36 +1089,27 @@ cdef class _CacheCore:
     def __delitem__(self, key):
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix, slot
-        cdef object now
-        cdef bint alive = True
+        cdef object now = None
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
+        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
+            raise KeyError(key)
+        ix = self._find(key, h)
         slot = self._slot
         if ix < 0:
-            raise KeyError(key)
-        if self._is_ttl:
-            alive = self._alive(<int32_t>ix, now)
-            ix = self._find(key, h)
-            slot = self._slot
-            if ix < 0:
-                raise KeyError(key)
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         pair = self._take(<int32_t>ix, slot)
-        if not alive:
-            raise KeyError(key)
 
     def pop(self, key, default=_cache_MISSING):
         """Remove key and return its value; default (or KeyError) when absent or expired."""
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix, slot
-        cdef object now
+        cdef object now = None
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
-        slot = self._slot
-        if ix >= 0 and self._is_ttl and not self._alive(<int32_t>ix, now):
-            ix = -1
-        if ix < 0:
+        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
             if default is _cache_MISSING:
                 raise KeyError(key)
             return default
@@ -1003,34 +1120,41 @@ cdef class _CacheCore:
         return self._take(<int32_t>ix, slot)[1]
 
     def popitem(self):
-        """Remove and return the least recently used (key, value) pair that has not expired."""
-        cdef object now
-        if self._is_ttl:
-            now = self._now()
-            tw = self._tw
-            tw._nesting += 1
-            if tw._nesting == 1:
-                tw._time = now
-            try:
-                self._expire_at(now)
-            finally:
-                tw._nesting -= 1
-        if self._n == 0:
-            raise KeyError(f"{type(self).__name__} is empty")
-        return self._take(self._head, self._slot_of(self._head))
+        """Remove and return the least recently used (key, value) pair (expired items first go)."""
+        cdef list evicted
+        if not self._is_ttl:
+            if self._n == 0:
+                raise KeyError(f"{type(self).__name__} is empty")
+            return self._take(self._head, self._slot_of(self._head))
+        evicted = []
+        try:
+            self._expire_into(self._now(), evicted)
+            if self._n == 0:
+                raise KeyError(f"{type(self).__name__} is empty")
+            return self._take(self._head, self._slot_of(self._head))
+        finally:
+            self._notify(evicted)
 
     def setdefault(self, key, default=None):
         """Return the value for key if present (making it most recent), else store default."""
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
-        cdef object now
+        cdef object now = None
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
         if ix >= 0 and (not self._is_ttl or self._alive(<int32_t>ix, now)):
             self._touch(<int32_t>ix)
+            self._mod += 1
             return <object>self._ents[ix].value
-        self[key] = default
+        if not self._is_ttl:
+            self[key] = default
+            return default
+        self._freeze(now)      # store at the time already read: no second timer read
+        try:
+            self[key] = default
+        finally:
+            self._thaw()
         return default
 
     def update(self, other=(), /, **kwds):
@@ -1111,8 +1235,16 @@ cdef class _CacheCore:
     __hash__ = None
 
     def __repr__(self):
-        return "%s(%r, maxsize=%r, currsize=%r)" % (
-            type(self).__name__, dict(self.items()), self._maxsize, self.currsize)
+        marker = (id(self), _cache_threading.get_ident())
+        if marker in _cache_repr_running:
+            return "..."
+        _cache_repr_running.add(marker)
+        try:
+            body = ", ".join(f"{k!r}: {v!r}" for k, v in self._iter(2))
+            currsize = self.currsize
+        finally:
+            _cache_repr_running.discard(marker)
+        return f"{type(self).__name__}({{{body}}}, maxsize={self._maxsize!r}, currsize={currsize!r})"
 
     # ------------------------------------------------------------------ properties and stats
 
@@ -1123,20 +1255,10 @@ cdef class _CacheCore:
 
     @property
     def currsize(self):
-        """The current size of the cache (expired items left out)."""
-        cdef object now
-        cdef int32_t ix
-        if self._getsizeof is None:
-            return len(self)
-        if not self._is_ttl or self._thead < 0:
-            return self._currsize_obj
-        now = self._now()
-        total = self._currsize_obj
-        ix = self._thead
-        while ix >= 0 and not self._alive(ix, now):
-            total = total - <object>self._sizes[ix]
-            ix = self._tl[ix].next
-        return total
+        """The total size of the items held (for TTLCache: of the items not yet expired)."""
+        if not self._is_ttl or self._n == 0:
+            return self._currsize()
+        return self._currsize() - self._expired_prefix(self._now())[1]
 
     def getsizeof(self, value):
         """Return the size of a cache element's value (1 unless getsizeof was given)."""
@@ -1171,99 +1293,122 @@ cdef class _CacheCore:
     def __class_getitem__(cls, item):
         return _cache_types.GenericAlias(cls, item)
 
-    # ------------------------------------------------------------------ pickling
+    # ------------------------------------------------------------------ pickling (state shared with the Python twin)
 
     def __reduce__(self):
+        return _cache_copyreg.__newobj__, (type(self),), self.__getstate__()
+
+    def __getstate__(self):
         cdef list items = []
-        cdef list order = []
-        cdef dict pos = {}
-        cdef int32_t ix = self._head
+        cdef list expires = []
+        cdef list xorder = []
         cdef Py_ssize_t k = 0
+        cdef int32_t ix = self._head
+        cdef dict pos = {}
         while ix >= 0:
-            e = (<object>self._ents[ix].key, <object>self._ents[ix].value)
+            items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
             if self._is_ttl:
-                e += ((<object>self._xexp[ix]) if self._objmode else self._tl[ix].exp,)
+                expires.append(<object>self._xexp[ix] if self._objmode else self._tl[ix].exp)
                 pos[ix] = k
-            if self._sizes != NULL:
-                e += (<object>self._sizes[ix],)
-            items.append(e)
             k += 1
             ix = self._ents[ix].next
         if self._is_ttl:
             ix = self._thead
             while ix >= 0:
-                order.append(pos[ix])
+                xorder.append(pos[ix])
                 ix = self._tl[ix].next
-        state = {
-            "maxsize": self._maxsize,
-            "getsizeof": self._getsizeof,
-            "on_evict": self._on_evict,
-            "ttl": self._ttl,
-            "timer": self._tw._timer if self._tw is not None else None,
-            "items": items,
-            "expiry_order": order,
-            "counters": (self._hits, self._misses, self._evictions, self._expirations),
-            "dict": getattr(self, "__dict__", None),
-        }
-        return (_cache_reconstruct, (type(self),), state)
+            if self._objmode:
+                last = self._last_o
+            else:
+                last = self._last_d if self._has_last else None
+            ttl_part = (expires, xorder, last)
+            settings = (self._maxsize, self._getsizeof, self._on_evict, self._ttl, self._tw._timer)
+        else:
+            ttl_part = None
+            settings = (self._maxsize, self._getsizeof, self._on_evict, None, None)
+        return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, ttl_part,
+                (self._hits, self._misses, self._evictions, self._expirations))
 
     def __setstate__(self, state):
         cdef Py_ssize_t ix
         cdef list idxs = []
+        name = type(self).__name__
+        if not (isinstance(state, tuple) and len(state) == 6 and state[0] == _CACHE_STATE_TAG):
+            raise TypeError(f"invalid {name} state")
+        if state[1] != _CACHE_STATE_VERSION:
+            raise ValueError(f"unsupported {name} state version {state[1]!r}")
+        _, _, settings, items, ttl_part, counters = state
+        maxsize, getsizeof, on_evict, ttl, timer = settings
+        _cache_check_maxsize(maxsize)
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
         if self._n:
-            raise RuntimeError(f"{type(self).__name__} is not empty")
+            self.clear()
         if isinstance(self, TTLCache):
-            self._setup_ttl(state["ttl"], state["timer"])
-        self._configure(state["maxsize"], state["getsizeof"], state["on_evict"])
-        for e in state["items"]:
-            key, value = e[0], e[1]
+            self._setup_ttl(ttl, timer)
+            expires, xorder, last = ttl_part
+            if len(expires) != len(items) or sorted(xorder) != list(range(len(items))):
+                raise ValueError(f"invalid {name} state")
+        self._configure(maxsize, getsizeof, on_evict)
+        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._ver += 1
+        self._mod += 1
+        for key, value, size in items:
+            h = hash(key)
             self._reserve()
-            ix = self._find(key, hash(key))
-            if ix >= 0:
-                raise ValueError("duplicate key in pickled state")
-            ix = self._insert(key, value, hash(key))
+            if self._find(key, h) >= 0:
+                raise ValueError(f"invalid {name} state")
+            ix = self._insert(key, value, h)
             idxs.append(ix)
-            if self._is_ttl:
-                if self._objmode:
-                    Py_INCREF(e[2])
-                    self._xexp[ix] = <PyObject*>e[2]
-                else:
-                    self._tl[ix].exp = e[2]
             if self._sizes != NULL:
-                Py_INCREF(e[-1])
-                self._sizes[ix] = <PyObject*>e[-1]
-                self._currsize_obj = self._currsize_obj + e[-1]
+                Py_INCREF(size)
+                self._sizes[ix] = <PyObject*>size
+                self._currsize_obj = self._currsize_obj + size
         if self._is_ttl:
-            for k in state["expiry_order"]:
+            for k in range(len(idxs)):
+                ix = idxs[k]
+                if self._objmode:
+                    exp = expires[k]
+                    Py_INCREF(exp)
+                    self._xexp[ix] = <PyObject*>exp
+                else:
+                    self._tl[ix].exp = float(expires[k])
+            for k in xorder:
                 ix = idxs[k]
                 self._ttl_unlink(<int32_t>ix)
                 self._ttl_append(<int32_t>ix)
-        self._hits, self._misses, self._evictions, self._expirations = state["counters"]
-        if state.get("dict"):
-            self.__dict__.update(state["dict"])
+            if last is None:
+                self._has_last = False
+                self._last_o = None
+            elif self._objmode:
+                self._last_o = last
+            else:
+                self._last_d = float(last)
+                self._has_last = True
+        self._hits, self._misses, self._evictions, self._expirations = counters
+
+    def __copy__(self):
+        cls = type(self)
+        new = cls.__new__(cls)
+        new.__setstate__(self.__getstate__())
+        return new
 
     @cython.final
     cdef int _setup_ttl(self, object ttl, object timer) except -1:
+        _cache_check_ttl(ttl)
         if not callable(timer):
             raise TypeError(f"timer must be callable, got {timer!r}")
-        if isinstance(ttl, (int, float)):
-            if ttl != ttl or ttl <= 0:
-                raise ValueError(f"ttl must be positive, got {ttl!r}")
-            self._objmode = False
-            self._ttl_d = float(ttl)
-        else:
-            try:
-                positive = ttl > ttl - ttl
-            except TypeError:
-                raise TypeError(f"ttl must be a number or a value the timer's type can add, got {ttl!r}") from None
-            if not positive:
-                raise ValueError(f"ttl must be positive, got {ttl!r}")
-            self._objmode = True
+        if self._n:
+            raise RuntimeError(f"{type(self).__name__} is already initialized")
         self._release_arrays()
+        self._objmode = not (type(ttl) is float or type(ttl) is int)
+        self._ttl_d = float(ttl) if not self._objmode else 0.0
         self._is_ttl = True
         self._ttl = ttl
         self._cclock = timer is _cache_monotonic
         self._tw = _cache_Timer(timer)
+        self._has_last = False
+        self._last_o = None
         return 0
 
     # ------------------------------------------------------------------ consistency check
@@ -1322,11 +1467,14 @@ cdef class _CacheCore:
             for i in range(self._n):
                 total = total + <object>self._sizes[i]
             assert total == self._currsize_obj, "currsize disagrees with the item sizes"
+        assert not (self._currsize() > self._maxsize), "currsize > maxsize"
+        if self._is_ttl and not self._objmode:
+            ix = self._thead
+            while ix >= 0 and self._tl[ix].next >= 0:
+                assert self._tl[ix].exp <= self._tl[self._tl[ix].next].exp, "expiry order is not sorted"
+                ix = self._tl[ix].next
+        assert self._tw is None or self._tw._nesting == 0, "timer left frozen"
         return True
-
-
-def _cache_reconstruct(cls):
-    return cls.__new__(cls)
 
 
 cdef class _cache_Iter:
@@ -1335,6 +1483,7 @@ cdef class _cache_Iter:
     cdef size_t _mod
     cdef int _kind
     cdef object _now
+    cdef bint _started
 
     @staticmethod
     cdef _cache_Iter _new(_CacheCore c, int kind):
@@ -1343,7 +1492,8 @@ cdef class _cache_Iter:
         it._pos = c._head
         it._mod = c._mod
         it._kind = kind
-        it._now = c._now() if (c._is_ttl and c._n) else None
+        it._now = None
+        it._started = False
         return it
 
     def __iter__(self):
@@ -1352,6 +1502,17 @@ cdef class _cache_Iter:
     def __next__(self):
         cdef _CacheCore c = self._c
         cdef int32_t ix
+        if not self._started:
+            # the time is read once, when iteration starts
+            self._started = True
+            self._pos = c._head
+            self._mod = c._mod
+            if c._is_ttl:
+                if c._n:
+                    self._now = c._now()
+                else:
+                    c._observe(c._tw())     # the one read; nothing to compare it with
+                    return self.__next__()
         while True:
             if c._mod != self._mod:
                 self._pos = -1
@@ -1414,8 +1575,7 @@ cdef class TTLCache(_CacheCore):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
-        if self._n:
-            raise RuntimeError(f"{type(self).__name__} is already initialized")
+        _cache_check_maxsize(maxsize)
         self._setup_ttl(ttl, timer)
         self._configure(maxsize, getsizeof, on_evict)
 
@@ -1431,11 +1591,16 @@ cdef class TTLCache(_CacheCore):
 
     def expire(self, time=None):
         """Remove expired items and return them as a list of (key, value) pairs."""
-        if time is None:
-            time = self._now()
-        elif not self._objmode:
-            time = self._to_double(time)
-        return self._expire_at(time)
+        cdef list evicted = []
+        try:
+            if time is None:
+                time = self._now()
+            elif not self._objmode:
+                time = self._to_double(time)
+            self._expire_into(time, evicted)
+        finally:
+            self._notify(evicted)
+        return list(evicted)
 
 
 _cache_abc.MutableMapping.register(LRUCache)

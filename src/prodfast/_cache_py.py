@@ -664,9 +664,14 @@ class LRUCache(MutableMapping):
                 raise AssertionError("busy flag left set")
             if len(self._map) != len(self._order):
                 raise AssertionError(f"map has {len(self._map)} items, order {len(self._order)}")
+            # identity checks only: _check() never runs user __hash__/__eq__
+            for key, node in self._map.items():
+                if node.key is not key:
+                    raise AssertionError(f"map key {key!r} and its node disagree")
+            in_map = {id(node) for node in self._map.values()}
             total = 0
             for node in self._order:
-                if self._map.get(node.key) is not node:
+                if id(node) not in in_map:
                     raise AssertionError(f"order node {node.key!r} is not in the map")
                 total += node.size
             if total != self._currsize:
