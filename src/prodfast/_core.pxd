@@ -11,8 +11,9 @@
 Every kernel takes the time ``now`` (seconds) as an argument and never reads a clock itself.
 A ``now`` earlier than the latest one a limiter has used means no time passed. Kernels do not
 validate their arguments: rates, capacities and windows must be finite and > 0, costs finite,
->= 0 and within capacity (the Python classes check all of that before calling them). A
-denied request leaves the state exactly as it was.
+>= 0 and within capacity (the Python classes check all of that before calling them). A denied
+request takes nothing: it only brings the state up to ``now`` (refill, drain, expired calls
+dropped), which is the same state seen from ``now`` on.
 """
 
 from libc.stdlib cimport free, realloc
@@ -35,7 +36,7 @@ ctypedef struct rl_bucket:
     double rate
     double capacity
     double tokens
-    double last          # time of the last refill that was stored
+    double last          # latest time a decision used (the state is as of then)
 
 
 cdef inline void rl_bucket_init(rl_bucket* s, double rate, double capacity, double tokens,
@@ -60,11 +61,12 @@ cdef inline double rl_bucket_tokens(const rl_bucket* s, double now) noexcept nog
 cdef inline bint rl_bucket_try(rl_bucket* s, double now, double cost) noexcept nogil:
     """Refill to ``now``, then take ``cost`` tokens if there are enough."""
     cdef double t = rl_bucket_tokens(s, now)
+    if now > s.last:
+        s.tokens = t
+        s.last = now
     if t < cost:
         return False
     s.tokens = t - cost
-    if now > s.last:
-        s.last = now
     return True
 
 
@@ -104,12 +106,14 @@ cdef inline double rl_leaky_level(const rl_leaky* s, double now) noexcept nogil:
 
 
 cdef inline bint rl_leaky_try(rl_leaky* s, double now, double cost) noexcept nogil:
+    """Drain to ``now``, then add ``cost`` to the level if it fits under capacity."""
     cdef double v = rl_leaky_level(s, now)
+    if now > s.last:
+        s.level = v
+        s.last = now
     if v + cost > s.capacity:
         return False
     s.level = v + cost
-    if now > s.last:
-        s.last = now
     return True
 
 

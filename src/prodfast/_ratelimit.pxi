@@ -143,15 +143,14 @@ cdef class TokenBucket:
 
     def _take(self, double cost):
         cdef double now = _rl_read(self._cclock, self._clock)
-        cdef double t0 = self._s.tokens, l0 = self._s.last
+        cdef double before = rl_bucket_tokens(&self._s, now)
         if not rl_bucket_try(&self._s, now, cost):
             return rl_bucket_wait(&self._s, now, cost)
-        return (t0, l0, self._s.tokens, self._s.last)
+        return (before, self._s.tokens, self._s.last)
 
     def _give_back(self, double cost, tuple receipt):
-        if self._s.tokens == <double>receipt[2] and self._s.last == <double>receipt[3]:
-            self._s.tokens = receipt[0]
-            self._s.last = receipt[1]
+        if self._s.tokens == <double>receipt[1] and self._s.last == <double>receipt[2]:
+            self._s.tokens = receipt[0]  # untouched since: as if it had been denied
         else:
             self._s.tokens = min(self._s.capacity, self._s.tokens + cost)
 
@@ -274,15 +273,14 @@ cdef class LeakyBucket:
 
     def _take(self, double cost):
         cdef double now = _rl_read(self._cclock, self._clock)
-        cdef double v0 = self._s.level, l0 = self._s.last
+        cdef double before = rl_leaky_level(&self._s, now)
         if not rl_leaky_try(&self._s, now, cost):
             return rl_leaky_wait(&self._s, now, cost)
-        return (v0, l0, self._s.level, self._s.last)
+        return (before, self._s.level, self._s.last)
 
     def _give_back(self, double cost, tuple receipt):
-        if self._s.level == <double>receipt[2] and self._s.last == <double>receipt[3]:
+        if self._s.level == <double>receipt[1] and self._s.last == <double>receipt[2]:
             self._s.level = receipt[0]
-            self._s.last = receipt[1]
         else:
             self._s.level = max(0.0, self._s.level - cost)
 

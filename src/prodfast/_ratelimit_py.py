@@ -10,7 +10,8 @@ Three limiters share one interface:
   ``now - c < window``; a request for ``cost`` calls is allowed iff they fit under ``max_calls``.
 
 Time comes from an injectable clock (``time.monotonic`` by default), read once per operation. A
-clock that goes backwards means that no time passed. A denied request changes nothing.
+clock that goes backwards means that no time passed. A denied request takes nothing: the state
+seen from then on (tokens, level, calls in the window, counters but ``denied``) is unchanged.
 
 The compiled core imports the argument checks, the trace checks of ``simulate`` and the waiting
 logic of ``acquire``/``acquire_async`` from here, so both twins accept, reject and wait alike.
@@ -344,11 +345,11 @@ class TokenBucket:
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
+            if now > self._last:  # bring the state up to now (a denial takes nothing)
+                self._tokens, self._last = t, now
             if t < cost:
                 return (cost - t) / self._rate
             self._tokens = t - cost
-            if now > self._last:
-                self._last = now
             return _GRANTED
 
     def _note(self, granted: bool) -> None:
@@ -367,19 +368,17 @@ class TokenBucket:
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
+            if now > self._last:
+                self._tokens, self._last = t, now
             if t < cost:
                 return (cost - t) / self._rate
-            receipt = [self._tokens, self._last]
             self._tokens = t - cost
-            if now > self._last:
-                self._last = now
-            receipt += (self._tokens, self._last)
-            return tuple(receipt)
+            return (t, self._tokens, self._last)
 
     def _give_back(self, cost: float, receipt) -> None:
         with self._lock:
-            if self._tokens == receipt[2] and self._last == receipt[3]:
-                self._tokens, self._last = receipt[0], receipt[1]  # untouched since: restore
+            if self._tokens == receipt[1] and self._last == receipt[2]:
+                self._tokens = receipt[0]  # untouched since: as if it had been denied
             else:
                 self._tokens = min(self._capacity, self._tokens + cost)
 
@@ -450,10 +449,10 @@ class TokenBucket:
                 v = v + rate * dt
                 if v > cap:
                     v = cap
+            if now > last:
+                tokens, last = v, now
             if v >= cost:
                 tokens = v - cost
-                if now > last:
-                    last = now
                 out[i] = True
         return out
 
@@ -510,11 +509,11 @@ class LeakyBucket:
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
+            if now > self._last:
+                self._level, self._last = v, now
             if v + cost > self._capacity:
                 return (v + cost - self._capacity) / self._rate
             self._level = v + cost
-            if now > self._last:
-                self._last = now
             return _GRANTED
 
     def _note(self, granted: bool) -> None:
@@ -531,19 +530,17 @@ class LeakyBucket:
         now = _rl_read(self._clock)
         with self._lock:
             v = self._current(now)
+            if now > self._last:
+                self._level, self._last = v, now
             if v + cost > self._capacity:
                 return (v + cost - self._capacity) / self._rate
-            receipt = [self._level, self._last]
             self._level = v + cost
-            if now > self._last:
-                self._last = now
-            receipt += (self._level, self._last)
-            return tuple(receipt)
+            return (v, self._level, self._last)
 
     def _give_back(self, cost: float, receipt) -> None:
         with self._lock:
-            if self._level == receipt[2] and self._last == receipt[3]:
-                self._level, self._last = receipt[0], receipt[1]
+            if self._level == receipt[1] and self._last == receipt[2]:
+                self._level = receipt[0]
             else:
                 self._level = max(0.0, self._level - cost)
 
@@ -608,10 +605,10 @@ class LeakyBucket:
                 v = v - rate * dt
                 if v < 0.0:
                     v = 0.0
+            if now > last:
+                level, last = v, now
             if v + cost <= cap:
                 level = v + cost
-                if now > last:
-                    last = now
                 out[i] = True
         return out
 
