@@ -404,6 +404,8 @@ def test_push_many_accepts_any_real_iterable(core, name):
         (x for x in ints),
         np.array(ints, dtype=np.int64),
         np.array(ints, dtype=np.float32),
+        np.array(ints, dtype=">f8"),  # float64, but not in native byte order
+        np.array(ints, dtype=np.int16),
         np.repeat(base, 2)[::2],  # not contiguous
         [np.int32(x) for x in ints],
         [Fraction(x) for x in ints],
@@ -443,11 +445,12 @@ BAD_PUSH = [
     (-math.inf, ValueError),
     (np.float64("nan"), ValueError),
     (10**400, ValueError),
+    (10**5000, ValueError),  # beyond the int-to-str limit: the message must not need repr()
 ]
 
 
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize(("bad", "exc"), BAD_PUSH, ids=[repr(b) for b, _ in BAD_PUSH])
+@pytest.mark.parametrize(("bad", "exc"), BAD_PUSH, ids=[f"{type(b).__name__}{i}" for i, (b, _) in enumerate(BAD_PUSH)])
 def test_bad_push_changes_nothing(core, name, bad, exc):
     obj = make(core, name)
     obj.push_many([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -616,6 +619,11 @@ def test_backends_agree(name):
         obj.push_many(data[500:])
     assert state_close(cy.__getstate__(), py.__getstate__())
     assert type(cy).__name__ == type(py).__name__
+    # the states are plain tuples in one format: each backend can take the other's
+    cy2, py2 = make(_core, name), make(_core_py, name)
+    cy2.__setstate__(py.__getstate__())
+    py2.__setstate__(cy.__getstate__())
+    assert cy2.__getstate__() == py.__getstate__() and py2.__getstate__() == cy.__getstate__()
 
 
 @pytest.mark.parametrize("name", ALL)

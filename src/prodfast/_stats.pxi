@@ -630,6 +630,9 @@ cdef class P2Quantile:
     def __cinit__(self, p):
         _st_p2_init(&self._e, _st_check_p(p))
 
+    def __init__(self, p):
+        """Track the p-quantile, 0 < p < 1 (checked and set up by __cinit__)."""
+
     def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         _st_p2_push(&self._e, _st_coerce(x))
@@ -706,6 +709,9 @@ cdef class Quantiles:
         self._ps = checked
         for j in range(self._k):
             _st_p2_init(&self._es[j], checked[j])
+
+    def __init__(self, ps=(0.5, 0.95, 0.99)):
+        """Track every probability in ps (checked and allocated by __cinit__)."""
 
     def __dealloc__(self):
         PyMem_Free(self._es)

@@ -59,7 +59,7 @@ def _coerce_real(x, name):
         try:
             v = float(x)
         except OverflowError:
-            raise ValueError(f"{name} must be finite, got {x!r}") from None
+            raise ValueError(f"{name} must be finite, got a number too large for a float") from None
     else:
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     if not math.isfinite(v):
