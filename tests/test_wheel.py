@@ -26,18 +26,22 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.cython_backend, pytest.mark.timeout(400)]
 
 # The suite run against the installed wheel: the test files of the compiled core's areas
-# (caches, limiters, statistics, their seed-compatible wrappers) and backend selection, without
-# the slow tests and without the pure-Python twin's cases, which the wheel does not change (the
-# plugin below deselects those). The Python layers' integrations (callbacks, Redis) and this
-# file's own tests, which need the source tree, are left to the main run.
+# (caches, limiters, statistics, their seed-compatible wrappers), backend selection, and the
+# cimport of the installed _core.pxd, without the slow tests and without the pure-Python
+# twin's cases, which the wheel does not change (the plugin below deselects those). The
+# integrations (callbacks, Redis) and this file's own tests, which need the source tree, are
+# left to the main run.
 SAMPLE = (
     "test_backend*.py",
     "test_cache*.py",
     "test_ratelimit*.py",
+    "test_limiters*.py",
     "test_stats*.py",
     "test_llmkit*.py",
+    "test_cimport*.py",
 )
-# What those tests import besides prodfast: the test tools and the libraries they compare with.
+# What those tests import besides prodfast: the test tools, the libraries they compare with,
+# and Cython with setuptools to build a module that cimports the installed _core.pxd.
 REQUIREMENTS = (
     "pytest",
     "hypothesis",
@@ -46,6 +50,8 @@ REQUIREMENTS = (
     "pytest-timeout",
     "cachetools",
     "aiolimiter",
+    "Cython>=3.1,<4",
+    "setuptools",
 )
 SAMPLE_PLUGIN = """
 def pytest_collection_modifyitems(config, items):
