@@ -386,3 +386,13 @@ def test_contender_failing_midway_is_dropped_with_a_note():
     assert [(s.contender, s.reason) for s in skips] == [
         ("flaky", "failed while timed: KeyError: 'gone'")
     ]
+
+
+def test_missing_matplotlib_skips_charts_with_a_note(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    plots = tmp_path / "plots"
+    assert cli.main([*TINY, "--area", "stats", "--plot-dir", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert "charts skipped (matplotlib is not installed" in out
+    assert "== stats ==" in out
+    assert not plots.exists() or not list(plots.iterdir())
