@@ -61,6 +61,8 @@ def _operations(results: list[Result]) -> list[str]:
 def bars(plt, results: list[Result], title: str, path: str) -> str:
     """One panel per operation: a horizontal bar per contender (ns/op, log scale),
     floors grey, peers blue, prodfast orange (light for the pure-Python twin)."""
+    from matplotlib.ticker import NullFormatter
+
     operations = _operations(results)
     cols = min(3, len(operations))
     rows = -(-len(operations) // cols)
@@ -75,6 +77,7 @@ def bars(plt, results: list[Result], title: str, path: str) -> str:
         ax.set_yticks(ys, [r.contender for r in rs], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # narrow ranges would label every tick
         ax.set_title(op, fontsize=10)
         ax.set_xlabel(f"median ns per {rs[0].unit} (log)", fontsize=8)
         ax.grid(axis="x", which="both", alpha=0.3)

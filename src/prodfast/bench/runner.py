@@ -7,6 +7,12 @@ runner sets them all up, then times them A B C A B C ... over many short rounds,
 the noise of a shared machine (other processes, frequency changes) lands on every
 contender alike. The figure reported is the median over rounds of ``elapsed / ops``.
 
+Every figure includes the cost of the Python loop that drives the operations (a ``for`` over
+a prepared list, a few ns per iteration), the same for every contender; the floor of each
+operation (a dict, a bare ``time.monotonic()``, numpy) is timed the same way, so ratios to
+it are fair. The cyclic garbage collector is switched off inside the rounds and run between
+them, so that no contender pays for another's garbage.
+
 A contender whose library is not installed, or a prodfast class that does not exist yet,
 raises :class:`Missing` from its setup: the runner skips it and keeps a note.
 """
