@@ -8,7 +8,10 @@ STAMP  := $(VENV)/.installed
 
 export PRODFAST_REQUIRE_EXTENSION = 1
 
-.PHONY: venv build test test-py lint bench clean
+BENCH_ARGS ?=
+BENCH_DIR  ?= bench-results
+
+.PHONY: venv build test test-py lint bench bench-pytest clean
 
 venv: $(STAMP)
 
@@ -30,11 +33,18 @@ test: build
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
 	$(MAKE) lint
 
-lint: $(STAMP)
+lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py
+	MYPYPATH=src $(PY) -m mypy.stubtest prodfast._core --allowlist tests/stubtest-allowlist.txt --ignore-unused-allowlist
 
+# The side-by-side report: every area, both backends and the installed peers, interleaved in
+# one process; tables on stdout, JSON and PNG charts in $(BENCH_DIR). `make bench BENCH_ARGS=--quick`
 bench: build
+	$(PY) -m prodfast.bench --json $(BENCH_DIR)/results.json --plot-dir $(BENCH_DIR) $(BENCH_ARGS)
+
+# The per-area pytest-benchmark files under bench/
+bench-pytest: build
 	$(PY) -m pytest bench --benchmark-only --benchmark-group-by=group,param:n --benchmark-columns=median,iqr,rounds
 
 clean:
-	rm -rf build $(VENV) src/prodfast/*.c src/prodfast/*.so src/prodfast/*.html .pytest_cache .benchmarks
+	rm -rf build dist $(BENCH_DIR) $(VENV) src/prodfast/*.c src/prodfast/*.so src/prodfast/*.html .pytest_cache .benchmarks

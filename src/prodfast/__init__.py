@@ -2,23 +2,35 @@
 
 Every class below comes from the compiled Cython core when it is available and from the
 pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "python").
+The decorators, limiter groups and callbacks are Python layers over the active backend.
 """
 
 from ._backend import BACKEND, BACKEND_ERROR, impl
 
-__all__ = ["BACKEND", "BACKEND_ERROR"]
+# caches (API.md section 1)
+LRUCache = impl.LRUCache
+TTLCache = impl.TTLCache
 
-# streaming statistics
+# rate limiters (section 2)
+TokenBucket = impl.TokenBucket
+LeakyBucket = impl.LeakyBucket
+SlidingWindowLimiter = impl.SlidingWindowLimiter
+
+# streaming statistics (section 3)
 RunningStats = impl.RunningStats
 P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
-__all__ += ["RunningStats", "P2Quantile", "Quantiles", "LatencySummary"]
 
-# -- rate limiters (section 2) --
-TokenBucket = impl.TokenBucket
-LeakyBucket = impl.LeakyBucket
-SlidingWindowLimiter = impl.SlidingWindowLimiter
+from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
+    BaseCallback,
+    CallbackManager,
+    ErrorTrackingCallback,
+    RateLimitingCallback,
+    TimingCallback,
+    TokenUsageCallback,
+)
+from .decorators import cached, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
     LimiterGroup,
@@ -27,7 +39,13 @@ from .limiters import (  # noqa: E402
     rate_limit,
 )
 
-__all__ += [
+__all__ = [
+    "BACKEND",
+    "BACKEND_ERROR",
+    "LRUCache",
+    "TTLCache",
+    "cached",
+    "lru_cache",
     "TokenBucket",
     "LeakyBucket",
     "SlidingWindowLimiter",
@@ -36,19 +54,10 @@ __all__ += [
     "parse_rate",
     "LimiterGroup",
     "AsyncLimiter",
-]
-
-# callbacks and monitoring for LLM calls (a pure-Python layer over the active backend)
-from .callbacks import (  # noqa: E402
-    BaseCallback,
-    CallbackManager,
-    ErrorTrackingCallback,
-    RateLimitingCallback,
-    TimingCallback,
-    TokenUsageCallback,
-)
-
-__all__ += [
+    "RunningStats",
+    "P2Quantile",
+    "Quantiles",
+    "LatencySummary",
     "BaseCallback",
     "CallbackManager",
     "TimingCallback",

@@ -1,0 +1,262 @@
+"""Caches: get-hit, get-miss, update and insert-with-eviction at N = 1e3 ... 1e6.
+
+Every cache is filled with N shuffled str keys (``--keys int`` for ints), then timed on batches of random keys:
+hits drawn from those N, misses from keys never inserted, updates of present keys, and
+inserts of new keys into the full cache (each one evicts the least recently used). The
+inserted keys cycle through a pool of N + batch keys that were never touched otherwise, so
+every insert really is new: by the time the cycle comes back to a key, N newer keys have
+pushed it out. A plain dict is the floor; for insert+evict the floor is the least any
+bounded map must do, ``d[new] = v`` plus ``del d[oldest]`` on a dict kept in insertion order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .peers import EmbeddingCache
+from .runner import (
+    BACKENDS,
+    FLOOR,
+    PEER,
+    PRODFAST,
+    Case,
+    Group,
+    Missing,
+    Settings,
+    Timed,
+    call_each,
+    call_each_pair,
+    chunks,
+    cycle_runs,
+    getitem_each,
+    require,
+    setitem_each,
+)
+
+AREA = "caches"
+VALUE = (0.0,)
+TTL = 3600.0
+
+
+Key = str | int
+
+
+def make_key(i: int, kind: str) -> Key:
+    """Key number ``i`` as a str (``"key:1f"``) or as an int too large to be a shared small int."""
+    if kind == "str":
+        return f"key:{i:x}"
+    if kind == "int":
+        return 10**12 + i
+    raise ValueError(f"keys must be 'str' or 'int', got {kind!r}")
+
+
+@dataclass
+class Workload:
+    """The keys of one size N, and the structures already filled with them."""
+
+    n: int
+    batch: int
+    originals: list[Key]  # what every cache is filled with, in this order
+    hits: list[Key]  # `batch` keys drawn from originals
+    misses: list[Key]  # `batch` keys never inserted
+    fresh: list[list[Key]]  # the insert stream: batches cycling through N + batch new keys
+    built: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def updates(self) -> list[tuple[Key, object]]:
+        return [(k, VALUE) for k in self.hits]
+
+    @classmethod
+    def make(cls, n: int, batch: int, keys: str = "str", seed: int = 20261124) -> Workload:
+        rng = random.Random(seed + n)
+        batch = math.gcd(n, batch)  # so that the insert stream splits into whole batches
+        ids = list(range(2 * n + 2 * batch))
+        rng.shuffle(ids)
+        keys = [make_key(i, keys) for i in ids]
+        originals, rest = keys[:n], keys[n:]
+        return cls(
+            n=n,
+            batch=batch,
+            originals=originals,
+            hits=rng.sample(originals, batch),
+            misses=rest[:batch],
+            fresh=list(chunks(rest[batch:], batch)),
+        )
+
+    def structure(self, name: str, build: Callable[[Workload], object]) -> object:
+        """The filled structure of contender ``name`` for this N, built once and shared by
+        the operations that leave its key set alone (insert+evict runs last)."""
+        if name not in self.built:
+            try:
+                self.built[name] = build(self)
+            except Missing as exc:
+                self.built[name] = exc
+        found = self.built[name]
+        if isinstance(found, Missing):
+            raise found
+        return found
+
+
+# --- building and filling each contender ------------------------------------------------
+
+
+def _fill(mapping, w: Workload):
+    for k in w.originals:
+        mapping[k] = VALUE
+    return mapping
+
+
+def _dict(w: Workload):
+    return _fill({}, w)
+
+
+def _prodfast(backend: str, cls_name: str, *args) -> Callable[[Workload], object]:
+    def build(w: Workload):
+        return _fill(require(backend, cls_name)(w.n, *args), w)
+
+    return build
+
+
+def _cachetools(w: Workload):
+    return _fill(require("cachetools", "LRUCache")(w.n), w)
+
+
+def _lru_dict(w: Workload):
+    return _fill(require("lru", "LRU", dist="lru-dict")(w.n), w)
+
+
+def _cachebox(w: Workload):
+    return _fill(require("cachebox", "LRUCache")(w.n), w)
+
+
+def _functools(w: Workload):
+    f = functools.lru_cache(maxsize=w.n)(_identity)
+    for k in w.originals:
+        f(k)
+    return f
+
+
+def _identity(x):
+    return x
+
+
+def _seed(w: Workload):
+    cache = EmbeddingCache(ttl=int(TTL), max_size=w.n)
+    for k in w.originals:
+        cache.set(k, VALUE)
+    return cache
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    role: str
+    kind: str  # how it is driven: "mapping", "dict", "function" or "seed"
+    build: Callable[[Workload], object]
+
+
+CONTENDERS = [
+    Contender("dict", FLOOR, "dict", _dict),
+    *(
+        Contender(f"prodfast {cls} [{tag}]", PRODFAST, "mapping", _prodfast(module, cls, *extra))
+        for cls, extra in (("LRUCache", ()), ("TTLCache", (TTL,)))
+        for tag, module in BACKENDS
+    ),
+    Contender("lru-dict LRU", PEER, "mapping", _lru_dict),
+    Contender("cachebox LRUCache", PEER, "mapping", _cachebox),
+    Contender("functools.lru_cache", PEER, "function", _functools),
+    Contender("cachetools LRUCache", PEER, "mapping", _cachetools),
+    Contender("seed EmbeddingCache", PEER, "seed", _seed),
+]
+
+
+# --- the operations: for each kind of contender, how one batch is run --------------------
+
+
+def _inserts(c, w: Workload):
+    return cycle_runs([setitem_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+
+
+def _fifo_inserts(_shared: dict, w: Workload):
+    # The floor's own dict, filled with the stream's first N keys.
+    return _fifo_run({k: VALUE for batch in w.fresh[: w.n // w.batch] for k in batch}, w)
+
+
+def _fifo_run(d: dict, w: Workload):
+    """Each step adds the next batch of the stream to ``d`` and deletes the keys added N
+    steps before, as an LRU evicting its oldest would; ``d`` stays at N keys."""
+    lag = w.n // w.batch
+    steps = len(w.fresh)
+
+    def step(new: list[Key], old: list[Key]):
+        def run() -> None:
+            for k, o in zip(new, old, strict=True):
+                d[k] = VALUE
+                del d[o]
+
+        return run
+
+    return cycle_runs([step(w.fresh[(i + lag) % steps], w.fresh[i]) for i in range(steps)])
+
+
+def _calls(f, w: Workload):
+    return cycle_runs([call_each(f, batch) for batch in w.fresh])
+
+
+def _seed_inserts(c, w: Workload):
+    return cycle_runs([call_each_pair(c.set, [(k, VALUE) for k in batch]) for batch in w.fresh])
+
+
+Binder = Callable[[object, Workload], Callable[[], None]]
+
+OPERATIONS: dict[str, dict[str, Binder]] = {
+    "hit c[k]": {
+        "dict": lambda c, w: getitem_each(c, w.hits),
+        "mapping": lambda c, w: getitem_each(c, w.hits),
+        "function": lambda f, w: call_each(f, w.hits),
+    },
+    "hit c.get(k)": {
+        "dict": lambda c, w: call_each(c.get, w.hits),
+        "mapping": lambda c, w: call_each(c.get, w.hits),
+        "seed": lambda c, w: call_each(c.get, w.hits),
+    },
+    "miss c.get(k)": {
+        "dict": lambda c, w: call_each(c.get, w.misses),
+        "mapping": lambda c, w: call_each(c.get, w.misses),
+        "seed": lambda c, w: call_each(c.get, w.misses),
+    },
+    "update c[k]=v": {
+        "dict": lambda c, w: setitem_each(c, w.updates),
+        "mapping": lambda c, w: setitem_each(c, w.updates),
+        "seed": lambda c, w: call_each_pair(c.set, w.updates),
+    },
+    # Last: it replaces the keys the other operations rely on.
+    "insert+evict": {
+        "dict": _fifo_inserts,
+        "mapping": _inserts,
+        "function": _calls,
+        "seed": _seed_inserts,
+    },
+}
+
+
+def _case(contender: Contender, bind: Binder, w: Workload) -> Case:
+    def setup() -> Timed:
+        return Timed(bind(w.structure(contender.name, contender.build), w), w.batch)
+
+    return Case(contender.name, contender.role, setup)
+
+
+def groups(settings: Settings) -> Iterator[Group]:
+    """One group per (N, operation); the data of one N is freed before the next is built."""
+    for n in settings.sizes:
+        w = Workload.make(n, settings.batch, settings.keys)
+        for operation, binders in OPERATIONS.items():
+            cases = [_case(c, binders[c.kind], w) for c in CONTENDERS if c.kind in binders]
+            label = operation if settings.keys == "str" else f"{operation} ({settings.keys} keys)"
+            yield Group(AREA, label, cases, n=n)
+        del w

@@ -1,0 +1,162 @@
+"""PNG charts with matplotlib (Agg backend, no display needed).
+
+- ``<area>.png``: per operation, one bar per contender (ns/op, log scale). For the caches,
+  one such chart per size N.
+- ``caches_scaling.png``: per operation, ns/op against N on log-log axes, one line per
+  contender: a flat line is O(1) in practice; a rising one is the memory hierarchy or worse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+from .runner import FLOOR, PEER, PRODFAST, Missing, Report, Result
+
+ROLE_COLORS = {FLOOR: "#9e9e9e", PEER: "#4c78a8", PRODFAST: "#f58518"}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise Missing("matplotlib is not installed (pip install 'prodfast[bench]')") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _contenders(results: list[Result]) -> list[str]:
+    names: list[str] = []
+    for r in results:
+        if r.contender not in names:
+            names.append(r.contender)
+    return names
+
+
+def _colors(plt, names: list[str]) -> dict[str, object]:
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def _style(r: Result) -> dict[str, object]:
+    if r.role == FLOOR:
+        return {"linestyle": "--", "color": "black"}
+    if r.contender.endswith("[py]"):
+        return {"linestyle": ":"}
+    return {"linestyle": "-", "linewidth": 2.2 if r.role == PRODFAST else 1.2}
+
+
+def _bar_color(r: Result) -> str:
+    if r.role == PRODFAST and r.contender.endswith("[py]"):
+        return "#fdc086"
+    return ROLE_COLORS[r.role]
+
+
+def _operations(results: list[Result]) -> list[str]:
+    return list(dict.fromkeys(r.operation for r in results))
+
+
+def bars(plt, results: list[Result], title: str, path: str) -> str:
+    """One panel per operation: a horizontal bar per contender (ns/op, log scale),
+    floors grey, peers blue, prodfast orange (light for the pure-Python twin)."""
+    from matplotlib.ticker import NullFormatter
+
+    operations = _operations(results)
+    cols = min(3, len(operations))
+    rows = -(-len(operations) // cols)
+    heights = [sum(1 for r in results if r.operation == op) for op in operations]
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(6.2 * cols, 0.38 * max(heights) * rows + 1.6 * rows), squeeze=False
+    )
+    for ax, op in zip(axes.flat, operations, strict=False):
+        rs = [r for r in results if r.operation == op]
+        ys = range(len(rs))
+        ax.barh(ys, [r.ns_per_op for r in rs], color=[_bar_color(r) for r in rs])
+        ax.set_yticks(ys, [r.contender for r in rs], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # narrow ranges would label every tick
+        ax.set_title(op, fontsize=10)
+        ax.set_xlabel(f"median ns per {rs[0].unit} (log)", fontsize=8)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        for y, r in zip(ys, rs, strict=True):
+            ax.annotate(
+                f" {r.ns_per_op:,.0f}" if r.ns_per_op >= 100 else f" {r.ns_per_op:.1f}",
+                (r.ns_per_op, y),
+                va="center",
+                fontsize=7,
+            )
+        ax.set_xlim(right=max(r.ns_per_op for r in rs) * 4)
+    for ax in list(axes.flat)[len(operations) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scaling(plt, results: list[Result], title: str, path: str) -> str:
+    """One panel per operation: ns/op against N, log-log, one line per contender."""
+    per_op: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        per_op[r.operation].append(r)
+    names = _contenders(results)
+    colors = _colors(plt, names)
+    cols = min(3, len(per_op))
+    rows = -(-len(per_op) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    for ax, (op, rs) in zip(axes.flat, per_op.items(), strict=False):
+        for name in names:
+            mine = sorted((r for r in rs if r.contender == name), key=lambda r: r.n)
+            if mine:
+                style = {"color": colors[name], **_style(mine[0])}
+                xs, ys = [r.n for r in mine], [r.ns_per_op for r in mine]
+                ax.plot(xs, ys, marker="o", markersize=3, label=name, **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(op, fontsize=10)
+        ax.set_xlabel("N (entries)")
+        ax.set_ylabel("median ns/op")
+        ax.grid(which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(per_op) :]:
+        ax.set_visible(False)
+    legend: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels = [name for name in names if name in legend]
+    handles = [legend[name] for name in labels]
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(names) // 4), 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw(report: Report, directory: str) -> list[str]:
+    """Write every chart into ``directory``; return the paths written."""
+    plt = _pyplot()
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    by_area: dict[str, list[Result]] = defaultdict(list)
+    for r in report.results:
+        by_area[r.area].append(r)
+    for area, results in by_area.items():
+        sizes = sorted({r.n for r in results if r.n is not None})
+        if not sizes:
+            written.append(
+                bars(plt, results, f"prodfast {area}", os.path.join(directory, f"{area}.png"))
+            )
+            continue
+        for n in sizes:
+            subset = [r for r in results if r.n == n]
+            path = os.path.join(directory, f"{area}_n{n}.png")
+            written.append(bars(plt, subset, f"prodfast {area}, N={n:,}", path))
+        if len(sizes) > 1:
+            path = os.path.join(directory, f"{area}_scaling.png")
+            written.append(scaling(plt, results, f"prodfast {area}: cost against N", path))
+    return written

@@ -1,0 +1,175 @@
+"""Statistics: push(x) from a Python loop, and batch updates over a float64 numpy array.
+
+Scalar pushes are timed on a batch of lognormal latencies (Python floats). Their floor is
+``list.append`` — keeping the value at all. Batch operations report ns per value; their floor
+is numpy doing the same job on the same array (``arr.mean() + arr.var()``, or
+``np.percentile(arr, [50, 95, 99])``). Pure-Python contenders, whose cost per value does not
+depend on the array's length, get a shorter slice of it so a run stays short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from .runner import (
+    BACKENDS,
+    FLOOR,
+    PEER,
+    PRODFAST,
+    Case,
+    Group,
+    Settings,
+    Timed,
+    call_each,
+    require,
+)
+
+AREA = "stats"
+PS = (0.5, 0.95, 0.99)
+
+
+def _latencies(size: int) -> np.ndarray:
+    return np.random.default_rng(11).lognormal(mean=-3.0, sigma=0.8, size=size)
+
+
+def _pushes(make: Callable[[], Callable[[float], object]], values: list[float]):
+    """A setup timing ``fn(x)`` over the prepared values, ``fn = make()``."""
+
+    def setup() -> Timed:
+        return Timed(call_each(make(), values), len(values))
+
+    return setup
+
+
+def _floor_append():
+    kept: list[float] = []
+    return kept.append
+
+
+def _prodfast(module: str, cls_name: str, *args):
+    return lambda: require(module, cls_name)(*args).push
+
+
+def _runstats():
+    return require("runstats", "Statistics")().push
+
+
+def _prometheus():
+    prom = require("prometheus_client", dist="prometheus-client")
+    summary = prom.Summary("bench_latency_seconds", "latency", registry=prom.CollectorRegistry())
+    return summary.observe
+
+
+def _ddsketch():
+    return require("ddsketch", "DDSketch")().add
+
+
+def _tdigest():
+    return require("fastdigest", "TDigest")().update
+
+
+def push_groups(settings: Settings) -> Iterator[Group]:
+    values = _latencies(settings.batch).tolist()
+    floor = Case("list.append", FLOOR, _pushes(_floor_append, values))
+
+    def pushes(cls_name: str, *args) -> list[Case]:
+        return [
+            Case(
+                f"prodfast {cls_name} [{tag}]",
+                PRODFAST,
+                _pushes(_prodfast(module, cls_name, *args), values),
+            )
+            for tag, module in BACKENDS
+        ]
+
+    yield Group(
+        AREA,
+        "push(x): mean/variance",
+        [
+            floor,
+            *pushes("RunningStats"),
+            Case("runstats Statistics", PEER, _pushes(_runstats, values)),
+        ],
+    )
+    yield Group(
+        AREA,
+        "push(x): one quantile (p=0.99)",
+        [
+            floor,
+            *pushes("P2Quantile", 0.99),
+            Case("ddsketch DDSketch.add", PEER, _pushes(_ddsketch, values)),
+            Case("fastdigest TDigest.update", PEER, _pushes(_tdigest, values)),
+        ],
+    )
+    yield Group(
+        AREA,
+        "push(x): latency summary",
+        [
+            floor,
+            *pushes("LatencySummary"),
+            *pushes("Quantiles", PS),
+            Case("prometheus_client Summary.observe", PEER, _pushes(_prometheus, values)),
+        ],
+    )
+
+
+def _batch(run_on: Callable[[], Callable[[np.ndarray], object]], arr: np.ndarray):
+    def setup() -> Timed:
+        fn = run_on()
+        return Timed(lambda: fn(arr), len(arr))
+
+    return setup
+
+
+def _numpy_mean_var():
+    return lambda a: (a.mean(), a.var())
+
+
+def _numpy_percentiles():
+    return lambda a: np.percentile(a, [50, 95, 99])
+
+
+def _tdigest_batch():
+    return require("fastdigest", "TDigest")().batch_update
+
+
+def batch_groups(settings: Settings) -> Iterator[Group]:
+    arr = _latencies(settings.array)
+    short = {"cy": arr, "py": arr[: settings.pure_array].copy()}
+
+    def push_many(cls_name: str, *args) -> list[Case]:
+        return [
+            Case(
+                f"prodfast {cls_name}.push_many [{tag}]",
+                PRODFAST,
+                _batch(lambda m=module: require(m, cls_name)(*args).push_many, short[tag]),
+            )
+            for tag, module in BACKENDS
+        ]
+
+    yield Group(
+        AREA,
+        f"batch mean+variance ({len(arr):,} values)",
+        [
+            Case("numpy mean()+var()", FLOOR, _batch(_numpy_mean_var, arr)),
+            *push_many("RunningStats"),
+        ],
+        unit="value",
+    )
+    yield Group(
+        AREA,
+        f"batch quantiles 50/95/99 ({len(arr):,} values)",
+        [
+            Case("numpy percentile", FLOOR, _batch(_numpy_percentiles, arr)),
+            *push_many("Quantiles", PS),
+            Case("fastdigest TDigest.batch_update", PEER, _batch(_tdigest_batch, arr)),
+        ],
+        unit="value",
+    )
+
+
+def groups(settings: Settings) -> Iterator[Group]:
+    yield from push_groups(settings)
+    yield from batch_groups(settings)
