@@ -1431,7 +1431,6 @@ cdef class _CacheCore:
                 while j != i:
                     assert self._idx[j] >= 0, "entry not reachable from its home slot"
                     j = (j + 1) & self._mask
-                assert hash(<object>self._ents[ix].key) == self._ents[ix].hash, "stale hash"
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
@@ -1474,7 +1473,6 @@ cdef class _CacheCore:
                 assert self._tl[ix].exp <= self._tl[self._tl[ix].next].exp, "expiry order is not sorted"
                 ix = self._tl[ix].next
         assert self._tw is None or self._tw._nesting == 0, "timer left frozen"
-        return True
 
 
 cdef class _cache_Iter:
@@ -1571,7 +1569,7 @@ cdef class LRUCache(_CacheCore):
         self._configure(maxsize, getsizeof, on_evict)
 
 
-cdef class TTLCache(_CacheCore):
+cdef class TTLCache(LRUCache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
