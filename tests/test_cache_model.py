@@ -333,3 +333,42 @@ def test_differential_cython_vs_python(maxsize, ttl, sized, seed):
     b = _run(py, config, ops)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
+
+
+# ---------------------------------------------------------------- one pickle state for both
+
+
+def _filled(module, kind):
+    clock = FakeClock()
+    if kind == "lru":
+        c = module.LRUCache(5, getsizeof=_size)
+    else:
+        c = module.TTLCache(5, 4.0, clock)
+    for i in range(8):
+        c[i] = i + 1
+        clock.tick(1.0)
+        c.get(i - 2)
+    return c
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("kind", ["lru", "ttl"])
+@pytest.mark.parametrize("direction", ["cy->py", "py->cy"])
+def test_state_loads_across_backends(kind, direction):
+    cy = importlib.import_module("prodfast._core")
+    py = importlib.import_module("prodfast._core_py")
+    src, dst = (cy, py) if direction == "cy->py" else (py, cy)
+    a = _filled(src, kind)
+    state = a.__reduce__()[2]
+    cls = dst.LRUCache if kind == "lru" else dst.TTLCache
+    b = cls.__new__(cls)
+    b.__setstate__(state)
+    b._check()
+    assert list(b.items()) == list(a.items())
+    assert b.stats() == a.stats()
+    assert b.currsize == a.currsize
+    a[100] = 1
+    b[100] = 1
+    assert list(b.items()) == list(a.items())
+    if kind == "ttl":
+        assert b.expire(50.0) == a.expire(50.0)
