@@ -42,6 +42,7 @@ cdef extern from "Python.h":
     Py_ssize_t _cache_ULEN "PyUnicode_GET_LENGTH" (PyObject* o)
     unsigned int _cache_UKIND "PyUnicode_KIND" (PyObject* o)
     void* _cache_UDATA "PyUnicode_DATA" (PyObject* o)
+    unsigned long PyThread_get_thread_ident() noexcept
     bint _cache_LongExact "PyLong_CheckExact" (PyObject* o)
     bint _cache_FloatExact "PyFloat_CheckExact" (object o)
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
@@ -76,7 +77,9 @@ cdef object _cache_monotonic = _cache_time.monotonic
 _CACHE_STATE_TAG = "prodfast.cache"
 _cache_repr_running = set()
 _CACHE_STATE_VERSION = 1
-cdef object _cache_MISSING = object()
+# pop()'s default sentinel is the twin's, so that both show one signature
+from prodfast._cache_py import _MISSING as _cache_py_MISSING
+cdef object _cache_MISSING = _cache_py_MISSING
 
 
 cdef inline double _cache_cclock() noexcept nogil:
@@ -205,6 +208,7 @@ cdef class _CacheCore:
     cdef int32_t _head, _tail, _thead, _ttail
     cdef Py_ssize_t _slot
     cdef size_t _ver
+    cdef unsigned long _ver_tid
     cdef size_t _mod
     cdef Py_ssize_t _maxsize_c
     cdef object _maxsize
@@ -325,8 +329,15 @@ cdef class _CacheCore:
         return <size_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> self._shift)
 
     @cython.final
+    cdef inline void _bump(self) noexcept:
+        # A structural change (insert, delete, rebuild, clear), and the thread that made it.
+        self._ver += 1
+        self._ver_tid = PyThread_get_thread_ident()
+
+    @cython.final
     cdef int _keys_equal(self, PyObject* other, PyObject* k) except -1:
-        # 1 equal, 0 not; raises what __eq__ raised, or RuntimeError if it changed the table.
+        # 1 equal, 0 not, 2 another thread changed the table meanwhile (probe again); raises
+        # what __eq__ raised, or RuntimeError if __eq__ itself changed the table.
         cdef size_t ver
         cdef int r
         if _cache_UnicodeExact(other) and _cache_UnicodeExact(k):
@@ -338,6 +349,8 @@ cdef class _CacheCore:
         if r < 0:
             return -1
         if self._ver != ver:
+            if self._ver_tid != PyThread_get_thread_ident():
+                return 2
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return r
 
@@ -361,7 +374,12 @@ cdef class _CacheCore:
                 self._slot = <Py_ssize_t>i
                 return ix
             if self._ents[ix].hash == h:
-                if self._keys_equal(other, k):
+                r = self._keys_equal(other, k)
+                if r:
+                    if r == 2:  # a thread switch inside __eq__ let another thread change it
+                        mask = <size_t>self._mask
+                        i = self._home(h)
+                        continue
                     self._slot = <Py_ssize_t>i
                     return ix
             i = (i + 1) & mask
@@ -428,7 +446,7 @@ cdef class _CacheCore:
         for i in range(self._n):
             s = self._free_slot(self._ents[i].hash)
             idx[s] = <int32_t>i
-        self._ver += 1
+        self._bump()
         return 0
 
     @cython.final
@@ -556,7 +574,7 @@ cdef class _CacheCore:
                 self._xexp[ix] = NULL
         if self._sizes != NULL:
             self._sizes[ix] = NULL
-        self._ver += 1
+        self._bump()
         self._mod += 1
         return ix
 
@@ -600,7 +618,7 @@ cdef class _CacheCore:
             if self._sizes != NULL:
                 self._sizes[ix] = self._sizes[last]
         self._n -= 1
-        self._ver += 1
+        self._bump()
         self._mod += 1
 
     @cython.final
@@ -954,7 +972,7 @@ cdef class _CacheCore:
                 if v != self._ttail:
                     self._ttl_unlink(v)
                     self._ttl_append(v)
-            self._ver += 1
+            self._bump()
             self._mod += 1
             self._evictions += 1
             Py_DECREF(<object>oldk)
@@ -1016,12 +1034,14 @@ cdef class _CacheCore:
             if self._is_ttl:
                 self._set_exp(<int32_t>ix, exp)
             self._mod += 1
-            diff = size - self._size_of(ix)
-            while self._currsize() + diff > self._maxsize:
+            while True:
+                diff = size - self._size_of(ix)
+                if not (self._currsize() + diff > self._maxsize):
+                    break
                 self._evict_one(evicted)
                 ix = self._find(key, h)
                 if ix < 0:  # an overriding popitem() removed it after all
-                    diff = size
+                    break
             if ix >= 0:
                 p = self._ents[ix].value
                 Py_INCREF(value)
@@ -1093,12 +1113,14 @@ cdef class _CacheCore:
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
+        slot = self._slot
         if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
             raise KeyError(key)
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix < 0:
-            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        if self._objmode:  # the expiry comparison ran Python code: look again
+            ix = self._find(key, h)
+            slot = self._slot
+            if ix < 0:
+                raise KeyError(key)
         pair = self._take(<int32_t>ix, slot)
 
     def pop(self, key, default=_cache_MISSING):
@@ -1109,14 +1131,16 @@ cdef class _CacheCore:
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
-        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
+        slot = self._slot
+        if ix >= 0 and self._is_ttl and not self._alive(<int32_t>ix, now):
+            ix = -1
+        if ix >= 0 and self._objmode:  # the expiry comparison ran Python code: look again
+            ix = self._find(key, h)
+            slot = self._slot
+        if ix < 0:
             if default is _cache_MISSING:
                 raise KeyError(key)
             return default
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix < 0:
-            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return self._take(<int32_t>ix, slot)[1]
 
     def popitem(self):
@@ -1193,7 +1217,7 @@ cdef class _CacheCore:
         self._shift = 61
         self._head = self._tail = self._thead = self._ttail = -1
         self._currsize_obj = 0
-        self._ver += 1
+        self._bump()
         self._mod += 1
         # the cache is empty and consistent: now release the old contents (may run __del__)
         for i in range(n):
@@ -1351,7 +1375,7 @@ cdef class _CacheCore:
                 raise ValueError(f"invalid {name} state")
         self._configure(maxsize, getsizeof, on_evict)
         self._hits = self._misses = self._evictions = self._expirations = 0
-        self._ver += 1
+        self._bump()
         self._mod += 1
         for key, value, size in items:
             h = hash(key)
