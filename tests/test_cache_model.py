@@ -142,6 +142,22 @@ def make_machine(core, maxsize, ttl, sized):
             assert (key in self.cache) == alive
             assert self.cache.peek(key, "D") == (self.model.data[key][0] if alive else "D")
 
+        @rule(key=KEYS, value=VALUES)
+        def setdefault(self, key, value):
+            m = self.model
+            if m.alive(key, self.now):
+                m.order.remove(key)
+                m.order.append(key)
+                assert self.cache.setdefault(key, value) == m.data[key][0]
+                return
+            try:
+                m.set(key, value, self.now)
+            except ValueError:
+                with pytest.raises(ValueError, match="value too large"):
+                    self.cache.setdefault(key, value)
+            else:
+                assert self.cache.setdefault(key, value) == value
+
         @rule(key=KEYS)
         def delete(self, key):
             if self.model.alive(key, self.now):
