@@ -388,3 +388,75 @@ def test_state_loads_across_backends(kind, direction):
     assert list(b.items()) == list(a.items())
     if kind == "ttl":
         assert b.expire(50.0) == a.expire(50.0)
+
+
+# ---------------------------------------------------------------- same surface, same errors
+
+
+def _public(cls):
+    return {n for n in dir(cls) if not n.startswith("_") or n in ("__missing__",)}
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("name", ["LRUCache", "TTLCache"])
+def test_same_public_surface(name):
+    cy = getattr(importlib.import_module("prodfast._core"), name)
+    py = getattr(importlib.import_module("prodfast._core_py"), name)
+    assert _public(cy) == _public(py)
+    for attr in ("_check", "__reduce__", "__setstate__", "__class_getitem__", "__copy__"):
+        assert hasattr(cy, attr) and hasattr(py, attr), attr
+
+
+BAD_CALLS = [
+    ("LRUCache", (-1,), {}),
+    ("LRUCache", (1.5,), {}),
+    ("LRUCache", (True,), {}),
+    ("LRUCache", ("3",), {}),
+    ("LRUCache", (None,), {}),
+    ("LRUCache", (3,), {"getsizeof": 3}),
+    ("LRUCache", (3,), {"on_evict": "x"}),
+    ("TTLCache", (3, 0), {}),
+    ("TTLCache", (3, -2.5), {}),
+    ("TTLCache", (3, float("nan")), {}),
+    ("TTLCache", (3, "1"), {}),
+    ("TTLCache", (3, True), {}),
+    ("TTLCache", (3, 1), {"timer": 1}),
+    ("TTLCache", (-3, 1), {}),
+    ("TTLCache", (3, 1), {"on_evict": 1}),
+]
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize(("name", "args", "kwargs"), BAD_CALLS)
+def test_same_errors_for_bad_arguments(name, args, kwargs):
+    outcomes = []
+    for mod in ("prodfast._core", "prodfast._core_py"):
+        cls = getattr(importlib.import_module(mod), name)
+        with pytest.raises((TypeError, ValueError)) as info:
+            cls(*args, **kwargs)
+        outcomes.append((info.type, str(info.value)))
+    assert outcomes[0] == outcomes[1]
+
+
+def _bad_operations(m):
+    c = m.LRUCache(4, getsizeof=lambda v: v)
+    ops = (lambda: c.__setitem__("a", 5), lambda: c.__setitem__("a", -1),
+           lambda: c.__setitem__("a", "x"), lambda: c.popitem(),
+           lambda: c.__setitem__([], 1), lambda: c["missing"],
+           lambda: m.LRUCache(0).__setitem__(1, 1))
+    out = []
+    for op in ops:
+        try:
+            op()
+            out.append(None)
+        except Exception as exc:
+            out.append((type(exc), str(exc)))
+    return out
+
+
+@CYTHON_BACKEND
+def test_same_errors_for_bad_operations():
+    cy = _bad_operations(importlib.import_module("prodfast._core"))
+    py = _bad_operations(importlib.import_module("prodfast._core_py"))
+    assert cy == py
+    assert all(r is not None for r in py)
