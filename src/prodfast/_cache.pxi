@@ -204,6 +204,9 @@ cdef class _CacheCore:
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
     cdef int _shift
+    cdef int _ibits
+    cdef int32_t _imask
+    cdef uint64_t _tagmask
     cdef Py_ssize_t _maxcap
     cdef int32_t _head, _tail, _thead, _ttail
     cdef Py_ssize_t _slot
@@ -236,6 +239,9 @@ cdef class _CacheCore:
         self._sizes = NULL
         self._n = self._cap = 0
         self._shift = 61
+        self._ibits = 31
+        self._imask = 0x7FFFFFFF
+        self._tagmask = 0
         self._head = self._tail = self._thead = self._ttail = -1
         self._maxsize_c = 0
         self._maxcap = 0
@@ -299,6 +305,12 @@ cdef class _CacheCore:
             self._maxcap = _CACHE_MAXENT if self._maxsize_c > _CACHE_MAXENT else self._maxsize_c
         else:
             self._maxcap = _CACHE_MAXENT
+        # entry numbers take the low _ibits bits of a slot, the hash tag the rest (up to bit 30)
+        self._ibits = 1
+        while (<Py_ssize_t>1 << self._ibits) <= self._maxcap and self._ibits < 31:
+            self._ibits += 1
+        self._imask = <int32_t>((<uint64_t>1 << self._ibits) - 1)
+        self._tagmask = (<uint64_t>1 << (31 - self._ibits)) - 1
         self._update_fast()
         return 0
 
@@ -321,6 +333,13 @@ cdef class _CacheCore:
                           and not self._objmode)
 
     # ------------------------------------------------------------------ table primitives
+
+    @cython.final
+    cdef inline int32_t _tag(self, Py_hash_t h) noexcept:
+        # Hash bits kept in the slot above the entry number: most slots of another key are
+        # told apart without reading its entry (a miss reads the index table only).
+        return <int32_t>((((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> 32) & self._tagmask)
+                         << self._ibits)
 
     @cython.final
     cdef inline size_t _home(self, Py_hash_t h) noexcept:
@@ -359,6 +378,8 @@ cdef class _CacheCore:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
         cdef size_t mask = <size_t>self._mask
         cdef size_t i = self._home(h)
+        cdef int32_t t = self._tag(h)
+        cdef int32_t imask = self._imask
         cdef int32_t ix
         cdef PyObject* k = <PyObject*>key
         cdef PyObject* other
@@ -369,6 +390,10 @@ cdef class _CacheCore:
             if ix < 0:
                 self._slot = <Py_ssize_t>i
                 return -1
+            if (ix & ~imask) != t:
+                i = (i + 1) & mask
+                continue
+            ix &= imask
             other = self._ents[ix].key
             if other == k:
                 self._slot = <Py_ssize_t>i
@@ -389,7 +414,8 @@ cdef class _CacheCore:
         # Slot holding entry ix (no user code: compares entry numbers only).
         cdef size_t mask = <size_t>self._mask
         cdef size_t i = self._home(self._ents[ix].hash)
-        while self._idx[i] != ix:
+        cdef int32_t imask = self._imask
+        while (self._idx[i] & imask) != ix:
             i = (i + 1) & mask
         return <Py_ssize_t>i
 
@@ -408,20 +434,20 @@ cdef class _CacheCore:
         cdef size_t i = <size_t>slot
         cdef size_t j = i
         cdef size_t k
-        cdef int32_t ix
+        cdef int32_t v
         while True:
             j = (j + 1) & mask
-            ix = self._idx[j]
-            if ix < 0:
+            v = self._idx[j]
+            if v < 0:
                 break
-            k = self._home(self._ents[ix].hash)
+            k = self._home(self._ents[v & self._imask].hash)
             # the entry at j may move to i only if its home is not cyclically in (i, j]
             if i <= j:
                 if i < k and k <= j:
                     continue
             elif i < k or k <= j:
                 continue
-            self._idx[i] = ix
+            self._idx[i] = v
             i = j
         self._idx[i] = _CACHE_EMPTY
 
@@ -445,7 +471,7 @@ cdef class _CacheCore:
         self._shift = shift
         for i in range(self._n):
             s = self._free_slot(self._ents[i].hash)
-            idx[s] = <int32_t>i
+            idx[s] = self._tag(self._ents[i].hash) | <int32_t>i
         self._bump()
         return 0
 
@@ -560,7 +586,7 @@ cdef class _CacheCore:
         cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
-        self._idx[s] = ix
+        self._idx[s] = self._tag(h) | ix
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -592,7 +618,7 @@ cdef class _CacheCore:
             self._ttl_unlink(ix)
         if ix != last:
             ls = self._slot_of(last)
-            self._idx[ls] = ix
+            self._idx[ls] = (self._idx[ls] & ~self._imask) | ix
             self._ents[ix] = self._ents[last]
             e = &self._ents[ix]
             if e.prev >= 0:
@@ -966,7 +992,7 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             e.hash = h
             self._touch(v)
-            self._idx[self._free_slot(h)] = v
+            self._idx[self._free_slot(h)] = self._tag(h) | v
             if self._is_ttl:
                 self._tl[v].exp = exp
                 if v != self._ttail:
@@ -1447,6 +1473,8 @@ cdef class _CacheCore:
         for i in range(self._mask + 1):
             ix = self._idx[i]
             if ix >= 0:
+                assert (ix & ~self._imask) == self._tag(self._ents[ix & self._imask].hash), "bad tag"
+                ix &= self._imask
                 assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
