@@ -57,6 +57,15 @@ cdef extern from "<time.h>" nogil:
     clockid_t CLOCK_MONOTONIC
     clockid_t CLOCK_MONOTONIC_COARSE
 
+ctypedef int (*_cache_visitproc)(PyObject*, void*) noexcept
+ctypedef int (*_cache_traverseproc)(PyObject*, _cache_visitproc, void*) noexcept
+ctypedef int (*_cache_inquiry)(PyObject*) noexcept
+
+cdef extern from "Python.h":
+    ctypedef struct _cache_TypeObject "PyTypeObject":
+        _cache_traverseproc tp_traverse
+        _cache_inquiry tp_clear
+
 cdef struct _cache_ent:
     PyObject* key
     PyObject* value
@@ -192,6 +201,7 @@ cdef class _cache_Timer:
         return getattr(self._timer, name)
 
 
+@cython.no_gc_clear
 cdef class _CacheCore:
     """Shared engine of LRUCache and TTLCache (not public)."""
 
@@ -226,6 +236,7 @@ cdef class _CacheCore:
     cdef object _last_o
     cdef object _ttl
     cdef _cache_Timer _tw
+    cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         self._idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
@@ -285,6 +296,58 @@ cdef class _CacheCore:
         PyMem_Free(sizes)
         PyMem_Free(self._tl)
         PyMem_Free(self._idx)
+
+    # ------------------------------------------------------------------ garbage collection
+
+    @cython.final
+    cdef int _visit(self, _cache_visitproc visit, void* arg) noexcept:
+        # The references held in the C arrays, for the cycle collector.
+        cdef Py_ssize_t i
+        cdef int r
+        for i in range(self._n):
+            r = visit(self._ents[i].key, arg)
+            if r:
+                return r
+            r = visit(self._ents[i].value, arg)
+            if r:
+                return r
+            if self._xexp != NULL and self._xexp[i] != NULL:
+                r = visit(self._xexp[i], arg)
+                if r:
+                    return r
+            if self._sizes != NULL and self._sizes[i] != NULL:
+                r = visit(self._sizes[i], arg)
+                if r:
+                    return r
+        return 0
+
+    @cython.final
+    cdef void _drop_all(self) noexcept:
+        # tp_clear: empty the cache without allocating; settings stay usable.
+        cdef _cache_ent* ents = self._ents
+        cdef PyObject** xexp = self._xexp
+        cdef PyObject** sizes = self._sizes
+        cdef Py_ssize_t n = self._n, i
+        memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
+        PyMem_Free(self._tl)
+        self._ents = NULL
+        self._tl = NULL
+        self._xexp = NULL
+        self._sizes = NULL
+        self._n = self._cap = 0
+        self._head = self._tail = self._thead = self._ttail = -1
+        self._bump()
+        self._mod += 1
+        for i in range(n):
+            Py_XDECREF(ents[i].key)
+            Py_XDECREF(ents[i].value)
+            if xexp != NULL:
+                Py_XDECREF(xexp[i])
+            if sizes != NULL:
+                Py_XDECREF(sizes[i])
+        PyMem_Free(ents)
+        PyMem_Free(xexp)
+        PyMem_Free(sizes)
 
     # ------------------------------------------------------------------ configuration
 
@@ -1614,6 +1677,7 @@ class _cache_ItemsView(_cache_abc.ItemsView):
         return v is value or v == value
 
 
+@cython.no_gc_clear
 cdef class LRUCache(_CacheCore):
     """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
 
@@ -1621,6 +1685,7 @@ cdef class LRUCache(_CacheCore):
         self._configure(maxsize, getsizeof, on_evict)
 
 
+@cython.no_gc_clear
 cdef class TTLCache(LRUCache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
@@ -1655,3 +1720,25 @@ cdef class TTLCache(LRUCache):
 
 _cache_abc.MutableMapping.register(LRUCache)
 _cache_abc.MutableMapping.register(TTLCache)
+
+
+cdef _cache_traverseproc _cache_base_traverse = (<_cache_TypeObject*>_CacheCore).tp_traverse
+
+
+cdef int _cache_traverse(PyObject* o, _cache_visitproc visit, void* arg) noexcept:
+    cdef int r = _cache_base_traverse(o, visit, arg) if _cache_base_traverse != NULL else 0
+    if r:
+        return r
+    return (<_CacheCore>o)._visit(visit, arg)
+
+
+cdef int _cache_clear(PyObject* o) noexcept:
+    # Breaks reference cycles through a cache's contents (the settings are kept).
+    (<_CacheCore>o)._drop_all()
+    return 0
+
+
+for _cache_t in (_CacheCore, LRUCache, TTLCache):
+    (<_cache_TypeObject*>_cache_t).tp_traverse = _cache_traverse
+    (<_cache_TypeObject*>_cache_t).tp_clear = _cache_clear
+del _cache_t
