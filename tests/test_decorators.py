@@ -340,3 +340,37 @@ def test_async_works_across_event_loops():
     assert asyncio.run(f(1)) == 1
     assert asyncio.run(f(1)) == 1
     assert f.cache_info().hits == 1
+
+
+def test_recursive_function():
+    @lru_cache(maxsize=None)
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    assert fib(80) == 23416728348467685
+    info = fib.cache_info()
+    assert (info.misses, info.currsize) == (81, 81)
+    assert info.hits == 78
+
+
+def test_methods_and_async_wrapper_attributes():
+    class Svc:
+        def __init__(self):
+            self.calls = 0
+
+        @lru_cache(maxsize=4)
+        def area(self, r):
+            self.calls += 1
+            return r * r
+
+        @lru_cache(ttl=30)
+        async def fetch(self, r):
+            """Fetch r."""
+            return r
+
+    s = Svc()
+    assert s.area(3) == 9 and s.area(3) == 9 and s.calls == 1
+    assert Svc.fetch.__doc__ == "Fetch r." and Svc.fetch.__name__ == "fetch"
+    assert inspect.iscoroutinefunction(Svc.fetch.__wrapped__)
+    assert asyncio.run(s.fetch(2)) == 2
+    assert Svc.fetch.cache_parameters() == {"maxsize": 128, "typed": False, "ttl": 30}
