@@ -378,6 +378,14 @@ cdef class _CacheCore:
         return 0
 
     @cython.final
+    cdef int _reinit(self) except -1:
+        # __init__ on a used cache starts afresh, as the twin's does: contents and counters go.
+        if self._n:
+            self.clear()
+        self._hits = self._misses = self._evictions = self._expirations = 0
+        return 0
+
+    @cython.final
     cdef void _release_arrays(self) noexcept:
         # Only while empty (re-initialisation): the arrays' shapes depend on the settings.
         PyMem_Free(self._ents)
@@ -1682,6 +1690,10 @@ cdef class LRUCache(_CacheCore):
     """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
+        _cache_check_maxsize(maxsize)
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
+        self._reinit()
         self._configure(maxsize, getsizeof, on_evict)
 
 
@@ -1691,6 +1703,12 @@ cdef class TTLCache(LRUCache):
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         _cache_check_maxsize(maxsize)
+        _cache_check_ttl(ttl)
+        if not callable(timer):
+            raise TypeError(f"timer must be callable, got {timer!r}")
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
+        self._reinit()
         self._setup_ttl(ttl, timer)
         self._configure(maxsize, getsizeof, on_evict)
 
