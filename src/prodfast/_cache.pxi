@@ -2,24 +2,31 @@
 #
 # Layout (per cache), modelled on CPython's compact dict:
 #
-#   _idx   int32[mask + 1]   open-addressing index table: -1 empty, -2 deleted, else an entry number
-#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list
-#   _tl    _cache_tl[_cap]   TTLCache only: expiry (double) and prev/next of the expiry list
+#   _idx   int32[mask + 1]   linear-probing index table: -1 empty, else (hash tag << _ibits) | entry
+#                            number; the home slot comes from Fibonacci hashing of the hash
+#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
+#                            expiry (double, TTLCache only)
+#   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
 #   _xexp  PyObject*[_cap]   TTLCache with a non-real timer/ttl only: expiry objects
 #   _sizes PyObject*[_cap]   caches with getsizeof only: each item's size
 #
 #   LRU list:    _head (least recent) <-> ... <-> _tail (most recent)
 #   expiry list: _thead (set first)   <-> ... <-> _ttail (set last)
 #
-# Deleting entry i marks its slot -2 and moves the last entry into hole i (fixing that entry's
-# slot and its list neighbours), so entries stay dense. The index table is rebuilt when used +
-# deleted slots reach 2/3 of it; the entry array grows geometrically up to maxsize.
+# Deleting entry i empties its slot, shifting later members of the probe cluster back (no
+# tombstones, so churn never forces a rebuild), and moves the last entry into hole i (fixing that
+# entry's slot and its list neighbours), so entries stay dense. The index table doubles when half
+# full; the entry array grows geometrically up to maxsize (never allocated up front). A full
+# cache's set of a new key reuses the least recent entry in place. Per entry: 40 B of entry,
+# about 8 B of index, and for TTLCache 8 B of expiry links.
 #
 # Re-entrancy: __hash__, __eq__, __del__, timers, getsizeof, on_evict and an overriding popitem()
 # are user code. _ver counts structural changes (insert, delete, rebuild, clear); a lookup that ran
-# __eq__ re-checks it and raises RuntimeError instead of following stale indices. _mod counts every
-# change including reordering, for iterators. Surgery finishes before any DECREF of a removed key
-# or value and before on_evict runs.
+# __eq__ re-checks it: a change made by another thread (a thread switch inside __eq__) makes it
+# probe again, one made by the same thread raises RuntimeError instead of following stale indices.
+# _mod counts every change including reordering, for iterators. Surgery finishes before any DECREF
+# of a removed key or value and before on_evict runs. Without user code an operation is atomic
+# under the GIL, which is what makes the caches thread-safe.
 
 from cpython.object cimport PyObject, Py_EQ, Py_LT
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF, Py_XINCREF
@@ -48,6 +55,9 @@ cdef extern from "Python.h":
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
     Py_ssize_t PY_SSIZE_T_MAX
 
+cdef extern from *:
+    void _cache_prefetch "__builtin_prefetch" (const void* p) noexcept nogil
+
 cdef extern from "<time.h>" nogil:
     ctypedef int clockid_t
     cdef struct timespec:
@@ -72,9 +82,9 @@ cdef struct _cache_ent:
     Py_hash_t hash
     int32_t prev
     int32_t next
+    double exp          # TTLCache: expiry; kept in the entry so that a read touches one place
 
 cdef struct _cache_tl:
-    double exp
     int32_t prev
     int32_t next
 
@@ -770,7 +780,7 @@ cdef class _CacheCore:
     @cython.final
     cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
         # Built-in clock, read path: alive by time.monotonic() (see _CACHE_COARSE_MARGIN).
-        cdef double exp = self._tl[ix].exp
+        cdef double exp = self._ents[ix].exp
         if _cache_coarse() + _CACHE_COARSE_MARGIN < exp:
             return True
         return _cache_cclock() < exp
@@ -814,7 +824,7 @@ cdef class _CacheCore:
         cdef object x
         cdef int r
         if not self._objmode:
-            return (<double>now) < self._tl[ix].exp
+            return (<double>now) < self._ents[ix].exp
         ver = self._ver
         x = <object>self._xexp[ix]
         r = True if now < x else False
@@ -831,7 +841,7 @@ cdef class _CacheCore:
         size = 0
         if not self._objmode:
             d = now
-            while ix >= 0 and not (d < self._tl[ix].exp):
+            while ix >= 0 and not (d < self._ents[ix].exp):
                 k += 1
                 if self._sizes != NULL:
                     size = size + <object>self._sizes[ix]
@@ -883,7 +893,7 @@ cdef class _CacheCore:
             self._xexp[ix] = <PyObject*>exp
             Py_XDECREF(old)
         else:
-            self._tl[ix].exp = <double>exp
+            self._ents[ix].exp = <double>exp
         if ix != self._ttail:
             self._ttl_unlink(ix)
             self._ttl_append(ix)
@@ -923,7 +933,7 @@ cdef class _CacheCore:
         elif not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            if ix >= 0 and now < self._tl[ix].exp:
+            if ix >= 0 and now < self._ents[ix].exp:
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
@@ -961,7 +971,7 @@ cdef class _CacheCore:
         elif not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            if ix >= 0 and now < self._tl[ix].exp:
+            if ix >= 0 and now < self._ents[ix].exp:
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
@@ -987,7 +997,7 @@ cdef class _CacheCore:
         if not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            return ix >= 0 and now < self._tl[ix].exp
+            return ix >= 0 and now < self._ents[ix].exp
         nowo = self._now_o()
         ix = self._find(key, h)
         return ix >= 0 and self._alive(<int32_t>ix, nowo) == 1
@@ -1026,13 +1036,18 @@ cdef class _CacheCore:
             self._set_slow(key, value)
             return
         # Fast path: no getsizeof, on_evict or popitem() override, real-number expiries.
+        if self._n >= self._maxsize_c and self._head >= 0:
+            # a new key will take the least recent entry: start loading it now
+            _cache_prefetch(&self._ents[self._head])
+            if self._tl != NULL:
+                _cache_prefetch(&self._tl[self._head])
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
             exp = now + self._ttl_d
         if self._maxsize_c < 1:
             raise ValueError("value too large")
-        if self._is_ttl and self._thead >= 0 and not (now < self._tl[self._thead].exp):
+        if self._is_ttl and self._thead >= 0 and not (now < self._ents[self._thead].exp):
             expired = []           # released when this call returns, after all the surgery
             self._expire_into(now, expired)
         ix = self._find(key, h)
@@ -1043,7 +1058,7 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             self._touch(<int32_t>ix)
             if self._is_ttl:
-                self._tl[ix].exp = exp
+                self._ents[ix].exp = exp
                 if ix != self._ttail:
                     self._ttl_unlink(<int32_t>ix)
                     self._ttl_append(<int32_t>ix)
@@ -1065,7 +1080,7 @@ cdef class _CacheCore:
             self._touch(v)
             self._idx[self._free_slot(h)] = self._tag(h) | v
             if self._is_ttl:
-                self._tl[v].exp = exp
+                self._ents[v].exp = exp
                 if v != self._ttail:
                     self._ttl_unlink(v)
                     self._ttl_append(v)
@@ -1078,7 +1093,7 @@ cdef class _CacheCore:
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._tl[ix].exp = exp
+            self._ents[ix].exp = exp
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
@@ -1429,7 +1444,7 @@ cdef class _CacheCore:
         while ix >= 0:
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
             if self._is_ttl:
-                expires.append(<object>self._xexp[ix] if self._objmode else self._tl[ix].exp)
+                expires.append(<object>self._xexp[ix] if self._objmode else self._ents[ix].exp)
                 pos[ix] = k
             k += 1
             ix = self._ents[ix].next
@@ -1493,7 +1508,7 @@ cdef class _CacheCore:
                     Py_INCREF(exp)
                     self._xexp[ix] = <PyObject*>exp
                 else:
-                    self._tl[ix].exp = float(expires[k])
+                    self._ents[ix].exp = float(expires[k])
             for k in xorder:
                 ix = idxs[k]
                 self._ttl_unlink(<int32_t>ix)
@@ -1593,7 +1608,7 @@ cdef class _CacheCore:
         if self._is_ttl and not self._objmode:
             ix = self._thead
             while ix >= 0 and self._tl[ix].next >= 0:
-                assert self._tl[ix].exp <= self._tl[self._tl[ix].next].exp, "expiry order is not sorted"
+                assert self._ents[ix].exp <= self._ents[self._tl[ix].next].exp, "expiry order is not sorted"
                 ix = self._tl[ix].next
         assert self._tw is None or self._tw._nesting == 0, "timer left frozen"
 
