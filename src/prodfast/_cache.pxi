@@ -1050,6 +1050,18 @@ cdef class _CacheCore:
         if self._is_ttl and self._thead >= 0 and not (now < self._ents[self._thead].exp):
             expired = []           # released when this call returns, after all the surgery
             self._expire_into(now, expired)
+        if self._n >= self._maxsize_c and self._head >= 0:
+            # ... and the neighbours its unlinking will write to
+            v = self._ents[self._head].next
+            if v >= 0:
+                _cache_prefetch(&self._ents[v])
+            if self._tl != NULL:
+                v = self._tl[self._head].next
+                if v >= 0:
+                    _cache_prefetch(&self._tl[v])
+                v = self._tl[self._head].prev
+                if v >= 0:
+                    _cache_prefetch(&self._tl[v])
         ix = self._find(key, h)
         if ix >= 0:
             e = &self._ents[ix]
