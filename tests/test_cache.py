@@ -895,8 +895,8 @@ def test_memory_bounded_over_cycles(core):
     tracemalloc.start()
     try:
         first = None
-        for cycle in range(5):
-            for i in range(5000):
+        for cycle in range(4):
+            for i in range(2500):
                 c[(cycle, i)] = str(i)
                 c.get((cycle, i - 1))
             c.clear()

@@ -142,6 +142,22 @@ def make_machine(core, maxsize, ttl, sized):
             assert (key in self.cache) == alive
             assert self.cache.peek(key, "D") == (self.model.data[key][0] if alive else "D")
 
+        @rule(key=KEYS, value=VALUES)
+        def setdefault(self, key, value):
+            m = self.model
+            if m.alive(key, self.now):
+                m.order.remove(key)
+                m.order.append(key)
+                assert self.cache.setdefault(key, value) == m.data[key][0]
+                return
+            try:
+                m.set(key, value, self.now)
+            except ValueError:
+                with pytest.raises(ValueError, match="value too large"):
+                    self.cache.setdefault(key, value)
+            else:
+                assert self.cache.setdefault(key, value) == value
+
         @rule(key=KEYS)
         def delete(self, key):
             if self.model.alive(key, self.now):
@@ -333,3 +349,114 @@ def test_differential_cython_vs_python(maxsize, ttl, sized, seed):
     b = _run(py, config, ops)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
+
+
+# ---------------------------------------------------------------- one pickle state for both
+
+
+def _filled(module, kind):
+    clock = FakeClock()
+    if kind == "lru":
+        c = module.LRUCache(5, getsizeof=_size)
+    else:
+        c = module.TTLCache(5, 4.0, clock)
+    for i in range(8):
+        c[i] = i + 1
+        clock.tick(1.0)
+        c.get(i - 2)
+    return c
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("kind", ["lru", "ttl"])
+@pytest.mark.parametrize("direction", ["cy->py", "py->cy"])
+def test_state_loads_across_backends(kind, direction):
+    cy = importlib.import_module("prodfast._core")
+    py = importlib.import_module("prodfast._core_py")
+    src, dst = (cy, py) if direction == "cy->py" else (py, cy)
+    a = _filled(src, kind)
+    state = a.__reduce__()[2]
+    cls = dst.LRUCache if kind == "lru" else dst.TTLCache
+    b = cls.__new__(cls)
+    b.__setstate__(state)
+    b._check()
+    assert list(b.items()) == list(a.items())
+    assert b.stats() == a.stats()
+    assert b.currsize == a.currsize
+    a[100] = 1
+    b[100] = 1
+    assert list(b.items()) == list(a.items())
+    if kind == "ttl":
+        assert b.expire(50.0) == a.expire(50.0)
+
+
+# ---------------------------------------------------------------- same surface, same errors
+
+
+def _public(cls):
+    return {n for n in dir(cls) if not n.startswith("_") or n in ("__missing__",)}
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("name", ["LRUCache", "TTLCache"])
+def test_same_public_surface(name):
+    cy = getattr(importlib.import_module("prodfast._core"), name)
+    py = getattr(importlib.import_module("prodfast._core_py"), name)
+    assert _public(cy) == _public(py)
+    for attr in ("_check", "__reduce__", "__setstate__", "__class_getitem__", "__copy__"):
+        assert hasattr(cy, attr) and hasattr(py, attr), attr
+
+
+BAD_CALLS = [
+    ("LRUCache", (-1,), {}),
+    ("LRUCache", (1.5,), {}),
+    ("LRUCache", (True,), {}),
+    ("LRUCache", ("3",), {}),
+    ("LRUCache", (None,), {}),
+    ("LRUCache", (3,), {"getsizeof": 3}),
+    ("LRUCache", (3,), {"on_evict": "x"}),
+    ("TTLCache", (3, 0), {}),
+    ("TTLCache", (3, -2.5), {}),
+    ("TTLCache", (3, float("nan")), {}),
+    ("TTLCache", (3, "1"), {}),
+    ("TTLCache", (3, True), {}),
+    ("TTLCache", (3, 1), {"timer": 1}),
+    ("TTLCache", (-3, 1), {}),
+    ("TTLCache", (3, 1), {"on_evict": 1}),
+]
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize(("name", "args", "kwargs"), BAD_CALLS)
+def test_same_errors_for_bad_arguments(name, args, kwargs):
+    outcomes = []
+    for mod in ("prodfast._core", "prodfast._core_py"):
+        cls = getattr(importlib.import_module(mod), name)
+        with pytest.raises((TypeError, ValueError)) as info:
+            cls(*args, **kwargs)
+        outcomes.append((info.type, str(info.value)))
+    assert outcomes[0] == outcomes[1]
+
+
+def _bad_operations(m):
+    c = m.LRUCache(4, getsizeof=lambda v: v)
+    ops = (lambda: c.__setitem__("a", 5), lambda: c.__setitem__("a", -1),
+           lambda: c.__setitem__("a", "x"), lambda: c.popitem(),
+           lambda: c.__setitem__([], 1), lambda: c["missing"],
+           lambda: m.LRUCache(0).__setitem__(1, 1))
+    out = []
+    for op in ops:
+        try:
+            op()
+            out.append(None)
+        except Exception as exc:
+            out.append((type(exc), str(exc)))
+    return out
+
+
+@CYTHON_BACKEND
+def test_same_errors_for_bad_operations():
+    cy = _bad_operations(importlib.import_module("prodfast._core"))
+    py = _bad_operations(importlib.import_module("prodfast._core_py"))
+    assert cy == py
+    assert all(r is not None for r in py)

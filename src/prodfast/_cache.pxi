@@ -2,24 +2,31 @@
 #
 # Layout (per cache), modelled on CPython's compact dict:
 #
-#   _idx   int32[mask + 1]   open-addressing index table: -1 empty, -2 deleted, else an entry number
-#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list
-#   _tl    _cache_tl[_cap]   TTLCache only: expiry (double) and prev/next of the expiry list
+#   _idx   int32[mask + 1]   linear-probing index table: -1 empty, else (hash tag << _ibits) | entry
+#                            number; the home slot comes from Fibonacci hashing of the hash
+#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
+#                            expiry (double, TTLCache only)
+#   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
 #   _xexp  PyObject*[_cap]   TTLCache with a non-real timer/ttl only: expiry objects
 #   _sizes PyObject*[_cap]   caches with getsizeof only: each item's size
 #
 #   LRU list:    _head (least recent) <-> ... <-> _tail (most recent)
 #   expiry list: _thead (set first)   <-> ... <-> _ttail (set last)
 #
-# Deleting entry i marks its slot -2 and moves the last entry into hole i (fixing that entry's
-# slot and its list neighbours), so entries stay dense. The index table is rebuilt when used +
-# deleted slots reach 2/3 of it; the entry array grows geometrically up to maxsize.
+# Deleting entry i empties its slot, shifting later members of the probe cluster back (no
+# tombstones, so churn never forces a rebuild), and moves the last entry into hole i (fixing that
+# entry's slot and its list neighbours), so entries stay dense. The index table doubles when half
+# full; the entry array grows geometrically up to maxsize (never allocated up front). A full
+# cache's set of a new key reuses the least recent entry in place. Per entry: 40 B of entry,
+# about 8 B of index, and for TTLCache 8 B of expiry links.
 #
 # Re-entrancy: __hash__, __eq__, __del__, timers, getsizeof, on_evict and an overriding popitem()
 # are user code. _ver counts structural changes (insert, delete, rebuild, clear); a lookup that ran
-# __eq__ re-checks it and raises RuntimeError instead of following stale indices. _mod counts every
-# change including reordering, for iterators. Surgery finishes before any DECREF of a removed key
-# or value and before on_evict runs.
+# __eq__ re-checks it: a change made by another thread (a thread switch inside __eq__) makes it
+# probe again, one made by the same thread raises RuntimeError instead of following stale indices.
+# _mod counts every change including reordering, for iterators. Surgery finishes before any DECREF
+# of a removed key or value and before on_evict runs. Without user code an operation is atomic
+# under the GIL, which is what makes the caches thread-safe.
 
 from cpython.object cimport PyObject, Py_EQ, Py_LT
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF, Py_XINCREF
@@ -42,10 +49,14 @@ cdef extern from "Python.h":
     Py_ssize_t _cache_ULEN "PyUnicode_GET_LENGTH" (PyObject* o)
     unsigned int _cache_UKIND "PyUnicode_KIND" (PyObject* o)
     void* _cache_UDATA "PyUnicode_DATA" (PyObject* o)
+    unsigned long PyThread_get_thread_ident() noexcept
     bint _cache_LongExact "PyLong_CheckExact" (PyObject* o)
     bint _cache_FloatExact "PyFloat_CheckExact" (object o)
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
     Py_ssize_t PY_SSIZE_T_MAX
+
+cdef extern from *:
+    void _cache_prefetch "__builtin_prefetch" (const void* p) noexcept nogil
 
 cdef extern from "<time.h>" nogil:
     ctypedef int clockid_t
@@ -56,15 +67,24 @@ cdef extern from "<time.h>" nogil:
     clockid_t CLOCK_MONOTONIC
     clockid_t CLOCK_MONOTONIC_COARSE
 
+ctypedef int (*_cache_visitproc)(PyObject*, void*) noexcept
+ctypedef int (*_cache_traverseproc)(PyObject*, _cache_visitproc, void*) noexcept
+ctypedef int (*_cache_inquiry)(PyObject*) noexcept
+
+cdef extern from "Python.h":
+    ctypedef struct _cache_TypeObject "PyTypeObject":
+        _cache_traverseproc tp_traverse
+        _cache_inquiry tp_clear
+
 cdef struct _cache_ent:
     PyObject* key
     PyObject* value
     Py_hash_t hash
     int32_t prev
     int32_t next
+    double exp          # TTLCache: expiry; kept in the entry so that a read touches one place
 
 cdef struct _cache_tl:
-    double exp
     int32_t prev
     int32_t next
 
@@ -76,7 +96,9 @@ cdef object _cache_monotonic = _cache_time.monotonic
 _CACHE_STATE_TAG = "prodfast.cache"
 _cache_repr_running = set()
 _CACHE_STATE_VERSION = 1
-cdef object _cache_MISSING = object()
+# pop()'s default sentinel is the twin's, so that both show one signature
+from prodfast._cache_py import _MISSING as _cache_py_MISSING
+cdef object _cache_MISSING = _cache_py_MISSING
 
 
 cdef inline double _cache_cclock() noexcept nogil:
@@ -189,6 +211,7 @@ cdef class _cache_Timer:
         return getattr(self._timer, name)
 
 
+@cython.no_gc_clear
 cdef class _CacheCore:
     """Shared engine of LRUCache and TTLCache (not public)."""
 
@@ -201,10 +224,14 @@ cdef class _CacheCore:
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
     cdef int _shift
+    cdef int _ibits
+    cdef int32_t _imask
+    cdef uint64_t _tagmask
     cdef Py_ssize_t _maxcap
     cdef int32_t _head, _tail, _thead, _ttail
     cdef Py_ssize_t _slot
     cdef size_t _ver
+    cdef unsigned long _ver_tid
     cdef size_t _mod
     cdef Py_ssize_t _maxsize_c
     cdef object _maxsize
@@ -219,6 +246,7 @@ cdef class _CacheCore:
     cdef object _last_o
     cdef object _ttl
     cdef _cache_Timer _tw
+    cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         self._idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
@@ -232,6 +260,9 @@ cdef class _CacheCore:
         self._sizes = NULL
         self._n = self._cap = 0
         self._shift = 61
+        self._ibits = 31
+        self._imask = 0x7FFFFFFF
+        self._tagmask = 0
         self._head = self._tail = self._thead = self._ttail = -1
         self._maxsize_c = 0
         self._maxcap = 0
@@ -276,6 +307,58 @@ cdef class _CacheCore:
         PyMem_Free(self._tl)
         PyMem_Free(self._idx)
 
+    # ------------------------------------------------------------------ garbage collection
+
+    @cython.final
+    cdef int _visit(self, _cache_visitproc visit, void* arg) noexcept:
+        # The references held in the C arrays, for the cycle collector.
+        cdef Py_ssize_t i
+        cdef int r
+        for i in range(self._n):
+            r = visit(self._ents[i].key, arg)
+            if r:
+                return r
+            r = visit(self._ents[i].value, arg)
+            if r:
+                return r
+            if self._xexp != NULL and self._xexp[i] != NULL:
+                r = visit(self._xexp[i], arg)
+                if r:
+                    return r
+            if self._sizes != NULL and self._sizes[i] != NULL:
+                r = visit(self._sizes[i], arg)
+                if r:
+                    return r
+        return 0
+
+    @cython.final
+    cdef void _drop_all(self) noexcept:
+        # tp_clear: empty the cache without allocating; settings stay usable.
+        cdef _cache_ent* ents = self._ents
+        cdef PyObject** xexp = self._xexp
+        cdef PyObject** sizes = self._sizes
+        cdef Py_ssize_t n = self._n, i
+        memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
+        PyMem_Free(self._tl)
+        self._ents = NULL
+        self._tl = NULL
+        self._xexp = NULL
+        self._sizes = NULL
+        self._n = self._cap = 0
+        self._head = self._tail = self._thead = self._ttail = -1
+        self._bump()
+        self._mod += 1
+        for i in range(n):
+            Py_XDECREF(ents[i].key)
+            Py_XDECREF(ents[i].value)
+            if xexp != NULL:
+                Py_XDECREF(xexp[i])
+            if sizes != NULL:
+                Py_XDECREF(sizes[i])
+        PyMem_Free(ents)
+        PyMem_Free(xexp)
+        PyMem_Free(sizes)
+
     # ------------------------------------------------------------------ configuration
 
     @cython.final
@@ -295,7 +378,21 @@ cdef class _CacheCore:
             self._maxcap = _CACHE_MAXENT if self._maxsize_c > _CACHE_MAXENT else self._maxsize_c
         else:
             self._maxcap = _CACHE_MAXENT
+        # entry numbers take the low _ibits bits of a slot, the hash tag the rest (up to bit 30)
+        self._ibits = 1
+        while (<Py_ssize_t>1 << self._ibits) <= self._maxcap and self._ibits < 31:
+            self._ibits += 1
+        self._imask = <int32_t>((<uint64_t>1 << self._ibits) - 1)
+        self._tagmask = (<uint64_t>1 << (31 - self._ibits)) - 1
         self._update_fast()
+        return 0
+
+    @cython.final
+    cdef int _reinit(self) except -1:
+        # __init__ on a used cache starts afresh, as the twin's does: contents and counters go.
+        if self._n:
+            self.clear()
+        self._hits = self._misses = self._evictions = self._expirations = 0
         return 0
 
     @cython.final
@@ -319,14 +416,28 @@ cdef class _CacheCore:
     # ------------------------------------------------------------------ table primitives
 
     @cython.final
+    cdef inline int32_t _tag(self, Py_hash_t h) noexcept:
+        # Hash bits kept in the slot above the entry number: most slots of another key are
+        # told apart without reading its entry (a miss reads the index table only).
+        return <int32_t>((((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> 32) & self._tagmask)
+                         << self._ibits)
+
+    @cython.final
     cdef inline size_t _home(self, Py_hash_t h) noexcept:
         # Fibonacci hashing: the high bits of h * 2^64/phi pick the home slot, so that regular
         # hashes (ints with a common stride) spread out under linear probing.
         return <size_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> self._shift)
 
     @cython.final
+    cdef inline void _bump(self) noexcept:
+        # A structural change (insert, delete, rebuild, clear), and the thread that made it.
+        self._ver += 1
+        self._ver_tid = PyThread_get_thread_ident()
+
+    @cython.final
     cdef int _keys_equal(self, PyObject* other, PyObject* k) except -1:
-        # 1 equal, 0 not; raises what __eq__ raised, or RuntimeError if it changed the table.
+        # 1 equal, 0 not, 2 another thread changed the table meanwhile (probe again); raises
+        # what __eq__ raised, or RuntimeError if __eq__ itself changed the table.
         cdef size_t ver
         cdef int r
         if _cache_UnicodeExact(other) and _cache_UnicodeExact(k):
@@ -338,6 +449,8 @@ cdef class _CacheCore:
         if r < 0:
             return -1
         if self._ver != ver:
+            if self._ver_tid != PyThread_get_thread_ident():
+                return 2
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return r
 
@@ -346,6 +459,8 @@ cdef class _CacheCore:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
         cdef size_t mask = <size_t>self._mask
         cdef size_t i = self._home(h)
+        cdef int32_t t = self._tag(h)
+        cdef int32_t imask = self._imask
         cdef int32_t ix
         cdef PyObject* k = <PyObject*>key
         cdef PyObject* other
@@ -356,12 +471,21 @@ cdef class _CacheCore:
             if ix < 0:
                 self._slot = <Py_ssize_t>i
                 return -1
+            if (ix & ~imask) != t:
+                i = (i + 1) & mask
+                continue
+            ix &= imask
             other = self._ents[ix].key
             if other == k:
                 self._slot = <Py_ssize_t>i
                 return ix
             if self._ents[ix].hash == h:
-                if self._keys_equal(other, k):
+                r = self._keys_equal(other, k)
+                if r:
+                    if r == 2:  # a thread switch inside __eq__ let another thread change it
+                        mask = <size_t>self._mask
+                        i = self._home(h)
+                        continue
                     self._slot = <Py_ssize_t>i
                     return ix
             i = (i + 1) & mask
@@ -371,7 +495,8 @@ cdef class _CacheCore:
         # Slot holding entry ix (no user code: compares entry numbers only).
         cdef size_t mask = <size_t>self._mask
         cdef size_t i = self._home(self._ents[ix].hash)
-        while self._idx[i] != ix:
+        cdef int32_t imask = self._imask
+        while (self._idx[i] & imask) != ix:
             i = (i + 1) & mask
         return <Py_ssize_t>i
 
@@ -390,20 +515,20 @@ cdef class _CacheCore:
         cdef size_t i = <size_t>slot
         cdef size_t j = i
         cdef size_t k
-        cdef int32_t ix
+        cdef int32_t v
         while True:
             j = (j + 1) & mask
-            ix = self._idx[j]
-            if ix < 0:
+            v = self._idx[j]
+            if v < 0:
                 break
-            k = self._home(self._ents[ix].hash)
+            k = self._home(self._ents[v & self._imask].hash)
             # the entry at j may move to i only if its home is not cyclically in (i, j]
             if i <= j:
                 if i < k and k <= j:
                     continue
             elif i < k or k <= j:
                 continue
-            self._idx[i] = ix
+            self._idx[i] = v
             i = j
         self._idx[i] = _CACHE_EMPTY
 
@@ -427,8 +552,8 @@ cdef class _CacheCore:
         self._shift = shift
         for i in range(self._n):
             s = self._free_slot(self._ents[i].hash)
-            idx[s] = <int32_t>i
-        self._ver += 1
+            idx[s] = self._tag(self._ents[i].hash) | <int32_t>i
+        self._bump()
         return 0
 
     @cython.final
@@ -542,7 +667,7 @@ cdef class _CacheCore:
         cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
-        self._idx[s] = ix
+        self._idx[s] = self._tag(h) | ix
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -556,7 +681,7 @@ cdef class _CacheCore:
                 self._xexp[ix] = NULL
         if self._sizes != NULL:
             self._sizes[ix] = NULL
-        self._ver += 1
+        self._bump()
         self._mod += 1
         return ix
 
@@ -574,7 +699,7 @@ cdef class _CacheCore:
             self._ttl_unlink(ix)
         if ix != last:
             ls = self._slot_of(last)
-            self._idx[ls] = ix
+            self._idx[ls] = (self._idx[ls] & ~self._imask) | ix
             self._ents[ix] = self._ents[last]
             e = &self._ents[ix]
             if e.prev >= 0:
@@ -600,7 +725,7 @@ cdef class _CacheCore:
             if self._sizes != NULL:
                 self._sizes[ix] = self._sizes[last]
         self._n -= 1
-        self._ver += 1
+        self._bump()
         self._mod += 1
 
     @cython.final
@@ -655,7 +780,7 @@ cdef class _CacheCore:
     @cython.final
     cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
         # Built-in clock, read path: alive by time.monotonic() (see _CACHE_COARSE_MARGIN).
-        cdef double exp = self._tl[ix].exp
+        cdef double exp = self._ents[ix].exp
         if _cache_coarse() + _CACHE_COARSE_MARGIN < exp:
             return True
         return _cache_cclock() < exp
@@ -699,7 +824,7 @@ cdef class _CacheCore:
         cdef object x
         cdef int r
         if not self._objmode:
-            return (<double>now) < self._tl[ix].exp
+            return (<double>now) < self._ents[ix].exp
         ver = self._ver
         x = <object>self._xexp[ix]
         r = True if now < x else False
@@ -716,7 +841,7 @@ cdef class _CacheCore:
         size = 0
         if not self._objmode:
             d = now
-            while ix >= 0 and not (d < self._tl[ix].exp):
+            while ix >= 0 and not (d < self._ents[ix].exp):
                 k += 1
                 if self._sizes != NULL:
                     size = size + <object>self._sizes[ix]
@@ -768,7 +893,7 @@ cdef class _CacheCore:
             self._xexp[ix] = <PyObject*>exp
             Py_XDECREF(old)
         else:
-            self._tl[ix].exp = <double>exp
+            self._ents[ix].exp = <double>exp
         if ix != self._ttail:
             self._ttl_unlink(ix)
             self._ttl_append(ix)
@@ -808,7 +933,7 @@ cdef class _CacheCore:
         elif not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            if ix >= 0 and now < self._tl[ix].exp:
+            if ix >= 0 and now < self._ents[ix].exp:
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
@@ -846,7 +971,7 @@ cdef class _CacheCore:
         elif not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            if ix >= 0 and now < self._tl[ix].exp:
+            if ix >= 0 and now < self._ents[ix].exp:
                 self._touch(<int32_t>ix)
                 self._hits += 1
                 return <object>self._ents[ix].value
@@ -872,7 +997,7 @@ cdef class _CacheCore:
         if not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            return ix >= 0 and now < self._tl[ix].exp
+            return ix >= 0 and now < self._ents[ix].exp
         nowo = self._now_o()
         ix = self._find(key, h)
         return ix >= 0 and self._alive(<int32_t>ix, nowo) == 1
@@ -911,15 +1036,32 @@ cdef class _CacheCore:
             self._set_slow(key, value)
             return
         # Fast path: no getsizeof, on_evict or popitem() override, real-number expiries.
+        if self._n >= self._maxsize_c and self._head >= 0:
+            # a new key will take the least recent entry: start loading it now
+            _cache_prefetch(&self._ents[self._head])
+            if self._tl != NULL:
+                _cache_prefetch(&self._tl[self._head])
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
             exp = now + self._ttl_d
         if self._maxsize_c < 1:
             raise ValueError("value too large")
-        if self._is_ttl and self._thead >= 0 and not (now < self._tl[self._thead].exp):
+        if self._is_ttl and self._thead >= 0 and not (now < self._ents[self._thead].exp):
             expired = []           # released when this call returns, after all the surgery
             self._expire_into(now, expired)
+        if self._n >= self._maxsize_c and self._head >= 0:
+            # ... and the neighbours its unlinking will write to
+            v = self._ents[self._head].next
+            if v >= 0:
+                _cache_prefetch(&self._ents[v])
+            if self._tl != NULL:
+                v = self._tl[self._head].next
+                if v >= 0:
+                    _cache_prefetch(&self._tl[v])
+                v = self._tl[self._head].prev
+                if v >= 0:
+                    _cache_prefetch(&self._tl[v])
         ix = self._find(key, h)
         if ix >= 0:
             e = &self._ents[ix]
@@ -928,7 +1070,7 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             self._touch(<int32_t>ix)
             if self._is_ttl:
-                self._tl[ix].exp = exp
+                self._ents[ix].exp = exp
                 if ix != self._ttail:
                     self._ttl_unlink(<int32_t>ix)
                     self._ttl_append(<int32_t>ix)
@@ -948,13 +1090,13 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             e.hash = h
             self._touch(v)
-            self._idx[self._free_slot(h)] = v
+            self._idx[self._free_slot(h)] = self._tag(h) | v
             if self._is_ttl:
-                self._tl[v].exp = exp
+                self._ents[v].exp = exp
                 if v != self._ttail:
                     self._ttl_unlink(v)
                     self._ttl_append(v)
-            self._ver += 1
+            self._bump()
             self._mod += 1
             self._evictions += 1
             Py_DECREF(<object>oldk)
@@ -963,7 +1105,7 @@ cdef class _CacheCore:
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._tl[ix].exp = exp
+            self._ents[ix].exp = exp
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
@@ -1016,12 +1158,14 @@ cdef class _CacheCore:
             if self._is_ttl:
                 self._set_exp(<int32_t>ix, exp)
             self._mod += 1
-            diff = size - self._size_of(ix)
-            while self._currsize() + diff > self._maxsize:
+            while True:
+                diff = size - self._size_of(ix)
+                if not (self._currsize() + diff > self._maxsize):
+                    break
                 self._evict_one(evicted)
                 ix = self._find(key, h)
                 if ix < 0:  # an overriding popitem() removed it after all
-                    diff = size
+                    break
             if ix >= 0:
                 p = self._ents[ix].value
                 Py_INCREF(value)
@@ -1093,12 +1237,14 @@ cdef class _CacheCore:
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
+        slot = self._slot
         if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
             raise KeyError(key)
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix < 0:
-            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        if self._objmode:  # the expiry comparison ran Python code: look again
+            ix = self._find(key, h)
+            slot = self._slot
+            if ix < 0:
+                raise KeyError(key)
         pair = self._take(<int32_t>ix, slot)
 
     def pop(self, key, default=_cache_MISSING):
@@ -1109,14 +1255,16 @@ cdef class _CacheCore:
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
-        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
+        slot = self._slot
+        if ix >= 0 and self._is_ttl and not self._alive(<int32_t>ix, now):
+            ix = -1
+        if ix >= 0 and self._objmode:  # the expiry comparison ran Python code: look again
+            ix = self._find(key, h)
+            slot = self._slot
+        if ix < 0:
             if default is _cache_MISSING:
                 raise KeyError(key)
             return default
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix < 0:
-            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return self._take(<int32_t>ix, slot)[1]
 
     def popitem(self):
@@ -1193,7 +1341,7 @@ cdef class _CacheCore:
         self._shift = 61
         self._head = self._tail = self._thead = self._ttail = -1
         self._currsize_obj = 0
-        self._ver += 1
+        self._bump()
         self._mod += 1
         # the cache is empty and consistent: now release the old contents (may run __del__)
         for i in range(n):
@@ -1308,7 +1456,7 @@ cdef class _CacheCore:
         while ix >= 0:
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
             if self._is_ttl:
-                expires.append(<object>self._xexp[ix] if self._objmode else self._tl[ix].exp)
+                expires.append(<object>self._xexp[ix] if self._objmode else self._ents[ix].exp)
                 pos[ix] = k
             k += 1
             ix = self._ents[ix].next
@@ -1351,7 +1499,7 @@ cdef class _CacheCore:
                 raise ValueError(f"invalid {name} state")
         self._configure(maxsize, getsizeof, on_evict)
         self._hits = self._misses = self._evictions = self._expirations = 0
-        self._ver += 1
+        self._bump()
         self._mod += 1
         for key, value, size in items:
             h = hash(key)
@@ -1372,7 +1520,7 @@ cdef class _CacheCore:
                     Py_INCREF(exp)
                     self._xexp[ix] = <PyObject*>exp
                 else:
-                    self._tl[ix].exp = float(expires[k])
+                    self._ents[ix].exp = float(expires[k])
             for k in xorder:
                 ix = idxs[k]
                 self._ttl_unlink(<int32_t>ix)
@@ -1423,6 +1571,8 @@ cdef class _CacheCore:
         for i in range(self._mask + 1):
             ix = self._idx[i]
             if ix >= 0:
+                assert (ix & ~self._imask) == self._tag(self._ents[ix & self._imask].hash), "bad tag"
+                ix &= self._imask
                 assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
@@ -1431,7 +1581,6 @@ cdef class _CacheCore:
                 while j != i:
                     assert self._idx[j] >= 0, "entry not reachable from its home slot"
                     j = (j + 1) & self._mask
-                assert hash(<object>self._ents[ix].key) == self._ents[ix].hash, "stale hash"
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
@@ -1471,10 +1620,9 @@ cdef class _CacheCore:
         if self._is_ttl and not self._objmode:
             ix = self._thead
             while ix >= 0 and self._tl[ix].next >= 0:
-                assert self._tl[ix].exp <= self._tl[self._tl[ix].next].exp, "expiry order is not sorted"
+                assert self._ents[ix].exp <= self._ents[self._tl[ix].next].exp, "expiry order is not sorted"
                 ix = self._tl[ix].next
         assert self._tw is None or self._tw._nesting == 0, "timer left frozen"
-        return True
 
 
 cdef class _cache_Iter:
@@ -1564,18 +1712,30 @@ class _cache_ItemsView(_cache_abc.ItemsView):
         return v is value or v == value
 
 
+@cython.no_gc_clear
 cdef class LRUCache(_CacheCore):
     """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
+        _cache_check_maxsize(maxsize)
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
+        self._reinit()
         self._configure(maxsize, getsizeof, on_evict)
 
 
-cdef class TTLCache(_CacheCore):
+@cython.no_gc_clear
+cdef class TTLCache(LRUCache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         _cache_check_maxsize(maxsize)
+        _cache_check_ttl(ttl)
+        if not callable(timer):
+            raise TypeError(f"timer must be callable, got {timer!r}")
+        _cache_check_callable("getsizeof", getsizeof)
+        _cache_check_callable("on_evict", on_evict)
+        self._reinit()
         self._setup_ttl(ttl, timer)
         self._configure(maxsize, getsizeof, on_evict)
 
@@ -1605,3 +1765,25 @@ cdef class TTLCache(_CacheCore):
 
 _cache_abc.MutableMapping.register(LRUCache)
 _cache_abc.MutableMapping.register(TTLCache)
+
+
+cdef _cache_traverseproc _cache_base_traverse = (<_cache_TypeObject*>_CacheCore).tp_traverse
+
+
+cdef int _cache_traverse(PyObject* o, _cache_visitproc visit, void* arg) noexcept:
+    cdef int r = _cache_base_traverse(o, visit, arg) if _cache_base_traverse != NULL else 0
+    if r:
+        return r
+    return (<_CacheCore>o)._visit(visit, arg)
+
+
+cdef int _cache_clear(PyObject* o) noexcept:
+    # Breaks reference cycles through a cache's contents (the settings are kept).
+    (<_CacheCore>o)._drop_all()
+    return 0
+
+
+for _cache_t in (_CacheCore, LRUCache, TTLCache):
+    (<_cache_TypeObject*>_cache_t).tp_traverse = _cache_traverse
+    (<_cache_TypeObject*>_cache_t).tp_clear = _cache_clear
+del _cache_t

@@ -222,12 +222,7 @@ class LRUCache(MutableMapping):
         # The node for key or None. User __hash__/__eq__ may run; a structural change they make
         # to this cache is reported as RuntimeError rather than acted on.
         version = self._version
-        busy = self._busy
-        self._busy = True
-        try:
-            node = self._map.get(key)
-        finally:
-            self._busy = busy
+        node = self._map.get(key)
         if self._version != version:
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         return node
@@ -291,9 +286,12 @@ class LRUCache(MutableMapping):
 
     def __getitem__(self, key):
         with self._lock:
-            now = self._now()
-            node = self._lookup(key)
-            if node is not None and self._alive(node, now):
+            now = self._now() if self._is_ttl else None
+            version = self._version
+            node = self._map.get(key)  # user __hash__/__eq__ may run
+            if self._version != version:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if node is not None and (now is None or now < node.expires):
                 self._order.move_to_end(node)
                 self._mod += 1
                 self._hits += 1
@@ -306,9 +304,12 @@ class LRUCache(MutableMapping):
     def get(self, key, default=None):
         """The value for key, making it the most recent, or default (counts as a lookup)."""
         with self._lock:
-            now = self._now()
-            node = self._lookup(key)
-            if node is not None and self._alive(node, now):
+            now = self._now() if self._is_ttl else None
+            version = self._version
+            node = self._map.get(key)  # user __hash__/__eq__ may run
+            if self._version != version:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if node is not None and (now is None or now < node.expires):
                 self._order.move_to_end(node)
                 self._mod += 1
                 self._hits += 1
@@ -392,12 +393,69 @@ class LRUCache(MutableMapping):
         self[key] = value
 
     def _set(self, key, value, evicted):
-        now = self._now()
-        expires = self._expires_at(now)  # may raise (overflow): nothing changed yet
-        size = 1 if self._getsizeof is None else self._getsizeof(value)
+        # Returns the replaced value (released by the caller once everything is done).
+        if self._busy:
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        is_ttl = self._is_ttl
+        if is_ttl:
+            now = self._now()
+            expires = now + self._ttl  # may raise (overflow): nothing changed yet
+        else:
+            now = expires = None
         maxsize = self._maxsize
-        _check_size(size, maxsize)
-        self._expire_into(now, evicted)
+        getsizeof = self._getsizeof
+        if getsizeof is None:
+            size = 1
+            if maxsize < 1:
+                raise ValueError("value too large")
+        else:
+            size = getsizeof(value)
+            _check_size(size, maxsize)
+        if is_ttl:
+            self._expire_into(now, evicted)
+        if self._hook:
+            return self._set_hooked(key, value, size, expires, evicted)
+        # No user code below except the __hash__/__eq__ of keys, which cannot mutate: busy.
+        self._enter()
+        try:
+            node = self._map.get(key)
+            order = self._order
+            if node is not None:
+                # Update in place, most recent first: evicting for extra room (only when the
+                # new value is larger) then never picks the key itself.
+                order.move_to_end(node)
+                if is_ttl:
+                    node.expires = expires
+                    self._xorder.move_to_end(node)
+                diff = size - node.size
+            else:
+                diff = size
+            while self._currsize + diff > maxsize:
+                victim = next(iter(order))
+                self._unlink(victim)
+                self._evictions += 1
+                evicted.append((victim.key, victim.value))
+            self._mod += 1
+            if node is not None:
+                old = node.value
+                node.value = value
+                node.size = size
+                self._currsize += diff
+                return old
+            node = _Node(key, value, size, expires)
+            self._map[key] = node  # may run __hash__/__eq__ again
+            order[node] = None
+            if is_ttl:
+                self._xorder[node] = None
+            self._currsize += size
+            self._version += 1
+            return None
+        finally:
+            self._busy = False
+
+    def _set_hooked(self, key, value, size, expires, evicted):
+        # __setitem__ of a subclass that overrides popitem(): every eviction goes through it.
+        maxsize = self._maxsize
         node = self._lookup(key)
         if node is not None:
             # Update in place: make it the most recent first, so that evicting for extra room

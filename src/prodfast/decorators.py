@@ -22,13 +22,14 @@ __all__ = ["CacheInfo", "cached", "lru_cache"]
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 _SENTINEL = object()
-_FAST_TYPES = frozenset({int, str})
 _make_key = functools._make_key  # the exact key functools.lru_cache builds
 
 
 def _default_key(*args, **kwargs):
-    """functools.lru_cache's key for a call (untyped): the arguments, kwargs in call order."""
-    return _make_key(args, kwargs, False)
+    """The untyped key of a call: the positional arguments tuple, or functools.lru_cache's key
+    when there are keyword arguments (in call order). Equal calls give equal keys, as in
+    functools: ``f(1)`` and ``f(1.0)`` share one entry; ``f(1)`` and ``f((1,))`` do not."""
+    return _make_key(args, kwargs, False) if kwargs else args
 
 
 def _retrieve(task):
@@ -76,17 +77,13 @@ def _wrap_async(func, cache, key_of):
 
 
 def _key_maker(typed):
-    # (args, kwargs) -> key, with functools' fast path for one int/str argument
+    # (args, kwargs) -> key
     if typed:
         def key_of(args, kwargs):
             return _make_key(args, kwargs, True)
     else:
         def key_of(args, kwargs):
-            if kwargs:
-                return _make_key(args, kwargs, False)
-            if len(args) == 1 and type(args[0]) in _FAST_TYPES:
-                return args[0]
-            return args
+            return _make_key(args, kwargs, False) if kwargs else args
     return key_of
 
 
@@ -133,15 +130,10 @@ def lru_cache(maxsize=128, *, ttl=None, typed=False, timer=time.monotonic):
             wrapper = _sync_wrapper(user_function, cache, key_of)
         else:
             get = cache.get
-            fast = _FAST_TYPES
 
             def wrapper(*args, **kwargs):
-                if kwargs:
-                    key = _make_key(args, kwargs, False)
-                elif len(args) == 1 and type(args[0]) in fast:
-                    key = args[0]
-                else:
-                    key = args
+                # the hot path: a tuple key needs no Python-level work beyond the call itself
+                key = _make_key(args, kwargs, False) if kwargs else args
                 result = get(key, _SENTINEL)
                 if result is not _SENTINEL:
                     return result
@@ -191,7 +183,8 @@ def _sync_wrapper(func, cache, key_of):
 def cached(cache, *, key=None):
     """Memoize a function in ``cache``, any mapping with ``get`` (an LRUCache, TTLCache, dict...).
 
-    ``key(*args, **kwargs)`` makes the cache key (default: functools.lru_cache's untyped key).
+    ``key(*args, **kwargs)`` makes the cache key (default: the arguments tuple, or
+    functools.lru_cache's untyped key when there are keyword arguments).
     Lookups go through ``cache.get``, so a prodfast cache counts them in ``stats()``. The
     wrapper has ``cache``, ``cache_key``, ``cache_clear()`` and, when the cache has
     ``stats()``, ``cache_info()``. Works for ``async def`` functions too.
