@@ -1,8 +1,18 @@
 """Typed contract of prodfast._core (the pure-Python twin prodfast._core_py matches it)."""
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import (
+    Awaitable,
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    MutableMapping,
+    ValuesView,
+)
 from fractions import Fraction
-from typing import Any, final
+from types import GenericAlias
+from typing import Any, Generic, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -151,16 +161,6 @@ class SlidingWindowLimiter:
 # ---- end of rate limiters ------------------------------------------------------------------
 # ---- caches (_cache.pxi / _cache_py.py) ---------------------------------------------------
 
-from collections.abc import (
-    Callable,
-    ItemsView,
-    Iterator,
-    KeysView,
-    MutableMapping,
-    ValuesView,
-)
-from types import GenericAlias
-from typing import Any, Generic, TypeVar, overload
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
