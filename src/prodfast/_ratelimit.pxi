@@ -466,14 +466,14 @@ cdef class SlidingWindowLimiter:
     def __repr__(self):
         return f"SlidingWindowLimiter(max_calls={self._w.max_calls!r}, window={self._w.window!r})"
 
-    def _attempt(self, Py_ssize_t k):
+    def _attempt(self, Py_ssize_t cost):
         cdef double now = _rl_read(self._cclock, self._clock)
-        cdef int r = rl_window_try(&self._w, now, k)
+        cdef int r = rl_window_try(&self._w, now, cost)
         if r < 0:
             raise MemoryError()
         if r:
             return -1.0
-        return rl_window_wait(&self._w, now, k)
+        return rl_window_wait(&self._w, now, cost)
 
     def _note(self, bint granted):
         if granted:

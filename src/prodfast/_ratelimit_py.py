@@ -313,7 +313,46 @@ async def _rl_acquire_async(lim, cost, timeout) -> bool:
 # ---- the limiters ---------------------------------------------------------------------------
 
 
-class TokenBucket:
+class _Limiter:
+    """What the three limiters share: counting, the clock, and waiting through ``_take``.
+
+    Each limiter defines ``_check(cost)`` (the validated cost), ``_take(cost)`` (a receipt
+    tuple if granted, else the seconds to wait; counts nothing) and ``_give_back``, the
+    two-phase protocol LimiterGroup uses; blocking and asyncio waiting are built on them.
+    """
+
+    __slots__ = ()
+
+    @property
+    def clock(self):
+        return self._clock
+
+    def _attempt(self, cost):
+        """Decide once without counting: -1.0 if granted, else the seconds to wait."""
+        receipt = self._take(cost)
+        return _GRANTED if type(receipt) is tuple else receipt
+
+    def _note(self, granted):
+        with self._lock:
+            if granted:
+                self._allowed += 1
+            else:
+                self._denied += 1
+
+    def acquire(self, cost=1, timeout=None):
+        """Block (sleeping) until ``cost`` is granted; False if ``timeout`` seconds run out first.
+
+        Blocked callers are served first come, first served. Returns False at once when the
+        computed wait already exceeds ``timeout``.
+        """
+        return _rl_acquire(self, self._check(cost), _rl_timeout(timeout))
+
+    def acquire_async(self, cost=1, timeout=None):
+        """:meth:`acquire` for asyncio: returns an awaitable; bad arguments raise at the call."""
+        return _rl_acquire_async(self, self._check(cost), _rl_timeout(timeout))
+
+
+class TokenBucket(_Limiter):
     """Token bucket: ``tokens = min(capacity, tokens + rate*dt)``; allow iff ``tokens >= cost``.
 
     ``rate`` tokens per second refill a bucket of ``capacity`` tokens, which starts with
@@ -346,10 +385,6 @@ class TokenBucket:
     def capacity(self):
         return self._capacity
 
-    @property
-    def clock(self):
-        return self._clock
-
     def __repr__(self):
         return f"TokenBucket(rate={self._rate!r}, capacity={self._capacity!r})"
 
@@ -362,27 +397,6 @@ class TokenBucket:
                 t = self._capacity
         return t
 
-    def _attempt(self, cost):
-        """Decide once without counting: -1.0 if granted, else the seconds to wait."""
-        now = _rl_read(self._clock)
-        with self._lock:
-            t = self._available(now)
-            if now > self._last:  # bring the state up to now (a denial takes nothing)
-                self._tokens, self._last = t, now
-            if t < cost:
-                return (cost - t) / self._rate
-            self._tokens = t - cost
-            return _GRANTED
-
-    def _note(self, granted):
-        with self._lock:
-            if granted:
-                self._allowed += 1
-            else:
-                self._denied += 1
-
-    # LimiterGroup's two-phase protocol: _check a cost, _take it (a receipt, or the wait as a
-    # float if refused), and _give_back a receipt when another member refused.
     def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
 
@@ -438,20 +452,6 @@ class TokenBucket:
             t = self._available(now)
         return 0.0 if t >= c else (c - t) / self._rate
 
-    def acquire(self, cost=1, timeout=None):
-        """Block (sleeping) until ``cost`` is granted; False if ``timeout`` seconds run out first.
-
-        Blocked callers are served first come, first served. Returns False at once when the
-        computed wait already exceeds ``timeout``.
-        """
-        c = _rl_cost_within(cost, self._capacity)
-        return _rl_acquire(self, c, _rl_timeout(timeout))
-
-    def acquire_async(self, cost=1, timeout=None):
-        """:meth:`acquire` for asyncio: returns an awaitable; bad arguments raise at the call."""
-        c = _rl_cost_within(cost, self._capacity)
-        return _rl_acquire_async(self, c, _rl_timeout(timeout))
-
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the bucket's state."""
         now = _rl_read(self._clock)
@@ -498,7 +498,7 @@ class TokenBucket:
         return out
 
 
-class LeakyBucket:
+class LeakyBucket(_Limiter):
     """Leaky bucket as a meter: ``level = max(0, level - rate*dt)``; allow iff
     ``level + cost <= capacity``, then the cost is added to the level.
 
@@ -530,10 +530,6 @@ class LeakyBucket:
     def capacity(self):
         return self._capacity
 
-    @property
-    def clock(self):
-        return self._clock
-
     def __repr__(self):
         return f"LeakyBucket(rate={self._rate!r}, capacity={self._capacity!r})"
 
@@ -546,23 +542,6 @@ class LeakyBucket:
                 v = 0.0
         return v
 
-    def _attempt(self, cost):
-        now = _rl_read(self._clock)
-        with self._lock:
-            v = self._current(now)
-            if now > self._last:
-                self._level, self._last = v, now
-            if v + cost > self._capacity:
-                return (v + cost - self._capacity) / self._rate
-            self._level = v + cost
-            return _GRANTED
-
-    def _note(self, granted):
-        with self._lock:
-            if granted:
-                self._allowed += 1
-            else:
-                self._denied += 1
 
     def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
@@ -618,16 +597,6 @@ class LeakyBucket:
             excess = self._current(now) + c - self._capacity
         return 0.0 if excess <= 0.0 else excess / self._rate
 
-    def acquire(self, cost=1, timeout=None):
-        """Block (sleeping) until ``cost`` fits; False if ``timeout`` seconds run out first."""
-        c = _rl_cost_within(cost, self._capacity)
-        return _rl_acquire(self, c, _rl_timeout(timeout))
-
-    def acquire_async(self, cost=1, timeout=None):
-        """:meth:`acquire` for asyncio (an awaitable)."""
-        c = _rl_cost_within(cost, self._capacity)
-        return _rl_acquire_async(self, c, _rl_timeout(timeout))
-
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the current level."""
         now = _rl_read(self._clock)
@@ -672,7 +641,7 @@ class LeakyBucket:
         return out
 
 
-class SlidingWindowLimiter:
+class SlidingWindowLimiter(_Limiter):
     """Sliding log: at most ``max_calls`` calls in any ``window`` seconds.
 
     A call at time ``c`` counts while ``now - c < window``. A request of ``cost`` calls (a whole
@@ -704,10 +673,6 @@ class SlidingWindowLimiter:
     def window(self):
         return self._window
 
-    @property
-    def clock(self):
-        return self._clock
-
     def __repr__(self):
         return f"SlidingWindowLimiter(max_calls={self._max_calls!r}, window={self._window!r})"
 
@@ -721,26 +686,6 @@ class SlidingWindowLimiter:
             log.popleft()
         return now
 
-    def _attempt(self, k):
-        now = _rl_read(self._clock)
-        with self._lock:
-            now = self._purge(now)
-            log = self._log
-            over = len(log) + k - self._max_calls
-            if over > 0:
-                return log[over - 1] + self._window - now
-            if k == 1:
-                log.append(now)
-            elif k:
-                log.extend([now] * k)
-            return _GRANTED
-
-    def _note(self, granted):
-        with self._lock:
-            if granted:
-                self._allowed += 1
-            else:
-                self._denied += 1
 
     def _check(self, cost):
         return _rl_calls(cost, self._max_calls)
@@ -805,16 +750,6 @@ class SlidingWindowLimiter:
                 return 0.0
             w = self._log[over - 1] + self._window - now
         return w if w > 0.0 else 0.0
-
-    def acquire(self, cost=1, timeout=None):
-        """Block (sleeping) until ``cost`` calls fit; False if ``timeout`` seconds run out first."""
-        k = _rl_calls(cost, self._max_calls)
-        return _rl_acquire(self, k, _rl_timeout(timeout))
-
-    def acquire_async(self, cost=1, timeout=None):
-        """:meth:`acquire` for asyncio (an awaitable)."""
-        k = _rl_calls(cost, self._max_calls)
-        return _rl_acquire_async(self, k, _rl_timeout(timeout))
 
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the calls in the window."""
