@@ -26,8 +26,6 @@ import random
 import subprocess
 import sys
 import textwrap
-import time
-from collections import OrderedDict
 from typing import Any
 
 import cachebox
@@ -35,41 +33,14 @@ import cachetools
 import lru
 import pytest
 
+from prodfast.bench.peers import EmbeddingCache
+
 SIZES = (1_000, 100_000, 1_000_000)
 KINDS = ("str", "int")
 OPS = ("hit", "get", "miss", "set_existing", "set_evict")
 BATCH = 1_000
 SMALL_N = 2_000  # the cache size used when benchmarks are disabled (a quick correctness run)
 TTL = 3600.0
-
-
-class EmbeddingCache:
-    """The seed's LRU + TTL cache (production-features-theory.md, section 1.1), as a peer."""
-
-    def __init__(self, ttl: int = 3600, max_size: int = 10000):
-        self.cache: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
-        self.max_size = max_size
-        self.ttl = ttl
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, text):
-        if text not in self.cache:
-            self.misses += 1
-            return None
-        vector, stored_time = self.cache[text]
-        if time.time() - stored_time > self.ttl:
-            del self.cache[text]
-            self.misses += 1
-            return None
-        self.cache.move_to_end(text)
-        self.hits += 1
-        return vector
-
-    def set(self, text, vector):
-        if len(self.cache) >= self.max_size:
-            self.cache.popitem(last=False)
-        self.cache[text] = (vector, time.time())
 
 
 # ---------------------------------------------------------------------------- data
