@@ -245,7 +245,10 @@ cdef inline void _st_p2_step(double* q, double* n, double m, double f1, double f
     n[1] += <double>(x < q[1])
     n[2] += <double>(x < q[2])
     n[3] += <double>(x < q[3])
-    n[4] += 1.0
+    # n1 = 1 and n5 = count always (the state checks enforce both): storing them as constants
+    # lets the compiler drop a load, an add and a dependency (same values as n[4] += 1.0)
+    n[0] = 1.0
+    n[4] = m + 1.0
     q[0] = x if x < q[0] else q[0]
     q[4] = x if x > q[4] else q[4]
     # desired positions from the count: n'_i = 1 + (count - 1) * f_i
