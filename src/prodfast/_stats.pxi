@@ -238,31 +238,45 @@ cdef inline void _st_p2_step(double* q, double* n, double m, double f1, double f
                              double x) noexcept nogil:
     # one P2 update once five values are in; m = count - 1 after counting x
     cdef int i
-    cdef double d, s, qn
+    cdef double d, qn
     cdef double desired[4]
     # B.1/B.2 without branches: the markers are sorted, so "marker i lies above the cell
     # of x" is just x < q[i]; the extremes take x when it falls outside them
     n[1] += <double>(x < q[1])
     n[2] += <double>(x < q[2])
     n[3] += <double>(x < q[3])
-    n[4] += 1.0
+    # n1 = 1 and n5 = count always (the state checks enforce both): storing them as constants
+    # lets the compiler drop a load, an add and a dependency (same values as n[4] += 1.0)
+    n[0] = 1.0
+    n[4] = m + 1.0
     q[0] = x if x < q[0] else q[0]
     q[4] = x if x > q[4] else q[4]
     # desired positions from the count: n'_i = 1 + (count - 1) * f_i
     desired[1] = 1.0 + m * f1
     desired[2] = 1.0 + m * f2
     desired[3] = 1.0 + m * f3
-    # B.3 adjust markers 2-4 that are off by one position or more
+    # B.3 adjust markers 2-4 that are off by one position or more. The direction is tested
+    # first and the room next to the marker second, each case with its constant d: the same
+    # decisions as the twin's one condition, with fewer instructions and branches the CPU
+    # predicts better (d <= -1 first measured faster than d >= 1 first)
     for i in range(1, 4):
         d = desired[i] - n[i]
-        if (d >= 1.0 and n[i + 1] - n[i] > 1.0) or (d <= -1.0 and n[i - 1] - n[i] < -1.0):
-            s = 1.0 if d >= 0.0 else -1.0
-            qn = _st_p2_parabolic(q, n, i, s)
-            if q[i - 1] < qn and qn < q[i + 1]:
-                q[i] = qn
-            else:
-                q[i] = _st_p2_linear(q, n, i, s)
-            n[i] += s
+        if d <= -1.0:
+            if n[i - 1] - n[i] < -1.0:
+                qn = _st_p2_parabolic(q, n, i, -1.0)
+                if q[i - 1] < qn and qn < q[i + 1]:
+                    q[i] = qn
+                else:
+                    q[i] = _st_p2_linear(q, n, i, -1.0)
+                n[i] -= 1.0
+        elif d >= 1.0:
+            if n[i + 1] - n[i] > 1.0:
+                qn = _st_p2_parabolic(q, n, i, 1.0)
+                if q[i - 1] < qn and qn < q[i + 1]:
+                    q[i] = qn
+                else:
+                    q[i] = _st_p2_linear(q, n, i, 1.0)
+                n[i] += 1.0
 
 
 cdef inline void _st_p2_push(_st_p2* e, double x) noexcept nogil:
@@ -433,9 +447,10 @@ cdef void _st_p2_run3(_st_p2* a, _st_p2* b, _st_p2* e, const double* xs,
         c += 1
         m = <double>c - 1.0
         x = xs[i]
-        _st_p2_step(qa, na, m, a.f1, a.f2, a.f3, x)
-        _st_p2_step(qb, nb, m, b.f1, b.f2, b.f3, x)
+        # last estimator first: measured a little faster than first to last
         _st_p2_step(qe, ne, m, e.f1, e.f2, e.f3, x)
+        _st_p2_step(qb, nb, m, b.f1, b.f2, b.f3, x)
+        _st_p2_step(qa, na, m, a.f1, a.f2, a.f3, x)
         i += 1
     a.count = c
     b.count = c
