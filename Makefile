@@ -44,7 +44,7 @@ bench: build
 
 # The per-area pytest-benchmark files under bench/
 bench-pytest: build
-	$(PY) -m pytest bench --benchmark-only --benchmark-group-by=group,param:n --benchmark-columns=median,iqr,rounds
+	$(PY) -m pytest bench --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
 
 clean:
 	rm -rf build dist $(BENCH_DIR) $(VENV) src/prodfast/*.c src/prodfast/*.so src/prodfast/*.html .pytest_cache .benchmarks
