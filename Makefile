@@ -11,7 +11,7 @@ export PRODFAST_REQUIRE_EXTENSION = 1
 BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
 
-.PHONY: venv build test test-py lint bench bench-pytest clean
+.PHONY: venv build test lint bench bench-pytest clean
 
 venv: $(STAMP)
 
