@@ -92,8 +92,6 @@ class LatencySummary:
     def __getstate__(self) -> tuple[Any, ...]: ...
     def __setstate__(self, state: tuple[Any, ...]) -> None: ...
 
-# ---- end of streaming statistics -----------------------------------------------------------
-
 # ---- rate limiters (_ratelimit.pxi / _ratelimit_py.py) ------------------------------------
 
 _RLReal = float | int
@@ -158,9 +156,7 @@ class SlidingWindowLimiter:
         self, times: npt.ArrayLike, costs: npt.ArrayLike | None = None
     ) -> npt.NDArray[np.bool_]: ...
 
-# ---- end of rate limiters ------------------------------------------------------------------
 # ---- caches (_cache.pxi / _cache_py.py) ---------------------------------------------------
-
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -242,4 +238,3 @@ class TTLCache(LRUCache[_K, _V], Generic[_K, _V, _T]):
     def expire(self, time: _T | None = None) -> list[tuple[_K, _V]]: ...
     def __copy__(self) -> TTLCache[_K, _V, _T]: ...
 
-# ---- end of caches ------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """Drop-in replacements for the seed toolkit (llmkit) classes, built on prodfast's primitives.
 
+Caching: ``EmbeddingCache(ttl=3600, max_size=10000)``, ``PromptCache`` and ``NodeCache`` with the
+seed's ``get(text)`` (the value or None), ``set(text, value)`` and ``stats()``/``get_stats()``,
+on the active backend's TTLCache.
+
 Rate limiting: ``RateLimitConfig``, ``RateLimiter`` (``.call(func, *args, **kwargs)``) and the
 ``@rate_limit`` decorator, with the seed's rule -- at most ``max_calls`` calls in any
 ``time_window`` seconds, a call counting while ``now - c < time_window`` -- and its message
@@ -14,11 +18,19 @@ import inspect
 import time
 from dataclasses import dataclass
 
-from .. import SlidingWindowLimiter, _backend
+from .. import SlidingWindowLimiter, TTLCache
 from .._ratelimit_py import _rl_max_calls, _rl_positive
 from ..limiters import RateLimitError
 
-# --- caches (issue 2) -------------------------------------------------------------------------
+__all__ = [
+    "EmbeddingCache",
+    "PromptCache",
+    "NodeCache",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RateLimitError",
+    "rate_limit",
+]
 
 
 class EmbeddingCache:
@@ -35,7 +47,7 @@ class EmbeddingCache:
             raise TypeError(f"max_size must be a non-negative int, got {max_size!r}")
         if max_size < 0:
             raise ValueError(f"max_size must be a non-negative int, got {max_size!r}")
-        self.cache = _backend.impl.TTLCache(max_size, ttl, timer)
+        self.cache = TTLCache(max_size, ttl, timer)
         self.max_size = max_size
         self.ttl = ttl
 
@@ -86,22 +98,6 @@ class PromptCache(EmbeddingCache):
 
 class NodeCache(EmbeddingCache):
     """The seed's graph node cache: the same LRU + TTL cache keyed by node id."""
-
-
-# --- end caches -------------------------------------------------------------------------------
-
-
-# --- rate limiting (issue 7) ---
-
-__all__ = [
-    "EmbeddingCache",
-    "PromptCache",
-    "NodeCache",
-    "RateLimitConfig",
-    "RateLimiter",
-    "RateLimitError",
-    "rate_limit",
-]
 
 
 @dataclass
