@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from redis_server import RedisServer, find_redis_server, hammer  # noqa: E402
 
-import prodfast.redis as predis  # noqa: E402
+import prodfast.redis.limiters as predis  # noqa: E402
 from prodfast.redis import (  # noqa: E402
     AsyncRedisSlidingWindow,
     AsyncRedisTokenBucket,

@@ -91,6 +91,8 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from ._common import BackendUnavailable
+
 __all__ = [
     "AsyncRedisSlidingWindow",
     "AsyncRedisTokenBucket",
@@ -98,18 +100,6 @@ __all__ = [
     "RedisSlidingWindow",
     "RedisTokenBucket",
 ]
-
-
-class BackendUnavailable(Exception):
-    """Redis could not be reached or did not answer in time.
-
-    ``cause`` (also ``__cause__``) is the redis-py exception; ``key`` is the limiter's key.
-    """
-
-    def __init__(self, message: str, cause: BaseException | None = None, key: Any = None) -> None:
-        super().__init__(message)
-        self.cause = cause
-        self.key = key
 
 
 # redis-py's outage errors (ConnectionError also covers BusyLoadingError, a server still loading).

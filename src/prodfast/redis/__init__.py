@@ -1,0 +1,26 @@
+"""Redis-backed primitives shared by many processes and hosts (extra: ``prodfast[redis]``).
+
+``prodfast.redis.limiters`` holds the rate limiters; their module docstring explains how each
+decision is made on the server and what ``on_error`` does when Redis is unreachable.
+"""
+
+try:
+    import redis as _redis  # noqa: F401
+except ImportError as exc:  # tests/test_extras.py blocks the import in a child process
+    raise ImportError("prodfast.redis needs redis-py: pip install 'prodfast[redis]'") from exc
+
+from ._common import BackendUnavailable
+from .limiters import (
+    AsyncRedisSlidingWindow,
+    AsyncRedisTokenBucket,
+    RedisSlidingWindow,
+    RedisTokenBucket,
+)
+
+__all__ = [
+    "AsyncRedisSlidingWindow",
+    "AsyncRedisTokenBucket",
+    "BackendUnavailable",
+    "RedisSlidingWindow",
+    "RedisTokenBucket",
+]
