@@ -258,17 +258,20 @@ def test_constructors_refuse_wrong_types_in_the_same_words(pair):
             assert p.name in want[1], f"the error for {p.name} does not name it: {want[1]}"
 
 
-def test_methods_refuse_bad_calls_on_both(pair):
+def test_methods_refuse_bad_calls_in_the_same_words(pair):
+    # A method compiled with cython.binding(False) (LRUCache.get) is called without the hook
+    # that rewords argument errors: both backends refuse the call, in their own words.
     cy, twin = pair
     args, kwargs = sample_args(inspect.signature(twin))
-    objects = (cy(*args, **kwargs), twin(*args, **kwargs))
+    compiled, reference = cy(*args, **kwargs), twin(*args, **kwargs)
     for name in _methods(twin):
         if name.startswith("_"):
             continue
-        sig = inspect.signature(getattr(objects[1], name))
-        for label, bad, bad_kw in bad_calls(sig):
-            for obj in objects:
-                got = outcome(getattr(obj, name), bad, bad_kw)
-                assert got is not None and got[0] == "TypeError", (
-                    f"{type(obj).__module__}.{name}: {label}"
-                )
+        same_words = type(inspect.getattr_static(cy, name)).__name__ == "cython_function_or_method"
+        for label, bad, bad_kw in bad_calls(inspect.signature(getattr(reference, name))):
+            want = outcome(getattr(reference, name), bad, bad_kw)
+            got = outcome(getattr(compiled, name), bad, bad_kw)
+            assert want is not None and want[0] == "TypeError", f"{name}: {label}"
+            assert (got == want) if same_words else (got is not None and got[0] == "TypeError"), (
+                f"{name}: {label}"
+            )

@@ -12,7 +12,7 @@
 # Cls.__init__(obj, ...) call. Python subclasses inherit the wrapped tp_new.
 
 from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
 
 import inspect as _sig_inspect
 
@@ -20,12 +20,14 @@ import prodfast._core_py as _sig_twins
 from prodfast._signatures import ClassSignature as _sig_ClassSignature
 from prodfast._signatures import argument_checker as _sig_argument_checker
 from prodfast._signatures import initializer as _sig_initializer
+from prodfast._signatures import method_checker as _sig_method_checker
 from prodfast._signatures import refusal as _sig_refusal_of
 
 ctypedef PyObject* _sig_ref
 ctypedef object (*_sig_newfunc)(PyTypeObject*, PyObject*, PyObject*)
 ctypedef int (*_sig_initproc)(PyObject*, PyObject*, PyObject*) except -1
 ctypedef object (*_sig_vectorcallfunc)(PyObject*, const _sig_ref*, size_t, PyObject*)
+ctypedef PyObject* (*_sig_raw_vectorcallfunc)(PyObject*, const _sig_ref*, size_t, PyObject*) noexcept
 
 cdef extern from "Python.h":
     ctypedef struct _sig_Type "PyTypeObject":
@@ -34,8 +36,17 @@ cdef extern from "Python.h":
         _sig_vectorcallfunc tp_vectorcall
         _sig_Type* tp_base
         PyObject* tp_dict
+        Py_ssize_t tp_vectorcall_offset
+        unsigned long tp_flags
     void PyType_Modified(PyTypeObject* t)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+    unsigned long Py_TPFLAGS_HAVE_VECTORCALL
+
+cdef extern from *:
+    """
+    static int prodfast_sig_pending(void) { return -1; }  /* the error already set */
+    """
+    int _sig_pending "prodfast_sig_pending" () except -1
 
 DEF _SIG_MAX_CLASSES = 64
 
@@ -108,6 +119,102 @@ cdef object _sig_vectorcall(PyObject* t, const _sig_ref* args, size_t nargsf, Py
     raise refusal
 
 
+# Methods: a compiled method (a Cython function object, found in its class's dict) is called
+# through the vectorcall pointer in the object itself; that pointer is replaced by
+# _sig_method_call, which finds the original in a small open-addressing table keyed by the
+# function object and, when the call raises TypeError, rewords it as for constructors (the
+# checker binds self and the arguments to the method of the twin of self's class: a function
+# that compiled classes share, as _CacheCore's, may be several twin methods). Methods made with
+# cython.binding(False) are called without that pointer and keep Cython's words.
+
+DEF _SIG_MAX_METHODS = 1024   # a power of two, well above the number of methods
+
+cdef struct _sig_method:
+    PyObject* function          # borrowed: its class's dict holds it for good
+    _sig_raw_vectorcallfunc vectorcall
+    PyObject* name              # a strong reference, kept for the life of the process
+
+cdef _sig_method _sig_methods[_SIG_MAX_METHODS]
+cdef int _sig_method_count = 0
+
+
+cdef inline size_t _sig_home(PyObject* f) noexcept:
+    return (<size_t>f >> 4) & (_SIG_MAX_METHODS - 1)
+
+
+cdef inline _sig_method* _sig_method_of(PyObject* f) noexcept:
+    # Only registered functions call through _sig_method_call, so the search ends.
+    cdef size_t i = _sig_home(f)
+    while _sig_methods[i].function != f:
+        i = (i + 1) & (_SIG_MAX_METHODS - 1)
+    return &_sig_methods[i]
+
+
+cdef int _sig_raise_for(_sig_method* m, const _sig_ref* args, size_t nargsf, PyObject* kwnames) except -1:
+    # Called with the call's exception set: raises it again, or the twin's refusal instead.
+    cdef Py_ssize_t n = PyVectorcall_NARGS(nargsf), i
+    cdef object refusal = None
+    try:
+        _sig_pending()
+    except TypeError:
+        names = <tuple>kwnames if kwnames is not NULL else ()
+        positional = tuple([<object>args[i] for i in range(1, n)])  # args[0] is self
+        keywords = {names[i]: <object>args[n + i] for i in range(len(names))}
+        if n:  # else an unbound call without self, refused by Cython before anything else
+            checker = _sig_method_checker(type(<object>args[0]), <object>m.name)
+            try:
+                checker(<object>args[0], *positional, **keywords)
+            except TypeError as error:
+                refusal = error
+        if refusal is None:
+            raise
+    refusal.__context__ = None
+    raise refusal.with_traceback(None)
+
+
+cdef object _sig_method_call(PyObject* f, const _sig_ref* args, size_t nargsf, PyObject* kwnames):
+    cdef _sig_method* m = _sig_method_of(f)
+    cdef PyObject* made = m.vectorcall(f, args, nargsf, kwnames)
+    if made is NULL:
+        _sig_raise_for(m, args, nargsf, kwnames)
+    result = <object>made
+    Py_DECREF(result)           # <object> took a reference of its own
+    return result
+
+
+cdef _sig_register_method(object function, str name):
+    cdef PyObject* f = <PyObject*>function
+    cdef _sig_Type* ft = <_sig_Type*>Py_TYPE(function)
+    cdef _sig_raw_vectorcallfunc* slot
+    cdef size_t i
+    global _sig_method_count
+    if not (ft.tp_flags & Py_TPFLAGS_HAVE_VECTORCALL) or ft.tp_vectorcall_offset <= 0:
+        return
+    slot = <_sig_raw_vectorcallfunc*>((<char*>f) + ft.tp_vectorcall_offset)
+    if slot[0] is NULL or slot[0] == <_sig_raw_vectorcallfunc>_sig_method_call:
+        return
+    if _sig_method_count >= _SIG_MAX_METHODS // 2:
+        raise SystemError("prodfast: raise _SIG_MAX_METHODS in _signatures.pxi")
+    Py_INCREF(name)
+    i = _sig_home(f)
+    while _sig_methods[i].function is not NULL:
+        i = (i + 1) & (_SIG_MAX_METHODS - 1)
+    _sig_methods[i] = _sig_method(f, slot[0], <PyObject*>name)
+    _sig_method_count += 1
+    slot[0] = <_sig_raw_vectorcallfunc>_sig_method_call
+
+
+cdef _sig_register_methods(type cls, object twin):
+    # The class's own methods and those of its compiled private bases (_CacheCore ...); a
+    # method two classes share is registered once.
+    for name in dir(cls):
+        function = _sig_inspect.getattr_static(cls, name)
+        if name.startswith("__") or type(function).__name__ != "cython_function_or_method":
+            continue
+        if _sig_inspect.isfunction(_sig_inspect.getattr_static(twin, name, None)):
+            _sig_register_method(function, name)
+
+
 cdef _sig_register(type cls, object twin):
     cdef _sig_Type* t = <_sig_Type*>cls
     cdef object checker = _sig_argument_checker(twin.__init__)
@@ -125,6 +232,7 @@ cdef _sig_register(type cls, object twin):
     if "__init__" in cls.__dict__:
         (<dict>t.tp_dict)["__init__"] = _sig_initializer(cls.__dict__["__init__"], twin.__init__)
     PyType_Modified(<PyTypeObject*>cls)
+    _sig_register_methods(cls, twin)
 
 
 def _sig_register_all():

@@ -9,6 +9,7 @@ each class is the reference, so the core (``_signatures.pxi``) gives each compil
 - when its constructor raises TypeError, :func:`argument_checker`'s function binds the same
   arguments to the twin's ``__init__`` parameters, and if they do not bind, its TypeError (the
   message Python gives for the twin, naming the argument) replaces Cython's;
+- for a method, when a call raises TypeError, the same rewording by :func:`method_checker`;
 - an ``__init__`` attribute made by :func:`initializer`, with the twin's signature, which a
   Python subclass reaches (by inheriting it or through ``super().__init__``) instead of the slot.
 
@@ -18,6 +19,8 @@ accepts and refuses exactly the calls the twin does.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -94,3 +97,15 @@ def initializer(original: Callable[..., None], twin_init: Callable[..., None]) -
     __init__.__doc__ = original.__doc__
     __init__.__signature__ = inspect.signature(twin_init)  # type: ignore[attr-defined]
     return __init__
+
+
+@functools.cache
+def method_checker(cls: type, name: str) -> Callable[..., None]:
+    """The checker of method ``name`` of the twin of ``cls`` (a compiled class or a Python
+    subclass of one): that of the first compiled class in its MRO that has a twin."""
+    twins = importlib.import_module("prodfast._core_py")
+    for klass in cls.__mro__:
+        twin = getattr(twins, klass.__name__, None) if klass.__module__ == "prodfast._core" else None
+        if twin is not None:
+            return argument_checker(getattr(twin, name))
+    raise LookupError(f"no twin for {cls!r}")
