@@ -396,3 +396,21 @@ def test_missing_matplotlib_skips_charts_with_a_note(monkeypatch, capsys, tmp_pa
     assert "charts skipped (matplotlib is not installed" in out
     assert "== stats ==" in out
     assert not plots.exists() or not list(plots.iterdir())
+
+
+def test_charts_say_where_they_are_and_what_run_made_them(capsys, tmp_path):
+    from prodfast.bench import plots
+
+    assert cli.main([*TINY, "--area", "limiters", "--plot-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"charts written to {tmp_path}: limiters.png" in out
+    env = report.environment(["--quick"])
+    text = plots.footer(env)
+    for part in (
+        env["date"],
+        env["cpu"],
+        f"Python {env['python']}",
+        "python -m prodfast.bench --quick",
+    ):
+        assert str(part) in text
+    assert plots.footer(None) == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -88,15 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     groups = (group for name in chosen for group in AREAS[name].groups(settings))
     result = run_groups(groups, settings.budget)
     progress(f"done in {time.perf_counter() - started:.1f}s")
+    charts: list[str] = []
     if args.plot_dir:
         try:
             from . import plots
 
-            for path in plots.draw(result, args.plot_dir):
+            charts = plots.draw(result, args.plot_dir, env)
+            for path in charts:
                 progress(f"wrote {path}")
         except Missing as exc:
             result.notes.append(f"charts skipped ({exc})")
     print(report.render(result, env))
+    if charts:
+        names = ", ".join(os.path.basename(path) for path in charts)
+        print(f"\ncharts written to {os.path.abspath(args.plot_dir)}: {names}")
     if args.json:
         report.write_json(args.json, report.to_json(result, env, settings))
         progress(f"wrote {args.json}")

@@ -4,6 +4,9 @@
   one such chart per size N.
 - ``caches_scaling.png``: per operation, ns/op against N on log-log axes, one line per
   contender: a flat line is O(1) in practice; a rising one is the memory hierarchy or worse.
+
+Every chart carries its key (what the colours, line styles and markers mean) and a footer
+with the date, machine, Python and command of the run. Operations with no result get no panel.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from collections import defaultdict
 from .runner import FLOOR, PEER, PRODFAST, Missing, Report, Result
 
 ROLE_COLORS = {FLOOR: "#9e9e9e", PEER: "#4c78a8", PRODFAST: "#f58518"}
+PURE_COLOR = "#fdc086"  # prodfast's pure-Python twin
+BAR_KEY = (
+    (PRODFAST, ROLE_COLORS[PRODFAST], "prodfast, compiled core"),
+    (PRODFAST, PURE_COLOR, "prodfast, pure-Python twin [py]"),
+    (PEER, ROLE_COLORS[PEER], "peer library"),
+    (FLOOR, ROLE_COLORS[FLOOR], "floor: the cheapest possible way (dict, bare clock call, numpy)"),
+)
+MARKERS = "osD^vP*Xh<>p"
 
 
 def _pyplot():
@@ -36,8 +47,28 @@ def _contenders(results: list[Result]) -> list[str]:
 
 
 def _colors(plt, names: list[str]) -> dict[str, object]:
-    cmap = plt.get_cmap("tab10")
-    return {name: cmap(i % 10) for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def footer(env: dict[str, object] | None) -> str:
+    """The run's date, machine, Python and command, for the bottom of each chart."""
+    if not env:
+        return ""
+    return (
+        f"{env.get('date', '')} | {env.get('cpu', '')} ({env.get('cpus', '?')} CPUs), "
+        f"{env.get('platform', '')} | Python {env.get('python', '')} | {env.get('command', '')}"
+    )
+
+
+def _finish(fig, title: str, env: dict[str, object] | None, path: str, bottom: float) -> str:
+    fig.suptitle(title)
+    text = footer(env)
+    if text:
+        fig.text(0.005, 0.005, text, fontsize=6.5, color="#555555", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, bottom, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _style(r: Result) -> dict[str, object]:
@@ -50,7 +81,7 @@ def _style(r: Result) -> dict[str, object]:
 
 def _bar_color(r: Result) -> str:
     if r.role == PRODFAST and r.contender.endswith("[py]"):
-        return "#fdc086"
+        return PURE_COLOR
     return ROLE_COLORS[r.role]
 
 
@@ -58,9 +89,12 @@ def _operations(results: list[Result]) -> list[str]:
     return list(dict.fromkeys(r.operation for r in results))
 
 
-def bars(plt, results: list[Result], title: str, path: str) -> str:
+def bars(
+    plt, results: list[Result], title: str, path: str, env: dict[str, object] | None = None
+) -> str:
     """One panel per operation: a horizontal bar per contender (ns/op, log scale),
-    floors grey, peers blue, prodfast orange (light for the pure-Python twin)."""
+    floors grey, peers blue, prodfast orange (light for the pure-Python twin), with that key."""
+    from matplotlib.patches import Patch
     from matplotlib.ticker import NullFormatter
 
     operations = _operations(results)
@@ -91,20 +125,26 @@ def bars(plt, results: list[Result], title: str, path: str) -> str:
         ax.set_xlim(right=max(r.ns_per_op for r in rs) * 4)
     for ax in list(axes.flat)[len(operations) :]:
         ax.set_visible(False)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    shown = {(r.role, _bar_color(r)) for r in results}
+    key = [Patch(color=c, label=label) for role, c, label in BAR_KEY if (role, c) in shown]
+    fig.legend(handles=key, fontsize=8, loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.02))
+    bottom = min(0.4, (0.5 + 0.25 * ((len(key) + 1) // 2)) / fig.get_figheight())
+    _finish(fig, title, env, path, bottom)
     plt.close(fig)
     return path
 
 
-def scaling(plt, results: list[Result], title: str, path: str) -> str:
-    """One panel per operation: ns/op against N, log-log, one line per contender."""
+def scaling(
+    plt, results: list[Result], title: str, path: str, env: dict[str, object] | None = None
+) -> str:
+    """One panel per operation: ns/op against N, log-log, one line per contender (its own
+    colour and marker; dashed black: the floor, dotted: the pure-Python twin, thick: prodfast)."""
     per_op: dict[str, list[Result]] = defaultdict(list)
     for r in results:
         per_op[r.operation].append(r)
     names = _contenders(results)
     colors = _colors(plt, names)
+    markers = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
     cols = min(3, len(per_op))
     rows = -(-len(per_op) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
@@ -114,7 +154,7 @@ def scaling(plt, results: list[Result], title: str, path: str) -> str:
             if mine:
                 style = {"color": colors[name], **_style(mine[0])}
                 xs, ys = [r.n for r in mine], [r.ns_per_op for r in mine]
-                ax.plot(xs, ys, marker="o", markersize=3, label=name, **style)
+                ax.plot(xs, ys, marker=markers[name], markersize=4, label=name, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(op, fontsize=10)
@@ -129,16 +169,16 @@ def scaling(plt, results: list[Result], title: str, path: str) -> str:
             legend.setdefault(label, handle)
     labels = [name for name in names if name in legend]
     handles = [legend[name] for name in labels]
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(names) // 4), 1, 0.97))
-    fig.savefig(path, dpi=110)
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.02))
+    rows_of_key = -(-len(labels) // 4)
+    _finish(fig, title, env, path, min(0.4, (0.4 + 0.22 * rows_of_key) / fig.get_figheight()))
     plt.close(fig)
     return path
 
 
-def draw(report: Report, directory: str) -> list[str]:
-    """Write every chart into ``directory``; return the paths written."""
+def draw(report: Report, directory: str, env: dict[str, object] | None = None) -> list[str]:
+    """Write every chart into ``directory``; return the paths written. ``env`` (the run's
+    date, machine, Python and command, from report.environment) goes in each chart's footer."""
     plt = _pyplot()
     os.makedirs(directory, exist_ok=True)
     written = []
@@ -148,15 +188,14 @@ def draw(report: Report, directory: str) -> list[str]:
     for area, results in by_area.items():
         sizes = sorted({r.n for r in results if r.n is not None})
         if not sizes:
-            written.append(
-                bars(plt, results, f"prodfast {area}", os.path.join(directory, f"{area}.png"))
-            )
+            path = os.path.join(directory, f"{area}.png")
+            written.append(bars(plt, results, f"prodfast {area}", path, env))
             continue
         for n in sizes:
             subset = [r for r in results if r.n == n]
             path = os.path.join(directory, f"{area}_n{n}.png")
-            written.append(bars(plt, subset, f"prodfast {area}, N={n:,}", path))
+            written.append(bars(plt, subset, f"prodfast {area}, N={n:,}", path, env))
         if len(sizes) > 1:
             path = os.path.join(directory, f"{area}_scaling.png")
-            written.append(scaling(plt, results, f"prodfast {area}: cost against N", path))
+            written.append(scaling(plt, results, f"prodfast {area}: cost against N", path, env))
     return written
