@@ -28,6 +28,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cython_backend: runs against prodfast._core")
 
 
+def pytest_report_header(config):
+    # Which compiled core the [cy] cases run against (the portable-clock leg puts its own first).
+    if not config.getoption("--cython"):
+        return None
+    try:
+        core = importlib.import_module("prodfast._core")
+    except ImportError as exc:
+        return f"prodfast._core: not importable ({exc})"
+    return f"prodfast._core: {core.__file__}"
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--cython"):
         return
