@@ -55,17 +55,8 @@ cdef extern from "Python.h":
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
     Py_ssize_t PY_SSIZE_T_MAX
 
-cdef extern from *:
-    void _cache_prefetch "__builtin_prefetch" (const void* p) noexcept nogil
-
-cdef extern from "<time.h>" nogil:
-    ctypedef int clockid_t
-    cdef struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(clockid_t clk, timespec* tp)
-    clockid_t CLOCK_MONOTONIC
-    clockid_t CLOCK_MONOTONIC_COARSE
+cdef extern from "prodfast/_platform.h":
+    void _cache_prefetch "prodfast_prefetch" (const void* p) noexcept nogil
 
 ctypedef int (*_cache_visitproc)(PyObject*, void*) noexcept
 ctypedef int (*_cache_traverseproc)(PyObject*, _cache_visitproc, void*) noexcept
@@ -102,10 +93,8 @@ cdef object _cache_MISSING = _cache_py_MISSING
 
 
 cdef inline double _cache_cclock() noexcept nogil:
-    # time.monotonic() without the Python call: the same clock and the same ns -> s conversion
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+    # time.monotonic() without the Python call (prodfast/_platform.h)
+    return prodfast_monotonic()
 
 
 # Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
@@ -116,9 +105,8 @@ cdef inline double _cache_cclock() noexcept nogil:
 DEF _CACHE_COARSE_MARGIN = 0.05
 
 cdef inline double _cache_coarse() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+    # the coarse clock where there is one, else -inf: then every read is precise
+    return prodfast_monotonic_floor()
 
 
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
