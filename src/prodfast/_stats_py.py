@@ -74,6 +74,12 @@ def _as_float_block(values, name="values"):
     converted once; any other iterable is consumed exactly once. Raises TypeError for
     non-numeric content and ValueError for NaN/infinity or a shape that is not flat.
     """
+    if isinstance(values, np.ma.MaskedArray):
+        # its data holds whatever sits under the mask: refuse rather than guess
+        raise TypeError(
+            f"{name} must not be a masked array (pass values.compressed() to drop the masked "
+            f"entries)"
+        )
     if isinstance(values, np.ndarray):
         arr = values
     else:
