@@ -114,8 +114,12 @@ class _Mapping:
         return math.ceil(math.log(magnitude) * self.multiplier)
 
     def value(self, key):
-        # exp of a sum rather than a product of powers: no overflow before the clamp to max
-        return math.exp(key * self.log_gamma + self.log_center)
+        # exp of a sum rather than a product of powers: it overflows only when the value does
+        # (to infinity, as C's exp; the caller clamps it to max)
+        try:
+            return math.exp(key * self.log_gamma + self.log_center)
+        except OverflowError:
+            return _INF
 
 
 class _Store:
