@@ -580,7 +580,7 @@ def test_class_is_final(core):
 def test_values_next_to_the_largest_double(core, a):
     big = sys.float_info.max
     data = [big, -big, 1.7976566225640982e308, -1.79e308, 1.0e308, 0.0]
-    sk = core.QuantileSketch(a)
+    sk = core.QuantileSketch(a, 2**20)
     sk.push_many(data)
     assert_guarantee(sk, data, [r / 5 for r in range(6)] + [0.3, 0.5, 0.7])
     assert core.QuantileSketch.from_bytes(sk.to_bytes()).to_bytes() == sk.to_bytes()
