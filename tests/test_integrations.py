@@ -330,7 +330,7 @@ def test_prodfast_imports_without_the_optional_dependencies():
 
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("prometheus_client", "langchain_core"):
+                if name.split(".")[0] in ("prometheus_client", "langchain_core", "opentelemetry"):
                     raise ImportError("blocked: " + name)
                 return None
 
@@ -342,7 +342,8 @@ def test_prodfast_imports_without_the_optional_dependencies():
         with m.track("m"):
             pass
         assert m.metrics()["calls"] == 1
-        for mod in ("prodfast.integrations.prometheus", "prodfast.integrations.langchain"):
+        for mod in ("prodfast.integrations.prometheus", "prodfast.integrations.langchain",
+                    "prodfast.integrations.otel"):
             try:
                 __import__(mod)
             except ImportError as exc:
@@ -350,6 +351,7 @@ def test_prodfast_imports_without_the_optional_dependencies():
             else:
                 raise SystemExit(mod + " imported without its dependency")
         assert "prometheus_client" not in sys.modules and "langchain_core" not in sys.modules
+        assert "opentelemetry" not in sys.modules
         print("ok")
         """
     )
