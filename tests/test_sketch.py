@@ -20,18 +20,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import CYTHON_BACKEND
+
 LONG = os.environ.get("PRODFAST_LONG_TESTS") == "1"
 EXAMPLES = 300 if LONG else 25
 
 GRID = [0.0, 1e-4, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0]
-
-
-@pytest.fixture(scope="session")
-def core():
-    """The pure-Python twin only, until the compiled QuantileSketch lands."""
-    from prodfast import _core_py
-
-    return _core_py
 
 
 SUM_FIELD = slice(33, 41)  # where to_bytes() keeps the float sum (order-dependent rounding)
@@ -290,6 +284,20 @@ def test_merge_rules(core):
     assert out.bucket_limit == 4 and out.count == 5
 
 
+@pytest.mark.parametrize("already", [[], [-1.0, 2.0]])
+def test_merge_into_a_smaller_bucket_limit_collapses(core, already):
+    data = 10.0 ** np.arange(-5, 6.0)
+    wide = core.QuantileSketch(0.01, 500)
+    wide.push_many(data)
+    narrow = core.QuantileSketch(0.01, 3)
+    narrow.push_many(already)
+    narrow.merge(wide)
+    reference = core.QuantileSketch(0.01, 3)
+    reference.push_many(already + data.tolist())
+    assert len(narrow.to_bytes()) <= 57 + 2 * (8 + 8 * 3)
+    assert without_sum(narrow.to_bytes()) == without_sum(reference.to_bytes())
+
+
 # ---------------------------------------------------------------------------------------------
 # push_many: validated first, same as pushing one by one
 
@@ -545,6 +553,66 @@ def test_setstate_validates_first(core):
 
 # ---------------------------------------------------------------------------------------------
 # both backends, threads
+
+
+@CYTHON_BACKEND
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    xs=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=200),
+    limit=st.sampled_from([2048, 7]),
+)
+def test_backends_write_the_same_bytes(xs, limit):
+    from prodfast import _core, _core_py
+
+    cy, py = _core.QuantileSketch(0.01, limit), _core_py.QuantileSketch(0.01, limit)
+    for sk in (cy, py):
+        sk.push_many(xs[: len(xs) // 2])
+        for x in xs[len(xs) // 2 :]:
+            sk.push(x)
+    assert cy.to_bytes() == py.to_bytes()
+    for q in GRID:
+        assert same(cy.quantile(q), py.quantile(q))
+    assert _core.QuantileSketch.from_bytes(py.to_bytes()).to_bytes() == cy.to_bytes()
+    assert _core_py.QuantileSketch.from_bytes(cy.to_bytes()).to_bytes() == py.to_bytes()
+
+
+_OP = st.one_of(
+    st.tuples(st.just("push"), st.floats(-1e30, 1e30, allow_nan=False)),
+    st.tuples(st.just("push_many"), st.lists(st.floats(-1e30, 1e30, allow_nan=False), max_size=40)),
+    st.tuples(st.just("merge"), st.lists(st.floats(-1e30, 1e30, allow_nan=False), max_size=40)),
+    st.tuples(st.just("merge_self"), st.none()),
+    st.tuples(st.just("clear"), st.none()),
+    st.tuples(st.just("reload"), st.none()),
+)
+
+
+@CYTHON_BACKEND
+@settings(max_examples=EXAMPLES * 4, deadline=None)
+@given(ops=st.lists(_OP, max_size=30), limit=st.sampled_from([1, 3, 16, 70, 2048]))
+def test_backends_agree_on_any_sequence_of_operations(ops, limit):
+    """The compiled core's bucket windows (grown, shifted, collapsed) against the twin's lists."""
+    from prodfast import _core, _core_py
+
+    sketches = [m.QuantileSketch(0.05, limit) for m in (_core, _core_py)]
+    for op, arg in ops:
+        for i, (m, sk) in enumerate(zip((_core, _core_py), sketches, strict=True)):
+            if op == "push":
+                sk.push(arg)
+            elif op == "push_many":
+                sk.push_many(arg)
+            elif op == "merge":
+                other = m.QuantileSketch(0.05, 7)
+                other.push_many(arg)
+                sk.merge(other)
+            elif op == "merge_self":
+                sk.merge(sk)
+            elif op == "clear":
+                sk.clear()
+            else:
+                sketches[i] = sk = m.QuantileSketch.from_bytes(sk.to_bytes())
+        cy, py = sketches
+        assert cy.to_bytes() == py.to_bytes()
+        assert same(cy.quantile(0.3), py.quantile(0.3))
 
 
 def test_threads_do_not_lose_values(core):

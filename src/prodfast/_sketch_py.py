@@ -171,11 +171,12 @@ class _Store:
         because where a key lands depends only on the highest key (``max(key, hi - limit + 1)``)."""
         if not other.counts:
             return
-        if not self.counts:
-            self.lo, self.counts, self.total = other.lo, list(other.counts), other.total
-            return
-        hi = max(self.lo + len(self.counts), other.lo + len(other.counts)) - 1
-        lo = max(min(self.lo, other.lo), hi - limit + 1)
+        hi = other.lo + len(other.counts) - 1
+        lo = other.lo
+        if self.counts:
+            hi = max(hi, self.lo + len(self.counts) - 1)
+            lo = min(lo, self.lo)
+        lo = max(lo, hi - limit + 1)  # other may have a larger bucket limit
         merged = [0] * (hi - lo + 1)
         for store in (self, other):
             for i, n in enumerate(store.counts):
