@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import math
 import pathlib
 import threading
 
@@ -219,23 +220,24 @@ def test_duration_buckets_are_exact(values, on_a_bound):
     assert series["duration"]["sum"] == pytest.approx(sum(values))
 
 
-def test_histogram_against_numpy_and_merge(core):
+def test_histogram_against_numpy(core):
     rng = np.random.default_rng(7)
-    a = rng.integers(0, 5_000_000, 500).tolist() + [1, 4, 16, 0]
-    b = rng.lognormal(5, 3, 300).tolist()
-    ha, hb = Histogram(TOKEN_BUCKETS, core.QuantileSketch), Histogram(TOKEN_BUCKETS, core.QuantileSketch)
-    for v in a:
-        ha.record(v)
-    for v in b:
-        hb.record(v)
-    assert ha.counts == reference_counts(TOKEN_BUCKETS, a)
-    ha.merge(hb)
-    assert ha.counts == reference_counts(TOKEN_BUCKETS, a + b)
-    assert ha.count == len(a) + len(b) and ha.sum == pytest.approx(sum(a) + sum(b))
-    exact = np.quantile(np.asarray(a + b, dtype=float), 0.95, method="lower")
-    assert ha.snapshot()["p95"] == pytest.approx(exact, rel=0.0101)
-    with pytest.raises(ValueError, match="bounds"):
-        ha.merge(Histogram(DURATION_BUCKETS, core.QuantileSketch))
+    values = rng.integers(0, 5_000_000, 500).tolist() + [1, 4, 16, 0]
+    values += rng.lognormal(5, 3, 300).tolist()
+    h = Histogram(TOKEN_BUCKETS, core.QuantileSketch)
+    assert math.isnan(h.view().snapshot()["p50"]) and h.view().count == 0
+    for v in values:
+        h.record(v)
+    view = h.view(with_sketch=True)
+    assert view.counts == reference_counts(TOKEN_BUCKETS, values)
+    assert view.count == len(values) and view.sum == pytest.approx(sum(values))
+    arr = np.asarray(values, dtype=float)
+    for q, got in zip((0.5, 0.95, 0.99), view.quantiles, strict=True):
+        assert got == pytest.approx(np.quantile(arr, q, method="lower"), rel=0.0101)
+    assert (view.min, view.max) == (arr.min(), arr.max())
+    assert core.QuantileSketch.from_bytes(view.sketch).count == len(values)
+    h.record(1.0)
+    assert view.count == len(values)  # a view does not move
 
 
 # -- streams (item 5)

@@ -135,6 +135,14 @@ class OpenTelemetryBridge:
         now = time.time_ns()
         start = self._start_ns
         points: dict[str, list] = {name: [] for name in _UNIT}
+        bounds_lists: dict[tuple, list] = {}
+
+        def bounds_list(bounds):
+            found = bounds_lists.get(bounds)
+            if found is None:
+                found = bounds_lists[bounds] = list(bounds)
+            return found
+
         for manager, constant in self._sources:
             series_list, _ = manager.series()
             for series in series_list:
@@ -144,11 +152,10 @@ class OpenTelemetryBridge:
                         continue
                     attrs = attributes if token_type is None else {**attributes,
                                                                    "gen_ai.token.type": token_type}
-                    sk = h.sketch
                     points[name].append(HistogramDataPoint(
                         attributes=attrs, start_time_unix_nano=start, time_unix_nano=now,
-                        count=h.count, sum=h.sum, bucket_counts=list(h.counts),
-                        explicit_bounds=list(h.bounds), min=sk.min, max=sk.max,
+                        count=h.count, sum=h.sum, bucket_counts=h.counts,
+                        explicit_bounds=bounds_list(h.bounds), min=h.min, max=h.max,
                     ))  # fmt: skip
         return [
             Metric(name=name, description=_DESCRIPTION[name], unit=_UNIT[name],

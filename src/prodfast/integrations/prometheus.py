@@ -220,23 +220,38 @@ def _new_families():
     return hist, quant
 
 
+# Sample(name, labels, value) is built as tuple.__new__(Sample, (name, labels, value) + _REST),
+# without the named tuple's keyword-defaults wrapper: a scrape of 100 attribute sets makes
+# thousands of them
+_REST = (None,) * (len(Sample._fields) - 3)  # timestamp, exemplar, ...: none
+_new = tuple.__new__
+
+
+def _sample(name, labels, value):
+    return _new(Sample, (name, labels, value, *_REST))
+
+
 def _add_histogram(family, labels, h):
-    samples = family.samples
+    append = family.samples.append
     bucket = family.name + "_bucket"
+    rest = _REST
     acc = 0
     for le, n in zip(_les(h.bounds), h.counts, strict=True):
         acc += n
-        samples.append(Sample(bucket, {**labels, "le": le}, float(acc)))
-    samples.append(Sample(family.name + "_count", labels, float(h.count)))
-    samples.append(Sample(family.name + "_sum", labels, float(h.sum)))
+        labels_le = labels.copy()
+        labels_le["le"] = le
+        append(_new(Sample, (bucket, labels_le, float(acc), *rest)))
+    append(_new(Sample, (family.name + "_count", labels, float(h.count), *rest)))
+    append(_new(Sample, (family.name + "_sum", labels, float(h.sum), *rest)))
 
 
-def _add_quantiles(family, labels, sketch):
-    samples = family.samples
+def _add_quantiles(family, labels, values):
+    append = family.samples.append
     name = family.name
-    quantile = sketch.quantile
-    for q, text in _QUANTILES:
-        samples.append(Sample(name, {**labels, "quantile": text}, quantile(q)))
+    for (_, text), value in zip(_QUANTILES, values, strict=True):
+        labels_q = labels.copy()
+        labels_q["quantile"] = text
+        append(_new(Sample, (name, labels_q, value, *_REST)))
 
 
 class PrometheusCollector:
@@ -289,11 +304,11 @@ class PrometheusCollector:
                         continue
                     hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
                     _add_histogram(hist[name], hl, h)
-                    _add_quantiles(quant[name], hl, h.sketch)
+                    _add_quantiles(quant[name], hl, h.quantiles)
                 n = float(series.duration.count)
-                calls.samples.append(Sample(OPERATIONS + "_total", labels, n))
+                calls.samples.append(_sample(OPERATIONS + "_total", labels, n))
                 if _ERROR_TYPE in labels:
-                    errors.samples.append(Sample(OPERATION_ERRORS + "_total", labels, n))
+                    errors.samples.append(_sample(OPERATION_ERRORS + "_total", labels, n))
         return [*hist.values(), *quant.values(), calls, errors]
 
 
@@ -398,7 +413,7 @@ class MultiProcessWriter:
                 raise RuntimeError("the writer is closed")
             if os.getpid() != self._pid:
                 raise RuntimeError("a MultiProcessWriter belongs to the process that made it")
-            series_list, _ = self._manager.series()
+            series_list, _ = self._manager.series(with_sketches=True)
             hist_file = self._file("histogram")
             counter_file = self._file("counter")
             blobs = []
@@ -417,8 +432,7 @@ class MultiProcessWriter:
                         hist_file.write_value(key, float(n), 0.0)
                     key = mmap_key(name, name + "_sum", hn, values, _HELP[name])
                     hist_file.write_value(key, float(h.sum), 0.0)
-                    blobs.append((json.dumps([name, hl], sort_keys=True).encode(),
-                                  h.sketch.to_bytes()))
+                    blobs.append((json.dumps([name, hl], sort_keys=True).encode(), h.sketch))
                 values = [labels[k] for k in names]
                 n = float(series.duration.count)
                 key = mmap_key(OPERATIONS, OPERATIONS + "_total", names, values, _HELP[OPERATIONS])
@@ -529,7 +543,7 @@ class MultiProcessSketchCollector:
                     seen[1].merge(sketch)
         quant = _new_families()[1]
         for (name, _), (labels, sketch) in merged.items():
-            _add_quantiles(quant[name], labels, sketch)
+            _add_quantiles(quant[name], labels, [sketch.quantile(q) for q, _ in _QUANTILES])
         return list(quant.values())
 
 

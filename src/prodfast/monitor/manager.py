@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ from .hooks import (
 )
 from .instrument import instrument
 from .run import Run
-from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series
+from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series, SeriesView
 from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _empty_snapshot
 
 __all__ = ["CallbackManager"]
@@ -252,7 +253,25 @@ class CallbackManager:
             s = self._series.get(key)
             if s is None:
                 s = self._series_for(key)
-            s.duration.record(latency)
+            # Histogram.record, inlined for the duration and the tokens (the hot path)
+            h = s.duration
+            h.counts[bisect_left(h.bounds, latency)] += 1
+            h.count += 1
+            h.sum += latency
+            h.sketch.push(latency)
+            if usage is not None:
+                n = usage["prompt_tokens"]
+                h = s.input_tokens
+                h.counts[bisect_left(h.bounds, n)] += 1
+                h.count += 1
+                h.sum += n
+                h.sketch.push(n)
+                n = usage["completion_tokens"]
+                h = s.output_tokens
+                h.counts[bisect_left(h.bounds, n)] += 1
+                h.count += 1
+                h.sum += n
+                h.sketch.push(n)
             if ttft is not None:
                 s.time_to_first_chunk.record(ttft)
                 gaps = run._gaps
@@ -260,9 +279,6 @@ class CallbackManager:
                     record = s.time_per_output_chunk.record
                     for gap in gaps:
                         record(gap)
-            if usage is not None:
-                s.input_tokens.record(usage["prompt_tokens"])
-                s.output_tokens.record(usage["completion_tokens"])
         finally:
             lock.release()
 
@@ -396,20 +412,21 @@ class CallbackManager:
             out["rate_limit"] = gate.get_stats()
         return out
 
-    def _copy_series(self):
-        """Copies of every series (the overflow one last) and the overflow count. Under the lock."""
+    def _copy_series(self, with_sketches=False):
+        """Views of every series (the overflow one last) and the overflow count. Under the lock."""
         items = [s for k, s in self._series.items() if k != OVERFLOW_KEY]
         overflow = self._series.get(OVERFLOW_KEY)
         if overflow is not None:
             items.append(overflow)
-        return [s.copy() for s in items], self._overflow_calls
+        return [s.view(with_sketches) for s in items], self._overflow_calls
 
-    def series(self) -> tuple[list[Series], int]:
-        """A consistent copy of the per-attribute-set statistics, for exporters: the
-        :class:`~prodfast.monitor.series.Series` of every set (in the order they appeared,
-        the overflow set last) and the overflow call count."""
+    def series(self, with_sketches: bool = False) -> tuple[list[SeriesView], int]:
+        """A consistent copy of the per-attribute-set statistics, for exporters: a
+        :class:`~prodfast.monitor.series.SeriesView` of every set (in the order they appeared,
+        the overflow set last; with each sketch's bytes when ``with_sketches``) and the
+        overflow call count."""
         with self._lock:
-            return self._copy_series()
+            return self._copy_series(with_sketches)
 
     def reset(self) -> None:
         """Zero the manager's counters and restart its throughput clock, and ``reset()`` every

@@ -15,6 +15,7 @@ by default): a call whose set would be one too many is recorded in the overflow 
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 
 from .._backend import impl
@@ -43,6 +44,8 @@ TIME_PER_OUTPUT_CHUNK_BUCKETS = (
 TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
+
+_NAN = math.nan
 
 MAX_ATTRIBUTE_SETS = 1000
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
@@ -90,38 +93,49 @@ class Histogram:
         self.sum += value
         self.sketch.push(value)
 
-    def merge(self, other):
-        """Add ``other``'s values (same bounds) to this histogram."""
-        if other.bounds != self.bounds:
-            raise ValueError("histograms with different bucket bounds cannot be merged")
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        self.count += other.count
-        self.sum += other.sum
-        self.sketch.merge(other.sketch)
+    def view(self, with_sketch=False):
+        """A frozen copy of what exporters read (see :class:`HistogramView`)."""
+        count = self.count
+        if not count:
+            return HistogramView(self.bounds, list(self.counts), 0, 0.0, _NAN, _NAN,
+                                 (_NAN, _NAN, _NAN), self.sketch.to_bytes() if with_sketch else None)
+        sk = self.sketch
+        quantile = sk.quantile
+        return HistogramView(self.bounds, list(self.counts), count, self.sum, sk.min, sk.max,
+                             (quantile(0.5), quantile(0.95), quantile(0.99)),
+                             sk.to_bytes() if with_sketch else None)
 
-    def copy(self):
-        new = Histogram.__new__(Histogram)
-        new.bounds = self.bounds
-        new.counts = list(self.counts)
-        new.count = self.count
-        new.sum = self.sum
-        new.sketch = type(self.sketch).from_bytes(self.sketch.to_bytes())
-        return new
+
+class HistogramView:
+    """A histogram as it was when read: ``bounds``, ``counts`` (per bucket, not cumulative),
+    ``count``, ``sum``, ``min``, ``max``, ``quantiles`` (p50, p95, p99; NaN when empty) and
+    ``sketch`` (its ``to_bytes()``, when asked for)."""
+
+    __slots__ = ("bounds", "counts", "count", "sum", "min", "max", "quantiles", "sketch")
+
+    def __init__(self, bounds, counts, count, total, mn, mx, quantiles, sketch):
+        self.bounds = bounds
+        self.counts = counts
+        self.count = count
+        self.sum = total
+        self.min = mn
+        self.max = mx
+        self.quantiles = quantiles
+        self.sketch = sketch
 
     def snapshot(self) -> dict:
         """``count, sum, min, max, p50, p95, p99, buckets`` (``buckets``: ``(bound, count)``
         pairs, not cumulative, the last bound ``inf``)."""
-        sk = self.sketch
-        bounds = self.bounds + (float("inf"),)
+        p50, p95, p99 = self.quantiles
         return {
             "count": self.count,
             "sum": self.sum,
-            "min": sk.min,
-            "max": sk.max,
-            "p50": sk.quantile(0.5),
-            "p95": sk.quantile(0.95),
-            "p99": sk.quantile(0.99),
-            "buckets": list(zip(bounds, self.counts, strict=True)),
+            "min": self.min,
+            "max": self.max,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+            "buckets": list(zip(self.bounds + (math.inf,), self.counts, strict=True)),
         }
 
 
@@ -148,16 +162,28 @@ class Series:
         return (self.duration, self.time_to_first_chunk, self.time_per_output_chunk,
                 self.input_tokens, self.output_tokens)  # fmt: skip
 
-    def merge(self, other):
-        for mine, theirs in zip(self.histograms(), other.histograms(), strict=True):
-            mine.merge(theirs)
+    def view(self, with_sketches=False):
+        """A frozen copy: a :class:`SeriesView`."""
+        return SeriesView(self.key, *(h.view(with_sketches) for h in self.histograms()))
 
-    def copy(self):
-        new = Series.__new__(Series)
-        new.key = self.key
-        (new.duration, new.time_to_first_chunk, new.time_per_output_chunk, new.input_tokens,
-         new.output_tokens) = (h.copy() for h in self.histograms())  # fmt: skip
-        return new
+
+class SeriesView:
+    """A series as it was when read: ``key``, ``attributes`` and one :class:`HistogramView`
+    per histogram (``duration``, ``time_to_first_chunk``, ``time_per_output_chunk``,
+    ``input_tokens``, ``output_tokens``)."""
+
+    __slots__ = Series.__slots__
+
+    def __init__(self, key, duration, ttfc, tpoc, input_tokens, output_tokens):
+        self.key = key
+        self.duration = duration
+        self.time_to_first_chunk = ttfc
+        self.time_per_output_chunk = tpoc
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+
+    attributes = Series.attributes
+    histograms = Series.histograms
 
     def snapshot(self) -> dict:
         """``attributes, calls, duration, time_to_first_chunk, time_per_output_chunk,
