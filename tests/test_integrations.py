@@ -239,10 +239,14 @@ def test_langchain_invoke_feeds_the_manager(core):
         AIMessage(content="hello world",
                   usage_metadata={"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}),
         AIMessage(content="second",
-                  usage_metadata={"input_tokens": 4, "output_tokens": 1, "total_tokens": 5}),
+                  usage_metadata={"input_tokens": 4, "output_tokens": 1, "total_tokens": 5},
+                  response_metadata={"model_name": "fake-2024"}),
     ]))
     assert model.invoke("hi", config={"callbacks": [handler]}).content == "hello world"
     assert model.invoke("again", config={"callbacks": [handler]}).content == "second"
+    # the model that answered, when the message names it, becomes gen_ai.response.model
+    responded = [s["attributes"].get("gen_ai.response.model") for s in m.metrics()["by_attributes"]]
+    assert sorted(responded, key=str) == [None, "fake-2024"]
     assert usage.get_stats()["prompt_tokens"] == 7
     assert usage.get_stats()["completion_tokens"] == 3
     assert usage.get_stats()["total_tokens"] == 10

@@ -397,3 +397,41 @@ def test_no_monitor_module_imports_the_package_root():
     import prodfast.monitor as monitor
 
     assert all(getattr(legacy, n) is getattr(monitor, n) for n in legacy.__all__)
+
+
+def test_the_cap_holds_under_threads(core):
+    m = manager(core, clock=__import__("time").perf_counter, max_attribute_sets=5)
+
+    def work(i):
+        for j in range(200):
+            with m.track(f"m{(i * 7 + j) % 23}"):
+                pass
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = m.metrics()
+    sets = out["by_attributes"]
+    assert len(sets) == 6 and sets[-1]["attributes"] == {"otel.metric.overflow": True}
+    assert sets[-1]["calls"] == out["overflow_calls"]
+    assert sum(s["calls"] for s in sets) == out["calls"] == 800
+
+
+def test_a_sketch_factory_may_call_back_into_the_manager(core):
+    seen = []
+
+    def factory():
+        if holder:
+            seen.append(holder[0].metrics()["calls"])  # would deadlock under the manager's lock
+        return core.QuantileSketch()
+
+    holder = []
+    m = CallbackManager([], sketch_factory=factory)
+    holder.append(m)
+    with m.track("a"):
+        pass
+    assert m.metrics()["by_attributes"][0]["calls"] == 1 and seen
+    with pytest.raises(TypeError, match="push"):
+        CallbackManager([], sketch_factory=dict)

@@ -161,6 +161,11 @@ def test_bridge_checks(core):
     bridge = OpenTelemetryBridge(m, attributes={"deployment": "a"})
     with pytest.raises(ValueError, match="differ"):
         bridge.add(m, {"deployment": "a"})
+    attached = InMemoryMetricReader()
+    MeterProvider(metric_readers=[attached])
+    bridge.attach(attached)
+    with pytest.raises(ValueError, match="already"):
+        OpenTelemetryBridge(m).attach(attached)
     with pytest.raises(ValueError, match="registered"):
         bridge.attach(InMemoryMetricReader())
     with pytest.raises(TypeError, match="reader"):

@@ -33,6 +33,7 @@ wraps the reader's collection: the one place that touches SDK internals.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 
 try:
@@ -77,6 +78,7 @@ _DESCRIPTION = {
 _UNIT = {OPERATION_DURATION: "s", TIME_TO_FIRST_CHUNK: "s", TIME_PER_OUTPUT_CHUNK: "s",
          TOKEN_USAGE: "{token}"}  # fmt: skip
 _SCOPE = InstrumentationScope("prodfast")
+_ATTACHED: weakref.WeakSet = weakref.WeakSet()  # readers with a bridge
 
 
 def _histograms_of(series):
@@ -193,7 +195,11 @@ class OpenTelemetryBridge:
                 raise ValueError("the reader asks for delta histograms; prodfast exports "
                                  "cumulative ones")
 
+        if reader in _ATTACHED:
+            raise ValueError("reader already has a prodfast bridge: add() the other managers to it")
+
         def collect_with_prodfast(metric_reader, timeout_millis=10_000):
             return self._merge_into(collect(metric_reader, timeout_millis=timeout_millis))
 
         reader._set_collect_callback(collect_with_prodfast)
+        _ATTACHED.add(reader)

@@ -69,8 +69,13 @@ class CallbackManager:
         max_attribute_sets: int = MAX_ATTRIBUTE_SETS,
         sketch_factory: Callable[[], Any] | None = None,
     ) -> None:
-        if sketch_factory is not None and not callable(sketch_factory):
-            raise TypeError("sketch_factory must be callable")
+        if sketch_factory is not None:
+            if not callable(sketch_factory):
+                raise TypeError("sketch_factory must be callable")
+            probe = sketch_factory()
+            for method in ("push", "quantile", "to_bytes"):
+                if not callable(getattr(probe, method, None)):
+                    raise TypeError(f"sketch_factory must build sketches with a {method}() method")
         operation = _check_attribute(operation, "operation")
         provider = _check_attribute(provider, "provider")
         if isinstance(max_attribute_sets, bool) or not isinstance(max_attribute_sets, int):
@@ -233,16 +238,34 @@ class CallbackManager:
             raise first
 
     def _series_for(self, key):
-        """The series of ``key``, made on first use; the overflow one past the cap. Under the lock."""
-        series = self._series
-        if len(series) - (OVERFLOW_KEY in series) < self._max_sets:
-            s = series[key] = Series(key, self._sketch_factory)
-            return s
-        self._overflow_calls += 1
-        s = series.get(OVERFLOW_KEY)
-        if s is None:
-            s = series[OVERFLOW_KEY] = Series(OVERFLOW_KEY, self._sketch_factory)
-        return s
+        """The series of ``key``, made on first use; the overflow one past the cap.
+
+        Called with the lock held and returns with it held, but releases it while the new
+        series' sketches are built: ``sketch_factory`` is user code, which may call back
+        into this manager.
+        """
+        fresh = None
+        while True:
+            series = self._series
+            found = series.get(key)
+            if found is not None:
+                return found
+            full = len(series) - (OVERFLOW_KEY in series) >= self._max_sets
+            target = OVERFLOW_KEY if full else key
+            found = series.get(target)
+            if found is None and fresh is not None and fresh.key == target:
+                found = series[target] = fresh
+            if found is not None:
+                if full:
+                    self._overflow_calls += 1
+                return found
+            lock = self._lock
+            lock.release()
+            try:
+                fresh = Series(target, self._sketch_factory)
+            finally:
+                lock.acquire()
+            # and look again: another thread may have made it, or filled the last place
 
     def _record_end(self, run, latency, ttft, usage):
         key = (run.operation, run.provider, run.model, run.response_model, None)
