@@ -66,6 +66,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from itertools import accumulate
 
 try:
     from prometheus_client import CollectorRegistry
@@ -232,26 +233,25 @@ def _sample(name, labels, value):
 
 
 def _add_histogram(family, labels, h):
-    append = family.samples.append
-    bucket = family.name + "_bucket"
+    samples = family.samples
+    name = family.name
+    bucket = name + "_bucket"
     rest = _REST
-    acc = 0
-    for le, n in zip(_les(h.bounds), h.counts, strict=True):
-        acc += n
-        labels_le = labels.copy()
-        labels_le["le"] = le
-        append(_new(Sample, (bucket, labels_le, float(acc), *rest)))
-    append(_new(Sample, (family.name + "_count", labels, float(h.count), *rest)))
-    append(_new(Sample, (family.name + "_sum", labels, float(h.sum), *rest)))
+    samples += [
+        _new(Sample, (bucket, {**labels, "le": le}, float(n), *rest))
+        for le, n in zip(_les(h.bounds), accumulate(h.counts), strict=True)
+    ]
+    samples.append(_new(Sample, (name + "_count", labels, float(h.count), *rest)))
+    samples.append(_new(Sample, (name + "_sum", labels, float(h.sum), *rest)))
 
 
 def _add_quantiles(family, labels, values):
-    append = family.samples.append
     name = family.name
-    for (_, text), value in zip(_QUANTILES, values, strict=True):
-        labels_q = labels.copy()
-        labels_q["quantile"] = text
-        append(_new(Sample, (name, labels_q, value, *_REST)))
+    rest = _REST
+    family.samples += [
+        _new(Sample, (name, {**labels, "quantile": text}, value, *rest))
+        for (_, text), value in zip(_QUANTILES, values, strict=True)
+    ]
 
 
 class PrometheusCollector:

@@ -347,9 +347,16 @@ class CallbackManager:
         """
         if type(model) is not str:
             _check_model(model)
-        if operation is None and provider is None:  # the common case, without _run's checks
-            return Run(self, model, prompt, run_id, kwargs, self._operation, self._provider)
-        return self._run(model, prompt, run_id, operation, provider, kwargs)
+        # _run's checks, inlined for the common cases (the hot path)
+        if operation is None:
+            operation = self._operation
+        elif type(operation) is not str:
+            operation = _check_attribute(operation, "operation")
+        if provider is None:
+            provider = self._provider
+        elif type(provider) is not str:
+            provider = _check_attribute(provider, "provider")
+        return Run(self, model, prompt, run_id, kwargs, operation, provider)
 
     def start(self, model: str, prompt: Any = None, *, run_id: Any = None,
               operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:

@@ -218,12 +218,11 @@ class Run:
         """
         if tokens_used is not None or usage is not _MISSING:
             tokens_used, usage = self._check_result(tokens_used, usage)
-        _check_response_model(response_model)
+        if response_model is not None:
+            self.response_model = _check_response_model(response_model)
         self._response = response
         self._tokens_used = tokens_used
         self._usage = usage
-        if response_model is not None:
-            self.response_model = response_model
 
     def end(self, response=None, *, tokens_used=None, usage=_MISSING, response_model=None) -> None:
         """End the run with ``response`` (``usage`` and ``response_model`` default to what it

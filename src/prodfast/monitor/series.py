@@ -28,7 +28,9 @@ __all__ = [
     "MAX_ATTRIBUTE_SETS",
     "OVERFLOW_ATTRIBUTES",
     "Histogram",
+    "HistogramView",
     "Series",
+    "SeriesView",
 ]
 
 # the explicit bucket boundaries the GenAI semantic conventions recommend (upper bounds, inclusive)
