@@ -435,3 +435,70 @@ def test_a_sketch_factory_may_call_back_into_the_manager(core):
     assert m.metrics()["by_attributes"][0]["calls"] == 1 and seen
     with pytest.raises(TypeError, match="push"):
         CallbackManager([], sketch_factory=dict)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]),        # model
+                          st.sampled_from([None, "openai", "azure"]),   # provider (None: default)
+                          st.sampled_from([None, "KeyError", "OSError"]),  # error
+                          st.floats(min_value=0.0, max_value=100.0),    # duration
+                          st.integers(min_value=0, max_value=3),        # chunks
+                          st.one_of(st.none(), st.integers(0, 10**6))),  # usage
+                max_size=40),
+       st.integers(min_value=1, max_value=6))
+def test_series_match_a_model(calls, cap):
+    """Every attribute set's counts, sums, buckets and quantiles against a plain-Python model."""
+    clock = FakeClock()
+    m = CallbackManager([], clock=clock, provider="dflt", max_attribute_sets=cap,
+                        sketch_factory=_core_py.QuantileSketch)
+    model: dict = {}
+    order: list = []
+    overflow = 0
+    for name, provider, error, duration, chunks, usage in calls:
+        clock.now = 0.0
+        key = ("chat", provider or "dflt", name, None, error)
+        if key not in model and len(order) >= cap:
+            key = "overflow"
+            overflow += 1
+        if key not in model:
+            model[key] = {"duration": [], "tokens": [], "chunks": 0}
+            if key != "overflow":
+                order.append(key)
+        try:
+            with m.track(name, provider=provider) as run:
+                for _ in range(chunks):
+                    run.new_token("x")
+                clock.now = duration
+                if error:
+                    raise {"KeyError": KeyError, "OSError": OSError}[error]()
+                if usage is not None:
+                    run.set_response(None, usage={"prompt_tokens": usage, "completion_tokens": 1})
+        except (KeyError, OSError):
+            pass
+        model[key]["duration"].append(duration)
+        if usage is not None and not error:
+            model[key]["tokens"].append(usage)
+        model[key]["chunks"] += max(chunks - 1, 0)
+    out = m.metrics()
+    assert out["overflow_calls"] == overflow
+    got = out["by_attributes"]
+    keys = order + (["overflow"] if "overflow" in model else [])
+    assert len(got) == len(keys)
+    for key, series in zip(keys, got, strict=True):
+        want = model[key]
+        if key == "overflow":
+            assert series["attributes"] == {"otel.metric.overflow": True}
+        else:
+            op, provider, name, _, error = key
+            assert series["attributes"] == {k: v for k, v in (
+                ("gen_ai.operation.name", op), ("gen_ai.provider.name", provider),
+                ("gen_ai.request.model", name), ("error.type", error)) if v is not None}
+        d = series["duration"]
+        assert d["count"] == len(want["duration"]) == series["calls"]
+        assert d["sum"] == pytest.approx(sum(want["duration"]))
+        assert [n for _, n in d["buckets"]] == reference_counts(DURATION_BUCKETS, want["duration"])
+        exact = np.quantile(np.asarray(want["duration"]), 0.5, method="lower")
+        assert d["p50"] == pytest.approx(exact, rel=0.0101, abs=1e-12)
+        assert series["input_tokens"]["count"] == len(want["tokens"])
+        assert series["input_tokens"]["sum"] == sum(want["tokens"])
+        assert series["time_per_output_chunk"]["count"] == want["chunks"]

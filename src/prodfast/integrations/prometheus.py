@@ -345,7 +345,9 @@ class MultiProcessWriter:
     Histograms and counters go to ``histogram_prodfast_<pid>.db`` and
     ``counter_prodfast_<pid>.db``, in prometheus_client's own format (its
     ``MultiProcessCollector`` merges them), the sketches to ``prodfast_sketches_<pid>.bin``
-    (replaced whole on each flush). Create it in each worker process, after the fork.
+    (replaced whole on each flush). Create it in each worker process, after the fork. The
+    files hold totals, so ``manager.reset()`` in a worker makes its counters go back, which
+    Prometheus reads as a counter reset: leave the managers of exported workers unreset.
     """
 
     def __init__(self, manager: CallbackManager, path=None, *, attributes=None,
