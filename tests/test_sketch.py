@@ -615,6 +615,29 @@ def test_backends_agree_on_any_sequence_of_operations(ops, limit):
         assert same(cy.quantile(0.3), py.quantile(0.3))
 
 
+@CYTHON_BACKEND
+@pytest.mark.parametrize("a", [0.01, 0.0001, 0.3])
+def test_backends_agree_at_bucket_boundaries(a):
+    """Values next to the edges gamma**k, where a key computed any other way than the twin's
+    ceil(log(x) * multiplier) would differ first."""
+    from prodfast import _core, _core_py
+    from prodfast._sketch_py import _Mapping
+
+    mapping = _Mapping(a)
+    edges = np.exp(np.arange(-700, 700, 0.25 if a > 0.1 else 3.0) * mapping.log_gamma)
+    near = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf)])
+    near = near[np.isfinite(near) & (near > 0)]
+    for sign in (1.0, -1.0):
+        cy, py = _core.QuantileSketch(a, 2**20), _core_py.QuantileSketch(a, 2**20)
+        cy.push_many(sign * near)
+        py.push_many(sign * near)
+        assert cy.to_bytes() == py.to_bytes()
+        one = _core.QuantileSketch(a, 2**20)
+        for x in (sign * near).tolist():
+            one.push(x)
+        assert one.to_bytes() == py.to_bytes()
+
+
 def test_threads_do_not_lose_values(core):
     sk = core.QuantileSketch()
     other = core.QuantileSketch()
