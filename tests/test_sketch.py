@@ -675,3 +675,30 @@ def test_values_next_to_the_largest_double(core, a):
     sk.push_many(data)
     assert_guarantee(sk, data, [r / 5 for r in range(6)] + [0.3, 0.5, 0.7])
     assert core.QuantileSketch.from_bytes(sk.to_bytes()).to_bytes() == sk.to_bytes()
+
+
+@CYTHON_BACKEND
+def test_twins_have_the_same_surface():
+    import inspect
+
+    from prodfast import _core, _core_py
+
+    cy, py = _core.QuantileSketch, _core_py.QuantileSketch
+    public = {a for a in dir(py) if not a.startswith("_")}
+    assert public == {a for a in dir(cy) if not a.startswith("_")}
+    data = np.random.default_rng(4).standard_cauchy(500)
+    pairs = [(cy(), py()), (cy(0.02, 64), py(0.02, 64))]
+    for obj_cy, obj_py in pairs[1:]:
+        obj_cy.push_many(data)
+        obj_py.push_many(data)
+    for attr in sorted(public):
+        f_cy, f_py = getattr(cy, attr), getattr(py, attr)
+        if isinstance(f_py, property):
+            for obj_cy, obj_py in pairs:
+                a, b = getattr(obj_cy, attr), getattr(obj_py, attr)
+                assert type(a) is type(b) and same(a, b), attr
+            continue
+        shape = [(p.name, p.kind, p.default) for p in inspect.signature(f_py).parameters.values()]
+        assert shape == [
+            (p.name, p.kind, p.default) for p in inspect.signature(f_cy).parameters.values()
+        ], attr
