@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "setuptools>=77" "Cython>=3.1,<4" wheel
-	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,redis,prometheus,langchain]"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,redis,prometheus,langchain,otel]"
 	touch $@
 
 # Rebuilds the extension in place whenever a .pyx/.pxd/.pxi changed.

@@ -21,6 +21,7 @@ RunningStats = impl.RunningStats
 P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
+QuantileSketch = impl.QuantileSketch
 
 from .decorators import cached, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
@@ -58,6 +59,7 @@ __all__ = [
     "P2Quantile",
     "Quantiles",
     "LatencySummary",
+    "QuantileSketch",
     "BaseCallback",
     "CallbackManager",
     "TimingCallback",

@@ -8,3 +8,4 @@ cimport cython
 include "_cache.pxi"
 include "_ratelimit.pxi"
 include "_stats.pxi"
+include "_sketch.pxi"

@@ -2,4 +2,5 @@
 
 from ._cache_py import LRUCache, TTLCache  # noqa: F401
 from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
+from ._sketch_py import QuantileSketch  # noqa: F401
 from ._stats_py import LatencySummary, P2Quantile, Quantiles, RunningStats  # noqa: F401
