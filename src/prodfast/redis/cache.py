@@ -1187,7 +1187,10 @@ def _listen(
             backoff = 0.05
             _pump(ref, conn, interval, closed)
         except (redis.exceptions.RedisError, OSError, ValueError):
-            pass
+            pass  # the connection failed: flush, bypass, reconnect
+        except Exception:  # never let the thread die (close() may pull the socket away)
+            if not closed.is_set():
+                log.warning("prodfast.redis: invalidation listener error", exc_info=True)
         finally:
             if conn is not None:
                 try:
