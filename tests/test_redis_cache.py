@@ -170,6 +170,7 @@ _atoms = st.one_of(
     st.floats(allow_nan=False),
     st.booleans(),
     st.none(),
+    st.sampled_from([int, str, type(None), threading.Thread, functools.partial]),  # typed keys
 )
 _keys = st.recursive(_atoms, lambda inner: st.tuples(inner, inner) | st.tuples(inner), max_leaves=6)
 
@@ -191,10 +192,18 @@ def test_decorator_keys_round_trip():
     assert d[back] == 1
 
 
+def _local_class():
+    class Local:
+        pass
+
+    return Local
+
+
 @pytest.mark.parametrize(
     ("key", "exc"),
     [(object(), TypeError), ([1], TypeError), (frozenset(), TypeError), ((1, ...), TypeError),
-     (math.nan, ValueError), ((1, math.nan), ValueError), (1j, TypeError)],
+     (math.nan, ValueError), ((1, math.nan), ValueError), (1j, TypeError),
+     ((1, _local_class()), TypeError), ((type(len),), TypeError)],
 )
 def test_unsupported_keys_are_refused(client, key, exc):
     rc = RedisCache(client, _ns())
@@ -205,7 +214,11 @@ def test_unsupported_keys_are_refused(client, key, exc):
     assert len(rc) == 0
 
 
-@pytest.mark.parametrize("raw", [b"\x00(", b"\x00__import__('os')", b"\xff\xfe", b"\x00[1,"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"\x00(", b"\x00__import__('os')", b"\xff\xfe", b"\x00[1,", b"\x00{1}", b"\x00{'a','b'}",
+     b"\x00{'no_such_module:X'}", b"\x00({'builtins:nope'},)"],
+)
 def test_foreign_keys_do_not_decode(raw):
     with pytest.raises(ValueError, match="not an encoded cache key"):
         decode_key(raw)
@@ -218,7 +231,7 @@ def test_foreign_keys_do_not_decode(raw):
 _ops = st.lists(
     st.tuples(
         st.sampled_from(["set", "get", "del", "pop", "in", "len", "get_many", "set_many"]),
-        st.sampled_from(["a", "b", 1, (1, "x"), b"raw", 2.0]),
+        st.sampled_from(["a", "b", 1, (1, "x"), b"raw", 2.0, ("typed", int)]),
         st.integers(0, 9),
     ),
     max_size=25,

@@ -1257,16 +1257,18 @@ class TieredCache(_Tier, MutableMapping):
         self.close()
 
     def get(self, key: Any, default: Any = None) -> Any:
-        value = self._local_get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        try:  # the hit path: one lookup in the local tier (a C slot with the compiled core)
+            return self.local[key]
+        except KeyError:
+            pass
         value = self._get_remote(key)
         return default if value is _MISSING else value
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._local_get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
         value = self._get_remote(key)
         if value is _MISSING:
             raise KeyError(key)
@@ -1376,9 +1378,10 @@ class TieredCache(_Tier, MutableMapping):
     def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The local value, else ``RedisCache.get_or_compute`` (one ``compute()`` across all
         processes), copied into the local tier."""
-        value = self._local_get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
         _check_compute(compute)
         token = self._begin_fill(key)
         try:
@@ -1420,9 +1423,10 @@ class AsyncTieredCache(_Tier):
         self.close()
 
     async def get(self, key: Any, default: Any = None) -> Any:
-        value = self._local_get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
         token = self._begin_fill(key)
         try:
             value = await self.remote._fetch(key)
@@ -1507,9 +1511,10 @@ class AsyncTieredCache(_Tier):
 
     async def aget_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The local value, else ``AsyncRedisCache.aget_or_compute``, copied into the local tier."""
-        value = self._local_get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
         _check_compute(compute)
         token = self._begin_fill(key)
         try:
