@@ -83,6 +83,11 @@ def _eventually(predicate, timeout=5.0):
     return True
 
 
+def _announced(tc, n=1):
+    """Wait until tc's listener has applied n announcements (writes made before the test reads)."""
+    assert _eventually(lambda: tc._invalidations >= n), "no announcement arrived"
+
+
 @pytest.fixture(scope="session")
 def redis_binary():
     path = find_redis_server()
@@ -418,7 +423,7 @@ def test_tiered_local_copy_leaves_when_redis_expires_it(tiered):
     tc = tiered(_ns())
     writer = RedisCache(tc.remote.client, tc.remote.namespace)
     writer.set("k", 1, ttl=0.1)
-    assert _eventually(lambda: tc.stats()["invalidations"] == 1)  # the write's announcement
+    _announced(tc)
     assert tc.get("k") == 1 and "k" in tc.local
     assert _eventually(lambda: "k" not in tc.local, timeout=3)  # Redis announced the expiry
     assert tc.get("k") is None and tc.remote.client.exists(tc.remote.redis_key("k")) == 0
@@ -493,6 +498,7 @@ def test_tiered_reads_local_first_then_redis(tiered, client):
     tc = tiered(_ns())
     other = RedisCache(client, tc.remote.namespace)
     other["k"] = "v"
+    _announced(tc)
     assert tc["k"] == "v"  # from Redis, now copied
     assert tc.local.peek("k") == "v"
     for _ in range(5):
@@ -528,6 +534,7 @@ def test_a_read_racing_an_invalidation_does_not_store_the_old_value(tiered, clie
     tc = tiered(_ns())
     writer = RedisCache(client, tc.remote.namespace)
     writer["k"] = "old"
+    _announced(tc)
     real_fetch = tc.remote._fetch
 
     def racing_fetch(key):
@@ -568,6 +575,7 @@ def test_a_local_tier_with_its_own_ttl(core, client, clock):
     local = core.TTLCache(10, ttl=5, timer=clock)
     with TieredCache(local, RedisCache(client, _ns())) as tc:
         tc.remote["k"] = 1
+        _announced(tc)
         assert tc["k"] == 1 and "k" in local
         clock.tick(6)
         assert "k" not in local and tc["k"] == 1  # the local copy expired; Redis still has it
@@ -717,6 +725,7 @@ def test_restart_follows_on_error_and_recovers(own_server, core):
     tc = TieredCache(core.LRUCache(10), RedisCache(c, "ns"), health_interval=0.2, health_timeout=0.2)
     try:
         strict["k"] = 1
+        _announced(tc)
         assert tc["k"] == 1 and "k" in tc.local
         own_server.stop()
         with pytest.raises(BackendUnavailable) as info:
@@ -820,7 +829,7 @@ async def test_async_tiered_cache_and_single_flight(aclient, client, core):
     async with AsyncTieredCache(core.LRUCache(10), AsyncRedisCache(aclient, ns)) as tc:
         other = RedisCache(client, ns)
         other["k"] = 1
-        assert await asyncio.to_thread(_eventually, lambda: tc._invalidations == 1)
+        await asyncio.to_thread(_announced, tc)
         assert await tc.get("k") == 1 and "k" in tc.local
         other["k"] = 2
         assert await asyncio.to_thread(_eventually, lambda: "k" not in tc.local, BOUND)
