@@ -700,9 +700,13 @@ def test_invalidation_reaches_every_process(pool, server, core):
     )
     delays = [d for r in out[1:] for d in r]  # worker 0 is the writer
     assert len(delays) == 3 * rounds
-    median, worst = workers.summary(delays)
-    print(f"invalidation delay, {len(delays)} copies: median {median:.2f} ms, max {worst:.2f} ms")
-    assert worst < BOUND * 1000
+    from_start = workers.summary([s for s, _ in delays])
+    from_return = workers.summary([r for _, r in delays])
+    print(
+        f"invalidation delay, {len(delays)} copies, median/max ms: from the write's start "
+        f"{from_start[0]:.2f}/{from_start[1]:.2f}, from its return {from_return[0]:.2f}/{from_return[1]:.2f}"
+    )
+    assert from_return[1] < BOUND * 1000
 
 
 @pytest.mark.parametrize("kind", ["redis", "tiered", "aredis", "atiered"])

@@ -48,9 +48,9 @@ def share(port, namespace, backend, index):
 
 
 def watch_invalidations(port, namespace, backend, rounds, bound):
-    """Keep key "hot" in the local tier; each round, time how long after the writer's set()
-    returned (``writer:done`` holds its time.monotonic(), the clock every process shares on
-    one host) the local copy disappeared."""
+    """Keep key "hot" in the local tier; each round, time when the local copy disappeared,
+    from the start and from the return of the writer's set() (``writer:done`` holds both
+    time.monotonic() readings: every process on one host reads the same clock)."""
     from prodfast.redis import RedisCache, TieredCache
 
     client = _client(port)
@@ -67,8 +67,8 @@ def watch_invalidations(port, namespace, backend, rounds, bound):
                 time.sleep(0.0002)
             gone = time.monotonic()
             _barrier.wait(30)  # the writer has published its time
-            done = float(client.get(f"{namespace}-writer:done"))
-            delays.append(gone - done)
+            started, returned = map(float, client.get(f"{namespace}-writer:done").split())
+            delays.append((gone - started, gone - returned))
     client.close()
     return delays
 
@@ -83,8 +83,10 @@ def write_rounds(port, namespace, backend, rounds):
         for r in range(rounds):
             _barrier.wait(30)
             time.sleep(0.005)  # let the readers settle into their polling loop
+            started = time.monotonic()
             tc["hot"] = r + 1
-            client.set(f"{namespace}-writer:done", repr(time.monotonic()))
+            returned = time.monotonic()
+            client.set(f"{namespace}-writer:done", f"{started!r} {returned!r}")
             _barrier.wait(30)
     client.close()
     return None
