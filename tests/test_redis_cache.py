@@ -794,6 +794,24 @@ def test_a_stopped_server_is_a_timeout_and_a_flush(own_server, core):
         c.close()
 
 
+def test_a_killed_channel_flushes_the_local_tier_and_comes_back(tiered, client):
+    tc = tiered(_ns())
+    writer = RedisCache(client, tc.remote.namespace)
+    writer["k"] = "old"
+    _announced(tc)
+    assert tc["k"] == "old" and "k" in tc.local
+    flushes = tc.stats()["flushes"]
+    name = f"prodfast-tracking:{tc.remote.namespace}"
+    (listener,) = [c["id"] for c in client.client_list() if c["name"] == name]
+    client.client_kill_filter(_id=listener)
+    writer["k"] = "new"  # its announcement has nowhere to go
+    assert _eventually(lambda: tc.stats()["flushes"] >= flushes + 2, 3)  # lost, then back
+    assert tc.tracking and tc["k"] == "new"
+    assert _eventually(lambda: tc.get("k") == "new" and "k" in tc.local)
+    writer["k"] = "newer"  # tracking was enabled again on the new connection
+    assert _eventually(lambda: "k" not in tc.local, BOUND) and tc["k"] == "newer"
+
+
 def test_other_redis_errors_propagate(client):
     rc = RedisCache(client, _ns(), on_error="miss")
     client.rpush(rc.redis_key("k"), b"x")

@@ -73,9 +73,9 @@ to ``local`` and then Redis; a delete to both.  The local tier's own policy (siz
 ``TTLCache`` ttl) still applies to the copies it keeps.
 
 Invalidation uses Redis's server-assisted client tracking in broadcast mode: each
-``TieredCache`` keeps one extra connection on which it ran ``CLIENT TRACKING ON BCAST PREFIX
-<namespace>: REDIRECT <its own id>`` and subscribed to ``__redis__:invalidate``; a background
-thread reads it.  Redis then announces every change to a key of the namespace, whoever made it:
+``TieredCache`` keeps one extra connection (named ``prodfast-tracking:<namespace>`` in ``CLIENT
+LIST``) on which it ran ``CLIENT TRACKING ON BCAST PREFIX <namespace>: REDIRECT <its own id>``
+and subscribed to ``__redis__:invalidate``; a background thread reads it.  Redis then announces every change to a key of the namespace, whoever made it:
 a write or delete by any process, an item that expired or was evicted, ``FLUSHDB``.  The thread
 drops the named keys (on a flush, everything) from the local tier.  A process's own writes are
 announced back to it as well, so after ``set`` the local copy lives until that echo arrives and
@@ -948,8 +948,9 @@ _PORTABLE = (
 )
 
 
-def _listener_factory(client: Any, timeout: float) -> Callable[[], Any]:
-    """Makes dedicated RESP2 connections to the client's server (sync, whatever the client)."""
+def _listener_factory(client: Any, timeout: float, name: str) -> Callable[[], Any]:
+    """Makes dedicated RESP2 connections to the client's server (sync, whatever the client),
+    named ``name`` in ``CLIENT LIST``."""
     pool = client.connection_pool
     cls = pool.connection_class
     if inspect.iscoroutinefunction(client.execute_command):
@@ -963,6 +964,7 @@ def _listener_factory(client: Any, timeout: float) -> Callable[[], Any]:
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
+        client_name=name,
     )
     if kwargs.get("socket_connect_timeout") is None:
         kwargs["socket_connect_timeout"] = timeout
@@ -998,7 +1000,9 @@ class _Tier:
         self._closed = threading.Event()
         self._ready = threading.Event()
         self._connection: Any = None
-        factory = _listener_factory(remote.client, self._health_timeout)
+        factory = _listener_factory(
+            remote.client, self._health_timeout, f"prodfast-tracking:{remote.namespace}"
+        )
         self._thread = threading.Thread(
             target=_listen,
             args=(weakref.ref(self), factory, remote._prefix, self._health_interval, self._closed),
