@@ -441,6 +441,7 @@ def test_tiered_local_copy_leaves_when_redis_expires_it(tiered):
         ({"ttl": math.inf}, ValueError, "ttl"),
         ({"ttl": "60"}, TypeError, "ttl"),
         ({"ttl": True}, TypeError, "ttl"),
+        ({"ttl": 10**400}, ValueError, "ttl"),
         ({"on_error": "allow"}, ValueError, "on_error"),
         ({"lease": 0}, ValueError, "lease"),
         ({"lease": None}, TypeError, "lease"),

@@ -226,7 +226,7 @@ def _make_serializer(serializer: Any) -> _Serializer:
         return _Serializer("json", _json_dumps, json.loads)
     if serializer == "msgpack":
         try:
-            import msgpack  # type: ignore[import-not-found]
+            import msgpack  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError as exc:
             raise ImportError("serializer='msgpack' needs msgpack: pip install msgpack") from exc
 
@@ -289,16 +289,22 @@ def _check_namespace(namespace: Any) -> str:
     return namespace
 
 
-def _seconds(name: str, value: Any, *, none_ok: bool) -> float | None:
-    if value is None and none_ok:
-        return None
+def _seconds(name: str, value: Any, *, none_ok: bool = False) -> float:
+    """A finite number of seconds > 0 (TypeError/ValueError naming ``name`` otherwise)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         want = "None or a number of seconds" if none_ok else "a number of seconds"
         raise TypeError(f"{name} must be {want}, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int too large for a float
+        v = math.inf
     if not (math.isfinite(v) and v > 0.0):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return v
+
+
+def _optional_seconds(name: str, value: Any) -> float | None:
+    return None if value is None else _seconds(name, value, none_ok=True)
 
 
 def _px(ttl: float | None) -> int:
@@ -334,11 +340,11 @@ class _RedisCacheBase:
     ) -> None:
         _check_client(client, asynchronous, type(self).__name__)
         self._namespace = _check_namespace(namespace)
-        self._ttl = _seconds("ttl", ttl, none_ok=True)
+        self._ttl = _optional_seconds("ttl", ttl)
         self._serializer = _make_serializer(serializer)
         self._on_error = _check_on_error(on_error)
-        self._lease = _seconds("lease", lease, none_ok=False)
-        wait = _seconds("wait_timeout", wait_timeout, none_ok=True)
+        self._lease = _seconds("lease", lease)
+        wait = _optional_seconds("wait_timeout", wait_timeout)
         self._wait_timeout = self._lease if wait is None else wait
         self._client = client
         self._prefix = namespace.encode() + b":"
@@ -434,7 +440,7 @@ class _RedisCacheBase:
         return value
 
     def _ttl_arg(self, ttl: Any) -> int:
-        return _px(self._ttl if ttl is None else _seconds("ttl", ttl, none_ok=False))
+        return _px(self._ttl if ttl is None else _seconds("ttl", ttl))
 
     # -- outages -----------------------------------------------------------------------------
 
@@ -987,10 +993,10 @@ class _Tier:
     def __init__(self, local: Any, remote: Any, health_interval: Any, health_timeout: Any) -> None:
         if not isinstance(local, MutableMapping) or not callable(getattr(local, "get", None)):
             raise TypeError(f"local must be a prodfast local cache, got {type(local).__name__}")
-        self._health_interval = _seconds("health_interval", health_interval, none_ok=False)
-        self._health_timeout = _seconds("health_timeout", health_timeout, none_ok=False)
-        self.local = local
-        self.remote = remote
+        self._health_interval = _seconds("health_interval", health_interval)
+        self._health_timeout = _seconds("health_timeout", health_timeout)
+        self.local: Any = local
+        self.remote: Any = remote
         self._local_get = local.get
         self._lock = threading.Lock()
         self._filling: dict[Any, object] = {}
@@ -1115,7 +1121,7 @@ class _Tier:
         local_hits = _local_hits(self.local) - self._local_hits_base
         with self._lock:
             remote_hits, misses = self._remote_hits, self._misses
-            out = {
+            out: dict[str, Any] = {
                 "hits": local_hits + remote_hits,
                 "misses": misses,
                 "hit_rate": (local_hits + remote_hits) / (local_hits + remote_hits + misses)
