@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 
 import pytest
 import pytest_asyncio
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 import test_redis_cache_workers as workers  # noqa: E402
 from redis_server import RedisServer, find_redis_server  # noqa: E402
 
+import prodfast.redis.cache as cache_module  # noqa: E402
 from prodfast.redis import (  # noqa: E402
     AsyncRedisCache,
     AsyncTieredCache,
@@ -300,6 +302,8 @@ def test_values_and_stats(client):
     assert s["hit_rate"] == pytest.approx(1 / 4)
     rc.reset_stats()
     assert rc.stats()["hits"] == 0 and rc["x"]
+    twin = RedisCache(client, rc.namespace)
+    assert rc == rc and rc != twin and len({rc, twin}) == 2  # identity: no scan to compare
     assert repr(rc) == f"RedisCache(namespace={rc.namespace!r}, ttl=60.0, serializer='pickle', on_error='raise')"
     assert client.get(rc.redis_key("x")) is not None
     rc.clear()
@@ -589,6 +593,62 @@ def test_a_dropped_tiered_cache_stops_its_thread(core, client):
     gc.collect()
     thread.join(2)
     assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_empties_its_local_tier_and_listens_on_its_own(tiered, client, server):
+    tc = tiered(_ns())
+    writer = RedisCache(client, tc.remote.namespace)
+    writer["k"] = 1
+    _announced(tc)
+    assert tc["k"] == 1 and "k" in tc.local
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        status = 1
+        try:
+            emptied = "k" not in tc.local
+            other = RedisCache(redis.Redis(**_fast_client_kwargs(server.port)), tc.remote.namespace)
+            if emptied and _eventually(lambda: tc.tracking, 3):
+                ok = _eventually(lambda: tc.get("k") == 1 and "k" in tc.local)
+                other["k"] = 2
+                if ok and _eventually(lambda: "k" not in tc.local, BOUND) and tc["k"] == 2:
+                    status = 0
+        finally:
+            os._exit(status)
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 0
+    assert tc.tracking  # the parent's channel is untouched by the child
+    assert _eventually(lambda: tc.get("k") == 2 and "k" in tc.local)
+    writer["k"] = 3
+    assert _eventually(lambda: "k" not in tc.local, BOUND) and tc["k"] == 3
+
+
+def test_a_server_that_refuses_tracking_leaves_the_tier_bypassed(core, client, caplog, monkeypatch):
+    class Refusing:  # a server without CLIENT TRACKING (Redis < 6), or an ACL that forbids it
+        def send_command(self, *args):
+            pass
+
+        def read_response(self):
+            raise redis.exceptions.ResponseError("ERR unknown subcommand 'TRACKING'")
+
+        def disconnect(self):
+            pass
+
+    monkeypatch.setattr(cache_module, "_listener_factory", lambda *args: Refusing)
+    with caplog.at_level(logging.WARNING, logger="prodfast.redis"):
+        tc = TieredCache(
+            core.LRUCache(10), RedisCache(client, _ns()), health_interval=0.05, health_timeout=0.05
+        )
+        try:
+            tc["k"] = 1
+            assert tc["k"] == 1 and not tc.tracking and len(tc.local) == 0
+            time.sleep(0.2)  # several refusals: one warning
+        finally:
+            tc.close()
+    refusals = [r for r in caplog.records if "refused invalidation tracking" in r.getMessage()]
+    assert len(refusals) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ Sharing a cache across workers
     def embed(text: str) -> list[float]:
         ...  # runs once per text, whichever worker asks first
 
-Every worker builds the same objects at start-up (after any fork: each process needs its own
-client and its own ``TieredCache``).  Processes share items when they use the same Redis
-database and ``namespace``; different namespaces never see each other's items.
+Every worker builds the same objects at start-up.  A ``TieredCache`` made before a fork
+(``gunicorn --preload``) empties its local tier in the child and starts the child's own
+listener (redis-py opens new connections in a child by itself).  Processes share items when
+they use the same Redis database and ``namespace``; different namespaces never see each
+other's items.
 
 RedisCache
 ----------
@@ -101,7 +103,9 @@ When the connection fails (Redis restarted or stopped, a timeout, a network cut)
 is flushed at once and then **bypassed**: every read goes to Redis (following ``on_error``) and
 nothing is copied into ``local`` until the thread has reconnected and re-enabled tracking, when
 the tier is flushed once more and used again.  Reconnection is retried with backoff (from
-50 ms up to 1 s).  ``stats()`` adds ``local_hits``, ``remote_hits``, ``invalidations``,
+50 ms up to 1 s).  The constructor waits up to ``health_timeout`` for the first connection.
+Tracking needs Redis 6 or later; a server that refuses it (older, or an ACL without ``CLIENT``)
+leaves the local tier bypassed, with one logged warning, and the cache works through Redis alone.  ``stats()`` adds ``local_hits``, ``remote_hits``, ``invalidations``,
 ``flushes`` and ``tracking`` (whether the local tier is in use).  ``close()`` (or ``with``)
 stops the thread and closes its connection.
 
@@ -148,6 +152,7 @@ import json
 import logging
 import math
 import numbers
+import os
 import pickle
 import re
 import threading
@@ -532,6 +537,10 @@ class RedisCache(_RedisCacheBase, MutableMapping):
         _RedisCacheBase.__init__(
             self, client, namespace, ttl, serializer, on_error, lease, wait_timeout, False
         )
+
+    # Equal only to itself, and hashable: comparing contents would scan Redis.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     # -- guarded calls -----------------------------------------------------------------------
 
@@ -1003,25 +1012,42 @@ class _Tier:
         self._tracking = False  # the local tier is used only while the listener is connected
         self._invalidations = self._flushes = self._remote_hits = self._misses = 0
         self._local_hits_base = _local_hits(local)
-        self._closed = threading.Event()
-        self._ready = threading.Event()
         self._connection: Any = None
-        factory = _listener_factory(
+        self._factory = _listener_factory(
             remote.client, self._health_timeout, f"prodfast-tracking:{remote.namespace}"
         )
+        self._start_listener()
+        _TIERS.add(self)
+        self._ready.wait(self._health_timeout)
+
+    def _start_listener(self) -> None:
+        self._closed = threading.Event()
+        self._ready = threading.Event()
         self._thread = threading.Thread(
             target=_listen,
-            args=(weakref.ref(self), factory, remote._prefix, self._health_interval, self._closed),
-            name=f"prodfast-tracking-{remote.namespace}",
+            args=(weakref.ref(self), self._factory, self.remote._prefix, self._health_interval,
+                  self._closed, self.remote.namespace),
+            name=f"prodfast-tracking-{self.remote.namespace}",
             daemon=True,
         )
         self._thread.start()
-        self._ready.wait(self._health_timeout)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the listener thread is gone and its socket is the parent's."""
+        self._lock = threading.Lock()  # another thread of the parent may have held it
+        self._tracking = False
+        self._connection = None  # never read nor close the parent's connection
+        self._filling = {}
+        self.local.clear()
+        if not self._closed.is_set():
+            self._start_listener()
 
     # -- called by the listener thread -------------------------------------------------------
 
     def _connected(self, conn: Any) -> None:
         with self._lock:
+            if self._closed.is_set():
+                return
             self._connection = conn
             self._filling.clear()
             self.local.clear()  # announcements were lost while disconnected
@@ -1163,6 +1189,18 @@ class _Tier:
         return f"{type(self).__name__}(local={self.local!r}, remote={self.remote!r})"
 
 
+_TIERS: weakref.WeakSet[_Tier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tier in list(_TIERS):
+        tier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _local_hits(local: Any) -> int:
     stats = getattr(local, "stats", None)
     if callable(stats):
@@ -1176,9 +1214,11 @@ def _listen(
     prefix: bytes,
     interval: float,
     closed: threading.Event,
+    namespace: str,
 ) -> None:
     """The listener thread: (re)connect, enable tracking, apply announcements, send PINGs."""
     backoff = 0.05
+    refusal = None
     while not closed.is_set():
         conn = None
         try:
@@ -1199,6 +1239,13 @@ def _listen(
             del tier
             backoff = 0.05
             _pump(ref, conn, interval, closed)
+        except redis.exceptions.ResponseError as exc:  # no CLIENT TRACKING (Redis < 6), an ACL
+            if str(exc) != refusal:
+                refusal = str(exc)
+                log.warning(
+                    "prodfast.redis: Redis refused invalidation tracking for namespace %r (%s); "
+                    "the local tier stays bypassed while it does", namespace, exc,
+                )
         except (redis.exceptions.RedisError, OSError, ValueError):
             pass  # the connection failed: flush, bypass, reconnect
         except Exception:  # never let the thread die (close() may pull the socket away)
@@ -1262,6 +1309,10 @@ class TieredCache(_Tier, MutableMapping):
         if not isinstance(remote, RedisCache):
             raise TypeError(f"remote must be a RedisCache, got {type(remote).__name__}")
         _Tier.__init__(self, local, remote, health_interval, health_timeout)
+
+    # Equal only to itself, and hashable: comparing contents would scan Redis.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __enter__(self) -> TieredCache:
         return self
