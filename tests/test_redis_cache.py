@@ -413,7 +413,7 @@ def test_ttls_are_kept_by_redis(client):
     forever = RedisCache(client, rc.namespace)
     forever["f"] = 3
     assert client.pttl(rc.redis_key("f")) == -1
-    assert forever.set("tiny", 4, ttl=1e-6) is None and client.pttl(rc.redis_key("tiny")) in (-2, 1)
+    assert forever.set("tiny", 4, ttl=1e-6) is None and client.pttl(rc.redis_key("tiny")) in (-2, 0, 1)
     time.sleep(0.06)
     assert rc.get_many(["short", "m1", "m2"]) == {} and rc["default"] == 1
     with pytest.raises(ValueError, match="ttl"):
@@ -699,6 +699,7 @@ def test_an_exception_propagates_stores_nothing_and_frees_the_key(client):
 
 def test_a_crashed_owner_blocks_the_key_for_at_most_the_lease(client):
     rc = RedisCache(client, _ns(), lease=0.3)
+    assert rc.wait_timeout == 0.6
     lease_key = rc._lease_key(rc.redis_key("k"))
     client.set(lease_key, b"crashed-owner", px=300)  # an owner that died holding the lease
     t0 = time.monotonic()

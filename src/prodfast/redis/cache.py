@@ -126,7 +126,8 @@ appears, or the lease is gone (its owner failed or crashed: the next poller take
 computes).  A crashed owner therefore blocks its key for at most ``lease`` seconds (default 30):
 choose a lease longer than the computation, because a computation that outlives its lease may
 run a second time in another process.  A waiter that has waited ``wait_timeout`` seconds
-(default: ``lease``) stops waiting, computes the value itself and stores it (counted in
+(default: twice ``lease``, so that the lease of a crashed owner expires and is taken over by one
+waiter first) stops waiting, computes the value itself and stores it (counted in
 ``lease_timeouts``).  Threads of one process coordinate the same way.
 
 When Redis is unreachable or slow
@@ -350,7 +351,7 @@ class _RedisCacheBase:
         self._on_error = _check_on_error(on_error)
         self._lease = _seconds("lease", lease)
         wait = _optional_seconds("wait_timeout", wait_timeout)
-        self._wait_timeout = self._lease if wait is None else wait
+        self._wait_timeout = 2.0 * self._lease if wait is None else wait
         self._client = client
         self._prefix = namespace.encode() + b":"
         self._lease_prefix = namespace.encode() + b"#lease:"
