@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+import types
 import uuid
 import warnings
 
@@ -413,7 +414,7 @@ def test_ttls_are_kept_by_redis(client):
     forever = RedisCache(client, rc.namespace)
     forever["f"] = 3
     assert client.pttl(rc.redis_key("f")) == -1
-    assert forever.set("tiny", 4, ttl=1e-6) is None and client.pttl(rc.redis_key("tiny")) in (-2, 0, 1)
+    assert forever.set("tiny", 4, ttl=1e-6) is True and client.pttl(rc.redis_key("tiny")) in (-2, 0, 1)
     time.sleep(0.06)
     assert rc.get_many(["short", "m1", "m2"]) == {} and rc["default"] == 1
     with pytest.raises(ValueError, match="ttl"):
@@ -805,14 +806,14 @@ def test_restart_follows_on_error_and_recovers(own_server, core):
                 call()
         assert lenient.get("k", "miss") == "miss" and "k" not in lenient and len(lenient) == 0
         lenient["k"] = 5  # skipped
-        lenient.set_many({"a": 1})  # skipped
+        assert lenient.set("k", 5) is False and lenient.set_many({"a": 1}) is False
         assert lenient.get_many(["k", "a"]) == {}
         assert lenient.get_or_compute("k", lambda: 6) == 6
         with pytest.raises(BackendUnavailable):
             del lenient["k"]  # a delete is never dropped silently
         with pytest.raises(BackendUnavailable):
             lenient.clear()
-        assert lenient.stats()["errors"] == 9 and lenient.stats()["size"] is None
+        assert lenient.stats()["errors"] == 10 and lenient.stats()["size"] is None
         # the listener noticed: the local tier is flushed and bypassed
         assert _eventually(lambda: not tc.tracking, 2) and len(tc.local) == 0
         with pytest.raises(BackendUnavailable):
@@ -872,6 +873,22 @@ def test_a_killed_channel_flushes_the_local_tier_and_comes_back(tiered, client):
     assert _eventually(lambda: tc.get("k") == "new" and "k" in tc.local)
     writer["k"] = "newer"  # tracking was enabled again on the new connection
     assert _eventually(lambda: "k" not in tc.local, BOUND) and tc["k"] == "newer"
+
+
+def test_a_write_redis_did_not_take_leaves_no_local_copy(tiered, monkeypatch):
+    tc = tiered(_ns(), on_error="miss")
+    assert tc.set("k", 1) is True and tc.set_many({"m": 1}) is True
+
+    def refused(*args, **kwargs):
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(tc.remote.client, "set", refused)
+    monkeypatch.setattr(tc.remote.client, "pipeline", lambda **kw: types.SimpleNamespace(
+        set=lambda *a, **k: None, execute=refused))
+    assert tc.set("j", 2) is False and "j" not in tc.local
+    assert tc.set_many({"a": 1, "b": 2}) is False and "a" not in tc.local and "b" not in tc.local
+    monkeypatch.undo()
+    assert tc.get("j") is None and tc.get_many(["a", "b"]) == {}
 
 
 def test_other_redis_errors_propagate(client):

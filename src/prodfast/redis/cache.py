@@ -136,10 +136,11 @@ When Redis is unreachable or slow
 client ``socket_timeout``; pass ``retry=Retry(NoBackoff(), 0)`` to skip redis-py's own retries):
 
 * ``"raise"`` (default): raise ``prodfast.redis.BackendUnavailable`` (``.cause`` and
-  ``__cause__`` are the redis-py error, ``.key`` the cache key);
+  ``__cause__`` are the redis-py error, ``.key`` the cache key), also when the outage comes
+  while ``get_or_compute`` stores the value it computed (its lease then expires by itself);
 * ``"miss"``: reads behave as misses (``get`` returns the default, ``key in cache`` is False,
   ``get_or_compute`` calls ``compute()`` without storing), writes (``set``, ``set_many``) are
-  skipped, ``len`` is 0.  Deletes (``del``, ``delete``, ``pop``, ``clear``) still raise
+  skipped and return False (a ``TieredCache`` then keeps no local copy either), ``len`` is 0.  Deletes (``del``, ``delete``, ``pop``, ``clear``) still raise
   ``BackendUnavailable``: skipping one would let a value the caller removed come back.
 
 Other Redis errors (a key of another type, a read-only replica, auth) propagate unchanged.
@@ -580,14 +581,18 @@ class RedisCache(_RedisCacheBase, MutableMapping):
     def __setitem__(self, key: Any, value: Any) -> None:
         self.set(key, value)
 
-    def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
-        """Store value for key, expiring after ``ttl`` seconds (None: the cache's ttl)."""
+    def set(self, key: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store value for key, expiring after ``ttl`` seconds (None: the cache's ttl).
+
+        True when stored; False when skipped (``on_error="miss"`` during an outage).
+        """
         rkey = self.redis_key(key)
         px = self._ttl_arg(ttl)
         data = self._dumps(value)
-        reply = self._call(key, self._client.set, rkey, data, px=px or None)
-        if reply is not _DOWN:
-            self._count("_sets")
+        if self._call(key, self._client.set, rkey, data, px=px or None) is _DOWN:
+            return False
+        self._count("_sets")
+        return True
 
     def __delitem__(self, key: Any) -> None:
         if not self.delete(key):
@@ -657,17 +662,22 @@ class RedisCache(_RedisCacheBase, MutableMapping):
                 out[key] = value
         return out
 
-    def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> None:
-        """Store every item of ``mapping`` (one pipelined round trip, not a transaction)."""
+    def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> bool:
+        """Store every item of ``mapping`` (one pipelined round trip, not a transaction).
+
+        True when stored; False when skipped (``on_error="miss"`` during an outage).
+        """
         px = self._ttl_arg(ttl)
         items = [(self.redis_key(k), self._dumps(v)) for k, v in mapping.items()]
         if not items:
-            return
+            return True
         pipe = self._client.pipeline(transaction=False)
         for rkey, data in items:
             pipe.set(rkey, data, px=px or None)
-        if self._call(list(mapping), pipe.execute) is not _DOWN:
-            self._count("_sets", len(items))
+        if self._call(list(mapping), pipe.execute) is _DOWN:
+            return False
+        self._count("_sets", len(items))
+        return True
 
     # -- single flight -----------------------------------------------------------------------
 
@@ -786,14 +796,18 @@ class AsyncRedisCache(_RedisCacheBase):
         reply = await self._call(key, self._client.exists, self.redis_key(key))
         return reply is not _DOWN and int(reply) > 0
 
-    async def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
-        """Store value for key, expiring after ``ttl`` seconds (None: the cache's ttl)."""
+    async def set(self, key: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store value for key, expiring after ``ttl`` seconds (None: the cache's ttl).
+
+        True when stored; False when skipped (``on_error="miss"`` during an outage).
+        """
         rkey = self.redis_key(key)
         px = self._ttl_arg(ttl)
         data = self._dumps(value)
-        reply = await self._call(key, self._client.set, rkey, data, px=px or None)
-        if reply is not _DOWN:
-            self._count("_sets")
+        if await self._call(key, self._client.set, rkey, data, px=px or None) is _DOWN:
+            return False
+        self._count("_sets")
+        return True
 
     async def delete(self, key: Any) -> bool:
         """Remove key; True if it was there.  Raises BackendUnavailable in an outage."""
@@ -863,17 +877,22 @@ class AsyncRedisCache(_RedisCacheBase):
                 out[key] = value
         return out
 
-    async def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> None:
-        """Store every item of ``mapping`` (one pipelined round trip, not a transaction)."""
+    async def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> bool:
+        """Store every item of ``mapping`` (one pipelined round trip, not a transaction).
+
+        True when stored; False when skipped (``on_error="miss"`` during an outage).
+        """
         px = self._ttl_arg(ttl)
         items = [(self.redis_key(k), self._dumps(v)) for k, v in mapping.items()]
         if not items:
-            return
+            return True
         pipe = self._client.pipeline(transaction=False)
         for rkey, data in items:
             pipe.set(rkey, data, px=px or None)
-        if await self._call(list(mapping), pipe.execute) is not _DOWN:
-            self._count("_sets", len(items))
+        if await self._call(list(mapping), pipe.execute) is _DOWN:
+            return False
+        self._count("_sets", len(items))
+        return True
 
     async def aget_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The value for key, or ``await compute()``, computed once across all processes."""
@@ -1359,16 +1378,20 @@ class TieredCache(_Tier, MutableMapping):
     def __setitem__(self, key: Any, value: Any) -> None:
         self.set(key, value)
 
-    def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
-        """Store in the local tier, then in Redis (``ttl`` as for ``RedisCache.set``)."""
+    def set(self, key: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store in the local tier, then in Redis (``ttl`` and the result as for
+        ``RedisCache.set``; a write Redis did not take leaves no local copy)."""
         self.remote.redis_key(key)  # validate the key before touching either tier
         self.remote._ttl_arg(ttl)
         self._write_local(key, value)
         try:
-            self.remote.set(key, value, ttl)
+            stored = self.remote.set(key, value, ttl)
         except BaseException:
             self._drop_local(key)
             raise
+        if not stored:  # skipped in an outage: keep no copy Redis does not have
+            self._drop_local(key)
+        return stored
 
     def __delitem__(self, key: Any) -> None:
         if not self.delete(key):
@@ -1426,7 +1449,7 @@ class TieredCache(_Tier, MutableMapping):
                     self._cancel_fill(key, token)
         return out
 
-    def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> None:
+    def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> bool:
         """Store every item in both tiers (one round trip to Redis)."""
         for key in mapping:
             self.remote.redis_key(key)
@@ -1434,11 +1457,15 @@ class TieredCache(_Tier, MutableMapping):
         for key, value in mapping.items():
             self._write_local(key, value)
         try:
-            self.remote.set_many(mapping, ttl)
+            stored = self.remote.set_many(mapping, ttl)
         except BaseException:
-            for key in mapping:
-                self._drop_local(key)
+            stored = False
             raise
+        finally:
+            if not stored:
+                for key in mapping:
+                    self._drop_local(key)
+        return stored
 
     def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The local value, else ``RedisCache.get_or_compute`` (one ``compute()`` across all
@@ -1508,16 +1535,20 @@ class AsyncTieredCache(_Tier):
     async def contains(self, key: Any) -> bool:
         return key in self.local or await self.remote.contains(key)
 
-    async def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
-        """Store in the local tier, then in Redis (``ttl`` as for ``RedisCache.set``)."""
+    async def set(self, key: Any, value: Any, ttl: float | None = None) -> bool:
+        """Store in the local tier, then in Redis (``ttl`` and the result as for
+        ``RedisCache.set``; a write Redis did not take leaves no local copy)."""
         self.remote.redis_key(key)
         self.remote._ttl_arg(ttl)
         self._write_local(key, value)
         try:
-            await self.remote.set(key, value, ttl)
+            stored = await self.remote.set(key, value, ttl)
         except BaseException:
             self._drop_local(key)
             raise
+        if not stored:  # skipped in an outage: keep no copy Redis does not have
+            self._drop_local(key)
+        return stored
 
     async def delete(self, key: Any) -> bool:
         """Remove key from both tiers; True if Redis had it."""
@@ -1560,7 +1591,7 @@ class AsyncTieredCache(_Tier):
                     self._cancel_fill(key, token)
         return out
 
-    async def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> None:
+    async def set_many(self, mapping: Mapping[Any, Any], ttl: float | None = None) -> bool:
         """Store every item in both tiers (one round trip to Redis)."""
         for key in mapping:
             self.remote.redis_key(key)
@@ -1568,11 +1599,15 @@ class AsyncTieredCache(_Tier):
         for key, value in mapping.items():
             self._write_local(key, value)
         try:
-            await self.remote.set_many(mapping, ttl)
+            stored = await self.remote.set_many(mapping, ttl)
         except BaseException:
-            for key in mapping:
-                self._drop_local(key)
+            stored = False
             raise
+        finally:
+            if not stored:
+                for key in mapping:
+                    self._drop_local(key)
+        return stored
 
     async def aget_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The local value, else ``AsyncRedisCache.aget_or_compute``, copied into the local tier."""
