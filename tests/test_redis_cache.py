@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -350,6 +351,12 @@ def test_serializers(client, serializer):
     assert rc["k"] == value and rc.serializer == serializer
     if serializer == "json":
         assert json.loads(client.get(rc.redis_key("k"))) == value
+
+
+def test_msgpack_missing_names_the_install_command(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "msgpack", None)  # makes `import msgpack` fail
+    with pytest.raises(ImportError, match="pip install msgpack"):
+        RedisCache(client, "ns", serializer="msgpack")
 
 
 def test_custom_serializer_and_bad_ones(client):
