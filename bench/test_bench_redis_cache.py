@@ -9,9 +9,9 @@ Groups (one benchmark call makes ``N`` lookups over ``KEYS`` keys; per lookup = 
 - ``redis-cache remote (sync)``: a hit and a miss that need the round trip: ``RedisCache.get``,
   ``TieredCache.get`` over a local tier that keeps nothing, and the bare ``client.get`` +
   ``pickle.loads`` they are built on;
-- ``redis-cache hit|miss (async)``: ``AsyncTieredCache.get`` (a hit is local), ``AsyncRedisCache.get`` (hit and
-  miss), cashews (plain Redis backend and its ``client_side=True`` cache) and aiocache's
-  ``RedisCache``, where installed.
+- ``redis-cache hit|miss (async)``: ``AsyncTieredCache.get`` (a hit is local),
+  ``AsyncRedisCache.get``, cashews (plain Redis backend and its ``client_side=True`` cache) and
+  aiocache's ``RedisCache``, where installed.
 
 The local-tier benchmarks take the ``core`` fixture (the local cache is the backend's); the
 remote and peer ones do not depend on the backend.
@@ -40,7 +40,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     if REQUIRE:
         raise
-    pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
+    pytest.skip(
+        "redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True
+    )
 
 from redis_server import RedisServer, find_redis_server  # noqa: E402
 
@@ -147,7 +149,9 @@ def test_local_hit_redis_py_client_side_cache(benchmark, server):
 
 
 @pytest.mark.parametrize("outcome", ["hit", "miss"])
-@pytest.mark.parametrize("lib", ["RedisCache.get", "TieredCache.get (no local copy)", "client.get+pickle"])
+@pytest.mark.parametrize(
+    "lib", ["RedisCache.get", "TieredCache.get (no local copy)", "client.get+pickle"]
+)
 def test_remote(benchmark, server, lib, outcome):
     benchmark.group = f"redis-cache remote {outcome} (sync)"
     from prodfast import _core_py

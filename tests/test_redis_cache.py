@@ -41,7 +41,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     if REQUIRE:
         raise
-    pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
+    pytest.skip(
+        "redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True
+    )
 
 import test_redis_cache_workers as workers  # noqa: E402
 from redis_server import RedisServer, find_redis_server  # noqa: E402
@@ -210,9 +212,17 @@ def _local_class():
 
 @pytest.mark.parametrize(
     ("key", "exc"),
-    [(object(), TypeError), ([1], TypeError), (frozenset(), TypeError), ((1, ...), TypeError),
-     (math.nan, ValueError), ((1, math.nan), ValueError), (1j, TypeError),
-     ((1, _local_class()), TypeError), ((type(len),), TypeError)],
+    [
+        (object(), TypeError),
+        ([1], TypeError),
+        (frozenset(), TypeError),
+        ((1, ...), TypeError),
+        (math.nan, ValueError),
+        ((1, math.nan), ValueError),
+        (1j, TypeError),
+        ((1, _local_class()), TypeError),
+        ((type(len),), TypeError),
+    ],
 )
 def test_unsupported_keys_are_refused(client, key, exc):
     rc = RedisCache(client, _ns())
@@ -225,8 +235,16 @@ def test_unsupported_keys_are_refused(client, key, exc):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"\x00(", b"\x00__import__('os')", b"\xff\xfe", b"\x00[1,", b"\x00{1}", b"\x00{'a','b'}",
-     b"\x00{'no_such_module:X'}", b"\x00({'builtins:nope'},)"],
+    [
+        b"\x00(",
+        b"\x00__import__('os')",
+        b"\xff\xfe",
+        b"\x00[1,",
+        b"\x00{1}",
+        b"\x00{'a','b'}",
+        b"\x00{'no_such_module:X'}",
+        b"\x00({'builtins:nope'},)",
+    ],
 )
 def test_foreign_keys_do_not_decode(raw):
     with pytest.raises(ValueError, match="not an encoded cache key"):
@@ -306,7 +324,10 @@ def test_values_and_stats(client):
     assert rc.stats()["hits"] == 0 and rc["x"]
     twin = RedisCache(client, rc.namespace)
     assert rc == rc and rc != twin and len({rc, twin}) == 2  # identity: no scan to compare
-    assert repr(rc) == f"RedisCache(namespace={rc.namespace!r}, ttl=60.0, serializer='pickle', on_error='raise')"
+    assert (
+        repr(rc)
+        == f"RedisCache(namespace={rc.namespace!r}, ttl=60.0, serializer='pickle', on_error='raise')"
+    )
     assert client.get(rc.redis_key("x")) is not None
     rc.clear()
     assert len(rc) == 0 and client.get(rc.redis_key("x")) is None
@@ -421,7 +442,11 @@ def test_ttls_are_kept_by_redis(client):
     forever = RedisCache(client, rc.namespace)
     forever["f"] = 3
     assert client.pttl(rc.redis_key("f")) == -1
-    assert forever.set("tiny", 4, ttl=1e-6) is True and client.pttl(rc.redis_key("tiny")) in (-2, 0, 1)
+    assert forever.set("tiny", 4, ttl=1e-6) is True and client.pttl(rc.redis_key("tiny")) in (
+        -2,
+        0,
+        1,
+    )
     time.sleep(0.06)
     assert rc.get_many(["short", "m1", "m2"]) == {} and rc["default"] == 1
     with pytest.raises(ValueError, match="ttl"):
@@ -765,7 +790,13 @@ def test_four_processes_share_values(pool, server, core):
 def test_invalidation_reaches_every_process(pool, server, core):
     ns, rounds = _ns(), 15
     out = _on_all(
-        pool, workers.invalidation_role, server.port, ns, core.__name__, rounds, BOUND,
+        pool,
+        workers.invalidation_role,
+        server.port,
+        ns,
+        core.__name__,
+        rounds,
+        BOUND,
         per_worker=lambda i: i,
     )
     delays = [d for r in out[1:] for d in r]  # worker 0 is the writer
@@ -774,7 +805,8 @@ def test_invalidation_reaches_every_process(pool, server, core):
     from_return = workers.summary([r for _, r in delays])
     print(
         f"invalidation delay, {len(delays)} copies, median/max ms: from the write's start "
-        f"{from_start[0]:.2f}/{from_start[1]:.2f}, from its return {from_return[0]:.2f}/{from_return[1]:.2f}"
+        f"{from_start[0]:.2f}/{from_start[1]:.2f}, "
+        f"from its return {from_return[0]:.2f}/{from_return[1]:.2f}"
     )
     assert from_return[1] < BOUND * 1000
 
@@ -796,7 +828,9 @@ def test_restart_follows_on_error_and_recovers(own_server, core):
     c = redis.Redis(**_fast_client_kwargs(own_server.port, timeout=0.5))
     strict = RedisCache(c, "ns")
     lenient = RedisCache(c, "ns", on_error="miss")
-    tc = TieredCache(core.LRUCache(10), RedisCache(c, "ns"), health_interval=0.2, health_timeout=0.2)
+    tc = TieredCache(
+        core.LRUCache(10), RedisCache(c, "ns"), health_interval=0.2, health_timeout=0.2
+    )
     try:
         strict["k"] = 1
         _announced(tc)
@@ -806,9 +840,13 @@ def test_restart_follows_on_error_and_recovers(own_server, core):
             strict["k"]
         assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
         assert info.value.cause is info.value.__cause__ and info.value.key == "k"
-        for call in (lambda: strict.set("k", 2), lambda: strict.get_many(["k"]),
-                     lambda: "k" in strict, lambda: len(strict),
-                     lambda: strict.get_or_compute("k", lambda: 3)):
+        for call in (
+            lambda: strict.set("k", 2),
+            lambda: strict.get_many(["k"]),
+            lambda: "k" in strict,
+            lambda: len(strict),
+            lambda: strict.get_or_compute("k", lambda: 3),
+        ):
             with pytest.raises(BackendUnavailable):
                 call()
         assert lenient.get("k", "miss") == "miss" and "k" not in lenient and len(lenient) == 0
@@ -842,7 +880,10 @@ def test_a_stopped_server_is_a_timeout_and_a_flush(own_server, core):
     c = redis.Redis(**_fast_client_kwargs(own_server.port, timeout=0.2))
     lenient = RedisCache(c, "ns", on_error="miss")
     tc = TieredCache(
-        core.LRUCache(10), RedisCache(c, "ns", on_error="miss"), health_interval=0.2, health_timeout=0.2
+        core.LRUCache(10),
+        RedisCache(c, "ns", on_error="miss"),
+        health_interval=0.2,
+        health_timeout=0.2,
     )
     pid = own_server._proc.pid
     try:
@@ -890,8 +931,11 @@ def test_a_write_redis_did_not_take_leaves_no_local_copy(tiered, monkeypatch):
         raise redis.exceptions.TimeoutError("Timeout reading from socket")
 
     monkeypatch.setattr(tc.remote.client, "set", refused)
-    monkeypatch.setattr(tc.remote.client, "pipeline", lambda **kw: types.SimpleNamespace(
-        set=lambda *a, **k: None, execute=refused))
+    monkeypatch.setattr(
+        tc.remote.client,
+        "pipeline",
+        lambda **kw: types.SimpleNamespace(set=lambda *a, **k: None, execute=refused),
+    )
     assert tc.set("j", 2) is False and "j" not in tc.local
     assert tc.set_many({"a": 1, "b": 2}) is False and "a" not in tc.local and "b" not in tc.local
     monkeypatch.undo()

@@ -56,7 +56,10 @@ def watch_invalidations(port, namespace, backend, rounds, bound):
     client = _client(port)
     delays = []
     with TieredCache(
-        _local(backend), RedisCache(client, namespace), health_interval=bound / 2, health_timeout=bound / 2
+        _local(backend),
+        RedisCache(client, namespace),
+        health_interval=bound / 2,
+        health_timeout=bound / 2,
     ) as tc:
         for r in range(rounds):
             while not (tc.get("hot") == r and "hot" in tc.local):  # this round's value, local

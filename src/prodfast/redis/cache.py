@@ -44,9 +44,10 @@ lease=30.0, wait_timeout=None)`` over a ``redis.Redis`` created with
 ``get_many(keys)`` / ``set_many(mapping, ttl=None)`` in one round trip each.  Each item is one
 Redis string at ``<namespace>:<encoded key>``.
 
-* Keys: str, bytes, int, float, bool, None and tuples of them (the decorators' keys).  A str key
-  is stored as its UTF-8 text; others are a canonical literal (``1``, ``1.0`` and ``True`` name
-  one item, as they do in a dict).  Any other key is a ``TypeError``.  ``namespace`` is made of
+* Keys: str, bytes, int, float, bool, None, classes importable by name, and tuples of them
+  (what the decorators' key functions build, typed keys included).  A str key is stored as its
+  UTF-8 text; others as a canonical literal (``1``, ``1.0`` and ``True`` name one item, as they
+  do in a dict).  Any other key is a ``TypeError`` naming the key.  ``namespace`` is made of
   letters, digits and ``. _ - /`` (so no namespace is a prefix of another's keys).
 * TTL: ``ttl`` seconds (default: none) applies to every write; ``set(key, value, ttl=s)``
   overrides it for one item.  Expiry is Redis's own (``SET ... PX``): exact to the millisecond
@@ -77,8 +78,9 @@ to ``local`` and then Redis; a delete to both.  The local tier's own policy (siz
 Invalidation uses Redis's server-assisted client tracking in broadcast mode: each
 ``TieredCache`` keeps one extra connection (named ``prodfast-tracking:<namespace>`` in ``CLIENT
 LIST``) on which it ran ``CLIENT TRACKING ON BCAST PREFIX <namespace>: REDIRECT <its own id>``
-and subscribed to ``__redis__:invalidate``; a background thread reads it.  Redis then announces every change to a key of the namespace, whoever made it:
-a write or delete by any process, an item that expired or was evicted, ``FLUSHDB``.  The thread
+and subscribed to ``__redis__:invalidate``; a background thread reads it.  Redis then
+announces every change to a key of the namespace, whoever made it: a write or delete by any
+process, an item that expired or was evicted, ``FLUSHDB``.  The thread
 drops the named keys (on a flush, everything) from the local tier.  A process's own writes are
 announced back to it as well, so after ``set`` the local copy lives until that echo arrives and
 the next read fetches the item once from Redis.  A local miss that reads Redis while an
@@ -105,13 +107,18 @@ nothing is copied into ``local`` until the thread has reconnected and re-enabled
 the tier is flushed once more and used again.  Reconnection is retried with backoff (from
 50 ms up to 1 s).  The constructor waits up to ``health_timeout`` for the first connection.
 Tracking needs Redis 6 or later; a server that refuses it (older, or an ACL without ``CLIENT``)
-leaves the local tier bypassed, with one logged warning, and the cache works through Redis alone.  ``stats()`` adds ``local_hits``, ``remote_hits``, ``invalidations``,
-``flushes`` and ``tracking`` (whether the local tier is in use).  ``close()`` (or ``with``)
-stops the thread and closes its connection.
+leaves the local tier bypassed, with one logged warning, and the cache works through Redis
+alone.  ``stats()`` has ``hits``/``misses``/``hit_rate`` of the tier as a whole,
+``local_hits``, ``remote_hits``, ``size`` (of the local tier), ``invalidations``, ``flushes``,
+``tracking`` (whether the local tier is in use) and both caches' own ``stats()`` under
+``local`` and ``remote``.  ``close()`` (or ``with``) stops the thread and closes its connection.
+``AsyncTieredCache`` has the same listener thread; its methods that may reach Redis are
+coroutines.
 
 Expiry is Redis's: Redis announces an expired item when it deletes it (on access, or by its
-background sampling, normally within about 100 ms, longer in a huge keyspace).  Use a
-``TTLCache`` as the local tier when copies must never outlive the remote TTL by more than that.
+background sampling, normally within about 100 ms, longer in a huge keyspace).  When a local
+copy must never outlive the item's TTL, use a ``TTLCache`` with that ttl as the local tier.
+The local tier must not define ``__missing__`` (a hit is ``local[key]``).
 
 Single-flight across processes
 ------------------------------
@@ -140,8 +147,9 @@ client ``socket_timeout``; pass ``retry=Retry(NoBackoff(), 0)`` to skip redis-py
   while ``get_or_compute`` stores the value it computed (its lease then expires by itself);
 * ``"miss"``: reads behave as misses (``get`` returns the default, ``key in cache`` is False,
   ``get_or_compute`` calls ``compute()`` without storing), writes (``set``, ``set_many``) are
-  skipped and return False (a ``TieredCache`` then keeps no local copy either), ``len`` is 0.  Deletes (``del``, ``delete``, ``pop``, ``clear``) still raise
-  ``BackendUnavailable``: skipping one would let a value the caller removed come back.
+  skipped and return False (a ``TieredCache`` then keeps no local copy either), ``len`` is 0.
+  Deletes (``del``, ``delete``, ``pop``, ``clear``) still raise ``BackendUnavailable``:
+  skipping one would let a value the caller removed come back.
 
 Other Redis errors (a key of another type, a read-only replica, auth) propagate unchanged.
 """
@@ -276,7 +284,7 @@ def _check_client(client: Any, asynchronous: bool, cls: str) -> None:
     if asynchronous and not is_async:
         raise TypeError(
             f"client must be a redis.asyncio.Redis, got the synchronous client "
-            f"{type(client).__name__}; use {cls[len('Async'):]} with it"
+            f"{type(client).__name__}; use {cls[len('Async') :]} with it"
         )
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", {})
@@ -436,7 +444,11 @@ class _RedisCacheBase:
             log.warning(
                 "prodfast.redis: could not load the value of key %r in namespace %r with %s "
                 "(%s: %s); treated as a miss",
-                key, self._namespace, self._serializer.name, type(exc).__name__, exc,
+                key,
+                self._namespace,
+                self._serializer.name,
+                type(exc).__name__,
+                exc,
             )
             return _MISSING
 
@@ -546,7 +558,9 @@ class RedisCache(_RedisCacheBase, MutableMapping):
 
     # -- guarded calls -----------------------------------------------------------------------
 
-    def _call(self, key: Any, fn: Callable[..., Any], *args: Any, strict: bool = False, **kw: Any) -> Any:
+    def _call(
+        self, key: Any, fn: Callable[..., Any], *args: Any, strict: bool = False, **kw: Any
+    ) -> Any:
         try:
             return fn(*args, **kw)
         except _OUTAGE as exc:
@@ -722,7 +736,12 @@ class RedisCache(_RedisCacheBase, MutableMapping):
                 delay = min(delay * 2, _POLL_MAX)
 
     def _compute_and_store(
-        self, key: Any, rkey: bytes, lease_key: bytes, token: bytes | None, compute: Callable[[], Any]
+        self,
+        key: Any,
+        rkey: bytes,
+        lease_key: bytes,
+        token: bytes | None,
+        compute: Callable[[], Any],
     ) -> Any:
         try:
             value = compute()
@@ -773,7 +792,9 @@ class AsyncRedisCache(_RedisCacheBase):
             self, client, namespace, ttl, serializer, on_error, lease, wait_timeout, True
         )
 
-    async def _call(self, key: Any, fn: Callable[..., Any], *args: Any, strict: bool = False, **kw: Any) -> Any:
+    async def _call(
+        self, key: Any, fn: Callable[..., Any], *args: Any, strict: bool = False, **kw: Any
+    ) -> Any:
         try:
             return await fn(*args, **kw)
         except _OUTAGE as exc:
@@ -909,7 +930,9 @@ class AsyncRedisCache(_RedisCacheBase):
         delay = _POLL_FIRST
         waited = False
         while True:
-            reply = await self._call(key, self._claim, keys=[rkey, lease_key], args=[token, lease_ms])
+            reply = await self._call(
+                key, self._claim, keys=[rkey, lease_key], args=[token, lease_ms]
+            )
             if reply is _DOWN:
                 self._count("_misses")
                 return await compute(), True
@@ -935,7 +958,12 @@ class AsyncRedisCache(_RedisCacheBase):
                 delay = min(delay * 2, _POLL_MAX)
 
     async def _compute_and_store(
-        self, key: Any, rkey: bytes, lease_key: bytes, token: bytes | None, compute: Callable[[], Any]
+        self,
+        key: Any,
+        rkey: bytes,
+        lease_key: bytes,
+        token: bytes | None,
+        compute: Callable[[], Any],
     ) -> Any:
         try:
             value = await compute()
@@ -978,8 +1006,17 @@ _SYNC_CONNECTIONS = {
 # what the dedicated connection takes over from the client's pool (plus every ssl_* setting);
 # the rest (protocol, timeouts, retries, RESP3-only features) it sets for itself
 _PORTABLE = (
-    "host", "port", "path", "db", "username", "password", "credential_provider",
-    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options", "client_name",
+    "host",
+    "port",
+    "path",
+    "db",
+    "username",
+    "password",
+    "credential_provider",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "socket_keepalive_options",
+    "client_name",
 )
 
 
@@ -1045,8 +1082,14 @@ class _Tier:
         self._ready = threading.Event()
         self._thread = threading.Thread(
             target=_listen,
-            args=(weakref.ref(self), self._factory, self.remote._prefix, self._health_interval,
-                  self._closed, self.remote.namespace),
+            args=(
+                weakref.ref(self),
+                self._factory,
+                self.remote._prefix,
+                self._health_interval,
+                self._closed,
+                self.remote.namespace,
+            ),
             name=f"prodfast-tracking-{self.remote.namespace}",
             daemon=True,
         )
@@ -1086,7 +1129,8 @@ class _Tier:
                 self._flushes += 1
                 log.warning(
                     "prodfast.redis: invalidation channel of namespace %r lost; local tier "
-                    "flushed and bypassed until it is back", self.remote.namespace,
+                    "flushed and bypassed until it is back",
+                    self.remote.namespace,
                 )
         self._ready.set()
 
@@ -1264,7 +1308,9 @@ def _listen(
                 refusal = str(exc)
                 log.warning(
                     "prodfast.redis: Redis refused invalidation tracking for namespace %r (%s); "
-                    "the local tier stays bypassed while it does", namespace, exc,
+                    "the local tier stays bypassed while it does",
+                    namespace,
+                    exc,
                 )
         except (redis.exceptions.RedisError, OSError, ValueError):
             pass  # the connection failed: flush, bypass, reconnect
@@ -1286,7 +1332,9 @@ def _listen(
         backoff = min(backoff * 2, 1.0)
 
 
-def _pump(ref: Callable[[], _Tier | None], conn: Any, interval: float, closed: threading.Event) -> None:
+def _pump(
+    ref: Callable[[], _Tier | None], conn: Any, interval: float, closed: threading.Event
+) -> None:
     """Read announcements until the connection fails (raises) or the cache is closed/dropped."""
     pinged = False
     while not closed.is_set():
@@ -1296,7 +1344,9 @@ def _pump(ref: Callable[[], _Tier | None], conn: Any, interval: float, closed: t
             continue
         reply = conn.read_response()  # bounded by socket_timeout = health_timeout
         if not isinstance(reply, list) or not reply:
-            raise redis.exceptions.ConnectionError(f"unexpected reply on the tracking channel: {reply!r}")
+            raise redis.exceptions.ConnectionError(
+                f"unexpected reply on the tracking channel: {reply!r}"
+            )
         kind = reply[0]
         if kind == b"pong":
             pinged = False
@@ -1324,7 +1374,12 @@ class TieredCache(_Tier, MutableMapping):
     """
 
     def __init__(
-        self, local: Any, remote: RedisCache, *, health_interval: float = 1.0, health_timeout: float = 1.0
+        self,
+        local: Any,
+        remote: RedisCache,
+        *,
+        health_interval: float = 1.0,
+        health_timeout: float = 1.0,
     ) -> None:
         if not isinstance(remote, RedisCache):
             raise TypeError(f"remote must be a RedisCache, got {type(remote).__name__}")
