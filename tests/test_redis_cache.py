@@ -532,6 +532,43 @@ def test_either_protocol(server, options, core):
 # TieredCache: local hits, invalidation, the fill race
 
 
+@settings(MODEL, max_examples=15)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),
+            st.sampled_from(["set", "pop", "get", "get_or_compute"]),
+            st.sampled_from(["a", (1, "b")]),
+            st.integers(0, 9),
+        ),
+        max_size=20,
+    )
+)
+def test_two_tiers_agree_once_the_announcements_are_in(tiered, ops):
+    ns = _ns()
+    tiers = [tiered(ns), tiered(ns)]
+    model: dict = {}
+    writes = 0  # each write is announced once to every tier (its own included)
+    for who, op, key, value in ops:
+        tc = tiers[who]
+        if op == "set":
+            tc[key] = value
+            model[key] = value
+            writes += 1
+        elif op == "pop":
+            present = key in model
+            assert tc.pop(key, None) == model.pop(key, None)
+            writes += present  # deleting nothing changes nothing
+        elif op == "get_or_compute":
+            computed = key not in model
+            assert tc.get_or_compute(key, lambda v=value: v) == model.setdefault(key, value)
+            writes += computed
+        for t in tiers:
+            _announced(t, writes)
+        for t in tiers:  # both tiers read the model's value, from either tier
+            assert t.get(key, "absent") == model.get(key, "absent")
+
+
 def test_tiered_reads_local_first_then_redis(tiered, client):
     tc = tiered(_ns())
     other = RedisCache(client, tc.remote.namespace)
