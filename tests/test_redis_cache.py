@@ -656,6 +656,25 @@ def test_a_local_tier_with_its_own_ttl(core, client, clock):
         assert "k" not in local and tc["k"] == 1  # the local copy expired; Redis still has it
 
 
+def test_an_on_evict_that_reads_the_tier_does_not_deadlock(core, client):
+    seen = []
+    holder = {}
+
+    def on_evict(key, value):
+        seen.append((key, value))
+        holder["tc"].get("k")  # re-enters the tier while it is storing a copy
+
+    local = core.LRUCache(1, on_evict=on_evict)
+    with TieredCache(local, RedisCache(client, _ns())) as tc:
+        holder["tc"] = tc
+        writer = RedisCache(client, tc.remote.namespace)
+        writer.set_many({"k": 1, "j": 2})
+        _announced(tc, 2)
+        assert tc["k"] == 1 and "k" in local
+        assert tc["j"] == 2  # storing j evicts k: on_evict runs inside the tier's fill
+    assert seen and seen[0] == ("k", 1)
+
+
 def test_a_dropped_tiered_cache_stops_its_thread(core, client):
     tc = TieredCache(core.LRUCache(2), RedisCache(client, _ns()), health_interval=0.05)
     thread = tc._thread

@@ -1064,7 +1064,8 @@ class _Tier:
         self.local: Any = local
         self.remote: Any = remote
         self._local_get = local.get
-        self._lock = threading.Lock()
+        # re-entrant: the local tier's on_evict (user code) runs inside clear()/pop() under it
+        self._lock = threading.RLock()
         self._filling: dict[Any, object] = {}
         self._tracking = False  # the local tier is used only while the listener is connected
         self._invalidations = self._flushes = self._remote_hits = self._misses = 0
@@ -1097,7 +1098,7 @@ class _Tier:
 
     def _after_fork(self) -> None:
         """In a forked child: the listener thread is gone and its socket is the parent's."""
-        self._lock = threading.Lock()  # another thread of the parent may have held it
+        self._lock = threading.RLock()  # another thread of the parent may have held it
         self._tracking = False
         self._connection = None  # never read nor close the parent's connection
         self._filling = {}
