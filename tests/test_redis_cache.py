@@ -257,7 +257,7 @@ def test_foreign_keys_do_not_decode(raw):
 
 _ops = st.lists(
     st.tuples(
-        st.sampled_from(["set", "get", "del", "pop", "in", "len", "get_many", "set_many"]),
+        st.sampled_from(["set", "get", "del", "pop", "in", "len", "get_many", "set_many", "update"]),
         st.sampled_from(["a", "b", 1, (1, "x"), b"raw", 2.0, ("typed", int)]),
         st.integers(0, 9),
     ),
@@ -289,10 +289,13 @@ def _check_against_dict(cache, ops):
         elif op == "get_many":
             want = [key, "a", "zz"]
             assert cache.get_many(want) == {k: model[k] for k in want if k in model}
-        else:
+        elif op == "set_many":
             batch = {key: value, "b": value + 1}
             cache.set_many(batch)
             model.update(batch)
+        else:
+            cache.update([(key, value)], b=value + 2)
+            model.update([(key, value)], b=value + 2)
     assert dict(cache.items()) == model
     assert set(cache) == set(model)  # keys come back equal (2.0 comes back as 2)
 

@@ -338,6 +338,12 @@ def _check_compute(compute: Any) -> None:
         raise TypeError(f"compute must be a zero-argument callable, got {type(compute).__name__}")
 
 
+def _as_dict(other: Any, kwargs: dict[str, Any]) -> dict[Any, Any]:
+    items = dict(other.items() if isinstance(other, Mapping) else other)
+    items.update(kwargs)
+    return items
+
+
 # -- RedisCache: what the sync and async classes share ------------------------------------------
 
 
@@ -692,6 +698,10 @@ class RedisCache(_RedisCacheBase, MutableMapping):
             return False
         self._count("_sets", len(items))
         return True
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """``dict.update`` in one round trip (``set_many``)."""
+        self.set_many(_as_dict(other, kwargs))
 
     # -- single flight -----------------------------------------------------------------------
 
@@ -1522,6 +1532,10 @@ class TieredCache(_Tier, MutableMapping):
                 for key in mapping:
                     self._drop_local(key)
         return stored
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """``dict.update`` through ``set_many`` (one round trip to Redis)."""
+        self.set_many(_as_dict(other, kwargs))
 
     def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The local value, else ``RedisCache.get_or_compute`` (one ``compute()`` across all
