@@ -1050,6 +1050,8 @@ async def test_async_tiered_cache_and_single_flight(aclient, client, core):
         assert await tc.get_many(["k", "j", "x"]) == {"k": 2, "j": 3}
         await tc.set_many({"m": 1})
         assert await tc.delete("m") and not await tc.delete("m")
+        await tc.set("p", 5)
+        assert await tc.pop("p") == 5 and "p" not in tc.local and await tc.pop("p", None) is None
         calls = 0
 
         async def compute():

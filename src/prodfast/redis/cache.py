@@ -1563,8 +1563,9 @@ class TieredCache(_Tier, MutableMapping):
 
 class AsyncTieredCache(_Tier):
     """``TieredCache`` over an ``AsyncRedisCache``: ``await cache.get(key)``, ``set``,
-    ``delete``, ``contains``, ``get_many``, ``set_many``, ``clear``, ``aget_or_compute``, and
-    ``await cache.stats()``.  The invalidation listener is a thread, as for ``TieredCache``."""
+    ``delete``, ``pop``, ``contains``, ``get_many``, ``set_many``, ``clear``,
+    ``aget_or_compute`` and ``stats``.  The invalidation listener is a thread, as for
+    ``TieredCache``; ``close()`` (or ``async with``) stops it."""
 
     def __init__(
         self,
@@ -1625,6 +1626,12 @@ class AsyncTieredCache(_Tier):
         self.remote.redis_key(key)
         self._drop_local(key)
         return await self.remote.delete(key)
+
+    async def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove key from both tiers and return Redis's value (or default; KeyError)."""
+        self.remote.redis_key(key)
+        self._drop_local(key)
+        return await self.remote.pop(key, default)
 
     async def clear(self) -> None:
         """Empty both tiers (the remote one for every process)."""
