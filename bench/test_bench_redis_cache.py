@@ -6,6 +6,8 @@ Groups (one benchmark call makes ``N`` lookups over ``KEYS`` keys; per lookup = 
   ``TieredCache.get`` within 1.3x of it), ``TieredCache.get`` and ``get_or_compute`` served by
   the local tier, and redis-py's own client-side cache (RESP3 ``cache_config``) serving
   ``GET`` from its local copy;
+- ``redis-cache hit through cached() (sync)``: the same hit through the decorator, over a plain
+  ``LRUCache`` and over a ``TieredCache``;
 - ``redis-cache remote (sync)``: a hit and a miss that need the round trip: ``RedisCache.get``,
   ``TieredCache.get`` over a local tier that keeps nothing, and the bare ``client.get`` +
   ``pickle.loads`` they are built on;
@@ -116,6 +118,43 @@ def test_local_hit_prodfast(benchmark, server, core, lib):
         benchmark(_lookups(get, KEYS, N_LOCAL))
         assert tc.remote.stats()["hits"] + tc.remote.stats()["misses"] == before  # all local
         assert tc.get(KEYS[0]) == VALUE
+    client.close()
+
+
+@pytest.mark.parametrize("lib", ["cached(LRUCache)", "cached(TieredCache)"])
+def test_decorated_hit(benchmark, server, core, lib):
+    """A hit through the decorator, the way most code reaches a cache."""
+    from prodfast import cached
+
+    benchmark.group = "redis-cache hit through cached() (sync)"
+    client = redis.Redis(host="127.0.0.1", port=server.port)
+    calls = []
+    tc = None
+    if lib == "cached(LRUCache)":
+        cache = core.LRUCache(1000)
+    else:
+        tc = cache = TieredCache(core.LRUCache(1000), RedisCache(client, _ns()))
+
+    @cached(cache)
+    def lookup(k):
+        calls.append(k)
+        return VALUE
+
+    for k in KEYS:
+        lookup(k)
+    if tc is not None:  # wait until the first calls' own writes are announced, then refill
+        time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while not all((k,) in tc.local for k in KEYS):  # the decorator keys by argument tuple
+            if time.monotonic() > deadline:
+                raise RuntimeError("the local tier did not fill")
+            for k in KEYS:
+                lookup(k)
+            time.sleep(0.005)
+    benchmark(_lookups(lookup, KEYS, N_LOCAL))
+    assert sorted(calls) == sorted(KEYS)  # every benchmarked call was a hit
+    if tc is not None:
+        tc.close()
     client.close()
 
 
