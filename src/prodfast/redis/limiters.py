@@ -20,9 +20,10 @@ first once the tokens are back gets them.
 How a decision is made
 ----------------------
 Every decision is ONE atomic Lua script run on the server, so processes on any number of hosts
-see one consistent limiter.  Each script is sent once per server with ``SCRIPT LOAD`` and then
+see one consistent limiter.  Each script is sent once per server and then
 called by its SHA1 with ``EVALSHA``; when the server answers ``NOSCRIPT`` (after a restart or
-``SCRIPT FLUSH`` emptied its script cache) the script is loaded again and the call retried.
+``SCRIPT FLUSH`` emptied its script cache) the call is retried once with ``EVAL``, which sends
+the script with the call and caches it again (so no flush can come between a reload and a retry).
 Time is the Redis server's clock (``redis.call('TIME')``, microseconds), never the client's, so
 clients with skewed clocks still agree.  A server clock that steps backwards is treated as "no
 time passed".  Every write sets ``PEXPIRE``: a key disappears by itself once it holds nothing
@@ -240,16 +241,28 @@ def _timeout(timeout: Any) -> float | None:
     return None if v == math.inf else v
 
 
-def _check_key(key: Any) -> str | bytes:
+def _check_key(key: Any, client: Any) -> str | bytes:
     if not isinstance(key, (str, bytes)):
         raise TypeError(f"key must be str or bytes, got {type(key).__name__}")
     if not key:
         raise ValueError("key must not be empty")
+    if isinstance(key, str):
+        # encoded as redis-py will encode it on every call, so a key it cannot send is refused now
+        get_encoder = getattr(client, "get_encoder", None)
+        encoding, errors = "utf-8", "strict"
+        if callable(get_encoder):
+            encoder = get_encoder()
+            encoding = getattr(encoder, "encoding", encoding)
+            errors = getattr(encoder, "encoding_errors", errors)
+        try:
+            key.encode(encoding, errors)
+        except UnicodeError as exc:
+            raise ValueError(f"key {key!r} cannot be encoded as {encoding}: {exc}") from None
     return key
 
 
 def _check_client(client: Any, asynchronous: bool, cls: str) -> None:
-    for attr in ("execute_command", "evalsha", "script_load"):
+    for attr in ("execute_command", "evalsha", "eval"):
         if not callable(getattr(client, attr, None)):
             want = "redis.asyncio.Redis" if asynchronous else "redis.Redis"
             raise TypeError(f"client must be a {want}, got {type(client).__name__}")
@@ -281,7 +294,7 @@ class _Limiter:
     def __init__(self, client: Any, key: Any, on_error: Any, asynchronous: bool) -> None:
         _check_client(client, asynchronous, type(self).__name__)
         self._client = client
-        self._key = _check_key(key)
+        self._key = _check_key(key, client)
         self._on_error = _check_on_error(on_error)
         self._lock = threading.Lock()
         self._allowed = 0
@@ -456,7 +469,7 @@ class _SlidingWindowConfig(_Limiter):
 
 
 class _Sync:
-    """Talks to a redis.Redis: one EVALSHA per decision, SCRIPT LOAD on NOSCRIPT."""
+    """Talks to a redis.Redis: one EVALSHA per decision, EVAL on NOSCRIPT."""
 
     def _eval(self: Any, cost: float | int, debit: bool) -> Any:
         args = self._argv(cost, debit)
@@ -465,10 +478,10 @@ class _Sync:
             return client.evalsha(self._SHA, 1, self._key, *args)
         except redis.exceptions.NoScriptError:
             pass
-        client.script_load(self._LUA)
         with self._lock:
             self._script_loads += 1
-        return client.evalsha(self._SHA, 1, self._key, *args)
+        # EVAL sends the script with the call (and caches it): no flush can come in between
+        return client.eval(self._LUA, 1, self._key, *args)
 
     def _decide(self: Any, cost: float | int, debit: bool) -> tuple[bool, float]:
         try:
@@ -520,10 +533,9 @@ class _Async:
             return await client.evalsha(self._SHA, 1, self._key, *args)
         except redis.exceptions.NoScriptError:
             pass
-        await client.script_load(self._LUA)
         with self._lock:
             self._script_loads += 1
-        return await client.evalsha(self._SHA, 1, self._key, *args)
+        return await client.eval(self._LUA, 1, self._key, *args)
 
     async def _decide(self: Any, cost: float | int, debit: bool) -> tuple[bool, float]:
         try:
