@@ -556,7 +556,8 @@ def test_twins_have_the_same_methods_and_signatures(kind):
     assert public == sorted(n for n in dir(cy) if not n.startswith("_"))
     for name in public + ["_attempt", "_note", "_check", "_take", "_give_back"]:
         a, b = getattr(cy, name), getattr(py, name)
-        if isinstance(b, property):
+        if isinstance(b, property) or not callable(b):
+            assert a == b or isinstance(b, property), name
             continue
         assert str(inspect.signature(a)) == str(inspect.signature(b)), name
 

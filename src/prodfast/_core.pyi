@@ -12,7 +12,7 @@ from collections.abc import (
 )
 from fractions import Fraction
 from types import GenericAlias
-from typing import Any, Generic, TypeVar, final, overload
+from typing import Any, ClassVar, Generic, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -99,6 +99,7 @@ _RLClock = Callable[[], _RLReal]
 
 @final
 class TokenBucket:
+    limiter_kind: ClassVar[str]
     def __init__(
         self, rate: _RLReal, capacity: _RLReal, *, clock: _RLClock = ..., initial: _RLReal | None = None
     ) -> None: ...
@@ -120,6 +121,7 @@ class TokenBucket:
 
 @final
 class LeakyBucket:
+    limiter_kind: ClassVar[str]
     def __init__(self, rate: _RLReal, capacity: _RLReal, *, clock: _RLClock = ...) -> None: ...
     @property
     def rate(self) -> float: ...
@@ -139,6 +141,7 @@ class LeakyBucket:
 
 @final
 class SlidingWindowLimiter:
+    limiter_kind: ClassVar[str]
     def __init__(self, max_calls: int, window: _RLReal, *, clock: _RLClock = ...) -> None: ...
     @property
     def max_calls(self) -> int: ...

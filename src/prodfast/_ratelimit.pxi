@@ -119,6 +119,8 @@ cdef _rl_trace(times, costs, double limit, str limit_name, bint whole):
 cdef class TokenBucket:
     """Token bucket: tokens = min(capacity, tokens + rate*dt); allow iff tokens >= cost."""
 
+    limiter_kind = "both"
+
     cdef rl_bucket _s
     cdef double _initial
     cdef double _created
@@ -263,6 +265,8 @@ cdef class TokenBucket:
 @cython.final
 cdef class LeakyBucket:
     """Leaky bucket meter: level = max(0, level - rate*dt); allow iff level + cost <= capacity."""
+
+    limiter_kind = "both"
 
     cdef rl_leaky _s
     cdef double _created
@@ -420,6 +424,8 @@ cdef void _rl_window_unlog(rl_window* w, Py_ssize_t k, double stamp) noexcept no
 cdef class SlidingWindowLimiter:
     """Sliding log: at most max_calls calls in any window seconds (a call at c counts while
     now - c < window); the ring of call times grows as needed up to max_calls."""
+
+    limiter_kind = "both"
 
     cdef rl_window _w
     cdef double _created

@@ -20,126 +20,46 @@ logic of ``acquire``/``acquire_async`` from here, so both twins accept, reject a
 from __future__ import annotations
 
 import asyncio
-import math
-import numbers
 import threading
 import time
 from collections import deque
 
 import numpy as np
 
+from ._rl_checks import (
+    check_calls,
+    check_clock,
+    check_cost,
+    check_cost_within,
+    check_initial,
+    check_max_calls,
+    check_positive,
+    check_real,
+    check_time,
+    check_timeout,
+    read_clock,
+)
+
 __all__ = ["TokenBucket", "LeakyBucket", "SlidingWindowLimiter"]
 
-# Largest max_calls: counts stay exact as floats and fit a C Py_ssize_t.
-_MAX_CALLS = 2**53
 _GRANTED = -1.0
 
-
-# ---- argument checks (shared with the compiled twin) ----------------------------------------
-
-
-def _rl_real(value, name: str) -> float:
-    """``value`` as a float; TypeError unless it is a real number (int, float, numpy scalar)."""
-    if type(value) is float:
-        return value
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
-
-
-def _rl_positive(value, name: str) -> float:
-    v = _rl_real(value, name)
-    if not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return v
+# The argument checks, shared by every limiter and layer (prodfast._rl_checks), under the
+# names this module and the compiled twin use.
+_rl_real = check_real
+_rl_positive = check_positive
+_rl_cost = check_cost
+_rl_cost_within = check_cost_within
+_rl_calls = check_calls
+_rl_max_calls = check_max_calls
+_rl_initial = check_initial
+_rl_clock = check_clock
+_rl_time = check_time
+_rl_read = read_clock
+_rl_timeout = check_timeout
 
 
-def _rl_cost(cost) -> float:
-    """A request's cost: a finite real number >= 0."""
-    c = _rl_real(cost, "cost")
-    if not (math.isfinite(c) and c >= 0.0):
-        raise ValueError(f"cost must be finite and >= 0, got {cost!r}")
-    return c
-
-
-def _rl_cost_within(cost, capacity: float) -> float:
-    c = _rl_cost(cost)
-    if c > capacity:
-        raise ValueError(
-            f"cost {cost!r} exceeds capacity {capacity!r}: the request can never succeed"
-        )
-    return c
-
-
-def _rl_calls(cost, max_calls: int) -> int:
-    """A sliding-window request's cost: a whole number of calls, 0..max_calls."""
-    c = _rl_cost(cost)
-    if not c.is_integer():
-        raise ValueError(f"cost must be a whole number of calls, got {cost!r}")
-    if c > max_calls:
-        raise ValueError(
-            f"cost {cost!r} exceeds max_calls {max_calls!r}: the request can never succeed"
-        )
-    return int(c)
-
-
-def _rl_max_calls(value) -> int:
-    if isinstance(value, numbers.Integral):
-        m = int(value)
-    else:
-        v = _rl_real(value, "max_calls")
-        if not (math.isfinite(v) and v.is_integer()):
-            raise ValueError(f"max_calls must be a whole number, got {value!r}")
-        m = int(v)
-    if not 0 < m <= _MAX_CALLS:
-        raise ValueError(f"max_calls must be > 0 and at most 2**53, got {value!r}")
-    return m
-
-
-def _rl_initial(value, capacity: float) -> float:
-    if value is None:
-        return capacity
-    v = _rl_real(value, "initial")
-    if not (math.isfinite(v) and 0.0 <= v <= capacity):
-        raise ValueError(f"initial must be finite and between 0 and capacity, got {value!r}")
-    return v
-
-
-def _rl_clock(clock):
-    if not callable(clock):
-        raise TypeError(f"clock must be callable, not {type(clock).__name__}")
-    return clock
-
-
-def _rl_read(clock) -> float:
-    """One reading of a user clock, as a finite float."""
-    return _rl_time(clock())
-
-
-def _rl_time(t) -> float:
-    """A clock reading, checked: a finite real number."""
-    if type(t) is float:
-        v = t
-    elif isinstance(t, numbers.Real):
-        v = float(t)
-    else:
-        raise TypeError(f"clock must return a real number, not {type(t).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"clock returned {t!r}, not a finite time")
-    return v
-
-
-def _rl_timeout(timeout):
-    """None (wait for ever) or a finite number of seconds >= 0."""
-    if timeout is None:
-        return None
-    v = _rl_real(timeout, "timeout")
-    if math.isnan(v) or v < 0.0:
-        raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
-    return None if v == math.inf else v
+# ---- simulate() trace checks (shared with the compiled twin) ---------------------------------
 
 
 def _rl_array(values, name: str) -> np.ndarray:
@@ -322,6 +242,7 @@ class _Limiter:
     """
 
     __slots__ = ()
+    limiter_kind = "both"  # plain methods, plus acquire_async/reserve_async (see _limiter_protocol)
 
     @property
     def clock(self):

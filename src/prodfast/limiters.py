@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
 from itertools import count
 
+from ._limiter_protocol import RateLimitError, check_limiter, limiter_kind  # noqa: F401
 from ._ratelimit_py import (
     _rl_acquire,
     _rl_acquire_async,
@@ -35,16 +36,6 @@ from ._ratelimit_py import (
 )
 
 __all__ = ["RateLimitError", "rate_limit", "parse_rate", "LimiterGroup", "AsyncLimiter"]
-
-
-class RateLimitError(Exception):
-    """A request was refused by a rate limiter; ``retry_after`` is the wait in seconds."""
-
-    def __init__(self, message: str | None = None, retry_after: float = 0.0) -> None:
-        self.retry_after = float(retry_after)
-        if message is None:
-            message = f"Rate limit exceeded. Wait {self.retry_after:.2f}s before retry."
-        super().__init__(message)
 
 
 # ---- parse_rate -----------------------------------------------------------------------------
@@ -145,6 +136,7 @@ class LimiterGroup:
                     f"SlidingWindowLimiter objects, not {type(m).__name__}"
                 )
         self._members = tuple(members)
+        self.limiter_kind = "both"
         self._clock = members[0].clock
         self._lock = threading.RLock()
         self._gate = _RLGate()
