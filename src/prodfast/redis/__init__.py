@@ -11,16 +11,20 @@ except ImportError as exc:  # tests/test_extras.py blocks the import in a child 
 
 from ._common import BackendUnavailable
 from .limiters import (
+    AsyncRedisReservation,
     AsyncRedisSlidingWindow,
     AsyncRedisTokenBucket,
+    RedisReservation,
     RedisSlidingWindow,
     RedisTokenBucket,
 )
 
 __all__ = [
+    "AsyncRedisReservation",
     "AsyncRedisSlidingWindow",
     "AsyncRedisTokenBucket",
     "BackendUnavailable",
+    "RedisReservation",
     "RedisSlidingWindow",
     "RedisTokenBucket",
 ]
