@@ -22,14 +22,6 @@ P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 
-from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
-    BaseCallback,
-    CallbackManager,
-    ErrorTrackingCallback,
-    RateLimitingCallback,
-    TimingCallback,
-    TokenUsageCallback,
-)
 from .decorators import cached, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
@@ -37,6 +29,14 @@ from .limiters import (  # noqa: E402
     RateLimitError,
     parse_rate,
     rate_limit,
+)
+from .monitor import (  # noqa: E402  (section 4: needs the classes above)
+    BaseCallback,
+    CallbackManager,
+    ErrorTrackingCallback,
+    RateLimitingCallback,
+    TimingCallback,
+    TokenUsageCallback,
 )
 
 __all__ = [

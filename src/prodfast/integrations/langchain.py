@@ -38,7 +38,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "prodfast.integrations.langchain needs langchain-core: pip install 'prodfast[langchain]'"
     ) from exc
 
-from ..callbacks import CallbackManager, Run, _normalize_usage
+from ..monitor import CallbackManager, Run
+from ..monitor.usage import _normalize_usage
 
 __all__ = ["ProdfastCallbackHandler", "AsyncProdfastCallbackHandler"]
 

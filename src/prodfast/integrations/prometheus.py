@@ -57,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'prodfast[prometheus]'"
     ) from exc
 
-from ..callbacks import CallbackManager
+from ..monitor import CallbackManager
 
 __all__ = ["PrometheusCollector", "prometheus_name", "OPERATION_DURATION", "TIME_TO_FIRST_CHUNK",
            "TOKEN_USAGE", "OPERATION_ERRORS", "OPERATIONS"]
