@@ -153,6 +153,8 @@ class SpyBucket:
     """Delegates to a real bucket and notes which methods the gate used, and whether other
     tasks ran while it waited."""
 
+    limiter_kind = "both"
+
     def __init__(self, bucket, ticks):
         self.bucket = bucket
         self.ticks = ticks
