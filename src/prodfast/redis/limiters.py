@@ -120,7 +120,6 @@ import numbers
 import os
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,6 +257,7 @@ class _Limiter:
         self._denied = 0
         self._errors = 0
         self._script_loads = 0
+        self._round_trips = 0
         self._last_state: float | int | None = None
         self._since = time.monotonic()
         self._pool: Any = None  # the local lease (sync limiters built with lease=)
@@ -316,13 +316,14 @@ class _Limiter:
         pooled = self._pool_allowed()
         with self._lock:
             allowed, denied = self._allowed + pooled, self._denied
-            errors, loads = self._errors, self._script_loads
+            errors, loads, trips = self._errors, self._script_loads, self._round_trips
             elapsed = time.monotonic() - self._since
         out: dict[str, Any] = {
             "allowed": allowed,
             "denied": denied,
             "errors": errors,
             "script_loads": loads,
+            "round_trips": trips,
             "arrival_rate": (allowed + denied) / elapsed if elapsed > 0 else 0.0,
             "throughput": allowed / elapsed if elapsed > 0 else 0.0,
             "key": self._key,
@@ -335,6 +336,7 @@ class _Limiter:
         """Zero this client's counters; the shared state in Redis is untouched."""
         with self._lock:
             self._allowed = self._denied = self._errors = self._script_loads = 0
+            self._round_trips = 0
             self._since = time.monotonic()
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
@@ -579,18 +581,21 @@ _ASYNC_ENGINE = _AsyncEngine()
 
 
 class _Reaper:
-    """One daemon thread giving back leases whose time is up (and every lease at exit)."""
+    """One daemon thread giving back leases whose time is up, and every lease still out at exit.
+
+    Its heap holds each outstanding lease with its limiter until the lease's deadline, so a
+    limiter dropped by its owner still gives its lease back.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
-        self.limiters: weakref.WeakSet = weakref.WeakSet()
 
     def schedule(self, deadline: float, limiter: Any, pool: Any) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (deadline, next(self._order), weakref.ref(limiter), pool))
+            heapq.heappush(self._heap, (deadline, next(self._order), limiter, pool))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="prodfast-redis-leases", daemon=True
@@ -604,21 +609,24 @@ class _Reaper:
                 while not self._heap or self._heap[0][0] > time.monotonic():
                     delay = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._cond.wait(delay)
-                _, _, ref, pool = heapq.heappop(self._heap)
-            limiter = ref()
-            if limiter is not None:
-                limiter._give_back_lease(pool, quiet=True)
+                _, _, limiter, pool = heapq.heappop(self._heap)
+            limiter._give_back_lease(pool, quiet=True)
+
+    def _outstanding(self) -> list:
+        with self._cond:
+            return [(limiter, pool) for _, _, limiter, pool in self._heap]
 
     def after_fork(self) -> None:
+        outstanding = [(limiter, pool) for _, _, limiter, pool in self._heap]
         self._cond = threading.Condition()
         self._heap = []
         self._thread = None
-        for limiter in list(self.limiters):
-            limiter._forget_lease()
+        for limiter, _ in outstanding:
+            limiter._forget_lease()  # the parent spends and gives back its own leases
 
     def at_exit(self) -> None:
-        for limiter in list(self.limiters):
-            limiter._give_back_lease(limiter._pool, quiet=True)
+        for limiter, pool in self._outstanding():
+            limiter._give_back_lease(pool, quiet=True)
 
 
 _REAPER = _Reaper()
@@ -653,6 +661,8 @@ class _Sync:
 
     def _run(self: Any, keys: Sequence[Any], argv: Sequence[str]) -> Any:
         client = self._client
+        with self._lock:
+            self._round_trips += 1
         try:
             return client.evalsha(_script.SHA, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
@@ -799,7 +809,6 @@ class _Sync:
         self._lease_lock = threading.Lock()
         self._retired_allowed = 0
         self._pool = self._new_pool(0, None)
-        _REAPER.limiters.add(self)
 
     @property
     def lease(self: Any) -> float | int | None:
@@ -853,16 +862,12 @@ class _Sync:
             self._retired_allowed += old.allowed()
 
     def _give_back_lease(self: Any, pool: Any, quiet: bool) -> None:
-        """Give back what ``pool`` (if it is still the current lease) did not spend."""
-        if pool is None:
-            return
+        """Give back what ``pool`` did not spend (nothing if it was drained already)."""
         with self._lease_lock:
-            if self._pool is not pool:
-                return
             left = pool.drain()
-            self._retire(self._new_pool(0, None))
-            if not left or pool.stamp is None:
-                return
+            if self._pool is pool:
+                self._retire(self._new_pool(0, None))
+        if left and pool.stamp is not None:
             try:
                 self._adjust(-left, pool.stamp)
             except BackendUnavailable:
@@ -871,6 +876,7 @@ class _Sync:
 
     def _forget_lease(self: Any) -> None:
         """Drop the lease without giving it back (a forked child; reset)."""
+        self._pool.drain()
         self._lease_lock = threading.Lock()
         self._retired_allowed = 0
         self._pool = self._new_pool(0, None)
@@ -942,6 +948,8 @@ class _Async:
 
     async def _run(self: Any, keys: Sequence[Any], argv: Sequence[str]) -> Any:
         client = self._client
+        with self._lock:
+            self._round_trips += 1
         try:
             return await client.evalsha(_script.SHA, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
