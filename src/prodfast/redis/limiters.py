@@ -261,6 +261,7 @@ class _Limiter:
         self._last_state: float | int | None = None
         self._since = time.monotonic()
         self._pool: Any = None  # the local lease (sync limiters built with lease=)
+        self._spend: Any = None  # its try_acquire
 
     # Subclasses provide _check(cost), _check_actual(actual, reserved), _params, _state_stats().
 
@@ -701,10 +702,10 @@ class _Sync:
     def try_acquire(self: Any, cost: Any = 1) -> bool:
         """Take ``cost`` now if the shared limit allows it; never waits. One round trip
         (none while a lease lasts)."""
-        pool = self._pool
-        if pool is not None:
+        spend = self._spend  # the lease's own try_acquire (in memory), or None
+        if spend is not None:
             try:
-                if pool.try_acquire(cost):
+                if spend(cost):
                     return True
             except (TypeError, ValueError):
                 pass  # checked, with this limiter's message, below
@@ -808,7 +809,7 @@ class _Sync:
             return
         self._lease_lock = threading.Lock()
         self._retired_allowed = 0
-        self._pool = self._new_pool(0, None)
+        self._retire(self._new_pool(0, None))
 
     @property
     def lease(self: Any) -> float | int | None:
@@ -858,6 +859,7 @@ class _Sync:
         """Swap in ``new_pool``, keeping the count of the grants the old one made."""
         old = self._pool
         self._pool = new_pool
+        self._spend = new_pool.try_acquire
         if old is not None:
             self._retired_allowed += old.allowed()
 
@@ -878,8 +880,8 @@ class _Sync:
         """Drop the lease without giving it back (a forked child; reset)."""
         self._pool.drain()
         self._lease_lock = threading.Lock()
+        self._retire(self._new_pool(0, None))
         self._retired_allowed = 0
-        self._pool = self._new_pool(0, None)
 
     def close(self: Any) -> None:
         """Give back what the current lease did not spend (a later decision takes a new one)."""
