@@ -15,6 +15,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prodfast._backend import env_flag
 
@@ -532,3 +534,53 @@ def test_leases_across_four_processes_stay_within_the_bound(server, client, kind
         windows = math.ceil(elapsed / window) + 1
         assert max_calls <= granted <= windows * (max_calls + 4 * lease)
     assert attempts > granted  # the limit was reached: they were refused too
+
+
+# ---- reservations against a model (frozen clock, exact) ---------------------------------------
+
+
+@test_redis.MODEL
+@given(
+    capacity=st.floats(1.0, 100.0),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["reserve", "settle", "cancel", "try"]),
+                  st.floats(0.0, 1.0), st.floats(0.0, 2.5), st.integers(0, 5)),
+        max_size=15,
+    ),
+)
+def test_reservations_follow_the_model_and_the_bound(client, capacity, ops):
+    """Every grant (reserve or try_acquire) leaves the settled total within capacity (no time
+    passes: ``granted <= capacity + rate * 0``); settle and cancel move exactly the difference."""
+    key = _new_key()
+    _seed_bucket(client, key, capacity)
+    lim = RedisTokenBucket(client, key, 1.0, capacity)
+    tokens = capacity
+    open_ = []
+    for op, frac, ratio, pick in ops:
+        cost = capacity * frac
+        if op in ("reserve", "try"):
+            fits = tokens >= cost
+            if op == "try":
+                assert lim.try_acquire(cost) is fits
+            elif fits:
+                open_.append(lim.reserve(cost, timeout=0))
+            else:
+                with pytest.raises(RateLimitError):
+                    lim.reserve(cost, timeout=0)
+            if fits:
+                tokens -= cost
+                assert capacity - tokens <= capacity  # the conformance bound at this grant
+        elif open_:
+            r = open_.pop(pick % len(open_))
+            actual = 0.0 if op == "cancel" else r.cost * ratio
+            delta = actual - r.cost
+            if op == "cancel":
+                r.cancel()
+            else:
+                r.settle(actual)
+            if delta > 0:
+                tokens -= delta
+            elif delta < 0:
+                tokens = min(capacity, tokens - delta)
+        stored = client.hget(key, "tokens")
+        assert (capacity if stored is None else float(stored)) == tokens
