@@ -11,7 +11,13 @@ export PRODFAST_REQUIRE_EXTENSION = 1
 BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
 
-.PHONY: venv build test lint bench bench-pytest clean
+# aiolimiter's own test suite, from its sdist (the only release whose sdist ships its tests),
+# run against prodfast.AsyncLimiter through tests/aiolimiter_shim
+AIOLIMITER_VERSION ?= 1.3.0
+AIOLIMITER_DIR     ?= build/aiolimiter-suite
+AIOLIMITER_TESTS   := $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION)/tests/test_aiolimiter.py
+
+.PHONY: venv build test lint bench bench-pytest clean aiolimiter-suite
 
 venv: $(STAMP)
 
@@ -31,7 +37,20 @@ test: build
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q bench --benchmark-disable
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
+	$(MAKE) aiolimiter-suite
 	$(MAKE) lint
+
+$(AIOLIMITER_TESTS): $(STAMP)
+	mkdir -p $(AIOLIMITER_DIR)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: aiolimiter==$(AIOLIMITER_VERSION) -d $(AIOLIMITER_DIR)
+	tar -xzf $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION).tar.gz -C $(AIOLIMITER_DIR) aiolimiter-$(AIOLIMITER_VERSION)/tests
+	touch $@
+
+# test_version checks aiolimiter's packaging (its version against its git tags), not the limiter
+aiolimiter-suite: build $(AIOLIMITER_TESTS)
+	PYTHONPATH=tests/aiolimiter_shim $(PY) -m pytest -q -p no:cacheprovider -p no:randomly \
+		--rootdir=$(AIOLIMITER_DIR) -c /dev/null -o asyncio_mode=auto \
+		-k "not test_version" $(AIOLIMITER_TESTS)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py
