@@ -1,7 +1,8 @@
 """Child-process bodies for the multi-process Redis tests (importable, for the spawn start method).
 
-Each builds its own client and limiter, waits on ``barrier`` so all processes start together,
-decides for ``duration`` seconds and puts its counts on ``results``.
+``serve`` runs in each of a few long-lived worker processes and calls the task functions below
+by name. Each task builds its own client and limiter, waits on ``barrier`` so all processes
+start together, decides for ``duration`` seconds and returns its counts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ def _client(port):
     return redis_py.Redis(host="127.0.0.1", port=port, socket_timeout=5)
 
 
-def group_hammer(port, keys, costs, duration, barrier, results):
+def serve(conn, barrier):
+    """Run ``(task name, args)`` requests from ``conn`` until None; send back each result."""
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        name, args = msg
+        conn.send(globals()[name](*args, barrier))
+    conn.close()
+
+
+def group_hammer(port, keys, costs, duration, barrier):
     """A RedisSlidingWindow + RedisTokenBucket group: ``try_acquire(costs)`` -> (granted, attempts)."""
     from prodfast.limiters import LimiterGroup
     from prodfast.redis import RedisSlidingWindow, RedisTokenBucket
@@ -33,10 +45,10 @@ def group_hammer(port, keys, costs, duration, barrier, results):
         if group.try_acquire(costs):
             granted += 1
     client.close()
-    results.put((granted, attempts))
+    return granted, attempts
 
 
-def lease_hammer(kind, port, key, params, lease, duration, barrier, results):
+def lease_hammer(kind, port, key, params, lease, duration, barrier):
     """A leased limiter: ``try_acquire()`` -> (granted, attempts, round trips); gives back at close."""
     from prodfast.redis import RedisSlidingWindow, RedisTokenBucket
 
@@ -54,7 +66,7 @@ def lease_hammer(kind, port, key, params, lease, duration, barrier, results):
     trips = limiter.stats()["round_trips"]
     limiter.close()
     client.close()
-    results.put((granted, attempts, trips))
+    return granted, attempts, trips
 
 
 def lease_and_exit(port, key, lease):

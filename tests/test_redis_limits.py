@@ -376,24 +376,41 @@ async def test_async_group(aclient, client):
     assert _tokens(client, tpm_key) == 30.0
 
 
-def test_group_is_all_or_nothing_across_four_processes(server, client):
+@pytest.fixture(scope="module")
+def workers():
+    """Four worker processes (spawned once for this module) running redis_workers tasks."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    pipes, procs = [], []
+    for _ in range(4):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=redis_workers.serve, args=(child, barrier), daemon=True)
+        proc.start()
+        child.close()
+        pipes.append(parent)
+        procs.append(proc)
+
+    def run(task, *args):
+        for conn in pipes:
+            conn.send((task, args))
+        return [conn.recv() for conn in pipes]
+
+    yield run
+    for conn in pipes:
+        conn.send(None)
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def test_group_is_all_or_nothing_across_four_processes(server, client, workers):
     """4 processes share a frozen window of 50 calls and a frozen bucket of 400 tokens; each
     grant takes 1 call and 7 tokens. All-or-nothing: every grant took both, nothing else did."""
     rpm_key, tpm_key = _new_key(), _new_key()
     _seed_window(client, rpm_key, [])
     _seed_bucket(client, tpm_key, 400.0)
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [
-        ctx.Process(target=redis_workers.group_hammer,
-                    args=(server.port, (rpm_key, tpm_key), (1, 7), 0.5, barrier, results))
-        for _ in range(4)
-    ]
-    for p in procs:
-        p.start()
-    counts = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    counts = workers("group_hammer", server.port, (rpm_key, tpm_key), (1, 7), 0.5)
     granted = sum(g for g, _ in counts)
     assert sum(a for _, a in counts) > granted  # they were refused too
     assert granted == min(49, 400 // 7)  # 49 calls left in the window, 57 grants of tokens
@@ -499,7 +516,7 @@ def test_a_lease_is_given_back_at_exit(server, client):
 
 
 @pytest.mark.parametrize("kind", ["token_bucket", "sliding_window"])
-def test_leases_across_four_processes_stay_within_the_bound(server, client, kind):
+def test_leases_across_four_processes_stay_within_the_bound(server, client, workers, kind):
     """4 processes with leases of 25 on one key, hammering: the server debits every lease, so
     the total granted stays within the limiter's own bound (the window's: max_calls per window
     plus the leases outstanding at its start)."""
@@ -511,21 +528,9 @@ def test_leases_across_four_processes_stay_within_the_bound(server, client, kind
     else:
         max_calls, window = 100, 0.25
         params = (max_calls, window)
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    duration = 0.6
-    procs = [
-        ctx.Process(target=redis_workers.lease_hammer,
-                    args=(kind, server.port, key, params, lease, duration, barrier, results))
-        for _ in range(4)
-    ]
     t0 = _server_us(client)
-    for p in procs:
-        p.start()
-    counts = [results.get(timeout=60) for _ in procs]
+    counts = workers("lease_hammer", kind, server.port, key, params, lease, 0.6)
     elapsed = (_server_us(client) - t0) / 1e6
-    for p in procs:
-        p.join(timeout=30)
     granted = sum(c[0] for c in counts)
     attempts = sum(c[1] for c in counts)
     if kind == "token_bucket":
