@@ -40,7 +40,10 @@ SLOW = 1e-9  # a refill rate that gives nothing back during a test
 
 IN_MEMORY = ["TokenBucket", "LeakyBucket", "SlidingWindowLimiter", "group"]
 REDIS_SYNC = ["RedisTokenBucket", "RedisSlidingWindow", "RedisTokenBucket+lease", "redis group"]
-REDIS_ASYNC = ["AsyncRedisTokenBucket", "AsyncRedisSlidingWindow", "async redis group"]
+REDIS_ASYNC = [
+    "AsyncRedisTokenBucket", "AsyncRedisSlidingWindow", "AsyncRedisTokenBucket+lease",
+    "async redis group",
+]
 ALL = IN_MEMORY + REDIS_SYNC + REDIS_ASYNC
 
 
@@ -77,6 +80,8 @@ def make(name, core, sync_client, async_client):
         return AsyncRedisTokenBucket(async_client, _new_key(), SLOW, 2)
     if name == "AsyncRedisSlidingWindow":
         return AsyncRedisSlidingWindow(async_client, _new_key(), 2, 3600)
+    if name == "AsyncRedisTokenBucket+lease":
+        return AsyncRedisTokenBucket(async_client, _new_key(), SLOW, 2, lease=2)
     assert name == "async redis group"
     return LimiterGroup([
         AsyncRedisTokenBucket(async_client, _new_key(), SLOW, 5),

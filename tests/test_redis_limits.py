@@ -589,3 +589,33 @@ def test_reservations_follow_the_model_and_the_bound(client, capacity, ops):
                 tokens = min(capacity, tokens - delta)
         stored = client.hget(key, "tokens")
         assert (capacity if stored is None else float(stored)) == tokens
+
+
+@pytest.mark.asyncio
+async def test_async_lease(aclient, client):
+    key = _new_key()
+    _seed_bucket(client, key, 100.0)
+    lim = AsyncRedisTokenBucket(aclient, key, 1.0, 100.0, lease=30, lease_ttl=0.1)
+    assert all([await lim.try_acquire() for _ in range(45)])
+    assert lim.stats()["round_trips"] == 2 and lim.stats()["allowed"] == 45
+    assert _tokens(client, key) == 40.0
+    await lim.close()
+    assert _tokens(client, key) == 55.0
+    async with lim:
+        assert await lim.acquire(2)
+        assert _tokens(client, key) == 25.0
+        assert await lim.wait_time(5) == 0.0  # the lease covers it
+    assert _tokens(client, key) == 53.0
+    assert await lim.try_acquire()  # a new lease of 30: expires after 0.1 s
+    for _ in range(100):
+        if _tokens(client, key) == 52.0:
+            break
+        await asyncio_sleep(0.02)
+    assert _tokens(client, key) == 52.0
+    wkey = _new_key()
+    _seed_window(client, wkey, [])
+    win = AsyncRedisSlidingWindow(aclient, wkey, 30, 60.0, lease=10)
+    assert all([await win.try_acquire() for _ in range(12)])
+    assert client.zcard(wkey) == 21
+    await win.observe({"retry-after": "30"}, status=429)  # gives the lease back, then holds
+    assert client.zcard(wkey) == 13 and await win.try_acquire() is False

@@ -63,21 +63,24 @@ Redis 7 (``MEMORY USAGE``) about 50 bytes per call while the set is small (listp
 up to 128 members by default) and about 140 bytes per call above that (skiplist), against about
 80 bytes for a whole token bucket.  The key expires ``window`` after the newest call.
 
-Leases (sync limiters, ``lease=``)
-----------------------------------
+Leases (``lease=``)
+-------------------
 A round trip costs about 160 µs, so one process makes about 6,000 decisions per second.  With
 ``lease=n`` a limiter takes up to ``n`` tokens (calls) in one round trip and spends them
 locally, in an in-memory limiter of the active backend, at in-memory speed; when they run out it
 gives back what is left and takes a new lease in the same round trip.  A lease is given back
-(what it did not spend) after ``lease_ttl`` seconds by a background thread, by ``close()``
-(also ``with limiter:``), when ``observe`` learns something, and at interpreter exit; a forked
-child never spends its parent's lease.  The bound: the server debits a lease when it grants it,
-so the total granted never exceeds the limiter's own bound (``capacity + rate * elapsed`` since
-the key was fresh); over any shorter interval, and for the sliding window over any window,
-grants exceed the limit by at most the leases outstanding at its start (at most ``n`` per
-process).  A window's ``lease_ttl`` must be below its ``window``.  Decisions made from a lease
-are counted in ``stats()`` but do not refresh ``tokens``/``in_window`` (the server's state);
-``wait_time`` and ``reserve`` always ask the server.
+(what it did not spend) after ``lease_ttl`` seconds, by ``close()`` (also ``with limiter:``;
+for the async twins ``await close()`` and ``async with``), when ``observe`` learns something,
+and, for the sync limiters, at interpreter exit (even when the limiter itself was dropped: a
+background thread keeps each lease until it is given back; an async limiter's lease left at
+exit is lost, which only under-uses the limit).  A forked child never spends its parent's
+lease.  The bound: the server debits a lease when it grants it, so the total granted never
+exceeds the limiter's own bound (``capacity + rate * elapsed`` since the key was fresh); over
+any shorter interval, and for the sliding window over any window, grants exceed the limit by at
+most the leases outstanding at its start (at most ``n`` per process).  A window's
+``lease_ttl`` must be below its ``window``.  Decisions made from a lease are counted in
+``stats()`` but do not refresh ``tokens``/``in_window`` (the server's state); ``reserve`` and
+groups always ask the server, and ``wait_time`` does unless the lease covers the cost.
 
 When Redis is unreachable or slow
 ---------------------------------
@@ -120,6 +123,7 @@ import numbers
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -624,6 +628,8 @@ class _Reaper:
         self._thread = None
         for limiter, _ in outstanding:
             limiter._forget_lease()  # the parent spends and gives back its own leases
+        for limiter in list(_ASYNC_LEASED):
+            limiter._forget_lease()
 
     def at_exit(self) -> None:
         for limiter, pool in self._outstanding():
@@ -651,14 +657,67 @@ def _lease_size(value: Any, limiter: Any) -> float | int | None:
     return size
 
 
+class _Leasing:
+    """Lease bookkeeping shared by the sync and async limiters (see the module's "Leases")."""
+
+    def _setup_lease(self: Any, lease: Any, lease_ttl: Any) -> None:
+        size = _lease_size(lease, self)
+        ttl = check_positive(lease_ttl, "lease_ttl")
+        if isinstance(self, _SlidingWindowConfig) and ttl >= self._window:
+            raise ValueError(
+                f"lease_ttl must be below the window ({self._window!r} s), got {lease_ttl!r}"
+            )
+        self._lease = size
+        self._lease_ttl = ttl
+        if size is None:
+            return
+        self._lease_lock = self._new_lease_lock()
+        self._retired_allowed = 0
+        self._retire(self._new_pool(0, None))
+
+    @property
+    def lease(self: Any) -> float | int | None:
+        """Tokens (calls) taken per round trip, or None without leases."""
+        return self._lease
+
+    @property
+    def lease_ttl(self: Any) -> float:
+        return self._lease_ttl
+
+    def _new_pool(self: Any, size: float | int, stamp: str | None) -> _Pool:
+        return _Pool(self, size, stamp)
+
+    def _pool_allowed(self: Any) -> int:
+        pool = self._pool
+        if pool is None:
+            return 0
+        return self._retired_allowed + pool.allowed()
+
+    def _retire(self: Any, new_pool: _Pool) -> None:
+        """Swap in ``new_pool``, keeping the count of the grants the old one made."""
+        old = self._pool
+        self._pool = new_pool
+        self._spend = new_pool.try_acquire
+        if old is not None:
+            self._retired_allowed += old.allowed()
+
+    def _forget_lease(self: Any) -> None:
+        """Drop the lease without giving it back (a forked child; reset)."""
+        self._pool.drain()
+        self._lease_lock = self._new_lease_lock()
+        self._retire(self._new_pool(0, None))
+        self._retired_allowed = 0
+
+
 # ---- sync -----------------------------------------------------------------------------------
 
 
-class _Sync:
+class _Sync(_Leasing):
     """Talks to a redis.Redis: one EVALSHA per decision, EVAL on NOSCRIPT; optional leases."""
 
     limiter_kind = SYNC
     _rl_group_engine = _SYNC_ENGINE
+    _new_lease_lock = staticmethod(threading.Lock)
 
     def _run(self: Any, keys: Sequence[Any], argv: Sequence[str]) -> Any:
         client = self._client
@@ -794,40 +853,7 @@ class _Sync:
             raise self._unavailable(exc) from exc
         self.reset_stats()
 
-    # -- leases
-
-    def _setup_lease(self: Any, lease: Any, lease_ttl: Any) -> None:
-        size = _lease_size(lease, self)
-        ttl = check_positive(lease_ttl, "lease_ttl")
-        if isinstance(self, _SlidingWindowConfig) and ttl >= self._window:
-            raise ValueError(
-                f"lease_ttl must be below the window ({self._window!r} s), got {lease_ttl!r}"
-            )
-        self._lease = size
-        self._lease_ttl = ttl
-        if size is None:
-            return
-        self._lease_lock = threading.Lock()
-        self._retired_allowed = 0
-        self._retire(self._new_pool(0, None))
-
-    @property
-    def lease(self: Any) -> float | int | None:
-        """Tokens (calls) taken per round trip, or None without leases."""
-        return self._lease
-
-    @property
-    def lease_ttl(self: Any) -> float:
-        return self._lease_ttl
-
-    def _new_pool(self: Any, size: float | int, stamp: str | None) -> _Pool:
-        return _Pool(self, size, stamp)
-
-    def _pool_allowed(self: Any) -> int:
-        pool = self._pool
-        if pool is None:
-            return 0
-        return self._retired_allowed + pool.allowed()
+    # -- leases (shared bookkeeping in _Leasing)
 
     def _from_lease(self: Any, cost: float | int) -> tuple[bool, float, bool]:
         """Spend ``cost`` from the lease, or give its rest back and take a new one in the same
@@ -855,14 +881,6 @@ class _Sync:
                 _REAPER.schedule(deadline, self, self._pool)
             return granted, wait, True
 
-    def _retire(self: Any, new_pool: _Pool) -> None:
-        """Swap in ``new_pool``, keeping the count of the grants the old one made."""
-        old = self._pool
-        self._pool = new_pool
-        self._spend = new_pool.try_acquire
-        if old is not None:
-            self._retired_allowed += old.allowed()
-
     def _give_back_lease(self: Any, pool: Any, quiet: bool) -> None:
         """Give back what ``pool`` did not spend (nothing if it was drained already)."""
         with self._lease_lock:
@@ -875,13 +893,6 @@ class _Sync:
             except BackendUnavailable:
                 if not quiet:
                     raise
-
-    def _forget_lease(self: Any) -> None:
-        """Drop the lease without giving it back (a forked child; reset)."""
-        self._pool.drain()
-        self._lease_lock = threading.Lock()
-        self._retire(self._new_pool(0, None))
-        self._retired_allowed = 0
 
     def close(self: Any) -> None:
         """Give back what the current lease did not spend (a later decision takes a new one)."""
@@ -939,10 +950,76 @@ class _Pool:
         return self._limiter.stats()["allowed"] - self._not_decisions
 
 
+class _AsyncLeases:
+    """The async limiters' lease traffic (mixed into _Async): an asyncio.Lock around taking a
+    new lease, the give-back on expiry scheduled on the event loop (``loop.call_later``)."""
+
+    _new_lease_lock = staticmethod(asyncio.Lock)
+
+    async def _from_lease(self: Any, cost: float | int) -> tuple[bool, float, bool]:
+        async with self._lease_lock:
+            pool = self._pool
+            if pool.take(cost):
+                return True, 0.0, False
+            left = pool.drain()
+            self._retire(self._new_pool(0, None))
+            batch = max(self._lease, cost)
+            loop = asyncio.get_running_loop()
+            args = self._args(cost, _num(batch), _num(left), pool.stamp or "0/")
+            keys, argv = _pack("lease", (self,), (args,))
+            try:
+                reply = await self._run(keys, argv)
+            except _OUTAGE as exc:
+                granted, wait, _ = self._outage(exc)
+                return granted, wait, True
+            granted, wait, ((state, stamp, amount),) = _parse(reply)
+            self._remember(state)
+            if granted and amount > cost:
+                rest = amount - cost
+                new = self._new_pool(rest if self._KIND == "tb" else int(rest), stamp)
+                self._retire(new)
+                loop.call_later(self._lease_ttl, self._expire, new)
+                _ASYNC_LEASED.add(self)
+            return granted, wait, True
+
+    def _expire(self: Any, pool: Any) -> None:
+        task = asyncio.ensure_future(self._give_back_lease(pool, quiet=True))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _give_back_lease(self: Any, pool: Any, quiet: bool) -> None:
+        """Give back what ``pool`` did not spend (nothing if it was drained already)."""
+        left = pool.drain()
+        if self._pool is pool:
+            self._retire(self._new_pool(0, None))
+        if left and pool.stamp is not None:
+            try:
+                await self._adjust(-left, pool.stamp)
+            except BackendUnavailable:
+                if not quiet:
+                    raise
+
+    async def close(self: Any) -> None:
+        """Give back what the current lease did not spend (a later decision takes a new one).
+        An async limiter's lease is not given back at interpreter exit (its event loop is gone
+        by then): close it, or let it expire."""
+        if self._pool is not None:
+            await self._give_back_lease(self._pool, quiet=False)
+
+    async def __aenter__(self: Any) -> Any:
+        return self
+
+    async def __aexit__(self: Any, *exc: object) -> None:
+        await self.close()
+
+
+_ASYNC_LEASED: weakref.WeakSet = weakref.WeakSet()  # a forked child forgets their leases too
+
+
 # ---- async ----------------------------------------------------------------------------------
 
 
-class _Async:
+class _Async(_AsyncLeases, _Leasing):
     """Talks to a redis.asyncio.Redis: the same protocol, awaited."""
 
     limiter_kind = ASYNC
@@ -982,12 +1059,26 @@ class _Async:
             await self._adjust(a - reserved, receipt)
 
     async def try_acquire(self: Any, cost: Any = 1) -> bool:
-        """Take ``cost`` now if the shared limit allows it; never waits. One round trip."""
+        """Take ``cost`` now if the shared limit allows it; never waits. One round trip
+        (none while a lease lasts)."""
+        spend = self._spend
+        if spend is not None:
+            try:
+                if spend(cost):
+                    return True
+            except (TypeError, ValueError):
+                pass  # checked, with this limiter's message, below
+            granted, _, asked = await self._from_lease(self._check(cost))
+            return self._note(granted) if asked else granted
         return self._note((await self._decide(self._check(cost), "take"))[0])
 
     async def wait_time(self: Any, cost: Any = 1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if now), by the server's clock."""
-        allowed, wait, _ = await self._decide(self._check(cost), "look")
+        c = self._check(cost)
+        pool = self._pool
+        if pool is not None and c <= pool.capacity_left():
+            return 0.0
+        allowed, wait, _ = await self._decide(c, "look")
         return 0.0 if allowed else wait
 
     async def _wait_for(self: Any, cost: float | int, timeout: Any) -> tuple[bool, float, str | None]:
@@ -1004,8 +1095,18 @@ class _Async:
     async def acquire(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
         """Sleep until ``cost`` is granted; False when ``timeout`` seconds would not suffice."""
         c = self._check(cost)
-        check_timeout(timeout)
-        return self._note((await self._wait_for(c, timeout))[0])
+        if self._pool is None:
+            check_timeout(timeout)
+            return self._note((await self._wait_for(c, timeout))[0])
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            granted, wait, asked = await self._from_lease(c)
+            if granted:
+                return self._note(True) if asked else True
+            if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
+                return self._note(False)
+            await asyncio.sleep(wait)
 
     async def acquire_async(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
         """The same as ``acquire`` (section 2's asyncio name)."""
@@ -1044,10 +1145,15 @@ class _Async:
             await self._run(keys, argv)
         except _OUTAGE as exc:
             self._outage(exc)
+            return
+        if self._pool is not None:
+            await self._give_back_lease(self._pool, quiet=False)
 
     async def reset(self: Any) -> None:
         """Delete the shared state (a full bucket / an empty window for everyone, no provider
-        budget) and this client's counters."""
+        budget) and this client's counters and lease."""
+        if self._pool is not None:
+            self._forget_lease()
         try:
             await self._client.delete(*self._keys)
         except _OUTAGE as exc:
@@ -1106,23 +1212,45 @@ class RedisSlidingWindow(_Sync, _SlidingWindowConfig):
 
 
 class AsyncRedisTokenBucket(_Async, _TokenBucketConfig):
-    """``RedisTokenBucket`` over a ``redis.asyncio.Redis``; its Redis methods are coroutines."""
+    """``RedisTokenBucket`` over a ``redis.asyncio.Redis``; its Redis methods are coroutines
+    (``close`` too, and ``async with limiter:``)."""
 
     def __init__(
-        self, client: Any, key: str | bytes, rate: float, capacity: float, *, on_error: str = "raise"
+        self,
+        client: Any,
+        key: str | bytes,
+        rate: float,
+        capacity: float,
+        *,
+        on_error: str = "raise",
+        lease: float | None = None,
+        lease_ttl: float = 1.0,
     ) -> None:
         _Limiter.__init__(self, client, key, on_error, True)
         self._setup(rate, capacity)
+        self._expiring: set = set()
+        self._setup_lease(lease, lease_ttl)
 
 
 class AsyncRedisSlidingWindow(_Async, _SlidingWindowConfig):
-    """``RedisSlidingWindow`` over a ``redis.asyncio.Redis``; its Redis methods are coroutines."""
+    """``RedisSlidingWindow`` over a ``redis.asyncio.Redis``; its Redis methods are coroutines
+    (``close`` too, and ``async with limiter:``)."""
 
     def __init__(
-        self, client: Any, key: str | bytes, max_calls: int, window: float, *, on_error: str = "raise"
+        self,
+        client: Any,
+        key: str | bytes,
+        max_calls: int,
+        window: float,
+        *,
+        on_error: str = "raise",
+        lease: int | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         _Limiter.__init__(self, client, key, on_error, True)
         self._setup(max_calls, window)
+        self._expiring: set = set()
+        self._setup_lease(lease, min(1.0, self._window / 10) if lease_ttl is None else lease_ttl)
 
 
 _SyncEngine._cls = _Sync
