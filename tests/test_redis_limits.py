@@ -650,3 +650,11 @@ def test_a_lease_shared_by_threads_loses_and_makes_nothing(client, kind):
         assert total == 1000 and _tokens(client, key) == 0.0
     else:
         assert total == 999 and client.zcard(key) == 1000
+
+
+def test_after_a_429_a_leased_limiter_holds_even_a_zero_cost(client):
+    lim = RedisTokenBucket(client, _new_key(), 1000.0, 1000.0, lease=100)
+    assert lim.try_acquire()
+    lim.observe({"retry-after": "30"}, status=429)
+    assert lim.try_acquire(0) is False and lim.try_acquire() is False
+    assert RedisTokenBucket(client, lim.key, 1000.0, 1000.0).try_acquire(0) is False

@@ -697,7 +697,8 @@ class _Leasing:
         """Swap in ``new_pool``, keeping the count of the grants the old one made."""
         old = self._pool
         self._pool = new_pool
-        self._spend = new_pool.try_acquire
+        # an empty lease grants nothing, not even a cost of 0 (the server decides that one)
+        self._spend = new_pool.try_acquire if new_pool.size else _NOTHING_LEASED
         if old is not None:
             self._retired_allowed += old.allowed()
 
@@ -906,15 +907,19 @@ class _Sync(_Leasing):
         self.close()
 
 
+_NOTHING_LEASED = frozenset().__contains__  # False for every cost, at C speed
+
+
 class _Pool:
     """A lease held locally: an in-memory limiter of the active backend whose clock stands still
     (``clock=float`` always reads 0.0), so it never refills; ``size`` tokens or calls in it."""
 
-    __slots__ = ("try_acquire", "stamp", "_limiter", "_kind", "_not_decisions")
+    __slots__ = ("try_acquire", "size", "stamp", "_limiter", "_kind", "_not_decisions")
 
     def __init__(self, limiter: Any, size: float | int, stamp: str | None) -> None:
         impl = _backend.impl
         self._kind = limiter._KIND
+        self.size = size
         self.stamp = stamp
         self._not_decisions = 0  # grants of its own (emptying, draining), not callers' decisions
         if self._kind == "tb":
@@ -927,6 +932,8 @@ class _Pool:
         self.try_acquire = self._limiter.try_acquire
 
     def take(self, cost: float | int) -> bool:
+        if not self.size:
+            return False
         try:
             return bool(self.try_acquire(cost))
         except ValueError:  # more calls than this window holds
