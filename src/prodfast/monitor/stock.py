@@ -224,13 +224,14 @@ class RateLimitingCallback(BaseCallback):
             paths = {"async"}
         self.call_paths = frozenset(paths)
 
-    def path_error(self, asynchronous: bool) -> TypeError:
-        """The TypeError a call on a path the bucket cannot serve raises (before it runs)."""
+    def path_error(self, asynchronous: bool) -> TypeError | None:
+        """The TypeError a call on a path the bucket cannot serve raises before it runs (an
+        async call when ``asynchronous``), or None when the bucket serves that path."""
         try:
             check_limiter(self.bucket, name="bucket", sync=not asynchronous, asynchronous=asynchronous)
         except TypeError as exc:
             return _refusing(TypeError(f"RateLimitingCallback: {exc}"))
-        raise ValueError(f"the bucket serves {'async' if asynchronous else 'sync'} calls")
+        return None
 
     @property
     def rate(self) -> float | None:
@@ -257,7 +258,7 @@ class RateLimitingCallback(BaseCallback):
     def allow_request(self, cost: float = 1.0) -> bool:
         """The seed's non-blocking check: take ``cost`` tokens if they are there (sync buckets)."""
         if self._kind == ASYNC:
-            raise self.path_error(False)
+            raise self.path_error(False)  # type: ignore[misc]
         return self.bucket.try_acquire(cost)
 
     def on_llm_start(self, model, prompt, **kwargs):
@@ -265,7 +266,7 @@ class RateLimitingCallback(BaseCallback):
 
     def _fast_start(self, model, prompt, extra):
         if self._kind == ASYNC:
-            raise self.path_error(False)
+            raise self.path_error(False)  # type: ignore[misc]
         cost = extra.get("cost", self._cost) if extra else self._cost
         bucket = self.bucket
         try:  # a cost the bucket refuses (a call's own cost=) refuses the call
@@ -281,7 +282,7 @@ class RateLimitingCallback(BaseCallback):
     async def on_llm_start_async(self, model, prompt, **kwargs):
         kind = self._kind
         if kind == SYNC:
-            raise self.path_error(True)
+            raise self.path_error(True)  # type: ignore[misc]
         cost = kwargs.get("cost", self._cost)
         bucket = self.bucket
         try:
