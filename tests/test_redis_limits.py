@@ -658,3 +658,27 @@ def test_after_a_429_a_leased_limiter_holds_even_a_zero_cost(client):
     lim.observe({"retry-after": "30"}, status=429)
     assert lim.try_acquire(0) is False and lim.try_acquire() is False
     assert RedisTokenBucket(client, lim.key, 1000.0, 1000.0).try_acquire(0) is False
+
+
+def test_a_reservation_settles_once_even_from_two_threads(client):
+    key = _new_key()
+    _seed_bucket(client, key, 10.0)
+    lim = RedisTokenBucket(client, key, 1.0, 10.0)
+    for _ in range(20):
+        r = lim.reserve(4)
+        outcomes = []
+
+        def settle(r=r, outcomes=outcomes):
+            try:
+                r.cancel()
+                outcomes.append("settled")
+            except RuntimeError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=settle) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["refused", "settled"]
+        assert _tokens(client, key) == 10.0

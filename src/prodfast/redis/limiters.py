@@ -448,13 +448,14 @@ class _SlidingWindowConfig(_Limiter):
 
 
 class _ReservationBase:
-    __slots__ = ("_limiter", "_cost", "_stamp", "_settled")
+    __slots__ = ("_limiter", "_cost", "_stamp", "_settled", "_lock")
 
     def __init__(self, limiter: Any, cost: float | int, stamp: str | None) -> None:
         self._limiter = limiter
         self._cost = cost
         self._stamp = stamp  # None: granted by on_error="allow", nothing was taken
         self._settled = False
+        self._lock = threading.Lock()
 
     @property
     def cost(self) -> float | int:
@@ -465,11 +466,19 @@ class _ReservationBase:
     def settled(self) -> bool:
         return self._settled
 
-    def _delta(self, actual: Any) -> float | None:
-        if self._settled:
-            raise RuntimeError("reservation already settled")
+    def _close(self, actual: Any) -> float | None:
+        """Check ``actual`` and mark the reservation settled -> the difference to apply on the
+        server (None: nothing was taken); ``_reopen`` if applying it fails."""
         a = self._limiter._check_actual(actual, self._cost)
+        with self._lock:
+            if self._settled:
+                raise RuntimeError("reservation already settled")
+            self._settled = True
         return None if self._stamp is None else a - self._cost
+
+    def _reopen(self) -> None:
+        with self._lock:
+            self._settled = False
 
     def __repr__(self) -> str:
         state = "settled" if self._settled else "open"
@@ -487,10 +496,13 @@ class RedisReservation(_ReservationBase):
     __slots__ = ()
 
     def settle(self, actual: Any) -> None:
-        delta = self._delta(actual)
+        delta = self._close(actual)
         if delta:
-            self._limiter._adjust(delta, self._stamp)
-        self._settled = True
+            try:
+                self._limiter._adjust(delta, self._stamp)
+            except BaseException:
+                self._reopen()
+                raise
 
     def cancel(self) -> None:
         self.settle(0)
@@ -499,7 +511,8 @@ class RedisReservation(_ReservationBase):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._settled = True
+        with self._lock:
+            self._settled = True
 
 
 class AsyncRedisReservation(_ReservationBase):
@@ -509,10 +522,13 @@ class AsyncRedisReservation(_ReservationBase):
     __slots__ = ()
 
     async def settle(self, actual: Any) -> None:
-        delta = self._delta(actual)
+        delta = self._close(actual)
         if delta:
-            await self._limiter._adjust(delta, self._stamp)
-        self._settled = True
+            try:
+                await self._limiter._adjust(delta, self._stamp)
+            except BaseException:
+                self._reopen()
+                raise
 
     async def cancel(self) -> None:
         await self.settle(0)
@@ -521,7 +537,8 @@ class AsyncRedisReservation(_ReservationBase):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._settled = True
+        with self._lock:
+            self._settled = True
 
 
 # ---- group engines --------------------------------------------------------------------------
