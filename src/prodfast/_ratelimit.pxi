@@ -224,16 +224,23 @@ cdef class _RLBase:
         self._commit_c(cost, now)
         return (self._stamp_c(now), self._gen)
 
-    cdef bint _try_observed(self, double cost, double now) except -1:
-        """try_acquire while the provider's constraints apply (before ``_guard``)."""
+    cdef bint _grant_c(self, double cost, double now) except -1:
+        """Take ``cost`` if it fits at ``now`` (the provider's constraints included); counts
+        nothing. Buckets override it with their kernel's one-step decision."""
         if self._wait_c(cost, now) > 0.0:
-            self._denied += 1
             return False
         if self._prepare_c(cost) < 0:
             raise MemoryError()
         self._commit_c(cost, now)
-        self._allowed += 1
         return True
+
+    cdef bint _try_observed(self, double cost, double now) except -1:
+        """try_acquire while the provider's constraints apply (before ``_guard``)."""
+        if _RLBase._grant_c(self, cost, now):
+            self._allowed += 1
+            return True
+        self._denied += 1
+        return False
 
     @property
     def clock(self):
@@ -280,20 +287,20 @@ cdef class _RLBase:
         """``acquire`` for asyncio: an awaitable of True, or False on timeout."""
         return _rl_acquire_async(self, self._check(cost), _rl_timeout(timeout))
 
+    cdef double _cost_c(self, object cost) except? -1.0:
+        """The checked cost, as a C double (whole for a window): ``_check`` without a call."""
+        return 0.0
+
     def reserve(self, cost=1, timeout=None):
         """Take the estimated ``cost`` (waiting as ``acquire``): a Reservation to settle."""
-        cdef double c, now
-        cost = self._check(cost)
+        cdef double c = self._cost_c(cost)
+        cdef double now
         if timeout is None and not self._waiting:
-            c = cost
             now = self._now()
-            if self._wait_c(c, now) == 0.0:  # the fast path: granted now, nobody queued
-                if self._prepare_c(c) < 0:
-                    raise MemoryError()
-                self._commit_c(c, now)
+            if self._grant_c(c, now):  # the fast path: granted now, nobody queued
                 self._allowed += 1
-                return _rl_reservation(self, cost, c, self._stamp_c(now))
-        return _rl_reserve(self, cost, _rl_timeout(timeout), Reservation)
+                return _rl_reservation(self, c, self._stamp_c(now))
+        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), Reservation)
 
     def reserve_async(self, cost=1, timeout=None):
         """``reserve`` for asyncio: an awaitable of the Reservation."""
@@ -307,8 +314,12 @@ cdef class _RLBase:
         return report
 
 
-cdef inline double _rl_actual(_RLBase lim, object actual, object reserved) except? -1.0:
+cdef class Reservation
+
+
+cdef inline double _rl_actual(Reservation r, object actual) except? -1.0:
     """A checked settled cost; a C fast path for a plain int/float on a bucket."""
+    cdef _RLBase lim = r._lim
     cdef double a = -1.0
     if not lim._whole:
         if type(actual) is float:
@@ -320,13 +331,12 @@ cdef inline double _rl_actual(_RLBase lim, object actual, object reserved) excep
                 a = -1.0
         if a >= 0.0 and a - a == 0.0:
             return a
-    return lim._check_actual(actual, reserved)
+    return lim._check_actual(actual, r._cost_value())
 
 
-cdef inline Reservation _rl_reservation(_RLBase lim, object cost, double c, double stamp):
+cdef inline Reservation _rl_reservation(_RLBase lim, double c, double stamp):
     cdef Reservation r = Reservation.__new__(Reservation)
     r._lim = lim
-    r._cost = cost
     r._c = c
     r._stamp = stamp
     r._gen = lim._gen
@@ -336,19 +346,18 @@ cdef inline Reservation _rl_reservation(_RLBase lim, object cost, double c, doub
 
 @cython.final
 @cython.freelist(16)
+@cython.no_gc  # it only refers to its limiter, which never refers back: no cycle to collect
 cdef class Reservation:
     """A cost taken ahead of a call whose real cost is known later (see _ratelimit_py)."""
 
     cdef _RLBase _lim
-    cdef object _cost
-    cdef double _c
+    cdef double _c  # the reserved cost (a whole number for a window)
     cdef double _stamp
     cdef long long _gen
     cdef bint _settled
 
     def __init__(self, limiter, cost, receipt):
         self._lim = limiter
-        self._cost = cost
         self._c = cost
         self._stamp = receipt[0]
         self._gen = receipt[1]
@@ -361,7 +370,10 @@ cdef class Reservation:
     @property
     def cost(self):
         """The reserved cost."""
-        return self._cost
+        return self._cost_value()
+
+    cdef object _cost_value(self):
+        return <Py_ssize_t>self._c if self._lim._whole else self._c
 
     @property
     def settled(self):
@@ -369,7 +381,7 @@ cdef class Reservation:
 
     def __repr__(self):
         state = "settled" if self._settled else "open"
-        return f"<Reservation cost={self._cost!r} {state} of {self._lim!r}>"
+        return f"<Reservation cost={self._cost_value()!r} {state} of {self._lim!r}>"
 
     cdef void _apply(self, double actual, double now) noexcept:
         self._settled = True
@@ -378,7 +390,7 @@ cdef class Reservation:
 
     def settle(self, actual):
         """The call's real cost: give back or take the difference from the estimate."""
-        cdef double a = _rl_actual(self._lim, actual, self._cost)
+        cdef double a = _rl_actual(self, actual)
         cdef double now = self._lim._now()
         if self._settled:
             raise RuntimeError("reservation already settled")
@@ -439,6 +451,11 @@ cdef class TokenBucket(_RLBase):
         rl_bucket_try(&self._s, now, cost)
         self._observed_take(cost, now)
 
+    cdef bint _grant_c(self, double cost, double now) except -1:
+        if now < self._guard:
+            return _RLBase._grant_c(self, cost, now)
+        return rl_bucket_try(&self._s, now, cost)
+
     cdef void _settle_c(self, double reserved, double actual, double stamp, double now) noexcept:
         # give back (never above capacity) or take the excess (tokens may go below zero)
         cdef double back = reserved - actual
@@ -446,6 +463,11 @@ cdef class TokenBucket(_RLBase):
         if now > self._s.last:
             self._s.last = now
         self._s.tokens = t if back <= 0.0 or t < self._s.capacity else self._s.capacity
+
+    cdef double _cost_c(self, object cost) except? -1.0:
+        if cost is _rl_one and self._s.capacity >= 1.0:
+            return 1.0
+        return _rl_cost(cost, self._s.capacity)
 
     def _check(self, cost):
         return _rl_cost(cost, self._s.capacity)
@@ -543,12 +565,22 @@ cdef class LeakyBucket(_RLBase):
         rl_leaky_try(&self._s, now, cost)
         self._observed_take(cost, now)
 
+    cdef bint _grant_c(self, double cost, double now) except -1:
+        if now < self._guard:
+            return _RLBase._grant_c(self, cost, now)
+        return rl_leaky_try(&self._s, now, cost)
+
     cdef void _settle_c(self, double reserved, double actual, double stamp, double now) noexcept:
         # drain (never below empty) or add the excess (the level may rise above capacity)
         cdef double v = rl_leaky_level(&self._s, now) - (reserved - actual)
         if now > self._s.last:
             self._s.last = now
         self._s.level = v if v > 0.0 else 0.0
+
+    cdef double _cost_c(self, object cost) except? -1.0:
+        if cost is _rl_one and self._s.capacity >= 1.0:
+            return 1.0
+        return _rl_cost(cost, self._s.capacity)
 
     def _check(self, cost):
         return _rl_cost(cost, self._s.capacity)
@@ -680,6 +712,9 @@ cdef class SlidingWindowLimiter(_RLBase):
 
     cdef void _settle_c(self, double reserved, double actual, double stamp, double now) noexcept:
         _rl_window_unlog(&self._w, <Py_ssize_t>(reserved - actual), stamp)
+
+    cdef double _cost_c(self, object cost) except? -1.0:
+        return 1.0 if cost is _rl_one else <double>_rl_whole(cost, self._w.max_calls)
 
     def _check(self, cost):
         return _rl_whole(cost, self._w.max_calls)
