@@ -507,7 +507,13 @@ class _Limiter:
         """Take the estimated ``cost`` now, waiting as :meth:`acquire`, and return a
         :class:`Reservation` to settle with the real cost; RateLimitError (with retry_after)
         if ``timeout`` runs out first (``timeout=0``: decide once)."""
-        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), Reservation)
+        c = self._check(cost)
+        if timeout is None and not self._gate.queue:  # granted now, nobody queued
+            receipt = self._take(c)
+            if type(receipt) is not float:
+                self._note(True)
+                return Reservation(self, c, receipt)
+        return _rl_reserve(self, c, _rl_timeout(timeout), Reservation)
 
     def reserve_async(self, cost=1, timeout=None):
         """:meth:`reserve` for asyncio (an awaitable of the Reservation)."""
