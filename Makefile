@@ -12,7 +12,13 @@ BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
 PORTABLE   := build/portable-clock
 
-.PHONY: venv build test test-portable-clock lint bench bench-pytest clean
+# aiolimiter's own test suite, from its sdist (the only release whose sdist ships its tests),
+# run against prodfast.AsyncLimiter through tests/aiolimiter_shim
+AIOLIMITER_VERSION ?= 1.3.0
+AIOLIMITER_DIR     ?= build/aiolimiter-suite
+AIOLIMITER_TESTS   := $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION)/tests/test_aiolimiter.py
+
+.PHONY: venv build test test-portable-clock aiolimiter-suite lint bench bench-pytest clean
 
 venv: $(STAMP)
 
@@ -33,6 +39,7 @@ test: build
 	$(PY) -m pytest -q bench --benchmark-disable
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
 	$(MAKE) test-portable-clock
+	$(MAKE) aiolimiter-suite
 	$(MAKE) lint
 
 # The core as macOS and Windows compile it (no coarse clock; src/prodfast/_platform.h), built out
@@ -43,6 +50,18 @@ test-portable-clock: build
 	PYTHONPATH=$(PORTABLE)/lib $(PY) -c "import prodfast._core as c, sys; sys.exit(0 if '$(PORTABLE)/lib/' in c.__file__ else f'not the portable build: {c.__file__}')"
 	PYTHONPATH=$(PORTABLE)/lib $(PY) -m pytest -q -p no:cacheprovider -m cython_backend \
 		--ignore=tests/test_wheel.py --ignore=tests/test_cimport.py
+
+$(AIOLIMITER_TESTS): $(STAMP)
+	mkdir -p $(AIOLIMITER_DIR)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: aiolimiter==$(AIOLIMITER_VERSION) -d $(AIOLIMITER_DIR)
+	tar -xzf $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION).tar.gz -C $(AIOLIMITER_DIR) aiolimiter-$(AIOLIMITER_VERSION)/tests
+	touch $@
+
+# test_version checks aiolimiter's packaging (its version against its git tags), not the limiter
+aiolimiter-suite: build $(AIOLIMITER_TESTS)
+	PYTHONPATH=tests/aiolimiter_shim $(PY) -m pytest -q -p no:cacheprovider -p no:randomly \
+		--rootdir=$(AIOLIMITER_DIR) -c /dev/null -o asyncio_mode=auto \
+		-k "not test_version" $(AIOLIMITER_TESTS)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py

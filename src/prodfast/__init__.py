@@ -15,6 +15,7 @@ TTLCache = impl.TTLCache
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
+Reservation = impl.Reservation
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
@@ -26,8 +27,11 @@ QuantileSketch = impl.QuantileSketch
 from .decorators import cached, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
+    GroupReservation,
     LimiterGroup,
     RateLimitError,
+    check_limiter,
+    limiter_kind,
     parse_rate,
     rate_limit,
 )
@@ -50,6 +54,10 @@ __all__ = [
     "TokenBucket",
     "LeakyBucket",
     "SlidingWindowLimiter",
+    "Reservation",
+    "GroupReservation",
+    "check_limiter",
+    "limiter_kind",
     "RateLimitError",
     "rate_limit",
     "parse_rate",

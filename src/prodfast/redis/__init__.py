@@ -14,8 +14,10 @@ except ImportError as exc:  # tests/test_extras.py blocks the import in a child 
 from ._common import BackendUnavailable
 from .cache import AsyncRedisCache, AsyncTieredCache, RedisCache, TieredCache
 from .limiters import (
+    AsyncRedisReservation,
     AsyncRedisSlidingWindow,
     AsyncRedisTokenBucket,
+    RedisReservation,
     RedisSlidingWindow,
     RedisTokenBucket,
 )
@@ -25,9 +27,11 @@ __all__ = [
     "AsyncTieredCache",
     "RedisCache",
     "TieredCache",
+    "AsyncRedisReservation",
     "AsyncRedisSlidingWindow",
     "AsyncRedisTokenBucket",
     "BackendUnavailable",
+    "RedisReservation",
     "RedisSlidingWindow",
     "RedisTokenBucket",
 ]
