@@ -5,7 +5,16 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 The decorators, limiter groups and callbacks are Python layers over the active backend.
 """
 
-from ._backend import BACKEND, BACKEND_ERROR, impl
+from typing import TYPE_CHECKING
+
+from ._backend import BACKEND, BACKEND_ERROR
+
+# Type checkers see the compiled core's typed contract, _core.pyi (which stubtest holds to the
+# compiled module, and tests/test_parity.py the twin to it); at run time impl is the backend in use.
+if TYPE_CHECKING:
+    from . import _core as impl
+else:
+    from ._backend import impl
 
 # caches (API.md section 1)
 LRUCache = impl.LRUCache

@@ -9,3 +9,4 @@ include "_cache.pxi"
 include "_ratelimit.pxi"
 include "_stats.pxi"
 include "_sketch.pxi"
+include "_signatures.pxi"  # last: it covers every class above
