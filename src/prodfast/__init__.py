@@ -7,9 +7,14 @@ The decorators, limiter groups and callbacks are Python layers over the active b
 
 from ._backend import BACKEND, BACKEND_ERROR, impl
 
-# caches (API.md section 1)
+# caches (API.md section 1): cachetools 8's classes
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
 LRUCache = impl.LRUCache
+RRCache = impl.RRCache
 TTLCache = impl.TTLCache
+TLRUCache = impl.TLRUCache
 
 # rate limiters (section 2)
 TokenBucket = impl.TokenBucket
@@ -22,6 +27,7 @@ P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 
+from . import keys  # noqa: E402
 from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
     BaseCallback,
     CallbackManager,
@@ -30,7 +36,7 @@ from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
     TimingCallback,
     TokenUsageCallback,
 )
-from .decorators import cached, lru_cache  # noqa: E402
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
     LimiterGroup,
@@ -42,9 +48,17 @@ from .limiters import (  # noqa: E402
 __all__ = [
     "BACKEND",
     "BACKEND_ERROR",
+    "Cache",
+    "FIFOCache",
+    "LFUCache",
     "LRUCache",
+    "RRCache",
     "TTLCache",
+    "TLRUCache",
+    "CacheInfo",
     "cached",
+    "cachedmethod",
+    "keys",
     "lru_cache",
     "TokenBucket",
     "LeakyBucket",
