@@ -11,7 +11,7 @@ export PRODFAST_REQUIRE_EXTENSION = 1
 BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
 
-.PHONY: venv build test lint bench bench-pytest clean
+.PHONY: venv build test lint bench bench-pytest cachetools-suite clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,27 @@ test: build
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q bench --benchmark-disable
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
+	$(MAKE) cachetools-suite
 	$(MAKE) lint
+
+# cachetools' own test suite (every file of its sdist's tests/), fetched from the package
+# registry at the version and hash pinned in tests/cachetools_suite/requirements.txt, run with
+# `cachetools` replaced by prodfast.compat.cachetools: once on the compiled core, once on the twin.
+CACHETOOLS_REQ   := tests/cachetools_suite/requirements.txt
+CACHETOOLS_CACHE := build/cachetools-suite
+CACHETOOLS_SUITE_RUN = cd $(CACHETOOLS_CACHE)/sdist && \
+	PYTHONPATH=$(CURDIR)/tests/cachetools_suite $(CURDIR)/$(PY) -m pytest -q -p shim -p no:cacheprovider tests
+
+$(CACHETOOLS_CACHE)/.fetched: $(CACHETOOLS_REQ) $(STAMP)
+	rm -rf $(CACHETOOLS_CACHE) && mkdir -p $(CACHETOOLS_CACHE)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r $(CACHETOOLS_REQ) -d $(CACHETOOLS_CACHE)
+	mkdir $(CACHETOOLS_CACHE)/sdist
+	tar -xzf $(CACHETOOLS_CACHE)/cachetools-*.tar.gz -C $(CACHETOOLS_CACHE)/sdist --strip-components=1
+	touch $@
+
+cachetools-suite: build $(CACHETOOLS_CACHE)/.fetched
+	$(CACHETOOLS_SUITE_RUN)
+	PRODFAST_PURE_PYTHON=1 $(CACHETOOLS_SUITE_RUN)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py

@@ -6,6 +6,7 @@ import collections.abc
 import copy
 import datetime
 import gc
+import inspect
 import math
 import pickle
 import random
@@ -85,14 +86,64 @@ def test_bad_callables(core):
         core.TTLCache(3, 1, on_evict=1)
 
 
-def test_signatures_match_cachetools(core):
-    c = core.LRUCache(5, len, on_evict=None)
-    assert c.maxsize == 5 and c.getsizeof("abc") == 3
-    t = core.TTLCache(5, 2.5, FakeClock(), len)
-    assert t.ttl == 2.5 and t.getsizeof("ab") == 2
-    assert core.LRUCache(4).getsizeof("anything") == 1
+CACHE_CLASSES = ("Cache", "FIFOCache", "LFUCache", "LRUCache", "RRCache", "TTLCache", "TLRUCache")
+SHARED_METHODS = ("get", "pop", "setdefault", "popitem", "clear", "__getitem__", "__setitem__",
+                  "__delitem__", "__contains__")
+
+
+def _params(fn, drop_self=True):
+    """(name, kind, default) of each parameter; a private sentinel default shows as "<sentinel>"."""
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if drop_self and p.name == "self":
+            continue
+        if p.name.startswith("cache_"):  # cachetools' own `cache_setitem=Cache.__setitem__` trick
+            continue
+        default = p.default
+        if default is not p.empty and type(default) is object:
+            default = "<sentinel>"
+        out.append((p.name, p.kind, default))
+    return out
+
+
+@pytest.mark.parametrize("name", CACHE_CLASSES)
+def test_signatures_match_cachetools(core, name):
+    ours, theirs = getattr(core, name), getattr(cachetools, name)
+    # the constructor: cachetools' parameters, in its order and with its defaults, then prodfast's
+    # keyword-only on_evict
+    sig = _params(ours)
+    assert sig[:-1] == _params(theirs)
+    assert sig[-1] == ("on_evict", inspect.Parameter.KEYWORD_ONLY, None)
+    methods = SHARED_METHODS + (("expire",) if name in ("TTLCache", "TLRUCache") else ())
+    for method in methods:
+        reference = getattr(theirs, method)
+        if any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(reference).parameters.values()):
+            reference = getattr(cachetools.Cache, method)  # _TimedCache's pass-through wrappers
+        assert _params(getattr(ours, method)) == _params(reference), method
+    valid = {"maxsize": 5, "ttl": 1, "ttu": lambda k, v, now: now + 1, "timer": FakeClock(),
+             "choice": min, "getsizeof": len}
+    args = [valid[p] for p, kind, _ in sig if kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    c = ours(*args)
+    assert c.maxsize == 5 and c.getsizeof is len
     with pytest.raises(TypeError):
-        core.LRUCache(5, len, None)  # on_evict is keyword-only
+        ours(*args, None)  # on_evict is keyword-only
+
+
+def test_getsizeof_is_the_function_given(core):
+    c = core.LRUCache(5, len, on_evict=None)
+    assert c.getsizeof is len and c.getsizeof("abc") == 3
+    t = core.TTLCache(5, 2.5, FakeClock(), len)
+    assert t.ttl == 2.5 and t.getsizeof is len
+    assert core.LRUCache(4).getsizeof("anything") == 1
+
+    class Doubling(core.LRUCache):
+        @staticmethod
+        def getsizeof(value):
+            return 2 * len(value)
+
+    d = Doubling(10)
+    d["a"] = "xyz"
+    assert d.currsize == 6 and d.getsizeof("ab") == 4
 
 
 def test_is_mutable_mapping(core):

@@ -3,8 +3,8 @@
 A key is the tuple of the positional arguments; keyword arguments follow a separator, sorted by
 name, so the order they were passed in never changes the key. The typed variants append the
 type of every argument, so ``f(1)`` and ``f(1.0)`` get different keys. The method variants leave
-out the first positional argument (``self``). Keys are plain tuples: equal to, and hashing like,
-cachetools' own keys for the same arguments.
+out the first positional argument (``self``). Keys are plain tuples laid out as cachetools' keys
+(without keyword arguments they are the same tuples; with them, only the separator differs).
 """
 
 from __future__ import annotations
