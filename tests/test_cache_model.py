@@ -36,11 +36,15 @@ def _ttu(key, value, now):
     return now + value % 5  # value % 5 == 0: stored already expired, so dropped
 
 
-def make_cache(core, kind, maxsize, clock, sized, on_evict):
+def _first(keys):
+    return keys[0]
+
+
+def make_cache(core, kind, maxsize, clock, sized, on_evict, choice=min):
     kw = {"getsizeof": _size} if sized else {}
     cls = getattr(core, kind)
     if kind == "RRCache":
-        return cls(maxsize, min, on_evict=on_evict, **kw)
+        return cls(maxsize, choice, on_evict=on_evict, **kw)
     if kind == "TTLCache":
         return cls(maxsize, TTL, clock, on_evict=on_evict, **kw)
     if kind == "TLRUCache":
@@ -358,12 +362,12 @@ def _script(rng, n):
     return ops
 
 
-def _run(module, config, ops):
+def _run(module, config, ops, choice=min):
     kind, maxsize, sized = config
     clock = FakeClock()
     log = []
     cb = lambda k, v: log.append(("evict", k, v))  # noqa: E731
-    c = make_cache(module, kind, maxsize, clock, sized, cb)
+    c = make_cache(module, kind, maxsize, clock, sized, cb, choice)
     for op in ops:
         name = op[0]
         try:
@@ -412,6 +416,21 @@ def test_differential_cython_vs_python(kind, maxsize, sized, seed):
     config = (kind, maxsize, sized)
     a = _run(cy, config, ops)
     b = _run(py, config, ops)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("sized", [False, True])
+@pytest.mark.parametrize("seed", range(4 if not LONG else 40))
+def test_rr_slot_order_is_the_same_on_both_backends(sized, seed):
+    # a choice that depends on the order of the sequence it gets: the slot order must agree
+    cy = importlib.import_module("prodfast._core")
+    py = importlib.import_module("prodfast._core_py")
+    ops = _script(random.Random(seed), 300)
+    config = ("RRCache", 6, sized)
+    a = _run(cy, config, ops, _first)
+    b = _run(py, config, ops, _first)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
 

@@ -205,25 +205,36 @@ class _CacheItemsView(ItemsView):
 
 
 class _RRKeys(Sequence):
-    """The keys an RRCache's ``choice`` picks from: a read-only view of its first ``n`` slots."""
+    """The keys an RRCache's ``choice`` picks from: a read-only view of its slots.
 
-    __slots__ = ("_slots", "_n")
+    With ``keep`` (the node of a key being updated) the view leaves that key out: the last slot's
+    key stands in its place, so the view has one key fewer and no slot moves.
+    """
 
-    def __init__(self, slots, n):
+    __slots__ = ("_slots", "_keep")
+
+    def __init__(self, slots, keep):
         self._slots = slots
-        self._n = n
+        self._keep = keep
 
     def __len__(self):
-        return self._n
+        return len(self._slots) - (self._keep is not None)
+
+    def _key_at(self, i):
+        keep = self._keep
+        if keep is not None and i == keep.aux:
+            return self._slots[-1].key
+        return self._slots[i].key
 
     def __getitem__(self, i):
+        n = len(self)
         if isinstance(i, slice):
-            return [node.key for node in self._slots[: self._n][i]]
+            return [self._key_at(j) for j in range(*i.indices(n))]
         if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
+            i += n
+        if not 0 <= i < n:
             raise IndexError("index out of range")
-        return self._slots[i].key
+        return self._key_at(i)
 
 
 class _Bucket:
@@ -1155,8 +1166,10 @@ class RRCache(Cache):
     """A cache that evicts a randomly chosen item: ``RRCache(maxsize, choice=random.choice,
     getsizeof=None, *, on_evict=None)``, a drop-in for ``cachetools.RRCache``.
 
-    To make room, ``choice(keys)`` picks the victim from a read-only sequence of the keys
-    (when updating a key, of the other keys); ``cache.choice`` is the function given. An
+    To make room, ``choice(keys)`` picks the victim from a read-only sequence of the keys in
+    slot order (when updating a key, of the other keys: the last slot's key stands in the updated
+    key's place); a removal moves the last slot's key into the freed slot. ``cache.choice`` is
+    the function given. An
     exception from ``choice`` reaches the caller and stores nothing. O(1) apart from choice.
     """
 
@@ -1194,22 +1207,10 @@ class RRCache(Cache):
     def _clear_policy(self):
         self._slots = []
 
-    def _on_update(self, node):
-        # the updated key goes to the last slot, out of the choice for room
-        slots = self._slots
-        i, j = node.aux, len(slots) - 1
-        if i != j:
-            other = slots[j]
-            slots[i], slots[j] = other, node
-            other.aux, node.aux = i, j
-
     def _victim(self, keep):
-        if keep is not None:
-            self._on_update(keep)  # an eviction's swap-remove may have moved it
-        n = len(self._slots) - (keep is not None)
-        if n <= 0:
+        if len(self._slots) - (keep is not None) <= 0:
             raise KeyError(f"{type(self).__name__} is empty")
-        key = self._choice(_RRKeys(self._slots, n))
+        key = self._choice(_RRKeys(self._slots, keep))
         node = self._map.get(key)
         if node is None or node is keep:
             raise KeyError(key)

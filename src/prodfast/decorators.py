@@ -380,45 +380,38 @@ def _store(cache, key, value):
 # ---------------------------------------------------------------------- cached
 
 
-class _CachedFunction(_Memo):
+@_backend.impl._fast_call
+class _CachedFunction(_backend.impl._CachedCall, _Memo):
     """What ``cached(...)`` returns for a plain function: callable, a descriptor like a function,
-    copied and pickled by reference (by its qualified name)."""
+    copied and pickled by reference (by its qualified name). The hit path is the compiled base's
+    ``__call__`` (see _cached.pxi); ``_miss`` and ``_call`` are the rest."""
 
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
-        self.cache = cache
-        self.cache_key = key
+        shared = callable(getattr(cache, "get_or_compute", None))
+        fast = lock is None and cond is None and not shared
+        key_kind = 1 if key is hashkey or key is _call_key else 0
+        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, fast)
         self.cache_lock = lock
         self.cache_condition = cond
         self._func = func
         self._memo_init(info)
-        self._shared = callable(getattr(cache, "get_or_compute", None))
+        self._shared = shared
 
-    def __call__(self, /, *args, **kwargs):
-        cache = self.cache
-        key = self.cache_key(*args, **kwargs)
+    def _miss(self, key, args, kwargs):
         func = self._func
-        if self._shared:
-            return self._lookup_shared(
-                cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
-            )
-        if self.cache_lock is None and self.cache_condition is None:
-            try:
-                value = cache[key]
-            except KeyError:
-                pass
-            else:
-                self._hits += 1
-                return value
-            value, joined = _single_flight(
-                self._flights, key, lambda: func(*args, **kwargs), functools.partial(_store, cache, key)
-            )
-            self._count(joined)
-            return value
-        return self._lookup(
-            cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
+        value, joined = _single_flight(
+            self._flights, key, lambda: func(*args, **kwargs), functools.partial(_store, self.cache, key)
         )
+        self._count(joined)
+        return value
+
+    def _call(self, args, kwargs):
+        cache, func = self.cache, self._func
+        key = self.cache_key(*args, **kwargs)
+        lookup = self._lookup_shared if self._shared else self._lookup
+        return lookup(cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs))
 
     def cache_clear(self):
         """Remove every entry from the cache (and, with ``info=True``, reset the counters)."""
@@ -440,6 +433,7 @@ class _CachedFunction(_Memo):
         return f"<cached {self.__wrapped__!r}>"
 
 
+@_backend.impl._fast_call
 class _CachedFunctionInfo(_CachedFunction):
     def cache_info(self):
         """``CacheInfo(hits, misses, maxsize, currsize)`` of this function's calls."""
@@ -507,21 +501,22 @@ def cached(cache, key=hashkey, lock=None, condition=None, info=False):
 _WRAPPERS_ATTR = "__cachetools_cachedmethods"
 
 
-class _MethodWrapper(_Memo):
+@_backend.impl._fast_call
+class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
     """The per-instance callable of a ``cachedmethod``: looks the cache, lock and condition up
-    on the instance at every call, as cachetools does."""
+    on the instance at every call, as cachetools does. The hit path is the compiled base's
+    ``__call__`` (see _cached.pxi); ``_miss`` and ``_call`` are the rest."""
 
     def __init__(self, obj, descriptor, method, cache, key, lock, cond, info):
         if not callable(key):
             raise TypeError(f"key must be callable, got {key!r}")
         functools.update_wrapper(self, method)
-        self._obj = obj
+        fast = lock is None and cond is None and not descriptor._is_async
+        _backend.impl._CachedMethodCall.__init__(self, obj, cache, key, int(key is methodkey), fast)
         self._descriptor = descriptor
         self._method = method
-        self._cache_of = cache
         self._lock_of = lock
         self._cond_of = cond
-        self._key = key
         self.cache_key = functools.partial(key, obj)
         self._memo_init(info)
 
@@ -542,20 +537,31 @@ class _MethodWrapper(_Memo):
         cond_of = self._cond_of
         return None if cond_of is None else cond_of(self._obj)
 
-    def __call__(self, /, *args, **kwargs):
-        obj = self._obj
-        cache = self._cache_of(obj)
+    def _miss(self, cache, key, args, kwargs):
+        method, obj = self._method, self._obj
+        value, joined = _single_flight(
+            self._flights, key, lambda: method(obj, *args, **kwargs), functools.partial(_store, cache, key)
+        )
+        self._count(joined)
+        return value
+
+    def _call(self, cache, args, kwargs):
+        obj, method = self._obj, self._method
         key = self._key(obj, *args, **kwargs)
-        method = self._method
-        lock = self.cache_lock
-        cond = self.cache_condition
+
+        def compute():
+            return method(obj, *args, **kwargs)
+
         if self._descriptor._is_async:
             if callable(getattr(cache, "aget_or_compute", None)):
-                return self._alookup_shared(cache, key, lock, lambda: method(obj, *args, **kwargs))
-            return self._alookup(cache, key, lock, lambda: method(obj, *args, **kwargs))
+                return self._alookup_shared(cache, key, self.cache_lock, compute)
+            return self._alookup(cache, key, self.cache_lock, compute)
+        lock, cond = self.cache_lock, self.cache_condition
         if callable(getattr(cache, "get_or_compute", None)):
-            return self._lookup_shared(cache, key, lock, cond, lambda: method(obj, *args, **kwargs))
-        return self._lookup(cache, key, lock, cond, lambda: method(obj, *args, **kwargs))
+            return self._lookup_shared(cache, key, lock, cond, compute)
+        if self._fast:
+            self._plain_type = type(cache)  # the compiled hit path serves this type from now on
+        return self._lookup(cache, key, lock, cond, compute)
 
     def cache_clear(self):
         """Remove every entry from this instance's cache (with info, reset the counters)."""
@@ -569,6 +575,7 @@ class _MethodWrapper(_Memo):
         return f"<cachedmethod {self.__wrapped__!r} of {object.__repr__(self._obj)}>"
 
 
+@_backend.impl._fast_call
 class _MethodWrapperInfo(_MethodWrapper):
     def cache_info(self):
         """``CacheInfo(hits, misses, maxsize, currsize)`` of this instance's calls."""
@@ -722,7 +729,7 @@ def cachedmethod(cache, key=methodkey, lock=None, condition=None, info=False):
 
 
 # functools.lru_cache's keys: keyword arguments in call order (f(x=1, y=2) and f(y=2, x=1) are
-# two entries there, so here too)
+# two entries there, so here too); without them, the argument tuple
 def _call_key(*args, **kwargs):
     return args + _kwmark + tuple(kwargs.items()) if kwargs else args
 
