@@ -18,7 +18,7 @@ AIOLIMITER_VERSION ?= 1.3.0
 AIOLIMITER_DIR     ?= build/aiolimiter-suite
 AIOLIMITER_TESTS   := $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION)/tests/test_aiolimiter.py
 
-.PHONY: venv build test test-portable-clock aiolimiter-suite lint bench bench-pytest clean
+.PHONY: venv build test test-portable-clock aiolimiter-suite cachetools-suite lint bench bench-pytest clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,7 @@ test: build
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
 	$(MAKE) test-portable-clock
 	$(MAKE) aiolimiter-suite
+	$(MAKE) cachetools-suite
 	$(MAKE) lint
 
 # The core as macOS and Windows compile it (no coarse clock; src/prodfast/_platform.h), built out
@@ -62,6 +63,25 @@ aiolimiter-suite: build $(AIOLIMITER_TESTS)
 	PYTHONPATH=tests/aiolimiter_shim $(PY) -m pytest -q -p no:cacheprovider -p no:randomly \
 		--rootdir=$(AIOLIMITER_DIR) -c /dev/null -o asyncio_mode=auto \
 		-k "not test_version" $(AIOLIMITER_TESTS)
+
+# cachetools' own test suite (every file of its sdist's tests/), fetched from the package
+# registry at the version and hash pinned in tests/cachetools_suite/requirements.txt, run with
+# `cachetools` replaced by prodfast.compat.cachetools: once on the compiled core, once on the twin.
+CACHETOOLS_REQ   := tests/cachetools_suite/requirements.txt
+CACHETOOLS_CACHE := build/cachetools-suite
+CACHETOOLS_SUITE_RUN = cd $(CACHETOOLS_CACHE)/sdist && \
+	PYTHONPATH=$(CURDIR)/tests/cachetools_suite $(CURDIR)/$(PY) -m pytest -q -p shim -p no:cacheprovider tests
+
+$(CACHETOOLS_CACHE)/.fetched: $(CACHETOOLS_REQ) $(STAMP)
+	rm -rf $(CACHETOOLS_CACHE) && mkdir -p $(CACHETOOLS_CACHE)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r $(CACHETOOLS_REQ) -d $(CACHETOOLS_CACHE)
+	mkdir $(CACHETOOLS_CACHE)/sdist
+	tar -xzf $(CACHETOOLS_CACHE)/cachetools-*.tar.gz -C $(CACHETOOLS_CACHE)/sdist --strip-components=1
+	touch $@
+
+cachetools-suite: build $(CACHETOOLS_CACHE)/.fetched
+	$(CACHETOOLS_SUITE_RUN)
+	PRODFAST_PURE_PYTHON=1 $(CACHETOOLS_SUITE_RUN)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py

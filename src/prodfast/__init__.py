@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 else:
     from ._backend import impl
 
-# caches (API.md section 1)
+# caches (API.md section 1): cachetools 8's classes
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
 LRUCache = impl.LRUCache
+RRCache = impl.RRCache
 TTLCache = impl.TTLCache
+TLRUCache = impl.TLRUCache
 
 # rate limiters (section 2)
 TokenBucket = impl.TokenBucket
@@ -33,7 +38,8 @@ Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 QuantileSketch = impl.QuantileSketch
 
-from .decorators import cached, lru_cache  # noqa: E402
+from . import keys  # noqa: E402
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
     GroupReservation,
@@ -56,9 +62,17 @@ from .monitor import (  # noqa: E402  (section 4: needs the classes above)
 __all__ = [
     "BACKEND",
     "BACKEND_ERROR",
+    "Cache",
+    "FIFOCache",
+    "LFUCache",
     "LRUCache",
+    "RRCache",
     "TTLCache",
+    "TLRUCache",
+    "CacheInfo",
     "cached",
+    "cachedmethod",
+    "keys",
     "lru_cache",
     "TokenBucket",
     "LeakyBucket",
