@@ -16,22 +16,41 @@ if TYPE_CHECKING:
 else:
     from ._backend import impl
 
-# caches (API.md section 1)
+# caches (API.md section 1): cachetools 8's classes
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
 LRUCache = impl.LRUCache
+RRCache = impl.RRCache
 TTLCache = impl.TTLCache
+TLRUCache = impl.TLRUCache
 
 # rate limiters (section 2)
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
+Reservation = impl.Reservation
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
 P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
+QuantileSketch = impl.QuantileSketch
 
-from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
+from . import keys  # noqa: E402
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
+from .limiters import (  # noqa: E402
+    AsyncLimiter,
+    GroupReservation,
+    LimiterGroup,
+    RateLimitError,
+    check_limiter,
+    limiter_kind,
+    parse_rate,
+    rate_limit,
+)
+from .monitor import (  # noqa: E402  (section 4: needs the classes above)
     BaseCallback,
     CallbackManager,
     ErrorTrackingCallback,
@@ -39,25 +58,29 @@ from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
     TimingCallback,
     TokenUsageCallback,
 )
-from .decorators import cached, lru_cache  # noqa: E402
-from .limiters import (  # noqa: E402
-    AsyncLimiter,
-    LimiterGroup,
-    RateLimitError,
-    parse_rate,
-    rate_limit,
-)
 
 __all__ = [
     "BACKEND",
     "BACKEND_ERROR",
+    "Cache",
+    "FIFOCache",
+    "LFUCache",
     "LRUCache",
+    "RRCache",
     "TTLCache",
+    "TLRUCache",
+    "CacheInfo",
     "cached",
+    "cachedmethod",
+    "keys",
     "lru_cache",
     "TokenBucket",
     "LeakyBucket",
     "SlidingWindowLimiter",
+    "Reservation",
+    "GroupReservation",
+    "check_limiter",
+    "limiter_kind",
     "RateLimitError",
     "rate_limit",
     "parse_rate",
@@ -67,6 +90,7 @@ __all__ = [
     "P2Quantile",
     "Quantiles",
     "LatencySummary",
+    "QuantileSketch",
     "BaseCallback",
     "CallbackManager",
     "TimingCallback",
