@@ -9,11 +9,14 @@ from collections.abc import (
     KeysView,
     Mapping,
     MutableMapping,
+    Sequence,
     ValuesView,
 )
 from fractions import Fraction
 from types import GenericAlias
 from typing import Any, ClassVar, Generic, TypeVar, final, overload
+
+from typing_extensions import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -245,7 +248,9 @@ class _CacheTimer(Generic[_T]):
     def __exit__(self, *exc: object) -> None: ...
     def __getattr__(self, name: str) -> Any: ...
 
-class LRUCache(MutableMapping[_K, _V]):
+class Cache(MutableMapping[_K, _V]):
+    """The base of every cache (cachetools' Cache: evicts in insertion order)."""
+
     def __init__(
         self,
         maxsize: float,
@@ -280,7 +285,8 @@ class LRUCache(MutableMapping[_K, _V]):
     def values(self) -> ValuesView[_V]: ...
     def items(self) -> ItemsView[_K, _V]: ...
     def set(self, key: _K, value: _V) -> None: ...
-    def getsizeof(self, value: _V) -> float: ...
+    @property
+    def getsizeof(self) -> Callable[[_V], float]: ...
     @property
     def maxsize(self) -> float: ...
     @property
@@ -292,10 +298,26 @@ class LRUCache(MutableMapping[_K, _V]):
     def __reduce__(self) -> tuple[Any, ...]: ...
     def __getstate__(self) -> tuple[Any, ...]: ...
     def __setstate__(self, state: tuple[Any, ...]) -> None: ...
-    def __copy__(self) -> LRUCache[_K, _V]: ...
+    def __copy__(self) -> Self: ...
     def _check(self) -> None: ...
 
-class TTLCache(LRUCache[_K, _V], Generic[_K, _V, _T]):
+class LRUCache(Cache[_K, _V]): ...
+class FIFOCache(Cache[_K, _V]): ...
+class LFUCache(Cache[_K, _V]): ...
+
+class RRCache(Cache[_K, _V]):
+    def __init__(
+        self,
+        maxsize: float,
+        choice: Callable[[Sequence[_K]], _K] = ...,
+        getsizeof: Callable[[_V], float] | None = None,
+        *,
+        on_evict: Callable[[_K, _V], object] | None = None,
+    ) -> None: ...
+    @property
+    def choice(self) -> Callable[[Sequence[_K]], _K]: ...
+
+class TTLCache(Cache[_K, _V], Generic[_K, _V, _T]):
     def __init__(
         self,
         maxsize: float,
@@ -310,5 +332,20 @@ class TTLCache(LRUCache[_K, _V], Generic[_K, _V, _T]):
     @property
     def timer(self) -> _CacheTimer[_T]: ...
     def expire(self, time: _T | None = None) -> list[tuple[_K, _V]]: ...
-    def __copy__(self) -> TTLCache[_K, _V, _T]: ...
+
+class TLRUCache(Cache[_K, _V], Generic[_K, _V, _T]):
+    def __init__(
+        self,
+        maxsize: float,
+        ttu: Callable[[_K, _V, _T], _T],
+        timer: Callable[[], _T] = ...,
+        getsizeof: Callable[[_V], float] | None = None,
+        *,
+        on_evict: Callable[[_K, _V], object] | None = None,
+    ) -> None: ...
+    @property
+    def ttu(self) -> Callable[[_K, _V, _T], _T]: ...
+    @property
+    def timer(self) -> _CacheTimer[_T]: ...
+    def expire(self, time: _T | None = None) -> list[tuple[_K, _V]]: ...
 

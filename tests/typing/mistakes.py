@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 
 from prodfast import (
+    FIFOCache,
     LatencySummary,
     LRUCache,
     P2Quantile,
     Quantiles,
+    QuantileSketch,
     RunningStats,
     SlidingWindowLimiter,
+    TLRUCache,
     TokenBucket,
     TTLCache,
     parse_rate,
@@ -38,3 +41,8 @@ P2Quantile()  # mistake
 Quantiles().values["p50"]  # mistake
 LatencySummary().snapshot()["p50"].upper()  # mistake
 parse_rate(100)  # mistake
+fifo: FIFOCache[str, int] = FIFOCache(10)
+fifo["k"] = b"v"  # mistake
+TLRUCache[str, int, float](10, ttu=lambda key: 1.0)  # mistake
+QuantileSketch().quantile("p99")  # mistake
+TokenBucket(1, 2).reserve(1).settle("all")  # mistake

@@ -19,14 +19,21 @@ from typing_extensions import assert_type
 import prodfast
 from prodfast import (
     AsyncLimiter,
+    Cache,
+    FIFOCache,
     LatencySummary,
     LeakyBucket,
+    LFUCache,
     LRUCache,
     P2Quantile,
     Quantiles,
+    QuantileSketch,
     RateLimitError,
+    Reservation,
+    RRCache,
     RunningStats,
     SlidingWindowLimiter,
+    TLRUCache,
     TokenBucket,
     TTLCache,
     parse_rate,
@@ -70,6 +77,18 @@ with ttl.timer as frozen:
 assert_type(ttl.expire(), list[tuple[str, list[int]]])
 assert_type(ttl.expire(frozen + 60.0), list[tuple[str, list[int]]])
 ttl_by_default: TTLCache[int, str, float] = TTLCache(10, 5.0)
+plain: Cache[str, int] = Cache(10)
+fifo: FIFOCache[str, int] = FIFOCache(10)
+lfu: LFUCache[str, int] = LFUCache(10)
+for each in (plain, fifo, lfu):
+    each["x"] = 1
+    assert_type(each.get("x"), int | None)
+random_evict: RRCache[str, int] = RRCache(10, choice=min)
+assert_type(random_evict.choice(["a", "b"]), str)
+tlru = TLRUCache[str, int, float](10, ttu=lambda key, value, now: now + value)
+tlru["t"] = 5
+assert_type(tlru.expire(), list[tuple[str, int]])
+assert_type(fifo.__copy__(), FIFOCache[str, int])
 
 # ---- rate limiters ---------------------------------------------------------------------------
 
@@ -87,6 +106,11 @@ window = SlidingWindowLimiter(max_calls=100, window=60)
 assert_type(window.max_calls, int)
 assert_type(window.wait_time(), float)
 window.reset()
+reservation = TokenBucket(10, 10).reserve(3)
+assert_type(reservation, Reservation)
+with reservation:
+    reservation.settle(2)
+assert_type(reservation.settled, bool)
 
 
 async def limited() -> None:
@@ -121,6 +145,11 @@ median.push(4)
 assert_type(median.value, float)
 quantiles = Quantiles((0.5, 0.99))
 assert_type(quantiles.values, dict[float, float])
+sketch = QuantileSketch(relative_accuracy=0.01)
+sketch.push(1.5)
+sketch.push_many(np.arange(100.0))
+assert_type(sketch.quantile(0.99), float)
+assert_type(QuantileSketch.from_bytes(sketch.to_bytes()), QuantileSketch)
 latency = LatencySummary()
 latency.push(0.25)
 assert_type(latency.snapshot(), dict[str, float])
