@@ -16,10 +16,9 @@ from fractions import Fraction
 from types import GenericAlias
 from typing import Any, ClassVar, Generic, TypeVar, final, overload
 
-from typing_extensions import Self
-
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 from prodfast._rl_headers import ProviderReport
 
