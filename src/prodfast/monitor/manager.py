@@ -57,7 +57,9 @@ class CallbackManager:
     ``gen_ai.response.model`` from the response and ``error.type`` for a failed call.
     ``max_attribute_sets`` bounds how many sets are kept (calls beyond go to one overflow set
     and are counted). ``sketch_factory`` builds their quantile sketches (default: the active
-    backend's ``QuantileSketch``).
+    backend's ``QuantileSketch``). A finished call costs one queue append; the queue is
+    aggregated in one pass at every read (``metrics()``, ``series()``, an export) and whenever
+    ``PENDING_LIMIT`` calls wait, so a read sees every call that finished before it.
     """
 
     def __init__(
