@@ -3,7 +3,7 @@
 # _Mapping and every expression below is the twin's, with the same libm functions, so both
 # backends produce the same buckets, the same quantiles and the same bytes.
 
-from libc.math cimport log, exp, ceil
+from libc.math cimport log, exp
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
