@@ -18,23 +18,28 @@ answered with the exact ``min`` and ``max``. So that floating-point
 rounding in ``log`` and ``exp`` cannot push an error over ``a``, the buckets are built for an
 accuracy one part in a million tighter than requested.
 
-Bounded memory: each sign keeps at most ``bucket_limit`` consecutive buckets (8 bytes each).
-When a value would need a wider range, the lowest-magnitude buckets of that sign are collapsed
-into the lowest bucket kept (as ddsketch's collapsing-lowest store does). The guarantee then
-still holds for every quantile whose true value ``x`` has ``|x| > M / gamma**bucket_limit``,
-``M`` the largest magnitude of that sign (for a = 0.01 and the default 2048 buckets, a range of
-about 10**17 below ``M``); a quantile that falls among the collapsed values is answered with the
-lowest kept bucket's value, which overestimates its magnitude. Collapsing depends only on the
-multiset of values, never on their order, so merging stays exact.
+Bounded memory: each sign keeps at most ``bucket_limit`` consecutive buckets (8 bytes each);
+covering values from ``lo`` to ``hi`` takes about ``ln(hi / lo) / (2 * a)`` buckets, so the default
+2048 span a factor of about 6e17 at a = 0.01 but only about 60 at a = 0.001 (raise the limit with
+the accuracy). When a value would need a wider range, the lowest-magnitude buckets of that sign
+are collapsed into the lowest bucket kept (as ddsketch's collapsing-lowest store does). The
+guarantee then still holds for every quantile whose true value ``x`` has
+``|x| > M / gamma**(bucket_limit - 2)``, ``M`` the largest magnitude of that sign; a quantile
+that falls among the collapsed values is answered with the lowest kept bucket's value, which
+overestimates its magnitude. Collapsing depends only on the multiset of values, never on their
+order, so merging stays exact.
 
 Accepted values are those of the statistics classes (real numbers; NaN/infinity raise
 ValueError). ``push_many`` converts and checks everything before changing anything. The total
-count must stay below 2**63: a push, batch or merge beyond that raises OverflowError and applies
+count is at most 2**63 - 1: a push, batch or merge beyond that raises OverflowError and applies
 nothing.
 
-``to_bytes()`` writes a versioned little-endian format, byte-identical on both backends; every
-field is checked by ``from_bytes``, which raises ValueError for anything that is not a sketch
-this module could have written.
+``to_bytes()`` writes a versioned little-endian format, byte-identical on both backends:
+the header ``_HEADER`` (magic ``PFQS``, version 1, relative_accuracy, bucket_limit, count, zero
+count, sum, min, max), then for the negative and the positive buckets the lowest key, the number
+of buckets and their uint64 counts (first and last never zero). Every field is checked by
+``from_bytes``, which raises ValueError for anything that is not a sketch this module could
+have written.
 """
 
 from __future__ import annotations
