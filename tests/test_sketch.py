@@ -440,6 +440,13 @@ def test_count_limit(core):
     assert full.to_bytes() == before and one.count == 1
     with pytest.raises(ValueError, match="counts do not add up"):
         core.QuantileSketch.from_bytes(crafted(core, 2**63))
+    # bucket counts whose sum needs more than 64 bits (it must not wrap around to `count`)
+    for counts in ([2**63 - 1, 2**63 - 1], [2**64 - 1, 2]):
+        wrapped = sum(counts) % 2**64
+        header = struct.pack("<4sBdIQQddd", b"PFQS", 1, 0.01, 2048, wrapped, 0, 3.0, 1.0, 1.0)
+        store = struct.pack("<iI", 0, 2) + struct.pack("<QQ", *counts)
+        with pytest.raises(ValueError, match="counts do not add up"):
+            core.QuantileSketch.from_bytes(header + struct.pack("<iI", 0, 0) + store)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from prodfast._sketch_py import (
     _check_bucket_limit as _qs_check_bucket_limit,
     _check_quantile as _qs_check_quantile,
     _parse_sketch as _qs_parse,
-    _Mapping as _QSMapping,
+    _mapping_for as _qs_mapping_for,
     _HEADER as _QS_HEADER,
     _MAGIC as _QS_MAGIC,
     _VERSION as _QS_VERSION,
@@ -297,7 +297,7 @@ cdef class QuantileSketch:
         free(self._pos.bins)
 
     cdef int _set_params(self, double a, int limit) except -1:
-        m = _QSMapping(a)
+        m = _qs_mapping_for(a)
         self._a = a
         self._limit = limit
         self._mult = m.multiplier
@@ -544,7 +544,7 @@ cdef class QuantileSketch:
     @classmethod
     def from_bytes(cls, data):
         """A sketch from to_bytes() output; ValueError if data is not a valid sketch."""
-        parsed = _qs_parse(data)
+        parsed = _qs_parse(data, _qs_total)
         cdef QuantileSketch out = QuantileSketch.__new__(QuantileSketch, parsed[0], parsed[1])
         out._load(parsed)
         return out
@@ -557,8 +557,8 @@ cdef class QuantileSketch:
         neg.bins = NULL
         pos.bins = NULL
         try:
-            _qs_fill(&neg, stores[0][0], stores[0][1])
-            _qs_fill(&pos, stores[1][0], stores[1][1])
+            _qs_fill(&neg, stores[0][0], stores[0][1], stores[0][2])
+            _qs_fill(&pos, stores[1][0], stores[1][1], stores[1][2])
         except BaseException:
             free(neg.bins)
             free(pos.bins)
@@ -579,7 +579,7 @@ cdef class QuantileSketch:
         return self.to_bytes()
 
     def __setstate__(self, state):
-        self._load(_qs_parse(state))
+        self._load(_qs_parse(state, _qs_total))
 
     def __reduce__(self):
         return (type(self), (self._a, self._limit), self.__getstate__())
@@ -618,9 +618,23 @@ cdef char* _qs_write_store(char* p, const _qs_store* s, Py_ssize_t n) noexcept:
     return p + 8 * n
 
 
-cdef int _qs_fill(_qs_store* s, int lo, list counts) except -1:
-    """A store holding counts for keys lo, lo + 1, ... (already checked)."""
-    cdef Py_ssize_t i, n = len(counts)
+def _qs_total(counts):
+    """The exact sum of a uint64 count array, or 2**63 when it exceeds 2**63 - 1."""
+    cdef const _qs_u64[::1] mv = counts
+    cdef _qs_u64 total = 0, c
+    cdef Py_ssize_t i
+    for i in range(mv.shape[0]):
+        c = mv[i]
+        if c > <_qs_u64>_QS_MAX_COUNT - total:
+            return _QS_MAX_COUNT + 1
+        total += c
+    return total
+
+
+cdef int _qs_fill(_qs_store* s, int lo, object counts, long long total) except -1:
+    """A store holding counts (a checked uint64 array) for keys lo, lo + 1, ..."""
+    cdef const _qs_u64[::1] mv = counts
+    cdef Py_ssize_t n = mv.shape[0]
     s.base = lo
     s.cap = 0
     s.lo = 0
@@ -632,10 +646,9 @@ cdef int _qs_fill(_qs_store* s, int lo, list counts) except -1:
     s.bins = <_qs_u64*>calloc(n, sizeof(_qs_u64))
     if s.bins is NULL:
         raise MemoryError()
+    memcpy(s.bins, &mv[0], n * sizeof(_qs_u64))  # little-endian hosts: the format's order
     s.cap = <int>n
-    for i in range(n):
-        s.bins[i] = counts[i]
-        s.total += <long long>s.bins[i]
+    s.total = total
     s.lo = lo
     s.hi = lo + <int>n - 1
     return 0

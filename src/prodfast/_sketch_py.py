@@ -44,6 +44,7 @@ have written.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import struct
@@ -98,6 +99,12 @@ def _check_quantile(q):
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"q must be in [0, 1], got {q!r}")
     return v
+
+
+@functools.lru_cache(maxsize=64)
+def _mapping_for(relative_accuracy):
+    """The mapping of an accuracy, computed once (constructors and from_bytes reuse it)."""
+    return _Mapping(relative_accuracy)
 
 
 class _Mapping:
@@ -232,7 +239,7 @@ class QuantileSketch:
     def __init__(self, relative_accuracy: float = 0.01, bucket_limit: int = 2048) -> None:
         self._a = _check_accuracy(relative_accuracy)
         self._limit = _check_bucket_limit(bucket_limit)
-        self._map = _Mapping(self._a)
+        self._map = _mapping_for(self._a)
         self._lock = threading.Lock()
         self._reset()
 
@@ -419,8 +426,8 @@ class QuantileSketch:
 
     def _set_parsed(self, zeros, total_sum, mn, mx, stores):
         neg, pos = _Store(), _Store()
-        for store, (lo, counts) in zip((neg, pos), stores, strict=True):
-            store.lo, store.counts, store.total = lo, counts, sum(counts)
+        for store, (lo, counts, total) in zip((neg, pos), stores, strict=True):
+            store.lo, store.counts, store.total = lo, counts.tolist(), total
         with self._lock:
             self._neg, self._pos, self._zeros = neg, pos, zeros
             self._sum, self._min, self._max = total_sum, mn, mx
@@ -430,7 +437,7 @@ class QuantileSketch:
 
     def __setstate__(self, state):
         a, limit, zeros, total_sum, mn, mx, stores = _parse_sketch(state)
-        self._a, self._limit, self._map = a, limit, _Mapping(a)
+        self._a, self._limit, self._map = a, limit, _mapping_for(a)
         self._set_parsed(zeros, total_sum, mn, mx, stores)
 
     def __reduce__(self):
@@ -443,11 +450,19 @@ class QuantileSketch:
         )
 
 
-def _parse_sketch(data):
-    """Check every field of a serialized sketch; return them as Python values.
+def _exact_total(counts):
+    """The exact sum of a uint64 count array, as a Python int."""
+    return sum(counts.tolist())
 
-    Shared by both backends (the compiled core fills its C arrays from the result), so one
-    rule decides what is a valid sketch. Raises ValueError for anything else.
+
+def _parse_sketch(data, total=_exact_total):
+    """Check every field of a serialized sketch; return them as Python values, each store as
+    ``(lowest key, uint64 counts array, their total)``.
+
+    Shared by both backends (the compiled core copies the count arrays into its buffers and
+    passes its own ``total``, a C loop giving the same exact sum or any number above 2**63 - 1
+    when the sum is larger), so one rule decides what is a valid sketch. Raises ValueError for
+    anything else.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
@@ -461,7 +476,7 @@ def _parse_sketch(data):
         raise ValueError(
             "data is not a valid QuantileSketch: bad relative_accuracy or bucket_limit"
         )
-    mapping = _Mapping(a)
+    mapping = _mapping_for(a)
     offset = _HEADER.size
     stores = []
     for _ in range(2):
@@ -471,7 +486,7 @@ def _parse_sketch(data):
         offset += _STORE_HEADER.size
         if n > limit or len(data) < offset + 8 * n:
             raise ValueError("data is not a valid QuantileSketch: bad bucket range")
-        counts = np.frombuffer(data, dtype="<u8", count=n, offset=offset).tolist()
+        counts = np.frombuffer(data, dtype="<u8", count=n, offset=offset)
         offset += 8 * n
         if n and (
             counts[0] == 0
@@ -480,11 +495,10 @@ def _parse_sketch(data):
             or lo + n - 1 > mapping.max_key
         ):
             raise ValueError("data is not a valid QuantileSketch: bad bucket range")
-        stores.append((lo, counts))
+        stores.append((lo, counts, total(counts)))
     if offset != len(data):
         raise ValueError("data is not a valid QuantileSketch: trailing bytes")
-    (neg_lo, neg_counts), (pos_lo, pos_counts) = stores
-    neg_total, pos_total = sum(neg_counts), sum(pos_counts)
+    (neg_lo, neg_counts, neg_total), (pos_lo, pos_counts, pos_total) = stores
     if count > _MAX_COUNT or neg_total + zeros + pos_total != count:
         raise ValueError("data is not a valid QuantileSketch: the counts do not add up")
     if count == 0:
