@@ -507,10 +507,15 @@ cdef class QuantileSketch:
         """The value of rank floor(q * (count - 1)), within the relative accuracy."""
         cdef double qv = _qs_check_quantile(q)
         cdef long long rank
-        cdef double y
+        cdef double r, y
         if self._count == 0:
             return NAN
-        rank = <long long>floor(qv * <double>(self._count - 1))
+        # the twin's min(floor(q * (count - 1)), count - 1): near 2**63 the product can round
+        # past the last rank, and 2**63 itself does not fit a long long
+        r = floor(qv * <double>(self._count - 1))
+        rank = self._count - 1
+        if r < 9223372036854775808.0 and <long long>r < rank:
+            rank = <long long>r
         if rank == 0:
             return self._min
         if rank == self._count - 1:

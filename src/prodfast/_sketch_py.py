@@ -380,7 +380,8 @@ class QuantileSketch:
             count = self._count()
             if count == 0:
                 return _NAN
-            rank = math.floor(q * float(count - 1))
+            # (near 2**63 the float product can round past the last rank)
+            rank = min(math.floor(q * float(count - 1)), count - 1)
             if rank == 0:
                 return self._min  # the extremes are known exactly
             if rank == count - 1:
