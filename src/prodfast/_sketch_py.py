@@ -11,7 +11,7 @@ sketch is the sketch of both streams.
 
 What ``quantile(q)`` denotes: with ``n = count`` values sorted ascending, ``x_r`` is the value at
 0-based rank ``r = floor(q * (n - 1))`` (``q * (n - 1)`` evaluated in floating point, as
-ddsketch does; numpy's ``quantile(..., method="lower")``). The answer ``y`` satisfies
+ddsketch does, and never above ``n - 1``; numpy's ``quantile(..., method="lower")``). The answer ``y`` satisfies
 ``|y - x_r| <= a * |x_r|`` for every ``q`` in [0, 1] and every input (zeros are exact), and is
 clamped to ``[min, max]`` (which never moves it away from ``x_r``); ranks 0 and ``n - 1`` are
 answered with the exact ``min`` and ``max``. So that floating-point
