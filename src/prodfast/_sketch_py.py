@@ -154,6 +154,10 @@ class _Store:
         """Add ``n`` to bucket ``key``, collapsing the lowest buckets beyond ``limit``."""
         counts = self.counts
         self.total += n
+        i = key - self.lo
+        if 0 <= i < len(counts):  # the common case: the bucket exists
+            counts[i] += n
+            return
         if not counts:
             self.lo = key
             counts.append(n)
