@@ -5,16 +5,31 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 The decorators, limiter groups and callbacks are Python layers over the active backend.
 """
 
-from ._backend import BACKEND, BACKEND_ERROR, impl
+from typing import TYPE_CHECKING
 
-# caches (API.md section 1)
+from ._backend import BACKEND, BACKEND_ERROR
+
+# Type checkers see the compiled core's typed contract, _core.pyi (which stubtest holds to the
+# compiled module, and tests/test_parity.py the twin to it); at run time impl is the backend in use.
+if TYPE_CHECKING:
+    from . import _core as impl
+else:
+    from ._backend import impl
+
+# caches (API.md section 1): cachetools 8's classes
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
 LRUCache = impl.LRUCache
+RRCache = impl.RRCache
 TTLCache = impl.TTLCache
+TLRUCache = impl.TLRUCache
 
 # rate limiters (section 2)
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
+Reservation = impl.Reservation
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
@@ -23,11 +38,15 @@ Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
 QuantileSketch = impl.QuantileSketch
 
-from .decorators import cached, lru_cache  # noqa: E402
+from . import keys  # noqa: E402
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
+    GroupReservation,
     LimiterGroup,
     RateLimitError,
+    check_limiter,
+    limiter_kind,
     parse_rate,
     rate_limit,
 )
@@ -43,13 +62,25 @@ from .monitor import (  # noqa: E402  (section 4: needs the classes above)
 __all__ = [
     "BACKEND",
     "BACKEND_ERROR",
+    "Cache",
+    "FIFOCache",
+    "LFUCache",
     "LRUCache",
+    "RRCache",
     "TTLCache",
+    "TLRUCache",
+    "CacheInfo",
     "cached",
+    "cachedmethod",
+    "keys",
     "lru_cache",
     "TokenBucket",
     "LeakyBucket",
     "SlidingWindowLimiter",
+    "Reservation",
+    "GroupReservation",
+    "check_limiter",
+    "limiter_kind",
     "RateLimitError",
     "rate_limit",
     "parse_rate",

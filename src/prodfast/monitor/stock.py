@@ -7,13 +7,15 @@ one of them is safe to share between threads.
 
 from __future__ import annotations
 
-import math
+import inspect
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .._backend import impl
+from .._limiter_protocol import ASYNC, SYNC, check_limiter, limiter_kind
+from .._rl_checks import check_block, check_timeout
 from .hooks import BaseCallback, _make_refusal
 from .usage import _normalize_usage, _token_count
 
@@ -156,34 +158,38 @@ class ErrorTrackingCallback(BaseCallback):
             self._by_type = {}
 
 
-def _check_timeout(timeout):
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}")
-    timeout = float(timeout)
-    if not (timeout >= 0.0 and math.isfinite(timeout)):
-        raise ValueError(f"timeout must be finite and >= 0, got {timeout!r}")
-    return timeout
+def _refusing(exc: Exception) -> Exception:
+    """Mark ``exc`` as refusing the call: the manager raises it to the caller and the call does
+    not run (a bad cost or a wrong call path must never be logged while the call runs)."""
+    exc.refuses_call = True  # type: ignore[attr-defined]
+    return exc
 
 
 class RateLimitingCallback(BaseCallback):
-    """A token bucket in front of every call (the seed's ``RateLimitingCallback``).
+    """A rate limiter in front of every call (the seed's ``RateLimitingCallback``).
 
-    Each call takes ``cost`` tokens from a ``prodfast.TokenBucket(rate, capacity)``. With
-    ``block=True`` the call waits for them (sleeping in a thread, ``await``-ing in async
-    calls, so the event loop keeps running); with ``block=False``, or when ``timeout``
-    seconds of waiting are not enough, it raises ``RateLimitError`` (with ``retry_after``),
-    which the manager passes to the caller and counts as an error. A call may name its own
-    cost: ``manager.track(model, prompt, cost=estimated_tokens)``.
+    Each call takes ``cost`` from ``bucket``, by default a ``prodfast.TokenBucket(rate,
+    capacity)``. With ``block=True`` the call waits for it (sleeping in a thread, ``await``-ing
+    in async calls, so the event loop keeps running); with ``block=False``, or when ``timeout``
+    seconds of waiting are not enough (None or inf: wait for ever), it raises
+    ``RateLimitError`` (with ``retry_after``), which the manager passes to the caller and
+    counts as an error. A call may name its own cost:
+    ``manager.track(model, prompt, cost=estimated_tokens)``; a cost the bucket cannot grant
+    (negative, NaN, not a number, above its capacity) refuses the call with the bucket's
+    ValueError/TypeError, and the call does not run.
+
+    ``bucket`` replaces the bucket built from ``rate``/``capacity``/``clock`` by any limiter of
+    the limiter protocol (``prodfast._limiter_protocol``): an in-memory limiter or
+    ``LimiterGroup`` (sync and async calls), a ``RedisTokenBucket`` or ``RedisSlidingWindow``
+    (sync calls only: an async call would block its event loop) or their ``AsyncRedis*`` twins
+    (async calls only). ``call_paths`` says which; a call on the other path raises TypeError
+    before it runs. Over a ``LimiterGroup``, ``cost`` is the group's costs (one per limiter, or
+    one number for each).
 
     ``get_stats()`` -> ``rate, capacity, current_tokens, throughput, arrival_rate, allowed,
-    denied``: throughput and arrival rate are measured (calls per second since creation),
+    denied``, read from the bucket's ``stats()`` (None where it has no such figure, e.g. a
+    group's rate): throughput and arrival rate are measured (calls per second since creation),
     and over a long run throughput approaches the seed's min(rate, arrival_rate).
-
-    ``bucket`` replaces the bucket built from ``rate``/``capacity``/``clock`` by your own
-    (any object with TokenBucket's ``try_acquire``, ``acquire``, ``acquire_async``,
-    ``wait_time`` and ``stats``), e.g. a shared one or a Redis-backed one.
     """
 
     def __init__(
@@ -193,86 +199,120 @@ class RateLimitingCallback(BaseCallback):
         *,
         block: bool = True,
         timeout: float | None = None,
-        cost: float = 1,
+        cost: Any = 1,
         clock: Callable[[], float] = time.monotonic,
         bucket: Any = None,
     ) -> None:
-        if not isinstance(block, bool):
-            raise TypeError(f"block must be a bool, got {type(block).__name__}")
-        self._timeout = _check_timeout(timeout)
+        self.block = check_block(block)
+        self._timeout = check_timeout(timeout)
         if bucket is None:
             bucket = impl.TokenBucket(rate, capacity, clock=clock)
-        else:
-            for attr in ("try_acquire", "acquire", "wait_time", "stats"):
-                if not callable(getattr(bucket, attr, None)):
-                    raise TypeError(f"bucket must have a {attr}() method")
+        kind = limiter_kind(bucket, "bucket")
         self.bucket = bucket
-        # the bucket validates cost the same way for every call: check it once here
-        bucket.wait_time(cost)
+        self._kind = kind
+        # a fixed cost is checked now, once (by the bucket's own rules)
+        check = getattr(bucket, "_check", None)
+        if callable(check):
+            check(cost)
+        elif kind != ASYNC:
+            bucket.wait_time(cost)
         self._cost = cost
-        self.block = block
+        paths = {"sync", "async"}
+        if kind == SYNC:
+            paths = {"sync"}
+        elif kind == ASYNC:
+            paths = {"async"}
+        self.call_paths = frozenset(paths)
+
+    def path_error(self, asynchronous: bool) -> TypeError | None:
+        """The TypeError a call on a path the bucket cannot serve raises before it runs (an
+        async call when ``asynchronous``), or None when the bucket serves that path."""
+        try:
+            check_limiter(self.bucket, name="bucket", sync=not asynchronous, asynchronous=asynchronous)
+        except TypeError as exc:
+            return _refusing(TypeError(f"RateLimitingCallback: {exc}"))
+        return None
 
     @property
-    def rate(self) -> float:
+    def rate(self) -> float | None:
         """Tokens per second (the seed's attribute)."""
-        return self.bucket.stats()["rate"]
+        return self._stats().get("rate")
 
     @property
-    def capacity(self) -> float:
+    def capacity(self) -> float | None:
         """The bucket's size (the seed's attribute)."""
-        return self.bucket.stats()["capacity"]
+        return self._stats().get("capacity")
 
     @property
-    def tokens(self) -> float:
+    def tokens(self) -> float | None:
         """Tokens available now (the seed's attribute)."""
-        return self.bucket.stats()["tokens"]
+        return self._stats().get("tokens")
 
-    def _refuse(self, cost):
-        retry_after = self.bucket.wait_time(cost)
-        raise _make_refusal(retry_after)
+    def _stats(self) -> dict:
+        s = self.bucket.stats()
+        if inspect.isawaitable(s):  # an async group's stats(): read its counters in async code
+            s.close()  # type: ignore[attr-defined]
+            return {}
+        return s
 
     def allow_request(self, cost: float = 1.0) -> bool:
-        """The seed's non-blocking check: take ``cost`` tokens if they are there."""
+        """The seed's non-blocking check: take ``cost`` tokens if they are there (sync buckets)."""
+        if self._kind == ASYNC:
+            raise self.path_error(False)  # type: ignore[misc]
         return self.bucket.try_acquire(cost)
 
     def on_llm_start(self, model, prompt, **kwargs):
         self._fast_start(model, prompt, kwargs)
 
     def _fast_start(self, model, prompt, extra):
+        if self._kind == ASYNC:
+            raise self.path_error(False)  # type: ignore[misc]
         cost = extra.get("cost", self._cost) if extra else self._cost
-        if self.block:
-            if self.bucket.acquire(cost, self._timeout):
+        bucket = self.bucket
+        try:  # a cost the bucket refuses (a call's own cost=) refuses the call
+            if self.block:
+                if bucket.acquire(cost, self._timeout):
+                    return
+            elif bucket.try_acquire(cost):
                 return
-        elif self.bucket.try_acquire(cost):
-            return
-        self._refuse(cost)
-
+        except (TypeError, ValueError) as exc:
+            raise _refusing(exc) from None
+        raise _make_refusal(bucket.wait_time(cost))
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
+        kind = self._kind
+        if kind == SYNC:
+            raise self.path_error(True)  # type: ignore[misc]
         cost = kwargs.get("cost", self._cost)
-        if self.block:
-            acquire_async = getattr(self.bucket, "acquire_async", None)
-            if acquire_async is None:
-                raise TypeError(
-                    "an async call through RateLimitingCallback needs a bucket with acquire_async()"
-                )
-            if await acquire_async(cost, self._timeout):
+        bucket = self.bucket
+        try:
+            if kind == ASYNC:
+                if self.block:
+                    if await bucket.acquire(cost, self._timeout):
+                        return
+                elif await bucket.try_acquire(cost):
+                    return
+                raise _make_refusal(await bucket.wait_time(cost))
+            if self.block:
+                if await bucket.acquire_async(cost, self._timeout):
+                    return
+            elif bucket.try_acquire(cost):
                 return
-        elif self.bucket.try_acquire(cost):
-            return
-        self._refuse(cost)
+        except (TypeError, ValueError) as exc:
+            raise _refusing(exc) from None
+        raise _make_refusal(bucket.wait_time(cost))
 
     def get_stats(self) -> dict:
         """``rate, capacity, current_tokens, throughput, arrival_rate, allowed, denied``."""
-        s = self.bucket.stats()
+        s = self._stats()
         return {
-            "rate": s["rate"],
-            "capacity": s["capacity"],
-            "current_tokens": s["tokens"],
-            "throughput": s["throughput"],
-            "arrival_rate": s["arrival_rate"],
-            "allowed": s["allowed"],
-            "denied": s["denied"],
+            "rate": s.get("rate"),
+            "capacity": s.get("capacity"),
+            "current_tokens": s.get("tokens"),
+            "throughput": s.get("throughput"),
+            "arrival_rate": s.get("arrival_rate"),
+            "allowed": s.get("allowed"),
+            "denied": s.get("denied"),
         }
 
 
