@@ -27,7 +27,9 @@ def run_example(core, *args):
 
 
 def test_example_metrics_add_up(core):
-    data = json.loads(run_example(core, "--json", "--requests", "200", "--streams", "20"))
+    # a high rate: the gate still sees every call, and the test does not wait for it
+    data = json.loads(run_example(core, "--json", "--requests", "200", "--streams", "20",
+                                  "--rate", "2000"))
     m, outcome = data["metrics"], data["outcome"]
     # every request that reached the model went through the manager, and nothing else did
     assert m["calls"] == data["model_requests"]
@@ -49,7 +51,7 @@ def test_example_metrics_add_up(core):
 
 
 def test_example_report_and_prometheus_output(core):
-    text = run_example(core, "--prometheus", "--requests", "60", "--streams", "5")
+    text = run_example(core, "--prometheus", "--requests", "60", "--streams", "5", "--rate", "2000")
     backend = "python" if core.__name__ == "prodfast._core_py" else "cython"
     assert f"prodfast backend: {backend}" in text
     report, exposition = text.split("# HELP", 1)

@@ -238,6 +238,15 @@ def test_histogram_against_numpy(core):
     assert core.QuantileSketch.from_bytes(view.sketch).count == len(values)
     h.record(1.0)
     assert view.count == len(values)  # a view does not move
+    # the batch path (numpy) counts exactly as the one-by-one path, bounds included
+    batch = Histogram(TOKEN_BUCKETS, core.QuantileSketch)
+    batch.record_many(values + list(TOKEN_BUCKETS) + [1.0])
+    one = Histogram(TOKEN_BUCKETS, core.QuantileSketch)
+    for v in values + list(TOKEN_BUCKETS) + [1.0]:
+        one.record(v)
+    assert batch.counts == one.counts and batch.count == one.count
+    assert batch.sum == pytest.approx(one.sum)
+    assert batch.view().quantiles == one.view().quantiles
 
 
 # -- streams (item 5)

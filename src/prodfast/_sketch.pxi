@@ -3,7 +3,7 @@
 # _Mapping and every expression below is the twin's, with the same libm functions, so both
 # backends produce the same buckets, the same quantiles and the same bytes.
 
-from libc.math cimport log, exp, ceil
+from libc.math cimport log, exp
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -13,7 +13,7 @@ from prodfast._sketch_py import (
     _check_bucket_limit as _qs_check_bucket_limit,
     _check_quantile as _qs_check_quantile,
     _parse_sketch as _qs_parse,
-    _Mapping as _QSMapping,
+    _mapping_for as _qs_mapping_for,
     _HEADER as _QS_HEADER,
     _MAGIC as _QS_MAGIC,
     _VERSION as _QS_VERSION,
@@ -22,67 +22,18 @@ from prodfast._sketch_py import (
 ctypedef unsigned long long _qs_u64
 
 
-# Fast keys. The key of x > 0 is ceil(log(x) * multiplier), with libm's log, exactly as the
-# twin computes it. Here log(x) is first approximated from the exponent bits, a table of log(c)
-# over 1024 mantissa cells and three terms of log1p(r), |r| < 2**-11: the truncation error is
-# below 2e-14 and the rounding errors below 3e-13, so with a multiplier of at most 5,000
-# (relative_accuracy >= 1e-4) this t = log(x) * multiplier is within 4e-9 of libm's. When t
-# lies further than _QS_GUARD = 1e-6 from an integer its ceiling is therefore libm's; otherwise
-# (about two values in a million) the key is computed with libm's log after all.
-
-cdef enum:
-    _QS_CELLS = 1024
-cdef double _qs_inv_c[_QS_CELLS]
-cdef double _qs_log_c[_QS_CELLS]
-cdef double _QS_LN2 = log(2.0)
-cdef double _QS_GUARD = 1e-6
-
-
-cdef void _qs_init_tables() noexcept:
-    cdef int i
-    cdef double c
-    for i in range(_QS_CELLS):
-        c = 1.0 + (i + 0.5) / _QS_CELLS
-        _qs_inv_c[i] = 1.0 / c
-        _qs_log_c[i] = log(c)
-
-
-_qs_init_tables()
-
-
-cdef inline int _qs_ceil(double t) noexcept nogil:
-    # ceil without a libm call or a branch (|t| < 2**31 here)
+cdef inline int _qs_key(double x, double mult) noexcept nogil:
+    """ceil(log(x) * mult) for x > 0, as the twin's _Mapping.key (same libm log); the ceiling
+    without a libm call or a branch (|log(x) * mult| < 2**31 for every accepted accuracy)."""
+    cdef double t = log(x) * mult
     cdef int k = <int>t  # towards zero
     return k + (<double>k < t)
-
-
-cdef inline int _qs_key(double x, double mult) noexcept nogil:
-    """ceil(log(x) * mult) for x > 0, bit for bit as the twin's _Mapping.key."""
-    cdef _qs_u64 bits
-    cdef double m, r, t, d
-    cdef int k
-    memcpy(&bits, &x, 8)
-    cdef int e = <int>(bits >> 52)  # x > 0: no sign bit
-    if e == 0:  # a subnormal: libm's log
-        return _qs_ceil(log(x) * mult)
-    cdef int i = <int>((bits >> 42) & (_QS_CELLS - 1))
-    bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL
-    memcpy(&m, &bits, 8)
-    r = m * _qs_inv_c[i] - 1.0
-    t = (((e - 1023) * _QS_LN2 + _qs_log_c[i])
-         + r * (1.0 + r * (-0.5 + r * 0.3333333333333333))) * mult
-    k = _qs_ceil(t)
-    d = <double>k - t
-    if d < _QS_GUARD or d > 1.0 - _QS_GUARD:
-        return _qs_ceil(log(x) * mult)
-    return k
 
 
 cdef long long _QS_MAX_COUNT = 9223372036854775807   # 2**63 - 1
 cdef Py_ssize_t _QS_HEADER_SIZE = _QS_HEADER.size
 cdef enum:
     _QS_MIN_CAP = 64   # buckets allocated at first (never more than the bucket limit)
-    _QS_CHUNK = 256    # values whose keys push_many computes in one go
 
 
 ctypedef struct _qs_store:
@@ -346,7 +297,7 @@ cdef class QuantileSketch:
         free(self._pos.bins)
 
     cdef int _set_params(self, double a, int limit) except -1:
-        m = _QSMapping(a)
+        m = _qs_mapping_for(a)
         self._a = a
         self._limit = limit
         self._mult = m.multiplier
@@ -396,14 +347,24 @@ cdef class QuantileSketch:
 
     def push_many(self, values):
         """Add every value of an iterable; nothing is applied if any value is bad."""
-        cdef const double[::1] xs = _st_block(values)
-        cdef Py_ssize_t size = xs.shape[0]
+        cdef const double[::1] xs
+        cdef Py_ssize_t size, bad
         cdef double mn = INFINITY, mx = -INFINITY
+        if (type(values) is _st_ndarray and values.dtype is _st_float64
+                and values.ndim == 1 and values.flags.c_contiguous):
+            xs = values  # checked by the extremes pass below (one pass over the array)
+            checked = False
+        else:
+            xs = _st_as_float_block(values)
+            checked = True
+        size = xs.shape[0]
         if size == 0:
             return
+        if not _qs_extremes(&xs[0], size, &mn, &mx) and not checked:
+            bad = _st_first_nonfinite(&xs[0], size)
+            raise ValueError(f"values must be finite, got {values[bad]!r} at index {bad}")
         if size > _QS_MAX_COUNT - self._count:
             raise OverflowError("the sketch cannot count more than 2**63 - 1 values")
-        _qs_extremes(&xs[0], size, &mn, &mx)
         # room for limit buckets in every store the batch touches: the loop cannot fail
         if mx > 0.0:
             _qs_reserve_full(&self._pos, self._limit)
@@ -413,9 +374,7 @@ cdef class QuantileSketch:
 
     cdef void _push_block(self, const double* xs, Py_ssize_t size, double mn,
                           double mx) noexcept nogil:
-        # Chunk by chunk: first every key (pure arithmetic, so the CPU overlaps many values),
-        # then the counting. The positive store's fields live in locals: a store to bins
-        # cannot alias them.
+        # the positive store's fields live in locals: a store to bins cannot alias them
         cdef _qs_store* pos = &self._pos
         cdef _qs_store* neg = &self._neg
         cdef _qs_u64* bins = pos.bins
@@ -423,38 +382,30 @@ cdef class QuantileSketch:
         cdef long long ptotal = pos.total, zeros = 0
         cdef double x, total = self._sum, mult = self._mult
         cdef int limit = self._limit, k
-        cdef Py_ssize_t start, i, n
-        cdef int keys[_QS_CHUNK]
+        cdef Py_ssize_t i
         if ptotal == 0:
             lo = 1
             hi = 0  # an empty range: the first positive value takes the slow path
-        start = 0
-        while start < size:
-            n = size - start if size - start < _QS_CHUNK else _QS_CHUNK
-            for i in range(n):
-                x = xs[start + i]
-                total += x
-                keys[i] = _qs_key(x if x > 0.0 else -x, mult) if x != 0.0 else 0
-            for i in range(n):
-                x = xs[start + i]
-                k = keys[i]
-                if x > 0.0:
-                    if k >= lo and k <= hi:
-                        bins[k - base] += 1
-                        ptotal += 1
-                    else:
-                        pos.total = ptotal
-                        _qs_add_reserved(pos, k, limit)
-                        bins = pos.bins
-                        base = pos.base
-                        lo = pos.lo
-                        hi = pos.hi
-                        ptotal = pos.total
-                elif x < 0.0:
-                    _qs_add_reserved(neg, k, limit)
+        for i in range(size):
+            x = xs[i]
+            total += x
+            if x > 0.0:
+                k = _qs_key(x, mult)
+                if k >= lo and k <= hi:
+                    bins[k - base] += 1
+                    ptotal += 1
                 else:
-                    zeros += 1
-            start += n
+                    pos.total = ptotal
+                    _qs_add_reserved(pos, k, limit)
+                    bins = pos.bins
+                    base = pos.base
+                    lo = pos.lo
+                    hi = pos.hi
+                    ptotal = pos.total
+            elif x < 0.0:
+                _qs_add_reserved(neg, _qs_key(-x, mult), limit)
+            else:
+                zeros += 1
         pos.total = ptotal
         self._zeros += zeros
         self._count += size
@@ -556,10 +507,15 @@ cdef class QuantileSketch:
         """The value of rank floor(q * (count - 1)), within the relative accuracy."""
         cdef double qv = _qs_check_quantile(q)
         cdef long long rank
-        cdef double y
+        cdef double r, y
         if self._count == 0:
             return NAN
-        rank = <long long>floor(qv * <double>(self._count - 1))
+        # the twin's min(floor(q * (count - 1)), count - 1): near 2**63 the product can round
+        # past the last rank, and 2**63 itself does not fit a long long
+        r = floor(qv * <double>(self._count - 1))
+        rank = self._count - 1
+        if r < 9223372036854775808.0 and <long long>r < rank:
+            rank = <long long>r
         if rank == 0:
             return self._min
         if rank == self._count - 1:
@@ -593,7 +549,7 @@ cdef class QuantileSketch:
     @classmethod
     def from_bytes(cls, data):
         """A sketch from to_bytes() output; ValueError if data is not a valid sketch."""
-        parsed = _qs_parse(data)
+        parsed = _qs_parse(data, _qs_total)
         cdef QuantileSketch out = QuantileSketch.__new__(QuantileSketch, parsed[0], parsed[1])
         out._load(parsed)
         return out
@@ -606,8 +562,8 @@ cdef class QuantileSketch:
         neg.bins = NULL
         pos.bins = NULL
         try:
-            _qs_fill(&neg, stores[0][0], stores[0][1])
-            _qs_fill(&pos, stores[1][0], stores[1][1])
+            _qs_fill(&neg, stores[0][0], stores[0][1], stores[0][2])
+            _qs_fill(&pos, stores[1][0], stores[1][1], stores[1][2])
         except BaseException:
             free(neg.bins)
             free(pos.bins)
@@ -628,7 +584,7 @@ cdef class QuantileSketch:
         return self.to_bytes()
 
     def __setstate__(self, state):
-        self._load(_qs_parse(state))
+        self._load(_qs_parse(state, _qs_total))
 
     def __reduce__(self):
         return (type(self), (self._a, self._limit), self.__getstate__())
@@ -640,16 +596,20 @@ cdef class QuantileSketch:
         )
 
 
-cdef void _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
+cdef bint _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
                        double* mx_out) noexcept nogil:
+    """Smallest and largest value; False if some value is NaN or infinite."""
     cdef Py_ssize_t i
     cdef double mn = INFINITY, mx = -INFINITY, x
+    cdef bint nan = False
     for i in range(size):
         x = xs[i]
         mn = x if x < mn else mn
         mx = x if x > mx else mx
+        nan |= x != x
     mn_out[0] = mn
     mx_out[0] = mx
+    return not nan and mn != -INFINITY and mx != INFINITY
 
 
 cdef char* _qs_write_store(char* p, const _qs_store* s, Py_ssize_t n) noexcept:
@@ -663,9 +623,23 @@ cdef char* _qs_write_store(char* p, const _qs_store* s, Py_ssize_t n) noexcept:
     return p + 8 * n
 
 
-cdef int _qs_fill(_qs_store* s, int lo, list counts) except -1:
-    """A store holding counts for keys lo, lo + 1, ... (already checked)."""
-    cdef Py_ssize_t i, n = len(counts)
+def _qs_total(counts):
+    """The exact sum of a uint64 count array, or 2**63 when it exceeds 2**63 - 1."""
+    cdef const _qs_u64[::1] mv = counts
+    cdef _qs_u64 total = 0, c
+    cdef Py_ssize_t i
+    for i in range(mv.shape[0]):
+        c = mv[i]
+        if c > <_qs_u64>_QS_MAX_COUNT - total:
+            return _QS_MAX_COUNT + 1
+        total += c
+    return total
+
+
+cdef int _qs_fill(_qs_store* s, int lo, object counts, long long total) except -1:
+    """A store holding counts (a checked uint64 array) for keys lo, lo + 1, ..."""
+    cdef const _qs_u64[::1] mv = counts
+    cdef Py_ssize_t n = mv.shape[0]
     s.base = lo
     s.cap = 0
     s.lo = 0
@@ -677,10 +651,9 @@ cdef int _qs_fill(_qs_store* s, int lo, list counts) except -1:
     s.bins = <_qs_u64*>calloc(n, sizeof(_qs_u64))
     if s.bins is NULL:
         raise MemoryError()
+    memcpy(s.bins, &mv[0], n * sizeof(_qs_u64))  # little-endian hosts: the format's order
     s.cap = <int>n
-    for i in range(n):
-        s.bins[i] = counts[i]
-        s.total += <long long>s.bins[i]
+    s.total = total
     s.lo = lo
     s.hi = lo + <int>n - 1
     return 0

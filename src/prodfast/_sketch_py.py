@@ -11,34 +11,40 @@ sketch is the sketch of both streams.
 
 What ``quantile(q)`` denotes: with ``n = count`` values sorted ascending, ``x_r`` is the value at
 0-based rank ``r = floor(q * (n - 1))`` (``q * (n - 1)`` evaluated in floating point, as
-ddsketch does; numpy's ``quantile(..., method="lower")``). The answer ``y`` satisfies
+ddsketch does, and never above ``n - 1``; numpy's ``quantile(..., method="lower")``). The answer ``y`` satisfies
 ``|y - x_r| <= a * |x_r|`` for every ``q`` in [0, 1] and every input (zeros are exact), and is
 clamped to ``[min, max]`` (which never moves it away from ``x_r``); ranks 0 and ``n - 1`` are
 answered with the exact ``min`` and ``max``. So that floating-point
 rounding in ``log`` and ``exp`` cannot push an error over ``a``, the buckets are built for an
 accuracy one part in a million tighter than requested.
 
-Bounded memory: each sign keeps at most ``bucket_limit`` consecutive buckets (8 bytes each).
-When a value would need a wider range, the lowest-magnitude buckets of that sign are collapsed
-into the lowest bucket kept (as ddsketch's collapsing-lowest store does). The guarantee then
-still holds for every quantile whose true value ``x`` has ``|x| > M / gamma**bucket_limit``,
-``M`` the largest magnitude of that sign (for a = 0.01 and the default 2048 buckets, a range of
-about 10**17 below ``M``); a quantile that falls among the collapsed values is answered with the
-lowest kept bucket's value, which overestimates its magnitude. Collapsing depends only on the
-multiset of values, never on their order, so merging stays exact.
+Bounded memory: each sign keeps at most ``bucket_limit`` consecutive buckets (8 bytes each);
+covering values from ``lo`` to ``hi`` takes about ``ln(hi / lo) / (2 * a)`` buckets, so the default
+2048 span a factor of about 6e17 at a = 0.01 but only about 60 at a = 0.001 (raise the limit with
+the accuracy). When a value would need a wider range, the lowest-magnitude buckets of that sign
+are collapsed into the lowest bucket kept (as ddsketch's collapsing-lowest store does). The
+guarantee then still holds for every quantile whose true value ``x`` has
+``|x| > M / gamma**(bucket_limit - 2)``, ``M`` the largest magnitude of that sign; a quantile
+that falls among the collapsed values is answered with the lowest kept bucket's value, which
+overestimates its magnitude. Collapsing depends only on the multiset of values, never on their
+order, so merging stays exact.
 
 Accepted values are those of the statistics classes (real numbers; NaN/infinity raise
 ValueError). ``push_many`` converts and checks everything before changing anything. The total
-count must stay below 2**63: a push, batch or merge beyond that raises OverflowError and applies
+count is at most 2**63 - 1: a push, batch or merge beyond that raises OverflowError and applies
 nothing.
 
-``to_bytes()`` writes a versioned little-endian format, byte-identical on both backends; every
-field is checked by ``from_bytes``, which raises ValueError for anything that is not a sketch
-this module could have written.
+``to_bytes()`` writes a versioned little-endian format, byte-identical on both backends:
+the header ``_HEADER`` (magic ``PFQS``, version 1, relative_accuracy, bucket_limit, count, zero
+count, sum, min, max), then for the negative and the positive buckets the lowest key, the number
+of buckets and their uint64 counts (first and last never zero). Every field is checked by
+``from_bytes``, which raises ValueError for anything that is not a sketch this module could
+have written.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import struct
@@ -95,6 +101,12 @@ def _check_quantile(q):
     return v
 
 
+@functools.lru_cache(maxsize=64)
+def _mapping_for(relative_accuracy):
+    """The mapping of an accuracy, computed once (constructors and from_bytes reuse it)."""
+    return _Mapping(relative_accuracy)
+
+
 class _Mapping:
     """The logarithmic mapping between values and bucket keys (the compiled core computes the
     same expressions with the same libm functions, so both backends agree bit for bit)."""
@@ -142,6 +154,10 @@ class _Store:
         """Add ``n`` to bucket ``key``, collapsing the lowest buckets beyond ``limit``."""
         counts = self.counts
         self.total += n
+        i = key - self.lo
+        if 0 <= i < len(counts):  # the common case: the bucket exists
+            counts[i] += n
+            return
         if not counts:
             self.lo = key
             counts.append(n)
@@ -227,7 +243,7 @@ class QuantileSketch:
     def __init__(self, relative_accuracy: float = 0.01, bucket_limit: int = 2048) -> None:
         self._a = _check_accuracy(relative_accuracy)
         self._limit = _check_bucket_limit(bucket_limit)
-        self._map = _Mapping(self._a)
+        self._map = _mapping_for(self._a)
         self._lock = threading.Lock()
         self._reset()
 
@@ -368,7 +384,8 @@ class QuantileSketch:
             count = self._count()
             if count == 0:
                 return _NAN
-            rank = math.floor(q * float(count - 1))
+            # (near 2**63 the float product can round past the last rank)
+            rank = min(math.floor(q * float(count - 1)), count - 1)
             if rank == 0:
                 return self._min  # the extremes are known exactly
             if rank == count - 1:
@@ -414,8 +431,8 @@ class QuantileSketch:
 
     def _set_parsed(self, zeros, total_sum, mn, mx, stores):
         neg, pos = _Store(), _Store()
-        for store, (lo, counts) in zip((neg, pos), stores, strict=True):
-            store.lo, store.counts, store.total = lo, counts, sum(counts)
+        for store, (lo, counts, total) in zip((neg, pos), stores, strict=True):
+            store.lo, store.counts, store.total = lo, counts.tolist(), total
         with self._lock:
             self._neg, self._pos, self._zeros = neg, pos, zeros
             self._sum, self._min, self._max = total_sum, mn, mx
@@ -425,7 +442,7 @@ class QuantileSketch:
 
     def __setstate__(self, state):
         a, limit, zeros, total_sum, mn, mx, stores = _parse_sketch(state)
-        self._a, self._limit, self._map = a, limit, _Mapping(a)
+        self._a, self._limit, self._map = a, limit, _mapping_for(a)
         self._set_parsed(zeros, total_sum, mn, mx, stores)
 
     def __reduce__(self):
@@ -438,11 +455,19 @@ class QuantileSketch:
         )
 
 
-def _parse_sketch(data):
-    """Check every field of a serialized sketch; return them as Python values.
+def _exact_total(counts):
+    """The exact sum of a uint64 count array, as a Python int."""
+    return sum(counts.tolist())
 
-    Shared by both backends (the compiled core fills its C arrays from the result), so one
-    rule decides what is a valid sketch. Raises ValueError for anything else.
+
+def _parse_sketch(data, total=_exact_total):
+    """Check every field of a serialized sketch; return them as Python values, each store as
+    ``(lowest key, uint64 counts array, their total)``.
+
+    Shared by both backends (the compiled core copies the count arrays into its buffers and
+    passes its own ``total``, a C loop giving the same exact sum or any number above 2**63 - 1
+    when the sum is larger), so one rule decides what is a valid sketch. Raises ValueError for
+    anything else.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
@@ -456,7 +481,7 @@ def _parse_sketch(data):
         raise ValueError(
             "data is not a valid QuantileSketch: bad relative_accuracy or bucket_limit"
         )
-    mapping = _Mapping(a)
+    mapping = _mapping_for(a)
     offset = _HEADER.size
     stores = []
     for _ in range(2):
@@ -466,7 +491,7 @@ def _parse_sketch(data):
         offset += _STORE_HEADER.size
         if n > limit or len(data) < offset + 8 * n:
             raise ValueError("data is not a valid QuantileSketch: bad bucket range")
-        counts = np.frombuffer(data, dtype="<u8", count=n, offset=offset).tolist()
+        counts = np.frombuffer(data, dtype="<u8", count=n, offset=offset)
         offset += 8 * n
         if n and (
             counts[0] == 0
@@ -475,11 +500,10 @@ def _parse_sketch(data):
             or lo + n - 1 > mapping.max_key
         ):
             raise ValueError("data is not a valid QuantileSketch: bad bucket range")
-        stores.append((lo, counts))
+        stores.append((lo, counts, total(counts)))
     if offset != len(data):
         raise ValueError("data is not a valid QuantileSketch: trailing bytes")
-    (neg_lo, neg_counts), (pos_lo, pos_counts) = stores
-    neg_total, pos_total = sum(neg_counts), sum(pos_counts)
+    (neg_lo, neg_counts, neg_total), (pos_lo, pos_counts, pos_total) = stores
     if count > _MAX_COUNT or neg_total + zeros + pos_total != count:
         raise ValueError("data is not a valid QuantileSketch: the counts do not add up")
     if count == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +24,8 @@ from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series, SeriesView
 from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _empty_snapshot
 
 __all__ = ["CallbackManager"]
+
+PENDING_LIMIT = 1024  # finished calls queued before the call that makes them this many aggregates
 
 
 def _check_model(model):
@@ -55,7 +57,9 @@ class CallbackManager:
     ``gen_ai.response.model`` from the response and ``error.type`` for a failed call.
     ``max_attribute_sets`` bounds how many sets are kept (calls beyond go to one overflow set
     and are counted). ``sketch_factory`` builds their quantile sketches (default: the active
-    backend's ``QuantileSketch``).
+    backend's ``QuantileSketch``). A finished call costs one queue append; the queue is
+    aggregated in one pass at every read (``metrics()``, ``series()``, an export) and whenever
+    ``PENDING_LIMIT`` calls wait, so a read sees every call that finished before it.
     """
 
     def __init__(
@@ -100,7 +104,9 @@ class CallbackManager:
         self._provider = provider
         self._max_sets = max_attribute_sets
         self._sketch_factory = impl.QuantileSketch if sketch_factory is None else sketch_factory
+        self._user_sketch_factory = sketch_factory is not None
         self._series: dict[tuple, Series] = {}
+        self._pending: deque = deque()
         self._overflow_calls = 0
         since = clock()
         if isinstance(since, bool) or not isinstance(since, (int, float)):
@@ -237,13 +243,23 @@ class CallbackManager:
         if first is not None:
             raise first
 
-    def _series_for(self, key):
+    def _series_for(self, key, calls=1):
         """The series of ``key``, made on first use; the overflow one past the cap.
 
-        Called with the lock held and returns with it held, but releases it while the new
-        series' sketches are built: ``sketch_factory`` is user code, which may call back
-        into this manager.
+        Called with the lock held and returns with it held; a ``sketch_factory`` given to the
+        manager is user code, which may call back into it, so the lock is released while it
+        builds the new series' sketches (the active backend's QuantileSketch is built under it).
         """
+        if not self._user_sketch_factory:
+            series = self._series
+            if len(series) - (OVERFLOW_KEY in series) < self._max_sets:
+                s = series[key] = Series(key, self._sketch_factory)
+                return s
+            self._overflow_calls += calls
+            s = series.get(OVERFLOW_KEY)
+            if s is None:
+                s = series[OVERFLOW_KEY] = Series(OVERFLOW_KEY, self._sketch_factory)
+            return s
         fresh = None
         while True:
             series = self._series
@@ -257,7 +273,7 @@ class CallbackManager:
                 found = series[target] = fresh
             if found is not None:
                 if full:
-                    self._overflow_calls += 1
+                    self._overflow_calls += calls
                 return found
             lock = self._lock
             lock.release()
@@ -268,59 +284,50 @@ class CallbackManager:
             # and look again: another thread may have made it, or filled the last place
 
     def _record_end(self, run, latency, ttft, usage):
-        key = (run.operation, run.provider, run.model, run.response_model, None)
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._calls += 1
-            s = self._series.get(key)
-            if s is None:
-                s = self._series_for(key)
-            # Histogram.record, inlined for the duration and the tokens (the hot path)
-            h = s.duration
-            h.counts[bisect_left(h.bounds, latency)] += 1
-            h.count += 1
-            h.sum += latency
-            h.sketch.push(latency)
-            if usage is not None:
-                n = usage["prompt_tokens"]
-                h = s.input_tokens
-                h.counts[bisect_left(h.bounds, n)] += 1
-                h.count += 1
-                h.sum += n
-                h.sketch.push(n)
-                n = usage["completion_tokens"]
-                h = s.output_tokens
-                h.counts[bisect_left(h.bounds, n)] += 1
-                h.count += 1
-                h.sum += n
-                h.sketch.push(n)
-            if ttft is not None:
-                s.time_to_first_chunk.record(ttft)
-                gaps = run._gaps
-                if gaps:
-                    record = s.time_per_output_chunk.record
-                    for gap in gaps:
-                        record(gap)
-        finally:
-            lock.release()
+        # the hot path: the call is queued, and aggregated with the others at the next read
+        # (or when PENDING_LIMIT calls are waiting); deque.append is atomic, so no lock here
+        pending = self._pending
+        if usage is None:
+            pending.append(((run.operation, run.provider, run.model, run.response_model, None),
+                            latency, ttft, run._gaps, None, None))
+        else:
+            pending.append(((run.operation, run.provider, run.model, run.response_model, None),
+                            latency, ttft, run._gaps, usage["prompt_tokens"],
+                            usage["completion_tokens"]))
+        if len(pending) >= PENDING_LIMIT:
+            with self._lock:
+                self._drain()
 
     def _record_error(self, run, error, latency):
         name = type(error).__name__
-        key = (run.operation, run.provider, run.model, run.response_model, name)
         with self._lock:
-            self._calls += 1
             self._errors += 1
             self._by_type[name] = self._by_type.get(name, 0) + 1
-            s = self._series.get(key)
+            self._pending.append(((run.operation, run.provider, run.model, run.response_model,
+                                   name), latency, run._ttft(), run._gaps, None, None))
+
+    def _drain(self):
+        """Aggregate the queued calls into their series. Under the lock."""
+        pending = self._pending
+        n = len(pending)  # exactly these: calls queued meanwhile wait for the next drain
+        if not n:
+            return
+        popleft = pending.popleft
+        by_key: dict[tuple, list] = {}
+        for _ in range(n):
+            call = popleft()
+            calls = by_key.get(call[0])
+            if calls is None:
+                by_key[call[0]] = [call]
+            else:
+                calls.append(call)
+        self._calls += n
+        series = self._series
+        for key, calls in by_key.items():
+            s = series.get(key)
             if s is None:
-                s = self._series_for(key)
-            s.duration.record(latency)
-            ttft = run._ttft()
-            if ttft is not None:
-                s.time_to_first_chunk.record(ttft)
-                for gap in run._gaps or ():
-                    s.time_per_output_chunk.record(gap)
+                s = self._series_for(key, len(calls))
+            s.record_calls(calls)
 
     # -- entry points
 
@@ -412,6 +419,7 @@ class CallbackManager:
         recorded in the overflow set because ``max_attribute_sets`` sets existed already.
         """
         with self._lock:
+            self._drain()
             calls, errors, by_type, since = self._calls, self._errors, dict(self._by_type), self._since
             series, overflow_calls = self._copy_series()
         elapsed = self._clock() - since
@@ -456,6 +464,7 @@ class CallbackManager:
         the overflow set last; with each sketch's bytes when ``with_sketches``) and the
         overflow call count."""
         with self._lock:
+            self._drain()
             return self._copy_series(with_sketches)
 
     def reset(self) -> None:
@@ -465,6 +474,7 @@ class CallbackManager:
             self._calls = 0
             self._errors = 0
             self._by_type = {}
+            self._pending.clear()
             self._series = {}
             self._overflow_calls = 0
             self._since = self._clock()
