@@ -19,7 +19,9 @@ the same lock and condition protocol, call for call). prodfast adds:
   pending key runs the function instead of waiting for itself.
 * Shared caches: a cache with ``get_or_compute(key, compute)`` (sync functions) or
   ``aget_or_compute(key, compute)`` (async functions) does the whole lookup itself, once across
-  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran.
+  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran
+  (its currsize is None for an asyncio cache without ``__len__``), and when the cache's
+  ``clear()`` is a coroutine, ``cache_clear()`` returns it: ``await f.cache_clear()``.
 
 ``lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic)`` is
 ``functools.lru_cache`` over an LRUCache (a TTLCache with ``ttl``), with the same protections.
@@ -49,9 +51,12 @@ class CacheInfo(collections.namedtuple("CacheInfo", "hits misses maxsize currsiz
 
 
 def _make_info(cache, hits, misses):
-    # cachetools: a Cache reports maxsize and currsize, any other mapping None and len()
+    # cachetools: a Cache reports maxsize and currsize, any other mapping None and len(); an
+    # asyncio shared cache (aget_or_compute, no __len__: its size is a coroutine) reports None
     if isinstance(cache, _backend.impl.Cache) or _is_cachetools_cache(cache):
         return CacheInfo(hits, misses, cache.maxsize, cache.currsize)
+    if not hasattr(cache, "__len__") and callable(getattr(cache, "aget_or_compute", None)):
+        return CacheInfo(hits, misses, None, None)
     return CacheInfo(hits, misses, None, len(cache))
 
 
@@ -209,13 +214,15 @@ class _Memo:
             self._misses += 1
 
     def _clear(self, cache, lock):
+        # An asyncio cache's clear() is a coroutine: it is returned, for the caller to await.
         if lock is None:
-            cache.clear()
+            done = cache.clear()
             self._hits = self._misses = 0
         else:
             with lock:
-                cache.clear()
+                done = cache.clear()
                 self._hits = self._misses = 0
+        return done if inspect.isawaitable(done) else None
 
     def _info_of(self, cache, lock):
         if lock is None:
@@ -415,7 +422,7 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
 
     def cache_clear(self):
         """Remove every entry from the cache (and, with ``info=True``, reset the counters)."""
-        self._clear(self.cache, self.cache_lock)
+        return self._clear(self.cache, self.cache_lock)
 
     def __get__(self, obj, objtype=None):
         return self if obj is None else types.MethodType(self, obj)
@@ -565,7 +572,7 @@ class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
 
     def cache_clear(self):
         """Remove every entry from this instance's cache (with info, reset the counters)."""
-        self._clear(self.cache, self.cache_lock)
+        return self._clear(self.cache, self.cache_lock)
 
     def __reduce__(self):
         # rebuilt through the descriptor (the counters start again from zero)
