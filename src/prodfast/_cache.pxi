@@ -1043,14 +1043,28 @@ cdef class _CacheCore:
             x = self._xexp[ix]
         if self._sizes != NULL:
             sz = self._sizes[ix]
-            self._currsize_obj = self._currsize_obj - <object>sz
         self._remove(ix, slot)
         # the cache's own references: the tuple holds its own
         Py_DECREF(<object>k)
         Py_DECREF(<object>v)
+        if sz != NULL:
+            # after the structural change: subtracting may be user code (and re-enter)
+            self._currsize_add(<object>sz, True)
         Py_XDECREF(x)
         Py_XDECREF(sz)
         return pair
+
+    @cython.final
+    cdef int _currsize_add(self, object size, bint subtract) except -1:
+        # currsize +/- size, where the arithmetic is user code that may change currsize itself
+        # (re-entering the cache): retried until no change happened meanwhile.
+        cdef object old, new
+        while True:
+            old = self._currsize_obj
+            new = old - size if subtract else old + size
+            if self._currsize_obj is old:
+                self._currsize_obj = new
+                return 0
 
     # ------------------------------------------------------------------ time
 
@@ -1074,6 +1088,8 @@ cdef class _CacheCore:
         else:
             t = self._tw._timer()
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
+        if d - d != 0.0:        # NaN or an infinity: no place in the expiry order
+            _cache_py._check_time(t)
         if self._has_last and d < self._last_d:
             return self._last_d
         self._last_d = d
@@ -1107,6 +1123,7 @@ cdef class _CacheCore:
             t = self._tw._time
         else:
             t = self._tw._timer()
+        _cache_py._check_time(t)
         last = self._last_o
         if last is not None and t < last:
             return last
@@ -1511,6 +1528,8 @@ cdef class _CacheCore:
             exp = now + self._ttl  # may raise (overflow): nothing changed yet
         else:
             exp = self._ttu(key, value, now)
+            if exp != exp:  # NaN (of any type): no place in the expiry order
+                raise ValueError(f"ttu must not return NaN, got {exp!r}")
         if self._objmode:
             return exp
         if not (type(exp) is float or type(exp) is int):
@@ -1570,11 +1589,12 @@ cdef class _CacheCore:
                 self._keep = -1
             if ix >= 0:
                 ver = self._ver
+                base = self._currsize_obj
                 if self._getsizeof is not None:
-                    total = self._currsize_obj + diff
+                    total = base + diff
                 if self._objmode and self._is_tlru:
                     anchor = self._plan_anchor(exp, ix)
-                if self._ver != ver:
+                if self._ver != ver or self._currsize_obj is not base:
                     raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
                 # no user code from here on
                 p = self._ents[ix].value
@@ -1605,11 +1625,12 @@ cdef class _CacheCore:
         if runs_code and self._find(key, h) >= 0:
             # the overriding popitem() or choice() stored key meanwhile
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        base = self._currsize_obj
         if self._getsizeof is not None:
-            total = self._currsize_obj + size
+            total = base + size
         if self._objmode and self._is_tlru:
             anchor = self._plan_anchor(exp, -1)
-        if self._ver != ver:
+        if self._ver != ver or self._currsize_obj is not base:
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         # no user code from here on
         self._reserve()
@@ -2242,8 +2263,10 @@ cdef class _CacheCore:
             try:
                 if time is None:
                     time = self._now()
-                elif not self._objmode:
-                    time = self._to_double(time)
+                else:
+                    _cache_py._check_time(time)
+                    if not self._objmode:
+                        time = self._to_double(time)
                 self._expire_into(time, evicted)
             finally:
                 if self._wlock is not None:
