@@ -224,6 +224,30 @@ class _Memo:
                 self._hits = self._misses = 0
         return done if inspect.isawaitable(done) else None
 
+    # the continuations of the compiled hit path's misses under a lock (_cached.pxi)
+
+    def _finish_locked(self, cache, key, args, kwargs):
+        value = self._compute(args, kwargs)
+        with self.cache_lock:
+            try:
+                # another thread may have stored a value meanwhile: prefer it, as cachetools
+                return cache.setdefault(key, value)
+            except ValueError:  # too large for the cache
+                return value
+
+    def _finish_condition(self, cache, key, args, kwargs, owner):
+        lock = self.cache_lock
+        try:
+            value = self._compute(args, kwargs)
+            with lock:
+                _store(cache, key, value)
+            return value
+        finally:
+            if owner:
+                with lock:
+                    del self._pending[key]
+                    self.cache_condition.notify_all()
+
     def _info_of(self, cache, lock):
         if lock is None:
             return _make_info(cache, self._hits, self._misses)
@@ -396,15 +420,17 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
-        shared = callable(getattr(cache, "get_or_compute", None))
-        fast = lock is None and cond is None and not shared
+        if callable(getattr(cache, "get_or_compute", None)):
+            mode = 0  # the shared-cache protocol: self._call
+        else:
+            mode = 3 if cond is not None else 2 if lock is not None else 1
         key_kind = 1 if key is hashkey or key is _call_key else 0
-        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, fast)
-        self.cache_lock = lock
-        self.cache_condition = cond
+        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond)
         self._func = func
         self._memo_init(info)
-        self._shared = shared
+
+    def _compute(self, args, kwargs):
+        return self._func(*args, **kwargs)
 
     def _miss(self, key, args, kwargs):
         func = self._func
@@ -415,10 +441,11 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
         return value
 
     def _call(self, args, kwargs):
-        cache, func = self.cache, self._func
+        func = self._func
         key = self.cache_key(*args, **kwargs)
-        lookup = self._lookup_shared if self._shared else self._lookup
-        return lookup(cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs))
+        return self._lookup_shared(
+            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
+        )
 
     def cache_clear(self):
         """Remove every entry from the cache (and, with ``info=True``, reset the counters)."""
@@ -518,14 +545,20 @@ class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
         if not callable(key):
             raise TypeError(f"key must be callable, got {key!r}")
         functools.update_wrapper(self, method)
-        fast = lock is None and cond is None and not descriptor._is_async
-        _backend.impl._CachedMethodCall.__init__(self, obj, cache, key, int(key is methodkey), fast)
+        if descriptor._is_async:
+            mode = 0  # self._call
+        else:
+            mode = 3 if cond is not None else 2 if lock is not None else 1
+        _backend.impl._CachedMethodCall.__init__(
+            self, obj, cache, lock, cond, key, int(key is methodkey), mode
+        )
         self._descriptor = descriptor
         self._method = method
-        self._lock_of = lock
-        self._cond_of = cond
         self.cache_key = functools.partial(key, obj)
         self._memo_init(info)
+
+    def _compute(self, args, kwargs):
+        return self._method(self._obj, *args, **kwargs)
 
     @property
     def cache(self):
@@ -566,8 +599,7 @@ class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
         lock, cond = self.cache_lock, self.cache_condition
         if callable(getattr(cache, "get_or_compute", None)):
             return self._lookup_shared(cache, key, lock, cond, compute)
-        if self._fast:
-            self._plain_type = type(cache)  # the compiled hit path serves this type from now on
+        self._plain_type = type(cache)  # the compiled hit path serves this type from now on
         return self._lookup(cache, key, lock, cond, compute)
 
     def cache_clear(self):
