@@ -37,9 +37,50 @@ import math
 import threading
 import time
 import types
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _backend
 from .keys import _kwmark, hashkey, methodkey
+
+if TYPE_CHECKING:  # what type checkers see of the wrappers (the runtime classes are below)
+    from collections.abc import Callable, Hashable, MutableMapping
+    from contextlib import AbstractContextManager
+    from typing import Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _R_co = TypeVar("_R_co", covariant=True)
+    _S = TypeVar("_S")
+
+    class CachedFunction(Protocol[_P, _R_co]):
+        """What ``@cached(...)`` returns: the function's own signature plus the cache attributes."""
+
+        cache: MutableMapping[Any, Any]
+        cache_key: Callable[..., Hashable]
+        cache_lock: AbstractContextManager[Any] | None
+        cache_condition: Any
+
+        @property
+        def __wrapped__(self) -> Callable[_P, _R_co]: ...
+        def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+        def cache_clear(self) -> Any: ...
+
+    class CachedFunctionInfo(CachedFunction[_P, _R_co], Protocol[_P, _R_co]):
+        def cache_info(self) -> CacheInfo: ...
+
+    class LRUFunction(CachedFunctionInfo[_P, _R_co], Protocol[_P, _R_co]):
+        """What ``@lru_cache`` returns."""
+
+        def cache_parameters(self) -> dict[str, Any]: ...
+
+    class CachedMethod(Generic[_S, _P, _R]):
+        """What ``@cachedmethod(...)`` puts in the class: bound, the cached callable."""
+
+        @overload
+        def __get__(self, obj: None, objtype: type[_S] | None = None) -> Callable[Concatenate[_S, _P], _R]: ...
+        @overload
+        def __get__(self, obj: _S, objtype: type[_S] | None = None) -> CachedFunctionInfo[_P, _R]: ...
+        def __get__(self, obj: _S | None, objtype: type[_S] | None = None) -> Any: ...
 
 __all__ = ["CacheInfo", "cached", "cachedmethod", "lru_cache"]
 
@@ -500,6 +541,23 @@ def _async_cached(func, cache, key, lock, cond, info):
     return wrapper
 
 
+@overload
+def cached(
+    cache: MutableMapping[Any, Any],
+    key: Callable[..., Hashable] = ...,
+    lock: AbstractContextManager[Any] | None = None,
+    condition: Any = None,
+    info: Literal[False] = False,
+) -> Callable[[Callable[_P, _R]], CachedFunction[_P, _R]]: ...
+@overload
+def cached(
+    cache: MutableMapping[Any, Any],
+    key: Callable[..., Hashable] = ...,
+    lock: AbstractContextManager[Any] | None = None,
+    condition: Any = None,
+    *,
+    info: Literal[True],
+) -> Callable[[Callable[_P, _R]], CachedFunctionInfo[_P, _R]]: ...
 def cached(cache, key=hashkey, lock=None, condition=None, info=False):
     """Decorator: memoize a function's results in ``cache`` (cachetools 8's ``cached``).
 
@@ -744,7 +802,13 @@ class _Unbound:
 _NO_RECEIVER = object()
 
 
-def cachedmethod(cache, key=methodkey, lock=None, condition=None, info=False):
+def cachedmethod(
+    cache: Callable[[Any], MutableMapping[Any, Any]],
+    key: Callable[..., Hashable] = methodkey,
+    lock: Callable[[Any], AbstractContextManager[Any]] | None = None,
+    condition: Callable[[Any], Any] | None = None,
+    info: bool = False,
+) -> Callable[[Callable[Concatenate[_S, _P], _R]], CachedMethod[_S, _P, _R]]:
     """Decorator: memoize a method's results (cachetools 8's ``cachedmethod``).
 
     ``cache(self)`` returns the cache to use (looked up at every call), ``key(self, *args,
@@ -781,6 +845,16 @@ def _typed_call_key(*args, **kwargs):
     return args + tuple(map(type, args))
 
 
+@overload
+def lru_cache(maxsize: Callable[_P, _R], /) -> LRUFunction[_P, _R]: ...
+@overload
+def lru_cache(
+    maxsize: int | None = 128,
+    typed: bool = False,
+    *,
+    ttl: Any = None,
+    timer: Callable[[], Any] = ...,
+) -> Callable[[Callable[_P, _R]], LRUFunction[_P, _R]]: ...
 def lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic):
     """``functools.lru_cache`` (same arguments, positional ``typed`` included) plus a time-to-live.
 
