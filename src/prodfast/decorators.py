@@ -39,7 +39,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import _backend
+from . import _backend, _cache_py
 from .keys import _kwmark, hashkey, methodkey
 
 if TYPE_CHECKING:  # what type checkers see of the wrappers (the runtime classes are below)
@@ -94,7 +94,7 @@ class CacheInfo(collections.namedtuple("CacheInfo", "hits misses maxsize currsiz
 def _make_info(cache, hits, misses):
     # cachetools: a Cache reports maxsize and currsize, any other mapping None and len(); an
     # asyncio shared cache (aget_or_compute, no __len__: its size is a coroutine) reports None
-    if isinstance(cache, _backend.impl.Cache) or _is_cachetools_cache(cache):
+    if isinstance(cache, (_backend.impl.Cache, _cache_py.Cache)) or _is_cachetools_cache(cache):
         return CacheInfo(hits, misses, cache.maxsize, cache.currsize)
     if not hasattr(cache, "__len__") and callable(getattr(cache, "aget_or_compute", None)):
         return CacheInfo(hits, misses, None, None)
