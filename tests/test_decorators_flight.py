@@ -131,7 +131,8 @@ def test_a_cycle_of_waiting_threads_is_broken():
         t.join(20)
     assert not any(t.is_alive() for t in threads)
     assert set(out) == {1, 2}
-    assert {out[1][1][0], out[2][1][0]} <= {"via", "leaf"}
+    # one thread ran the other's key itself (a leaf: already entered), the other joined its call
+    assert out[1] == ("via", out[2]) or out[2] == ("via", out[1])
 
 
 # ---------------------------------------------------------------- asyncio
