@@ -194,6 +194,22 @@ cdef void _cache_release(_cache_store st) noexcept:
     PyMem_Free(st.seqs)
 
 
+cdef object _cache_getrandbits = _cache_random._inst.getrandbits
+# RRCache's default choice may be replayed with getrandbits() (see _rr_pick) when random.choice
+# is the module's own and picks by Random._randbelow_with_getrandbits
+cdef bint _cache_rr_replay = (
+    getattr(_cache_random.choice, "__self__", None) is _cache_random._inst
+    and type(_cache_random._inst)._randbelow is _cache_random.Random._randbelow_with_getrandbits
+    and type(_cache_random._inst).choice is _cache_random.Random.choice
+)
+
+
+cdef double _cache_tlru_double(object exp) except? -1.0:
+    if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
+        raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
+    return float(exp)
+
+
 def _cache_first(pair):
     return pair[0]
 
@@ -484,10 +500,11 @@ cdef class _CacheCore:
 
     @cython.final
     cdef void _update_fast(self) noexcept:
-        # The inline __setitem__ path: list policies, no user code but __hash__/__eq__
+        # The inline __setitem__ path: no user code but __hash__/__eq__ (and ttu)
         self._fast_set = (not self._hook and self._getsizeof is None and self._on_evict is None
-                          and not self._objmode and not self._is_tlru
-                          and self._pol != _POL_RR and self._pol != _POL_LFU)
+                          and not self._objmode
+                          and (self._pol != _POL_RR
+                               or (self._choice is _cache_random.choice and _cache_rr_replay)))
 
     # ------------------------------------------------------------------ table primitives
 
@@ -1418,26 +1435,38 @@ cdef class _CacheCore:
         cdef PyObject* oldv
         cdef double now = 0.0, exp = 0.0
         cdef list expired = None
+        cdef tuple victim = None        # released when this call returns, after all the surgery
         if not self._fast_set:
             self._set_slow(key, value)
             return
-        # Fast path (LRU, FIFO, Cache, TTL): no getsizeof, on_evict or popitem() override, real
-        # expiries; the only user code is __hash__ and __eq__.
-        if self._n >= self._maxsize_c and self._head >= 0:
-            # a new key will take the least recent entry: start loading it now
+        # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
+        # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
+        # before the lookup.
+        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+            # a new key will take the next victim's entry: start loading it now
             _cache_prefetch(&self._ents[self._head])
             if self._tl != NULL:
                 _cache_prefetch(&self._tl[self._head])
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
-            exp = now + self._ttl_d
+            if self._is_tlru:
+                exp = self._ttu_d(key, value, now)
+            else:
+                exp = now + self._ttl_d
         if self._maxsize_c < 1:
             raise ValueError("value too large")
-        if self._is_ttl and self._thead >= 0 and not (now < self._ents[self._thead].exp):
-            expired = []           # released when this call returns, after all the surgery
+        if self._is_ttl and self._n and not (now < self._ents[self._next_expiry()].exp):
+            expired = []
             self._expire_into(now, expired)
-        if self._n >= self._maxsize_c and self._head >= 0:
+        if self._is_tlru and not (now < exp):
+            # cachetools: an item that would be expired already is not stored (and replaces
+            # nothing)
+            ix = self._find(key, h)
+            if ix >= 0:
+                victim = self._take(<int32_t>ix, self._slot)
+            return
+        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
             # ... and the neighbours its unlinking will write to
             v = self._ents[self._head].next
             if v >= 0:
@@ -1457,39 +1486,87 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             self._on_update(<int32_t>ix)
             if self._is_ttl:
-                self._ttl_place(<int32_t>ix, exp)
+                self._place(<int32_t>ix, exp)
             Py_DECREF(<object>oldv)
             return
         if self._n >= self._maxsize_c:
-            # Full: the least recent entry's slot takes the new item (no hole to fill).
-            v = self._head
-            self._clear_slot(self._slot_of(v))
-            e = &self._ents[v]
-            oldk = e.key
-            oldv = e.value
-            Py_INCREF(key)
-            Py_INCREF(value)
-            e.key = <PyObject*>key
-            e.value = <PyObject*>value
-            e.hash = h
-            self._touch(v)
-            self._idx[self._free_slot(h)] = self._tag(h) | v
-            if self._is_ttl:
-                self._seqs[v] = self._seq
-                self._ttl_place(v, exp)
+            if self._pol == _POL_RR:
+                ix = self._rr_pick()
+                victim = self._take(<int32_t>ix, self._slot_of(ix))
+                self._evictions += 1
             else:
-                e.exp = self._seq
-            self._seq += 1.0
-            self._bump()
-            self._mod += 1
-            self._evictions += 1
-            Py_DECREF(<object>oldk)
-            Py_DECREF(<object>oldv)
-            return
+                # the victim's entry takes the new item (no hole to fill)
+                v = self._head
+                self._clear_slot(self._slot_of(v))
+                e = &self._ents[v]
+                oldk = e.key
+                oldv = e.value
+                Py_INCREF(key)
+                Py_INCREF(value)
+                e.key = <PyObject*>key
+                e.value = <PyObject*>value
+                e.hash = h
+                if self._pol == _POL_LFU:
+                    self._bk_leave(v)
+                    self._lru_unlink(v)
+                    self._lfu_add(v)
+                else:
+                    self._touch(v)
+                self._idx[self._free_slot(h)] = self._tag(h) | v
+                if self._is_ttl:
+                    self._seqs[v] = self._seq
+                    self._place(v, exp)
+                else:
+                    e.exp = self._seq
+                self._seq += 1.0
+                self._bump()
+                self._mod += 1
+                self._evictions += 1
+                Py_DECREF(<object>oldk)
+                Py_DECREF(<object>oldv)
+                return
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._ttl_place(<int32_t>ix, exp)
+            self._place(<int32_t>ix, exp)
+
+    @cython.final
+    cdef inline int32_t _next_expiry(self) noexcept:
+        # The entry that expires first (cache not empty; real expiries).
+        return self._heap[0] if self._use_heap else self._thead
+
+    @cython.final
+    cdef inline void _place(self, int32_t ix, double exp) noexcept:
+        # Real expiries: entry ix expires at `exp`; its place in the heap or the sorted list.
+        if self._use_heap:
+            self._ents[ix].exp = exp
+            self._heap_fix(ix)
+        else:
+            self._ttl_place(ix, exp)
+
+    @cython.final
+    cdef double _ttu_d(self, object key, object value, double now) except? -1.0:
+        # TLRUCache with the built-in clock: ttu(key, value, now) as a double.
+        cdef object exp = self._ttu(key, value, now)
+        cdef double d
+        if _cache_FloatExact(exp):
+            d = _cache_FloatAsDouble(exp)
+        else:
+            d = _cache_tlru_double(exp)
+        if d != d:
+            raise ValueError(f"ttu must not return NaN, got {exp!r}")
+        return d
+
+    @cython.final
+    cdef Py_ssize_t _rr_pick(self) except -1:
+        # random.choice(keys) without the sequence: the same getrandbits() calls as
+        # Random._randbelow, so the victim is the one random.choice would pick.
+        cdef object n = self._n
+        cdef object k = n.bit_length()
+        cdef object r = _cache_getrandbits(k)
+        while r >= n:
+            r = _cache_getrandbits(k)
+        return r
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
