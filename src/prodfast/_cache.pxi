@@ -1561,9 +1561,11 @@ cdef class _CacheCore:
     cdef Py_ssize_t _rr_pick(self) except -1:
         # random.choice(keys) without the sequence: the same getrandbits() calls as
         # Random._randbelow, so the victim is the one random.choice would pick.
-        cdef object n = self._n
-        cdef object k = n.bit_length()
-        cdef object r = _cache_getrandbits(k)
+        cdef Py_ssize_t n = self._n, r
+        cdef int k = 0
+        while (n >> k) != 0:        # n.bit_length()
+            k += 1
+        r = _cache_getrandbits(k)
         while r >= n:
             r = _cache_getrandbits(k)
         return r
