@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import copyreg
+import fractions
 import heapq
 import math
 import numbers
@@ -158,7 +159,9 @@ def _check_ttl(ttl):
 
 
 def _check_size(size, maxsize):
-    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize
+    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize.
+    # Returns the size as a plain int, float or Fraction: a subclass's arithmetic is user code,
+    # which must not run while currsize is updated in the middle of a structural change.
     if isinstance(size, bool) or not isinstance(size, numbers.Real):
         raise TypeError(f"getsizeof must return a non-negative number, got {size!r}")
     if size > maxsize:
@@ -167,6 +170,13 @@ def _check_size(size, maxsize):
         raise ValueError("value size must be non-negative")
     if size == math.inf:
         raise ValueError("value size must be finite")
+    if type(size) in (int, float, fractions.Fraction):
+        return size
+    if isinstance(size, int):
+        return int(size)
+    if isinstance(size, fractions.Fraction):
+        return fractions.Fraction(size.numerator, size.denominator)
+    return float(size)
 
 
 def _check_time(now):
@@ -356,9 +366,7 @@ class Cache(MutableMapping):
             if self._maxsize < 1:
                 raise ValueError("value too large")
             return 1
-        size = fn(value)
-        _check_size(size, self._maxsize)
-        return size
+        return _check_size(fn(value), self._maxsize)
 
     def _notify(self, evicted):
         # Call on_evict for each evicted pair; the first exception is raised after all ran.
@@ -864,7 +872,7 @@ class Cache(MutableMapping):
             if unit_sizes and not (type(size) is int and size == 1):
                 raise ValueError(invalid)
             try:
-                _check_size(size, maxsize)
+                size = _check_size(size, maxsize)
             except (TypeError, ValueError):
                 raise ValueError(invalid) from None
             table[key] = _Node(key, value, size, None)
