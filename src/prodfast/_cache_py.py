@@ -475,7 +475,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
@@ -489,7 +490,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
@@ -716,7 +718,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 return node.value
         self._store_at(key, default, now)  # outside the lock: it may call on_evict
         return default
@@ -941,27 +944,36 @@ class Cache(MutableMapping):
         with self._lock:
             if self._busy:
                 raise AssertionError("busy flag left set")
-            # identity checks only: _check() never runs user __hash__/__eq__
-            total = 0
-            for key, node in self._map.items():
-                if node.key is not key:
-                    raise AssertionError(f"map key {key!r} and its node disagree")
-                if not node.linked:
-                    raise AssertionError(f"node {key!r} in the map is marked unlinked")
-                total += node.size
-            if total != self._currsize:
-                raise AssertionError(f"currsize {self._currsize!r} != sum of sizes {total!r}")
-            if self._currsize > self._maxsize:
-                raise AssertionError(f"currsize {self._currsize!r} > maxsize {self._maxsize!r}")
-            in_map = {id(node) for node in self._map.values()}
-            order = self._policy_order()
-            if len(order) != len(in_map) or {id(node) for node in order} != in_map:
-                raise AssertionError("eviction order and map hold different nodes")
-            for name in ("_hits", "_misses", "_evictions", "_expirations"):
-                if getattr(self, name) < 0:
-                    raise AssertionError(f"{name} is negative")
-            self._check_policy()
-            self._check_expiry(in_map)
+            # busy while checking: a finalizer run by the garbage collector meanwhile must not
+            # change the cache under the check (its lookups still work)
+            self._busy = True
+            try:
+                self._check_locked()
+            finally:
+                self._busy = False
+
+    def _check_locked(self):
+        # identity checks only: _check() never runs user __hash__/__eq__
+        total = 0
+        for key, node in self._map.items():
+            if node.key is not key:
+                raise AssertionError(f"map key {key!r} and its node disagree")
+            if not node.linked:
+                raise AssertionError(f"node {key!r} in the map is marked unlinked")
+            total += node.size
+        if total != self._currsize:
+            raise AssertionError(f"currsize {self._currsize!r} != sum of sizes {total!r}")
+        if self._currsize > self._maxsize:
+            raise AssertionError(f"currsize {self._currsize!r} > maxsize {self._maxsize!r}")
+        in_map = {id(node) for node in self._map.values()}
+        order = self._policy_order()
+        if len(order) != len(in_map) or {id(node) for node in order} != in_map:
+            raise AssertionError("eviction order and map hold different nodes")
+        for name in ("_hits", "_misses", "_evictions", "_expirations"):
+            if getattr(self, name) < 0:
+                raise AssertionError(f"{name} is negative")
+        self._check_policy()
+        self._check_expiry(in_map)
 
     def _check_policy(self):
         pass
