@@ -243,6 +243,10 @@ _MEMORY_SCRIPT = textwrap.dedent(
     factories = {
         "prodfast.LRUCache[cy]": lambda: _core.LRUCache(n),
         "prodfast.TTLCache[cy]": lambda: _core.TTLCache(n, 3600),
+        "prodfast.FIFOCache[cy]": lambda: _core.FIFOCache(n),
+        "prodfast.LFUCache[cy]": lambda: _core.LFUCache(n),
+        "prodfast.RRCache[cy]": lambda: _core.RRCache(n),
+        "prodfast.TLRUCache[cy]": lambda: _core.TLRUCache(n, lambda k, v, now: now + 3600),
         "prodfast.LRUCache[py]": lambda: _core_py.LRUCache(n),
         "prodfast.TTLCache[py]": lambda: _core_py.TTLCache(n, 3600),
         "dict": dict,
@@ -251,6 +255,10 @@ _MEMORY_SCRIPT = textwrap.dedent(
         "lru-dict": lambda: lru.LRU(n),
         "cachebox.LRUCache": lambda: cachebox.LRUCache(n),
         "cachebox.TTLCache": lambda: cachebox.TTLCache(n, 3600),
+        "cachebox.FIFOCache": lambda: cachebox.FIFOCache(n),
+        "cachebox.LFUCache": lambda: cachebox.LFUCache(n),
+        "cachebox.RRCache": lambda: cachebox.RRCache(n),
+        "cachebox.VTTLCache": lambda: cachebox.VTTLCache(n),
     }
     keys = [f"user:{i:x}:embedding" for i in range(n)]
     value = "v"
@@ -270,9 +278,17 @@ _MEMORY_SCRIPT = textwrap.dedent(
     print(json.dumps({"traced": (t1 - t0) / n, "rss": (r1 - r0) / n}))
     """
 )
+# the issue's bounds on the compiled classes, in bytes per entry beyond the key and value
+MEMORY_BOUNDS = {
+    "prodfast.LRUCache[cy]": 56,
+    "prodfast.FIFOCache[cy]": 56,
+    "prodfast.RRCache[cy]": 56,
+    "prodfast.LFUCache[cy]": 72,
+    "prodfast.TTLCache[cy]": 72,
+    "prodfast.TLRUCache[cy]": 72,
+}
 MEMORY_IMPLS = (
-    "prodfast.LRUCache[cy]",
-    "prodfast.TTLCache[cy]",
+    *MEMORY_BOUNDS,
     "prodfast.LRUCache[py]",
     "prodfast.TTLCache[py]",
     "dict",
@@ -282,6 +298,10 @@ MEMORY_IMPLS = (
     "lru-dict",
     "cachebox.LRUCache",
     "cachebox.TTLCache",
+    "cachebox.FIFOCache",
+    "cachebox.LFUCache",
+    "cachebox.RRCache",
+    "cachebox.VTTLCache",
 )
 
 
@@ -318,5 +338,7 @@ def test_cache_memory(benchmark, impl, n):
     probe = dict.fromkeys(keys)
     benchmark(lambda: [probe[k] for k in keys])
     assert res["bytes"] > 0
-    if impl in ("prodfast.LRUCache[cy]", "prodfast.TTLCache[cy]"):
-        assert res["traced"] <= 64, res  # the issue's bound: at most 64 B per entry
+    if impl in MEMORY_BOUNDS:
+        # the bounds hold at N=1e6; at 1e4 the index table (a power of two) is fuller per entry
+        slack = 0 if n == SIZES[-1] else 8
+        assert res["traced"] <= MEMORY_BOUNDS[impl] + slack, res
