@@ -1400,6 +1400,8 @@ cdef class _CacheCore:
             return self.__missing__(key)
         raise KeyError(key)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def get(self, key, default=None):
         """Return the value for key (counting a use of it) or default."""
         cdef Py_ssize_t ix = self._lookup(key)
