@@ -372,6 +372,40 @@ def test_update_from_another_cache_and_from_itself(core, kind):
     assert copy.copy(b)._check() is None
 
 
+def test_tlru_expiry_heap_agrees_with_the_twin():
+    # With the built-in clock the compiled TLRUCache keeps real expiries in a heap (with another
+    # timer, in a sorted list, which the model tests cover). Expiries far apart (1000 s steps)
+    # make both backends' results independent of the exact clock readings.
+    cy = pytest.importorskip("prodfast._core")
+    import prodfast._core_py as py
+
+    def ttu(key, value, now):
+        return now + (value % 6) * 1000.0  # value % 6 == 0: expired already, not stored
+
+    rng = random.Random(7)
+    caches = [mod.TLRUCache(12, ttu) for mod in (cy, py)]
+    for step in range(1500):
+        op = rng.random()
+        key, value, offset = rng.randrange(30), rng.randrange(60), rng.randrange(3)
+        results = []
+        for c in caches:
+            if op < 0.55:
+                c[key] = value
+                results.append(None)
+            elif op < 0.75:
+                results.append(c.get(key))
+            elif op < 0.85:
+                results.append(c.pop(key, None))
+            elif op < 0.95:
+                results.append(sorted(c.expire(time.monotonic() + 500.0 + 1000.0 * offset)))
+            else:
+                results.append(c.popitem() if len(c) else None)
+            c._check()
+        assert results[0] == results[1], (step, results)
+        assert list(caches[0].items()) == list(caches[1].items()), step
+        assert caches[0].stats() == caches[1].stats(), step
+
+
 if __name__ == "__main__":
     module, scenario, kind = sys.argv[1:4]
     if module.endswith("_core_py"):
