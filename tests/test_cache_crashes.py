@@ -284,10 +284,13 @@ def fraction_timer_with_threads(core, kind):
         rng = random.Random(seed)
         for _ in range(800):
             k = rng.randrange(150)
-            if rng.random() < 0.5:
+            r = rng.random()
+            if r < 0.5:
                 c[k] = k
-            else:
+            elif r < 0.9:
                 c.get(k)
+            else:
+                len(c), c.currsize, k in c  # noqa: B018
 
     errors = run_threads(work)
     assert not errors, errors[:3]

@@ -1201,6 +1201,7 @@ cdef class _CacheCore:
         cdef double d
         cdef list sizes = [] if self._sizes != NULL else None
         cdef size_t ver
+        cdef int r
         if self._use_heap:
             k = self._heap_expired(0, now, sizes)
         elif not self._objmode:
@@ -1211,8 +1212,22 @@ cdef class _CacheCore:
                     sizes.append(<object>self._sizes[ix])
                 ix = self._tl[ix].next
         else:
+            # object expiries: comparing is user code; a change by another thread meanwhile
+            # restarts the walk, one by this thread is an error
             ver = self._ver
-            while ix >= 0 and not self._alive(ix, now):
+            while ix >= 0:
+                r = self._alive_o(ix, now)
+                if self._ver != ver:
+                    if self._ver_tid == PyThread_get_thread_ident():
+                        raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                    ver = self._ver
+                    ix = self._thead
+                    k = 0
+                    if sizes is not None:
+                        del sizes[:]
+                    continue
+                if r:
+                    break
                 k += 1
                 if sizes is not None:
                     sizes.append(<object>self._sizes[ix])
@@ -1908,9 +1923,9 @@ cdef class _CacheCore:
 
     @cython.final
     cdef list _snapshot(self):
-        # [(insertion number, key), ...] of every entry, in first-insertion order.
+        # [(insertion number, key, entry number), ...] of every entry, in first-insertion order.
         cdef Py_ssize_t i
-        cdef list snap = [(self._seq_of(<int32_t>i), <object>self._ents[i].key) for i in range(self._n)]
+        cdef list snap = [(self._seq_of(<int32_t>i), <object>self._ents[i].key, i) for i in range(self._n)]
         snap.sort(key=_cache_first)
         return snap
 
@@ -2012,7 +2027,7 @@ cdef class _CacheCore:
         cdef Py_ssize_t k, ix
         cdef int32_t j
         for k in range(len(snap)):
-            ix = self._find_entry(snap[k][1])
+            ix = snap[k][2]
             pos[ix] = k
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
         if self._pol != _POL_INS and self._pol != _POL_RR:
@@ -2042,15 +2057,6 @@ cdef class _CacheCore:
         attributes = getattr(self, "__dict__", None) or None
         return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, order, timing,
                 (self._hits, self._misses, self._evictions, self._expirations), attributes)
-
-    @cython.final
-    cdef Py_ssize_t _find_entry(self, object key) noexcept:
-        # The entry holding this very key object (identity only: no user code).
-        cdef Py_ssize_t i
-        for i in range(self._n):
-            if self._ents[i].key == <PyObject*>key:
-                return i
-        return -1
 
     def __setstate__(self, state):
         """Restore a state made by __getstate__ (either backend's); an invalid one changes nothing."""
@@ -2476,7 +2482,7 @@ cdef class _cache_Iter:
                 self._now = c._now()
             self._snap = c._snapshot()
         while self._pos < len(self._snap):
-            seq, key = self._snap[self._pos]
+            seq, key, _ = self._snap[self._pos]
             self._pos += 1
             ix = c._find(key, hash(key))
             if ix < 0 or c._seq_of(<int32_t>ix) != seq:
