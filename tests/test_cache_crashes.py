@@ -297,9 +297,39 @@ def fraction_timer_with_threads(core, kind):
     c._check()
 
 
+def popitem_override_clears_during_growing_update(core, kind):
+    # Making room for a key's larger value goes through an overriding popitem(), which empties
+    # the cache: the update must not write into the entry it had located before.
+    base = getattr(core, kind)
+
+    class Odd(base):
+        def popitem(self):
+            self.clear()
+            return ("gone", 0)
+
+    if kind == "TTLCache":
+        c = Odd(10, 100, time.monotonic, lambda v: v)
+    elif kind == "TLRUCache":
+        c = Odd(10, lambda k, v, now: now + 100, time.monotonic, lambda v: v)
+    elif kind == "RRCache":
+        c = Odd(10, random.choice, lambda v: v)
+    else:
+        c = Odd(10, lambda v: v)
+    for _ in range(50):
+        c["a"] = 5
+        c["b"] = 4
+        try:
+            c["a"] = 9
+        except RuntimeError:
+            pass
+        c._check()
+        assert c.currsize <= 10
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
+        popitem_override_clears_during_growing_update,
         fraction_sizes_with_threads,
         fraction_size_arithmetic_mutates_cache,
         hash_during_setstate,

@@ -455,6 +455,7 @@ cdef class _CacheCore:
         self._sizes = NULL
         self._n = self._cap = 0
         self._head = self._tail = self._thead = self._ttail = -1
+        self._keep = -1                 # an update in progress finds its entry gone
         self._currsize_obj = 0
         self._bump()
         self._mod += 1
