@@ -159,17 +159,16 @@ cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
     return memcmp(_cache_UDATA(a), _cache_UDATA(b), <size_t>n * kind) == 0
 
 
-cdef int _cache_check_size(object size, object maxsize) except -1:
-    # getsizeof(value) must give a non-negative real number no larger than maxsize (a finite one
-    # when maxsize is math.inf, or currsize would become NaN)
+cdef object _cache_check_size(object size, object maxsize):
+    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize; it is
+    # kept as a plain int, float or Fraction (a subclass's arithmetic would be user code)
     if type(size) is int:
         if size > maxsize:
             raise ValueError("value too large")
         if size < 0:
             raise ValueError("value size must be non-negative")
-        return 0
-    _cache_py._check_size(size, maxsize)
-    return 0
+        return size
+    return _cache_py._check_size(size, maxsize)
 
 
 cdef void _cache_release(_cache_store st) noexcept:
@@ -1653,8 +1652,7 @@ cdef class _CacheCore:
         if self._getsizeof is None:
             size = 1
         else:
-            size = self._getsizeof(value)
-        _cache_check_size(size, self._maxsize)
+            size = _cache_check_size(self._getsizeof(value), self._maxsize)
         if self._is_ttl:
             self._expire_into(now, evicted)
             if self._is_tlru and not (now < exp):
@@ -2100,7 +2098,7 @@ cdef class _CacheCore:
             if new._getsizeof is None and not (type(size) is int and size == 1):
                 raise ValueError(invalid)
             try:
-                _cache_check_size(size, maxsize)
+                size = _cache_check_size(size, maxsize)
             except (TypeError, ValueError):
                 raise ValueError(invalid) from None
             h = hash(key)
