@@ -1650,7 +1650,7 @@ cdef class _CacheCore:
             now = self._now()
             exp = self._expiry(key, value, now)
         if self._getsizeof is None:
-            size = 1
+            size = _cache_check_size(1, self._maxsize)
         else:
             size = _cache_check_size(self._getsizeof(value), self._maxsize)
         if self._is_ttl:
