@@ -24,15 +24,16 @@ HERE = os.path.abspath(__file__)
 KINDS = ("Cache", "FIFOCache", "LFUCache", "LRUCache", "RRCache", "TTLCache", "TLRUCache")
 
 
-def make(core, kind, maxsize, getsizeof=None, timer=None, ttl=1000):
+def make(core, kind, maxsize, getsizeof=None, timer=None, ttl=1000, on_evict=None):
     cls = getattr(core, kind)
     if kind == "TTLCache":
-        return cls(maxsize, ttl, timer or time.monotonic, getsizeof)
+        return cls(maxsize, ttl, timer or time.monotonic, getsizeof, on_evict=on_evict)
     if kind == "TLRUCache":
-        return cls(maxsize, lambda k, v, now: now + ttl, timer or time.monotonic, getsizeof)
+        ttu = lambda k, v, now: now + ttl  # noqa: E731
+        return cls(maxsize, ttu, timer or time.monotonic, getsizeof, on_evict=on_evict)
     if kind == "RRCache":
-        return cls(maxsize, random.choice, getsizeof)
-    return cls(maxsize, getsizeof)
+        return cls(maxsize, random.choice, getsizeof, on_evict=on_evict)
+    return cls(maxsize, getsizeof, on_evict=on_evict)
 
 
 def run_threads(target, n=4):
@@ -403,6 +404,17 @@ def test_update_from_another_cache_and_from_itself(core, kind):
     assert dict(b.items()) == {i: i * i for i in range(5)}
     b._check()
     assert copy.copy(b)._check() is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_zero_maxsize_refuses_values_on_every_set_path(core, kind):
+    # with on_evict the set takes the general path; without it, the inline one
+    for on_evict in (None, print):
+        c = make(core, kind, 0, on_evict=on_evict)
+        with pytest.raises(ValueError, match="value too large"):
+            c["a"] = 1
+        assert len(c) == 0
+        c._check()
 
 
 def test_tlru_expiry_heap_agrees_with_the_twin():
