@@ -4,7 +4,8 @@
         --benchmark-columns=median,iqr,rounds
 
 Groups: one decision (try_acquire with the default clock, vs a bare time.monotonic() call,
-limits, pyrate-limiter and a pure-Python token bucket); a sliding window already holding 1e5
+limits, pyrate-limiter and a pure-Python token bucket); reserve(1) + settle(1) beside
+try_acquire(); a sliding window already holding 1e5
 calls (vs limits' moving window); simulate() per 1e5 decisions; AsyncLimiter `async with`
 per 1000 entries (vs aiolimiter and an empty async context manager).
 """
@@ -115,6 +116,32 @@ def test_pyrate_limiter_try_acquire(n, benchmark):
         assert benchmark(limiter.try_acquire, "bench", blocking=False) is True
     finally:
         limiter.close()
+
+
+# ---- reserve, then settle ------------------------------------------------------------------
+
+RESERVE = pytest.mark.benchmark(group="ratelimit: reserve() + settle()")
+
+
+@RESERVE
+@ONE
+def test_token_bucket_try_acquire_beside_reserve(n, benchmark, core):
+    b = core.TokenBucket(BIG, BIG)
+    assert benchmark(b.try_acquire) is True
+
+
+@RESERVE
+@ONE
+def test_token_bucket_reserve_settle(n, benchmark, core):
+    b = core.TokenBucket(BIG, BIG)
+
+    def reserve_settle():
+        r = b.reserve(1)
+        r.settle(1)
+        return r.settled
+
+    assert benchmark(reserve_settle) is True
+    assert b.stats()["allowed"] >= 1
 
 
 # ---- a window already holding 1e5 calls ------------------------------------------------------

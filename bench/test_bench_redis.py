@@ -10,7 +10,11 @@ Peers on the same redis-server (started here on a free loopback port):
 Every limit is 1,000,000 per second, so nearly every decision is a grant: the measured cost is
 the round trip plus the script, the path a service under its limit pays on every request.
 One benchmark call makes ``N`` decisions in each process; decisions per second is
-``N * processes / median``.  The Redis limiters do not depend on prodfast's backend, so these
+``N * processes / median``.
+
+Leases (``lease=``): a leased ``RedisTokenBucket`` against the compiled in-memory
+``TokenBucket.try_acquire`` of the active backend, ``N_LOCAL`` decisions per call in one
+process (a lease of ``LEASE`` tokens per round trip, so the round trips are in the figure).  The Redis limiters do not depend on prodfast's backend, so these
 benchmarks do not take the ``core`` fixture (they would measure the same code twice).
 """
 
@@ -38,6 +42,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 from redis_server import RedisServer, find_redis_server  # noqa: E402
 
 N = 200  # decisions per process per benchmark call
+N_LOCAL = 200_000  # decisions per benchmark call, leased or in memory
+LEASE = 100_000
+LOCAL_LIMIT = 1e12  # per second and burst: never the bottleneck over a benchmark run
 LIMIT = 1_000_000  # per second, for every library
 PROCESSES = 4
 
@@ -186,3 +193,29 @@ def test_redis_sliding_window_one_process(benchmark, server, lib):
 @pytest.mark.parametrize("lib", SLIDING_WINDOWS)
 def test_redis_sliding_window_four_processes(benchmark, workers, server, lib):
     _four_processes(benchmark, workers, server, lib, "sliding_window")
+
+
+def _local_decider(lib: str, port: int):
+    if lib == "in-memory":
+        import prodfast
+
+        return prodfast.TokenBucket(LOCAL_LIMIT, LOCAL_LIMIT).try_acquire, None
+    from prodfast.redis import RedisTokenBucket
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    key = f"bench:lease:{uuid.uuid4().hex}"
+    limiter = RedisTokenBucket(client, key, LOCAL_LIMIT, LOCAL_LIMIT, lease=LEASE)
+    return limiter.try_acquire, limiter.close
+
+
+@pytest.mark.benchmark(group=f"leased redis token bucket vs in-memory: 1 process x {N_LOCAL} decisions")
+@pytest.mark.parametrize("lib", ["in-memory", "redis-lease"])
+def test_leased_decisions(benchmark, server, lib):
+    decide, close = _local_decider(lib, server.port)
+    benchmark.extra_info["decisions_per_round"] = N_LOCAL
+    try:
+        granted = benchmark(run_decisions, decide, N_LOCAL)
+    finally:
+        if close is not None:
+            close()
+    assert granted == N_LOCAL

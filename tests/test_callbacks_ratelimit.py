@@ -153,6 +153,8 @@ class SpyBucket:
     """Delegates to a real bucket and notes which methods the gate used, and whether other
     tasks ran while it waited."""
 
+    limiter_kind = "both"
+
     def __init__(self, bucket, ticks):
         self.bucket = bucket
         self.ticks = ticks
@@ -325,3 +327,27 @@ def test_threads_through_a_gate_never_get_more_than_the_bucket_holds(core):
     stats = g.get_stats()
     assert (stats["allowed"], stats["denied"]) == (50, 110)
     assert m.metrics()["calls"] == 160 and m.metrics()["errors"] == 110
+
+
+BAD_COSTS = [
+    (3.0, ValueError, "exceeds capacity"),
+    (-1, ValueError, "cost must be finite and >= 0"),
+    (float("nan"), ValueError, "cost must be finite and >= 0"),
+    ("2", TypeError, "cost must be a real number"),
+]
+
+
+@pytest.mark.parametrize(("cost", "exc", "match"), BAD_COSTS)
+def test_a_call_cost_the_bucket_refuses_refuses_the_call(core, cost, exc, match):
+    # regression: the bucket's error was logged as a callback bug and the call ran unthrottled
+    g = gate(core, FakeClock(), block=False)
+    with pytest.raises(exc, match=match) as info:
+        g.on_llm_start("m", "p", cost=cost)
+    assert info.value.refuses_call is True  # the manager raises it instead of logging it
+    assert g.get_stats()["allowed"] == 0 and g.get_stats()["current_tokens"] == 2.0
+
+    async def main():
+        with pytest.raises(exc, match=match):
+            await g.on_llm_start_async("m", "p", cost=cost)
+
+    asyncio.run(main())

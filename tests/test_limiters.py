@@ -63,27 +63,8 @@ def test_group_single_cost_and_bad_costs(core, clock):
     assert g.stats()["denied"] == 0
     with pytest.raises(ValueError, match="limiters must contain at least one limiter"):
         LimiterGroup([])
-    with pytest.raises(TypeError, match="limiters must be prodfast"):
+    with pytest.raises(TypeError, match="limiters must be a prodfast rate limiter"):
         LimiterGroup([object()])
-
-
-def test_group_give_back_when_members_moved_meanwhile(core, clock):
-    """A member used by someone else between take and give-back gets its cost refunded."""
-    a = core.TokenBucket(1, 10, clock=clock)
-    w = core.SlidingWindowLimiter(5, 10.0, clock=clock)
-    receipt = a._take(4.0)
-    a.try_acquire(1)  # a moved on: the refund path, not the restore path
-    a._give_back(4.0, receipt)
-    assert a.stats()["tokens"] == 9.0
-    r = w._take(2)
-    clock.set(1.0)
-    w.try_acquire(1)  # a later call stays, in order
-    w._give_back(2, r)
-    assert w.stats()["in_window"] == 1
-    clock.set(10.5)  # the remaining call was the one made at t=1
-    assert w.stats()["in_window"] == 1
-    clock.set(11.0)
-    assert w.stats()["in_window"] == 0
 
 
 def test_group_acquire_blocks_and_resets(core):

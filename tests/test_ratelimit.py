@@ -554,9 +554,10 @@ def test_twins_have_the_same_methods_and_signatures(kind):
     py = getattr(importlib.import_module("prodfast._core_py"), kind)
     public = sorted(n for n in dir(py) if not n.startswith("_"))
     assert public == sorted(n for n in dir(cy) if not n.startswith("_"))
-    for name in public + ["_attempt", "_note", "_check", "_take", "_give_back"]:
+    for name in public + ["_note", "_check", "_check_actual", "_take", "_settle", "_settle_at"]:
         a, b = getattr(cy, name), getattr(py, name)
-        if isinstance(b, property):
+        if isinstance(b, property) or not callable(b):
+            assert a == b or isinstance(b, property), name
             continue
         assert str(inspect.signature(a)) == str(inspect.signature(b)), name
 

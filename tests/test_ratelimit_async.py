@@ -135,7 +135,7 @@ def test_acquire_async_cancelled_head_lets_the_next_in(core, vloop):
         assert head.cancelled()
 
     run(vloop, main())
-    assert b.stats()["allowed"] == 1 and b._gate.aqueue == type(b._gate.aqueue)()
+    assert b.stats()["allowed"] == 1 and b._gate.aqueues == {}
 
 
 def test_group_acquire_async(core, vloop):

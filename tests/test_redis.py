@@ -540,6 +540,70 @@ def test_flushed_scripts_are_loaded_again(client):
     assert lim.stats()["script_loads"] == loads + 1
 
 
+class FlushingClient(redis.Redis):
+    """Flushes the server's script cache before every EVALSHA: every call meets NOSCRIPT."""
+
+    def evalsha(self, *args, **kwargs):
+        self.script_flush()
+        return super().evalsha(*args, **kwargs)
+
+
+class AsyncFlushingClient(redis.asyncio.Redis):
+    async def evalsha(self, *args, **kwargs):
+        await self.script_flush()
+        return await super().evalsha(*args, **kwargs)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "allow", "deny"])
+def test_a_flush_before_every_evalsha_still_decides(server, on_error):
+    # regression: a flush between the reload and the retried EVALSHA raised a bare NoScriptError
+    c = FlushingClient(**_fast_client_kwargs(server.port))
+    try:
+        tb = RedisTokenBucket(c, _new_key(), 0.001, 2.0, on_error=on_error)
+        sw = RedisSlidingWindow(c, _new_key(), 2, 60.0, on_error=on_error)
+        for lim in (tb, sw):
+            assert [lim.try_acquire(), lim.try_acquire(), lim.try_acquire()] == [True, True, False]
+            assert lim.wait_time() > 1.0
+            assert lim.acquire(timeout=0.01) is False
+            assert lim.stats()["errors"] == 0 and lim.stats()["script_loads"] == 5
+    finally:
+        c.close()
+
+
+@pytest.mark.asyncio
+async def test_async_a_flush_before_every_evalsha_still_decides(server):
+    c = AsyncFlushingClient(**_fast_client_kwargs(server.port))
+    try:
+        for lim in (AsyncRedisTokenBucket(c, _new_key(), 0.001, 2.0),
+                    AsyncRedisSlidingWindow(c, _new_key(), 2, 60.0)):
+            assert [await lim.try_acquire() for _ in range(3)] == [True, True, False]
+            assert await lim.wait_time() > 1.0
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("cls", [RedisTokenBucket, RedisSlidingWindow])
+def test_a_key_the_client_cannot_encode_is_refused_at_construction(client, cls):
+    # regression: a lone surrogate was accepted, then every decision raised UnicodeEncodeError
+    with pytest.raises(ValueError, match="key 'a\\\\udc80' cannot be encoded as utf-8"):
+        cls(client, "a\udc80", 1, 1)
+    latin = redis.Redis(port=client.connection_pool.connection_kwargs["port"], encoding="latin-1")
+    try:
+        with pytest.raises(ValueError, match="cannot be encoded as latin-1"):
+            cls(latin, "\u20ac", 1, 1)
+        key = "caf\xe9:" + _new_key()
+        assert cls(latin, key, 1, 1).try_acquire()
+        assert latin.exists(key.encode("latin-1"))
+    finally:
+        latin.close()
+
+
+@pytest.mark.parametrize("cls", [AsyncRedisTokenBucket, AsyncRedisSlidingWindow])
+def test_async_a_key_the_client_cannot_encode_is_refused(aclient, cls):
+    with pytest.raises(ValueError, match="cannot be encoded as utf-8"):
+        cls(aclient, "x\ud800y", 1, 1)
+
+
 def test_a_silent_server_is_a_timeout():
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))

@@ -5,7 +5,16 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 The decorators, limiter groups and callbacks are Python layers over the active backend.
 """
 
-from ._backend import BACKEND, BACKEND_ERROR, impl
+from typing import TYPE_CHECKING
+
+from ._backend import BACKEND, BACKEND_ERROR
+
+# Type checkers see the compiled core's typed contract, _core.pyi (which stubtest holds to the
+# compiled module, and tests/test_parity.py the twin to it); at run time impl is the backend in use.
+if TYPE_CHECKING:
+    from . import _core as impl
+else:
+    from ._backend import impl
 
 # caches (API.md section 1): cachetools 8's classes
 Cache = impl.Cache
@@ -20,29 +29,34 @@ TLRUCache = impl.TLRUCache
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
+Reservation = impl.Reservation
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
 P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
+QuantileSketch = impl.QuantileSketch
 
 from . import keys  # noqa: E402
-from .callbacks import (  # noqa: E402  (section 4: needs the classes above)
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
+from .limiters import (  # noqa: E402
+    AsyncLimiter,
+    GroupReservation,
+    LimiterGroup,
+    RateLimitError,
+    check_limiter,
+    limiter_kind,
+    parse_rate,
+    rate_limit,
+)
+from .monitor import (  # noqa: E402  (section 4: needs the classes above)
     BaseCallback,
     CallbackManager,
     ErrorTrackingCallback,
     RateLimitingCallback,
     TimingCallback,
     TokenUsageCallback,
-)
-from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
-from .limiters import (  # noqa: E402
-    AsyncLimiter,
-    LimiterGroup,
-    RateLimitError,
-    parse_rate,
-    rate_limit,
 )
 
 __all__ = [
@@ -63,6 +77,10 @@ __all__ = [
     "TokenBucket",
     "LeakyBucket",
     "SlidingWindowLimiter",
+    "Reservation",
+    "GroupReservation",
+    "check_limiter",
+    "limiter_kind",
     "RateLimitError",
     "rate_limit",
     "parse_rate",
@@ -72,6 +90,7 @@ __all__ = [
     "P2Quantile",
     "Quantiles",
     "LatencySummary",
+    "QuantileSketch",
     "BaseCallback",
     "CallbackManager",
     "TimingCallback",

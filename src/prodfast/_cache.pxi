@@ -60,17 +60,8 @@ cdef extern from "Python.h":
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
     Py_ssize_t PY_SSIZE_T_MAX
 
-cdef extern from *:
-    void _cache_prefetch "__builtin_prefetch" (const void* p) noexcept nogil
-
-cdef extern from "<time.h>" nogil:
-    ctypedef int clockid_t
-    cdef struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(clockid_t clk, timespec* tp)
-    clockid_t CLOCK_MONOTONIC
-    clockid_t CLOCK_MONOTONIC_COARSE
+cdef extern from "prodfast/_platform.h":
+    void _cache_prefetch "prodfast_prefetch" (const void* p) noexcept nogil
 
 ctypedef int (*_cache_visitproc)(PyObject*, void*) noexcept
 ctypedef int (*_cache_traverseproc)(PyObject*, _cache_visitproc, void*) noexcept
@@ -132,10 +123,8 @@ cdef object _cache_MISSING = _cache_py._MISSING
 
 
 cdef inline double _cache_cclock() noexcept nogil:
-    # time.monotonic() without the Python call: the same clock and the same ns -> s conversion
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+    # time.monotonic() without the Python call (prodfast/_platform.h)
+    return prodfast_monotonic()
 
 
 # Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
@@ -146,9 +135,8 @@ cdef inline double _cache_cclock() noexcept nogil:
 DEF _CACHE_COARSE_MARGIN = 0.05
 
 cdef inline double _cache_coarse() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+    # the coarse clock where there is one, else -inf: then every read is precise
+    return prodfast_monotonic_floor()
 
 
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
@@ -211,22 +199,6 @@ cdef double _cache_tlru_double(object exp) except? -1.0:
 
 def _cache_first(pair):
     return pair[0]
-
-
-class _cache_Signature:
-    # inspect.signature() of a compiled cache class: the twin's constructor signature, on the
-    # class itself and on subclasses that keep its __init__ (others are inspected as usual).
-
-    def __init__(self, name):
-        self._name = name
-
-    def __get__(self, obj, owner=None):
-        if obj is None and owner is not None:
-            compiled = globals()[self._name]
-            if owner.__init__ is compiled.__init__:
-                import inspect
-                return inspect.signature(getattr(_cache_py, self._name))
-        raise AttributeError("__signature__")
 
 
 cdef class _cache_RRKeys:
@@ -2051,7 +2023,7 @@ cdef class _CacheCore:
             last = self._last_o if self._objmode else (self._last_d if self._has_last else None)
             timing = (expires, xorder, last)
         getsizeof = None if self._size_override else self._getsizeof
-        settings = (self._maxsize, getsizeof, self._on_evict, self._param,
+        settings = (self._maxsize, getsizeof, self._on_evict, self._state_param(),
                     self._tw._timer if self._is_ttl else None)
         attributes = getattr(self, "__dict__", None) or None
         return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, order, timing,
@@ -2324,14 +2296,15 @@ cdef class _CacheCore:
         self._last_o = None
         self._configure(maxsize, getsizeof, on_evict)
         # User code inside a write (getsizeof and its sizes' arithmetic, expiry comparisons, an
-        # overriding popitem): writers of other threads wait for it, so that nothing they do
-        # lands between this write's lookup and its structural change.
+        # overriding popitem, RRCache's own choice): writers of other threads wait for it, so
+        # that nothing they do lands between this write's lookup and its structural change.
         self._wlock = (_cache_threading.RLock()
-                       if self._getsizeof is not None or self._objmode or self._hook else None)
+                       if (self._getsizeof is not None or self._objmode or self._hook
+                           or (self._pol == _POL_RR and not self._fast_set)) else None)
         return 0
 
-    @property
-    def _param(self):
+    @cython.final
+    cdef object _state_param(self):
         # RRCache's choice, TTLCache's ttl, TLRUCache's ttu (else None), as the state holds it
         if self._pol == _POL_RR:
             return self._choice
@@ -2542,7 +2515,6 @@ class _cache_ItemsView(_cache_abc.ItemsView):
 cdef class Cache(_CacheCore):
     """A bounded mapping evicting the item inserted first (an update keeps its place)."""
 
-    __signature__ = _cache_Signature("Cache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2553,7 +2525,6 @@ cdef class Cache(_CacheCore):
 cdef class FIFOCache(Cache):
     """First In First Out cache: evicts the item set longest ago (an update re-queues it)."""
 
-    __signature__ = _cache_Signature("FIFOCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2564,7 +2535,6 @@ cdef class FIFOCache(Cache):
 cdef class LFUCache(Cache):
     """Least Frequently Used cache: O(1) use-count buckets, least recent first within a count."""
 
-    __signature__ = _cache_Signature("LFUCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2575,7 +2545,6 @@ cdef class LFUCache(Cache):
 cdef class LRUCache(Cache):
     """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
 
-    __signature__ = _cache_Signature("LRUCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2586,7 +2555,6 @@ cdef class LRUCache(Cache):
 cdef class RRCache(Cache):
     """Random Replacement cache: evicts choice(keys) (random.choice by default)."""
 
-    __signature__ = _cache_Signature("RRCache")
 
     def __init__(self, maxsize, choice=_cache_random.choice, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2602,7 +2570,6 @@ cdef class RRCache(Cache):
 cdef class TTLCache(Cache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
-    __signature__ = _cache_Signature("TTLCache")
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2627,7 +2594,6 @@ cdef class TTLCache(Cache):
 cdef class TLRUCache(Cache):
     """LRU cache whose items expire at ttu(key, value, now) (an O(log n) expiry heap)."""
 
-    __signature__ = _cache_Signature("TLRUCache")
 
     def __init__(self, maxsize, ttu, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         self._reinit()

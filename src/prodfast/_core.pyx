@@ -9,3 +9,5 @@ include "_cache.pxi"
 include "_cached.pxi"
 include "_ratelimit.pxi"
 include "_stats.pxi"
+include "_sketch.pxi"
+include "_signatures.pxi"  # last: it covers every class above

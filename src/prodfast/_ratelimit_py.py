@@ -21,125 +21,61 @@ from __future__ import annotations
 
 import asyncio
 import math
-import numbers
 import threading
 import time
 from collections import deque
+from contextlib import ExitStack
 
 import numpy as np
 
-__all__ = ["TokenBucket", "LeakyBucket", "SlidingWindowLimiter"]
+from ._limiter_protocol import RateLimitError
+from ._rl_checks import (
+    check_actual,
+    check_calls,
+    check_clock,
+    check_cost,
+    check_cost_within,
+    check_initial,
+    check_max_calls,
+    check_positive,
+    check_real,
+    check_time,
+    check_timeout,
+    read_clock,
+)
+from ._rl_headers import check_resource, read_observation
 
-# Largest max_calls: counts stay exact as floats and fit a C Py_ssize_t.
-_MAX_CALLS = 2**53
+__all__ = ["TokenBucket", "LeakyBucket", "SlidingWindowLimiter", "Reservation"]
+
 _GRANTED = -1.0
 
-
-# ---- argument checks (shared with the compiled twin) ----------------------------------------
-
-
-def _rl_real(value, name: str) -> float:
-    """``value`` as a float; TypeError unless it is a real number (int, float, numpy scalar)."""
-    if type(value) is float:
-        return value
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
-
-
-def _rl_positive(value, name: str) -> float:
-    v = _rl_real(value, name)
-    if not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return v
+# The argument checks, shared by every limiter and layer (prodfast._rl_checks), under the
+# names this module and the compiled twin use.
+_rl_real = check_real
+_rl_positive = check_positive
+_rl_cost = check_cost
+_rl_cost_within = check_cost_within
+_rl_calls = check_calls
+_rl_max_calls = check_max_calls
+_rl_initial = check_initial
+_rl_clock = check_clock
+_rl_time = check_time
+_rl_read = read_clock
+_rl_timeout = check_timeout
 
 
-def _rl_cost(cost) -> float:
-    """A request's cost: a finite real number >= 0."""
-    c = _rl_real(cost, "cost")
-    if not (math.isfinite(c) and c >= 0.0):
-        raise ValueError(f"cost must be finite and >= 0, got {cost!r}")
-    return c
-
-
-def _rl_cost_within(cost, capacity: float) -> float:
-    c = _rl_cost(cost)
-    if c > capacity:
+def _rl_calls_actual(actual, reserved):
+    """A sliding window's settled cost: a whole number of calls, at most the reserved ones."""
+    a = check_actual(actual)
+    if not (a.is_integer() and a <= reserved):
         raise ValueError(
-            f"cost {cost!r} exceeds capacity {capacity!r}: the request can never succeed"
+            f"actual must be a whole number of calls, at most the {reserved!r} reserved "
+            f"(a window cannot log calls it did not grant), got {actual!r}"
         )
-    return c
+    return int(a)
 
 
-def _rl_calls(cost, max_calls: int) -> int:
-    """A sliding-window request's cost: a whole number of calls, 0..max_calls."""
-    c = _rl_cost(cost)
-    if not c.is_integer():
-        raise ValueError(f"cost must be a whole number of calls, got {cost!r}")
-    if c > max_calls:
-        raise ValueError(
-            f"cost {cost!r} exceeds max_calls {max_calls!r}: the request can never succeed"
-        )
-    return int(c)
-
-
-def _rl_max_calls(value) -> int:
-    if isinstance(value, numbers.Integral):
-        m = int(value)
-    else:
-        v = _rl_real(value, "max_calls")
-        if not (math.isfinite(v) and v.is_integer()):
-            raise ValueError(f"max_calls must be a whole number, got {value!r}")
-        m = int(v)
-    if not 0 < m <= _MAX_CALLS:
-        raise ValueError(f"max_calls must be > 0 and at most 2**53, got {value!r}")
-    return m
-
-
-def _rl_initial(value, capacity: float) -> float:
-    if value is None:
-        return capacity
-    v = _rl_real(value, "initial")
-    if not (math.isfinite(v) and 0.0 <= v <= capacity):
-        raise ValueError(f"initial must be finite and between 0 and capacity, got {value!r}")
-    return v
-
-
-def _rl_clock(clock):
-    if not callable(clock):
-        raise TypeError(f"clock must be callable, not {type(clock).__name__}")
-    return clock
-
-
-def _rl_read(clock) -> float:
-    """One reading of a user clock, as a finite float."""
-    return _rl_time(clock())
-
-
-def _rl_time(t) -> float:
-    """A clock reading, checked: a finite real number."""
-    if type(t) is float:
-        v = t
-    elif isinstance(t, numbers.Real):
-        v = float(t)
-    else:
-        raise TypeError(f"clock must return a real number, not {type(t).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"clock returned {t!r}, not a finite time")
-    return v
-
-
-def _rl_timeout(timeout):
-    """None (wait for ever) or a finite number of seconds >= 0."""
-    if timeout is None:
-        return None
-    v = _rl_real(timeout, "timeout")
-    if math.isnan(v) or v < 0.0:
-        raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
-    return None if v == math.inf else v
+# ---- simulate() trace checks (shared with the compiled twin) ---------------------------------
 
 
 def _rl_array(values, name: str) -> np.ndarray:
@@ -213,124 +149,302 @@ def _rl_measured(allowed: int, denied: int, created: float, now: float) -> dict:
 
 
 class _RLGate:
-    """The first-come first-served queue of one limiter's blocked acquirers.
+    """The first-come first-served queues of one limiter's blocked acquirers.
 
     Only the head of a queue decides; the others sleep until it leaves. The head sleeps for the
     wait the limiter computed, then decides again (another caller of try_acquire may have taken
-    what it waited for).
+    what it waited for). Blocked threads share one queue; blocked asyncio tasks have one queue
+    per event loop, whose futures only that loop's tasks create and resolve (loops in several
+    threads may share one limiter).
     """
 
-    __slots__ = ("cond", "queue", "aqueue")
+    __slots__ = ("cond", "queue", "aqueues")
 
     def __init__(self):
         self.cond = threading.Condition(threading.Lock())
         self.queue: deque = deque()  # tickets of blocked threads
-        self.aqueue: deque = deque()  # futures of blocked asyncio tasks
+        self.aqueues: dict = {}  # event loop -> deque of futures of its blocked tasks
 
 
-def _rl_acquire(lim, cost, timeout) -> bool:
-    """``lim.acquire``: ``lim._attempt(c)`` decides once (-1.0 if granted, else the wait)."""
+def _rl_nap(seconds):
+    """A sleep threading can do: a wait above TIMEOUT_MAX sleeps TIMEOUT_MAX, then decides again."""
+    return seconds if seconds is None or seconds <= threading.TIMEOUT_MAX else threading.TIMEOUT_MAX
+
+
+def _rl_wait_for(lim, cost, timeout):
+    """Wait, first come first served, until ``lim._take(cost)`` grants; return its receipt, or
+    None when ``timeout`` runs out first (at once when the computed wait already exceeds it).
+    ``_take`` returns the seconds to wait (a float) or a receipt; it counts nothing."""
     gate = lim._gate
     deadline = None if timeout is None else time.monotonic() + timeout
     with gate.cond:
         queue = gate.queue
         if not queue:
-            wait = lim._attempt(cost)
-            if wait < 0.0:
+            r = lim._take(cost)
+            if type(r) is not float:
                 lim._note(True)
-                return True
-            if timeout is not None and wait > timeout:
+                return r
+            if timeout is not None and r > timeout:
                 lim._note(False)
-                return False
+                return None
         ticket = object()
         queue.append(ticket)
         try:
             while True:
+                wait = None  # not our turn: sleep until the head leaves
                 if queue[0] is ticket:
-                    wait = lim._attempt(cost)
-                    if wait < 0.0:
+                    r = lim._take(cost)
+                    if type(r) is not float:
                         lim._note(True)
-                        return True
-                else:
-                    wait = None  # not our turn: sleep until the head leaves
+                        return r
+                    wait = r
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0.0 or (wait is not None and wait > remaining):
                         lim._note(False)
-                        return False
-                    gate.cond.wait(remaining if wait is None else wait)
+                        return None
+                    gate.cond.wait(_rl_nap(remaining if wait is None else wait))
                 else:
-                    gate.cond.wait(wait)
+                    gate.cond.wait(_rl_nap(wait))
         finally:
             queue.remove(ticket)
             gate.cond.notify_all()
 
 
-async def _rl_acquire_async(lim, cost, timeout) -> bool:
-    """``lim.acquire_async``: as :func:`_rl_acquire`, sleeping on the running loop."""
+async def _rl_wait_for_async(lim, cost, timeout):
+    """:func:`_rl_wait_for` for asyncio: sleeps on the running loop, in that loop's queue."""
     gate = lim._gate
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    queue = gate.aqueue
-    if not queue:
-        wait = lim._attempt(cost)
-        if wait < 0.0:
+    queues = gate.aqueues
+    if not queues.get(loop):
+        r = lim._take(cost)
+        if type(r) is not float:
             lim._note(True)
-            return True
-        if timeout is not None and wait > timeout:
+            return r
+        if timeout is not None and r > timeout:
             lim._note(False)
-            return False
+            return None
     me = loop.create_future()
-    queue.append(me)
+    with gate.cond:  # the dict is shared by the threads of every loop
+        queue = queues.get(loop)
+        if queue is None:
+            queue = queues[loop] = deque()
+        queue.append(me)
     try:
         while True:
+            wait = None
             if queue[0] is me:
-                wait = lim._attempt(cost)
-                if wait < 0.0:
+                r = lim._take(cost)
+                if type(r) is not float:
                     lim._note(True)
-                    return True
-            else:
-                wait = None
+                    return r
+                wait = r
             if deadline is not None:
                 remaining = deadline - loop.time()
                 if remaining <= 0.0 or (wait is not None and wait > remaining):
                     lim._note(False)
-                    return False
+                    return None
                 delay = remaining if wait is None else wait
             else:
                 delay = wait
             if wait is None:
-                await asyncio.wait((me,), timeout=delay)  # the head resolves us when it leaves
+                await asyncio.wait((me,), timeout=_rl_nap(delay))  # the head resolves us
             else:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(_rl_nap(delay))
     finally:
-        was_head = queue[0] is me
-        queue.remove(me)
-        if was_head and queue and not queue[0].done():
-            queue[0].set_result(None)
+        with gate.cond:
+            was_head = queue[0] is me
+            queue.remove(me)
+            if not queue:
+                del queues[loop]
+            successor = queue[0] if queue else None
+        if was_head and successor is not None and not successor.done():
+            successor.set_result(None)
+
+
+def _rl_acquire(lim, cost, timeout) -> bool:
+    return _rl_wait_for(lim, cost, timeout) is not None
+
+
+async def _rl_acquire_async(lim, cost, timeout) -> bool:
+    return (await _rl_wait_for_async(lim, cost, timeout)) is not None
+
+
+def _rl_refused(lim, cost):
+    return RateLimitError(retry_after=lim.wait_time(cost))
+
+
+def _rl_reserve(lim, cost, timeout, make):
+    """``lim.reserve``: wait as acquire, then ``make(lim, cost, receipt)``; RateLimitError on
+    timeout."""
+    receipt = _rl_wait_for(lim, cost, timeout)
+    if receipt is None:
+        raise _rl_refused(lim, cost)
+    return make(lim, cost, receipt)
+
+
+async def _rl_reserve_async(lim, cost, timeout, make):
+    receipt = await _rl_wait_for_async(lim, cost, timeout)
+    if receipt is None:
+        raise _rl_refused(lim, cost)
+    return make(lim, cost, receipt)
+
+
+# ---- what the provider said (observe) -------------------------------------------------------
+
+
+class _RLObserved:
+    """A limiter's extra constraints from the provider's headers (shared with the compiled twin).
+
+    Until ``until``, grants never total more than ``left`` (the provider's ``remaining`` when
+    observed); until ``hold`` (a 429's retry time), nothing is granted. ``gen`` counts the
+    budgets observed, so a reservation made under an older budget does not settle into a newer.
+    """
+
+    __slots__ = ("left", "top", "until", "hold", "gen")
+
+    def __init__(self):
+        self.left = self.top = math.inf
+        self.until = self.hold = -math.inf
+        self.gen = 0
+
+    @property
+    def guard(self):
+        """Before this time the constraints apply; from then on the limiter is on its own."""
+        return self.until if self.until > self.hold else self.hold
+
+    def apply(self, now, budget, retry_after):
+        if budget is not None:
+            remaining, reset_after = budget
+            self.gen += 1
+            self.left = self.top = remaining
+            self.until = now + reset_after
+        if retry_after is not None and now + retry_after > self.hold:
+            self.hold = now + retry_after
+
+    def wait(self, now, cost):
+        if now < self.hold:
+            return self.hold - now
+        if now < self.until and cost > self.left:
+            return self.until - now
+        return 0.0
+
+    def take(self, now, cost):
+        if now < self.until:
+            self.left -= cost
+
+    def settle(self, now, more, gen):
+        """``more`` (actual - reserved) is taken from (or, negative, given back to) the budget."""
+        if gen == self.gen and now < self.until:
+            left = self.left - more
+            self.left = left if left < self.top else self.top
+
+
+# ---- reservations ---------------------------------------------------------------------------
+
+_settle_lock = threading.Lock()
+
+
+class Reservation:
+    """A cost taken ahead of a call whose real cost is known only afterwards (see ``reserve``).
+
+    ``settle(actual)`` gives back (``actual < cost``) or takes (``actual > cost``, a debt that
+    may leave a bucket below zero, so later callers wait it off) the difference; ``cancel()``
+    gives it all back. It settles once (RuntimeError after). As a context manager (``with`` or
+    ``async with``) it keeps the estimate when the block settled nothing, also on an exception:
+    the provider may have counted the call.
+    """
+
+    __slots__ = ("_limiter", "_cost", "_receipt", "_settled")
+
+    def __init__(self, limiter, cost, receipt):
+        self._limiter = limiter
+        self._cost = cost
+        self._receipt = receipt
+        self._settled = False
+
+    @property
+    def limiter(self):
+        return self._limiter
+
+    @property
+    def cost(self):
+        """The reserved cost."""
+        return self._cost
+
+    @property
+    def settled(self):
+        return self._settled
+
+    def __repr__(self):
+        state = "settled" if self._settled else "open"
+        return f"<Reservation cost={self._cost!r} {state} of {self._limiter!r}>"
+
+    def _close(self):
+        with _settle_lock:
+            if self._settled:
+                raise RuntimeError("reservation already settled")
+            self._settled = True
+
+    def settle(self, actual):
+        """The call's real cost: give back or take the difference from the estimate."""
+        lim = self._limiter
+        a = lim._check_actual(actual, self._cost)
+        now = _rl_read(lim._clock)
+        self._close()
+        lim._settle_at(self._cost, a, self._receipt, now)
+
+    def cancel(self):
+        """Give the whole reservation back (the call did not happen)."""
+        lim = self._limiter
+        now = _rl_read(lim._clock)
+        self._close()
+        lim._settle_at(self._cost, 0, self._receipt, now)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        with _settle_lock:
+            self._settled = True
+        return False
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        return self.__exit__(exc_type, exc, tb)
 
 
 # ---- the limiters ---------------------------------------------------------------------------
 
 
 class _Limiter:
-    """What the three limiters share: counting, the clock, and waiting through ``_take``.
+    """What the three limiters share: counting, the clock, waiting, reservations, headers.
 
-    Each limiter defines ``_check(cost)`` (the validated cost), ``_take(cost)`` (a receipt
-    tuple if granted, else the seconds to wait; counts nothing) and ``_give_back``, the
-    two-phase protocol LimiterGroup uses; blocking and asyncio waiting are built on them.
+    Each limiter defines, with its ``_lock`` held and ``now`` read: ``_wait_locked(cost, now)``
+    (brings the state to ``now``; 0.0 if ``cost`` would be granted, else the seconds to wait),
+    ``_commit_locked(cost, now)`` (takes it, right after a 0.0 wait; returns the receipt
+    ``(time, budget generation)``) and ``_settle_locked``. LimiterGroup's engine calls them with
+    every member's lock held, so a group decides all-or-nothing without ever giving back.
     """
 
     __slots__ = ()
+    limiter_kind = "both"  # plain methods, plus acquire_async/reserve_async (see _limiter_protocol)
 
     @property
     def clock(self):
         return self._clock
 
-    def _attempt(self, cost):
-        """Decide once without counting: -1.0 if granted, else the seconds to wait."""
-        receipt = self._take(cost)
-        return _GRANTED if type(receipt) is tuple else receipt
+    def _take(self, cost):
+        """Decide once without counting: a receipt if granted, else the seconds to wait."""
+        now = _rl_read(self._clock)
+        with self._lock:
+            wait = self._wait_locked(cost, now)
+            if wait > 0.0:
+                return wait
+            return self._commit_locked(cost, now)
 
     def _note(self, granted):
         with self._lock:
@@ -339,17 +453,85 @@ class _Limiter:
             else:
                 self._denied += 1
 
+    def _observed_wait(self, wait, cost, now):
+        """``wait`` lengthened by what the provider said (only before the guard time)."""
+        if now < self._guard:
+            extra = self._obs.wait(now, cost)
+            if extra > wait:
+                return extra
+        return wait
+
+    def _receipt(self, cost, now):
+        obs = self._obs
+        if obs is None:
+            return (now, 0)
+        obs.take(now, cost)
+        return (now, obs.gen)
+
+    def _check_actual(self, actual, reserved):
+        return check_actual(actual)
+
+    def _settle(self, reserved, actual, receipt):
+        self._settle_at(reserved, actual, receipt, _rl_read(self._clock))
+
+    def _settle_at(self, reserved, actual, receipt, now):
+        with self._lock:
+            self._settle_locked(reserved, actual, receipt, now)
+            if self._obs is not None:
+                self._obs.settle(now, actual - reserved, receipt[1])
+
+    def _apply_observation(self, budget, retry_after):
+        if budget is None and retry_after is None:
+            return
+        now = _rl_read(self._clock)
+        with self._lock:
+            obs = self._obs
+            if obs is None:
+                obs = self._obs = _RLObserved()
+            obs.apply(now, budget, retry_after)
+            self._guard = obs.guard
+
     def acquire(self, cost=1, timeout=None):
         """Block (sleeping) until ``cost`` is granted; False if ``timeout`` seconds run out first.
 
         Blocked callers are served first come, first served. Returns False at once when the
-        computed wait already exceeds ``timeout``.
+        computed wait already exceeds ``timeout``. ``timeout=None`` (or inf) waits for ever.
         """
         return _rl_acquire(self, self._check(cost), _rl_timeout(timeout))
 
     def acquire_async(self, cost=1, timeout=None):
         """:meth:`acquire` for asyncio: returns an awaitable; bad arguments raise at the call."""
         return _rl_acquire_async(self, self._check(cost), _rl_timeout(timeout))
+
+    def reserve(self, cost=1, timeout=None):
+        """Take the estimated ``cost`` now, waiting as :meth:`acquire`, and return a
+        :class:`Reservation` to settle with the real cost; RateLimitError (with retry_after)
+        if ``timeout`` runs out first (``timeout=0``: decide once)."""
+        c = self._check(cost)
+        if timeout is None and not self._gate.queue:  # granted now, nobody queued
+            receipt = self._take(c)
+            if type(receipt) is not float:
+                self._note(True)
+                return Reservation(self, c, receipt)
+        return _rl_reserve(self, c, _rl_timeout(timeout), Reservation)
+
+    def reserve_async(self, cost=1, timeout=None):
+        """:meth:`reserve` for asyncio (an awaitable of the Reservation)."""
+        return _rl_reserve_async(self, self._check(cost), _rl_timeout(timeout), Reservation)
+
+    def observe(self, headers, resource="requests", status=None):
+        """Take the provider's word from a response's ``headers`` (see prodfast._rl_headers).
+
+        ``resource`` names the headers this limiter follows ("requests", "tokens",
+        "input-tokens" or "output-tokens"). Until the provider's reset, grants never total
+        more than its ``remaining``; after a 429 (``status``; or whenever retry-after is present
+        and ``status`` is None) nothing is granted until the retry time. Headers that cannot be
+        read change nothing and are warned about once. Returns the parsed report.
+        """
+        check_resource(resource)
+        report, (budget,), retry_after = read_observation(headers, (resource,), status)
+        self._apply_observation(budget, retry_after)
+        return report
 
 
 class TokenBucket(_Limiter):
@@ -362,7 +544,7 @@ class TokenBucket(_Limiter):
 
     __slots__ = (
         "_rate", "_capacity", "_initial", "_clock", "_tokens", "_last", "_created",
-        "_allowed", "_denied", "_lock", "_gate",
+        "_allowed", "_denied", "_lock", "_gate", "_obs", "_guard",
     )  # fmt: skip
 
     def __init__(self, rate, capacity, *, clock=time.monotonic, initial=None):
@@ -376,6 +558,8 @@ class TokenBucket(_Limiter):
         self._tokens = self._initial
         self._last = self._created = now
         self._allowed = self._denied = 0
+        self._obs = None  # what the provider said, once observe() learned something
+        self._guard = -math.inf  # before this time, ask self._obs too
 
     @property
     def rate(self):
@@ -400,23 +584,26 @@ class TokenBucket(_Limiter):
     def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
 
-    def _take(self, cost):
-        now = _rl_read(self._clock)
-        with self._lock:
-            t = self._available(now)
-            if now > self._last:
-                self._tokens, self._last = t, now
-            if t < cost:
-                return (cost - t) / self._rate
-            self._tokens = t - cost
-            return (t, self._tokens, self._last)
+    def _wait_locked(self, cost, now):
+        t = self._available(now)
+        if now > self._last:
+            self._tokens, self._last = t, now
+        wait = 0.0 if t >= cost else (cost - t) / self._rate
+        return self._observed_wait(wait, cost, now)
 
-    def _give_back(self, cost, receipt):
-        with self._lock:
-            if self._tokens == receipt[1] and self._last == receipt[2]:
-                self._tokens = receipt[0]  # untouched since: as if it had been denied
-            else:
-                self._tokens = min(self._capacity, self._tokens + cost)
+    def _commit_locked(self, cost, now):
+        self._tokens -= cost
+        return self._receipt(cost, now)
+
+    def _settle_locked(self, reserved, actual, receipt, now):
+        """Give back ``reserved - actual`` (never above capacity) or take the excess (a debt:
+        the tokens may go below zero, and later callers wait until they refill)."""
+        t = self._available(now)
+        if now > self._last:
+            self._last = now
+        back = reserved - actual
+        t += back
+        self._tokens = t if back <= 0 or t < self._capacity else self._capacity
 
     def try_acquire(self, cost=1):
         """Take ``cost`` tokens if they are there now; never blocks. A denial takes nothing."""
@@ -437,10 +624,12 @@ class TokenBucket(_Limiter):
                 if t > cap:
                     t = cap
                 self._tokens, self._last = t, now
-            if t < c:
+            if t < c or (now < self._guard and self._obs.wait(now, c) > 0.0):
                 self._denied += 1
                 return False
             self._tokens = t - c
+            if now < self._guard:
+                self._obs.take(now, c)
             self._allowed += 1
             return True
 
@@ -450,7 +639,8 @@ class TokenBucket(_Limiter):
         now = _rl_read(self._clock)
         with self._lock:
             t = self._available(now)
-        return 0.0 if t >= c else (c - t) / self._rate
+            wait = 0.0 if t >= c else (c - t) / self._rate
+            return self._observed_wait(wait, c, now)
 
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the bucket's state."""
@@ -461,12 +651,14 @@ class TokenBucket(_Limiter):
         return out
 
     def reset(self):
-        """Back to the initial state (``initial`` tokens) with zeroed counters."""
+        """Back to the initial state (``initial`` tokens) with zeroed counters, forgetting
+        what the provider said."""
         now = _rl_read(self._clock)
         with self._lock:
             self._tokens = self._initial
             self._last = self._created = now
             self._allowed = self._denied = 0
+            self._obs, self._guard = None, -math.inf
 
     def simulate(self, times, costs=None):
         """Replay request ``times`` (non-decreasing) and ``costs`` (default 1 each) through a
@@ -508,7 +700,7 @@ class LeakyBucket(_Limiter):
 
     __slots__ = (
         "_rate", "_capacity", "_clock", "_level", "_last", "_created",
-        "_allowed", "_denied", "_lock", "_gate",
+        "_allowed", "_denied", "_lock", "_gate", "_obs", "_guard",
     )  # fmt: skip
 
     def __init__(self, rate, capacity, *, clock=time.monotonic):
@@ -521,6 +713,8 @@ class LeakyBucket(_Limiter):
         self._level = 0.0
         self._last = self._created = now
         self._allowed = self._denied = 0
+        self._obs = None
+        self._guard = -math.inf
 
     @property
     def rate(self):
@@ -546,23 +740,25 @@ class LeakyBucket(_Limiter):
     def _check(self, cost):
         return _rl_cost_within(cost, self._capacity)
 
-    def _take(self, cost):
-        now = _rl_read(self._clock)
-        with self._lock:
-            v = self._current(now)
-            if now > self._last:
-                self._level, self._last = v, now
-            if v + cost > self._capacity:
-                return (v + cost - self._capacity) / self._rate
-            self._level = v + cost
-            return (v, self._level, self._last)
+    def _wait_locked(self, cost, now):
+        v = self._current(now)
+        if now > self._last:
+            self._level, self._last = v, now
+        excess = v + cost - self._capacity
+        return self._observed_wait(0.0 if excess <= 0.0 else excess / self._rate, cost, now)
 
-    def _give_back(self, cost, receipt):
-        with self._lock:
-            if self._level == receipt[1] and self._last == receipt[2]:
-                self._level = receipt[0]
-            else:
-                self._level = max(0.0, self._level - cost)
+    def _commit_locked(self, cost, now):
+        self._level += cost
+        return self._receipt(cost, now)
+
+    def _settle_locked(self, reserved, actual, receipt, now):
+        """Drain ``reserved - actual`` (never below empty) or add the excess (a debt: the level
+        may rise above capacity, and later callers wait until it drains)."""
+        v = self._current(now)
+        if now > self._last:
+            self._last = now
+        v -= reserved - actual
+        self._level = v if v > 0.0 else 0.0
 
     def try_acquire(self, cost=1):
         """Add ``cost`` to the level if it fits under capacity now; never blocks."""
@@ -582,10 +778,12 @@ class LeakyBucket(_Limiter):
                 if v < 0.0:
                     v = 0.0
                 self._level, self._last = v, now
-            if v + c > cap:
+            if v + c > cap or (now < self._guard and self._obs.wait(now, c) > 0.0):
                 self._denied += 1
                 return False
             self._level = v + c
+            if now < self._guard:
+                self._obs.take(now, c)
             self._allowed += 1
             return True
 
@@ -595,7 +793,8 @@ class LeakyBucket(_Limiter):
         now = _rl_read(self._clock)
         with self._lock:
             excess = self._current(now) + c - self._capacity
-        return 0.0 if excess <= 0.0 else excess / self._rate
+            wait = 0.0 if excess <= 0.0 else excess / self._rate
+            return self._observed_wait(wait, c, now)
 
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the current level."""
@@ -606,12 +805,13 @@ class LeakyBucket(_Limiter):
         return out
 
     def reset(self):
-        """Empty the bucket and zero the counters."""
+        """Empty the bucket and zero the counters, forgetting what the provider said."""
         now = _rl_read(self._clock)
         with self._lock:
             self._level = 0.0
             self._last = self._created = now
             self._allowed = self._denied = 0
+            self._obs, self._guard = None, -math.inf
 
     def simulate(self, times, costs=None):
         """Replay a trace through a fresh, empty bucket of this configuration (see
@@ -651,7 +851,7 @@ class SlidingWindowLimiter(_Limiter):
 
     __slots__ = (
         "_max_calls", "_window", "_clock", "_log", "_last", "_created",
-        "_allowed", "_denied", "_lock", "_gate",
+        "_allowed", "_denied", "_lock", "_gate", "_obs", "_guard",
     )  # fmt: skip
 
     def __init__(self, max_calls, window, *, clock=time.monotonic):
@@ -664,6 +864,8 @@ class SlidingWindowLimiter(_Limiter):
         self._log: deque = deque()
         self._last = self._created = now
         self._allowed = self._denied = 0
+        self._obs = None
+        self._guard = -math.inf
 
     @property
     def max_calls(self):
@@ -690,28 +892,32 @@ class SlidingWindowLimiter(_Limiter):
     def _check(self, cost):
         return _rl_calls(cost, self._max_calls)
 
-    def _take(self, k):
-        now = _rl_read(self._clock)
-        with self._lock:
-            now = self._purge(now)
-            log = self._log
-            over = len(log) + k - self._max_calls
-            if over > 0:
-                return log[over - 1] + self._window - now
-            log.extend([now] * k)
-            return (now,)
+    def _check_actual(self, actual, reserved):
+        return _rl_calls_actual(actual, reserved)
 
-    def _give_back(self, k, receipt):
-        """Remove k logged calls made at the receipt's time (later calls stay in order)."""
-        stamp = receipt[0]
-        with self._lock:
-            log, newer = self._log, []
-            while log and log[-1] > stamp:
-                newer.append(log.pop())
-            while k and log and log[-1] == stamp:
-                log.pop()
-                k -= 1
-            log.extend(reversed(newer))
+    def _wait_locked(self, k, now):
+        now = self._purge(now)
+        log = self._log
+        over = len(log) + k - self._max_calls
+        wait = log[over - 1] + self._window - now if over > 0 else 0.0
+        return self._observed_wait(wait, k, now)
+
+    def _commit_locked(self, k, now):
+        now = self._last
+        self._log.extend([now] * k)
+        return self._receipt(k, now)
+
+    def _settle_locked(self, reserved, actual, receipt, now):
+        """Remove ``reserved - actual`` of the calls logged at the receipt's time (later calls
+        stay in order; calls that already left the window are not there to remove)."""
+        k, stamp = reserved - actual, receipt[0]
+        log, newer = self._log, []
+        while log and log[-1] > stamp:
+            newer.append(log.pop())
+        while k and log and log[-1] == stamp:
+            log.pop()
+            k -= 1
+        log.extend(reversed(newer))
 
     def try_acquire(self, cost=1):
         """Log ``cost`` calls if they fit in the window now; never blocks."""
@@ -729,9 +935,13 @@ class SlidingWindowLimiter(_Limiter):
             log, window = self._log, self._window
             while log and now - log[0] >= window:
                 log.popleft()
-            if len(log) + k > self._max_calls:
+            if len(log) + k > self._max_calls or (
+                now < self._guard and self._obs.wait(now, k) > 0.0
+            ):
                 self._denied += 1
                 return False
+            if now < self._guard:
+                self._obs.take(now, k)
             if k == 1:
                 log.append(now)
             elif k:
@@ -746,10 +956,8 @@ class SlidingWindowLimiter(_Limiter):
         with self._lock:
             now = self._purge(now)
             over = len(self._log) + k - self._max_calls
-            if over <= 0:
-                return 0.0
-            w = self._log[over - 1] + self._window - now
-        return w if w > 0.0 else 0.0
+            w = self._log[over - 1] + self._window - now if over > 0 else 0.0
+            return self._observed_wait(w if w > 0.0 else 0.0, k, now)
 
     def stats(self):
         """Counters since creation or :meth:`reset`, measured rates, and the calls in the window."""
@@ -761,12 +969,13 @@ class SlidingWindowLimiter(_Limiter):
         return out
 
     def reset(self):
-        """Forget every logged call and zero the counters."""
+        """Forget every logged call and zero the counters, and what the provider said."""
         now = _rl_read(self._clock)
         with self._lock:
             self._log = deque()
             self._last = self._created = now
             self._allowed = self._denied = 0
+            self._obs, self._guard = None, -math.inf
 
     def simulate(self, times, costs=None):
         """Replay a trace through a fresh, empty window of this configuration (see
@@ -788,3 +997,39 @@ class SlidingWindowLimiter(_Limiter):
                 log.extend([now] * k)
                 out[i] = True
         return out
+
+
+# ---- LimiterGroup's engine over these limiters ----------------------------------------------
+
+
+class _RLGroupEngine:
+    """All-or-nothing decisions over pure-Python limiters (see _limiter_protocol.GroupEngine).
+
+    Every member's clock is read, then every member's lock taken (in one global order, so two
+    groups sharing members cannot deadlock): each member is brought to its ``now`` and asked
+    whether it would grant, and only if all would does each take its cost. Nothing is ever taken
+    and given back, so no other user of a member can see (or be refunded) a partial take.
+    """
+
+    kind = "both"
+
+    def check_members(self, members):
+        return None  # any distinct pure-Python limiters can be decided together
+
+    def take(self, members, costs):
+        nows = [_rl_read(m._clock) for m in members]
+        with ExitStack() as held:
+            for m in sorted(members, key=id):
+                held.enter_context(m._lock)
+            wait = 0.0
+            for m, c, now in zip(members, costs, nows, strict=True):
+                w = m._wait_locked(c, now)
+                if w > wait:
+                    wait = w
+            if wait > 0.0:
+                return wait
+            return [m._commit_locked(c, now) for m, c, now in zip(members, costs, nows, strict=True)]
+
+
+_rl_group_engine = _RLGroupEngine()
+_Limiter._rl_group_engine = _rl_group_engine

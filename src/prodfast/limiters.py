@@ -24,27 +24,32 @@ from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
 from itertools import count
 
+from ._limiter_protocol import ASYNC, BOTH, SYNC, RateLimitError, check_limiter, limiter_kind
 from ._ratelimit_py import (
-    _rl_acquire,
     _rl_acquire_async,
     _rl_measured,
+    _rl_nap,
     _rl_read,
     _rl_real,
+    _rl_reserve,
+    _rl_reserve_async,
     _rl_timeout,
+    _rl_wait_for,
     _RLGate,
 )
+from ._rl_checks import check_block
+from ._rl_headers import check_resource, read_observation
 
-__all__ = ["RateLimitError", "rate_limit", "parse_rate", "LimiterGroup", "AsyncLimiter"]
-
-
-class RateLimitError(Exception):
-    """A request was refused by a rate limiter; ``retry_after`` is the wait in seconds."""
-
-    def __init__(self, message: str | None = None, retry_after: float = 0.0) -> None:
-        self.retry_after = float(retry_after)
-        if message is None:
-            message = f"Rate limit exceeded. Wait {self.retry_after:.2f}s before retry."
-        super().__init__(message)
+__all__ = [
+    "RateLimitError",
+    "rate_limit",
+    "parse_rate",
+    "LimiterGroup",
+    "GroupReservation",
+    "AsyncLimiter",
+    "check_limiter",
+    "limiter_kind",
+]
 
 
 # ---- parse_rate -----------------------------------------------------------------------------
@@ -84,37 +89,54 @@ def parse_rate(text: str) -> tuple[int | float, float]:
 
 def rate_limit(limiter, *, cost=1, block=True):
     """Decorate a sync or async function so each call first acquires ``cost`` from ``limiter``
-    (a TokenBucket, LeakyBucket, SlidingWindowLimiter or LimiterGroup).
+    (any limiter of the protocol: in-memory, Redis sync or async, or a LimiterGroup).
 
-    With ``block=True`` a call waits until allowed (an async function awaits); otherwise a
-    refused call raises :class:`RateLimitError` with ``retry_after``.
+    ``cost`` is a number (one per member for a group) or a callable computing it from the call's
+    arguments (``cost=lambda prompt, **kw: len(prompt) // 4``); a cost the limiter rejects
+    raises its TypeError/ValueError before the call runs (at decoration for a fixed cost). With
+    ``block=True`` a call waits until allowed (an async function awaits); otherwise a refused
+    call raises :class:`RateLimitError` with ``retry_after``, as does a blocking call the limiter
+    refuses outright (a Redis limiter with ``on_error="deny"`` during an outage).
+
+    A sync function needs a limiter that is not async-only, an async function one that is not
+    sync-only (``limiter_kind``): any other pairing is a TypeError when the function is
+    decorated.
     """
-    if not hasattr(limiter, "try_acquire") or not hasattr(limiter, "acquire_async"):
-        raise TypeError(f"limiter must be a prodfast rate limiter, not {type(limiter).__name__}")
-    limiter.wait_time(cost)  # checks cost now, at decoration time
-
-    def refuse():
-        raise RateLimitError(retry_after=limiter.wait_time(cost))
+    kind = limiter_kind(limiter)
+    check_block(block)
+    per_call = callable(cost)
+    if not per_call:
+        limiter._check(cost)
+    sync_waits = kind != ASYNC
 
     def decorate(func):
-        if inspect.iscoroutinefunction(func):
+        is_async = inspect.iscoroutinefunction(func)
+        check_limiter(limiter, sync=not is_async, asynchronous=is_async)
+
+        if is_async:
 
             @functools.wraps(func)
             async def async_wrapper(*args, **kwargs):
+                c = cost(*args, **kwargs) if per_call else cost
                 if block:
-                    await limiter.acquire_async(cost)
-                elif not limiter.try_acquire(cost):
-                    refuse()
+                    granted = await limiter.acquire_async(c)
+                elif sync_waits:
+                    granted = limiter.try_acquire(c)
+                else:
+                    granted = await limiter.try_acquire(c)
+                if not granted:
+                    wait = limiter.wait_time(c) if sync_waits else await limiter.wait_time(c)
+                    raise RateLimitError(retry_after=wait)
                 return await func(*args, **kwargs)
 
             return async_wrapper
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            if block:
-                limiter.acquire(cost)
-            elif not limiter.try_acquire(cost):
-                refuse()
+            c = cost(*args, **kwargs) if per_call else cost
+            granted = limiter.acquire(c) if block else limiter.try_acquire(c)
+            if not granted:
+                raise RateLimitError(retry_after=limiter.wait_time(c))
             return func(*args, **kwargs)
 
         return wrapper
@@ -129,23 +151,70 @@ class LimiterGroup:
     """All-or-nothing decisions across several limiters.
 
     ``try_acquire(costs)`` grants a request only if every limiter grants its cost; a refused
-    request changes nothing in any limiter (their counters included). ``costs`` has one cost
-    per limiter, or is one number used for each. The group keeps its own counters in
-    ``stats()``; its limiters count the grants made through it.
+    request changes nothing in any limiter (their counters included), and a granted one never
+    takes and gives back, so nobody else sees a partial take. ``costs`` has one cost per
+    limiter, or is one number used for each. The group keeps its own counters in ``stats()``;
+    its limiters count the grants made through it.
+
+    Members: distinct limiters that one engine can decide together (``_rl_group_engine``): the
+    in-memory limiters of one backend, or Redis limiters of one kind on one client (one atomic
+    script over all their keys, so the group is all-or-nothing across processes). The group's
+    ``limiter_kind`` is theirs; over async Redis limiters every method is a coroutine.
+
+    Headers: ``resources`` names, per member, which of the provider's limits it follows
+    ("requests", "tokens", "input-tokens", "output-tokens", or None for none), e.g.
+    ``LimiterGroup([rpm, tpm], resources=("requests", "tokens"))``; ``observe(headers)`` applies
+    each member's budget, and a 429's retry time to every member.
     """
 
-    def __init__(self, limiters) -> None:
-        members = list(limiters)
+    def __new__(cls, limiters=(), *, resources=None):
+        if cls is LimiterGroup:
+            members = list(limiters)
+            engine = getattr(members[0], "_rl_group_engine", None) if members else None
+            if getattr(engine, "kind", None) == ASYNC:
+                cls = _AsyncLimiterGroup
+            limiters = members
+        group = super().__new__(cls)
+        group._given = limiters  # so __init__ sees the same members when given an iterator
+        return group
+
+    def __init__(self, limiters=(), *, resources=None) -> None:
+        members = list(self.__dict__.pop("_given", limiters))
         if not members:
             raise ValueError("limiters must contain at least one limiter")
         for m in members:
-            if not all(hasattr(m, a) for a in ("_take", "_give_back", "_check", "_note")):
+            limiter_kind(m, "limiters")
+            if not hasattr(m, "_rl_group_engine"):
                 raise TypeError(
-                    f"limiters must be prodfast TokenBucket, LeakyBucket or "
-                    f"SlidingWindowLimiter objects, not {type(m).__name__}"
+                    f"limiters must be limiters a group can decide together (TokenBucket, "
+                    f"LeakyBucket, SlidingWindowLimiter or a Redis limiter), not {type(m).__name__}"
                 )
+        if len({id(m) for m in members}) != len(members):
+            raise ValueError("limiters must be distinct: the same limiter appears twice")
+        engine = members[0]._rl_group_engine
+        for m in members[1:]:
+            if m._rl_group_engine is not engine:
+                raise TypeError(
+                    "limiters must all be in-memory limiters of one backend, or all Redis "
+                    f"limiters of one kind: got {type(members[0]).__name__} "
+                    f"({type(members[0]).__module__}) and {type(m).__name__} ({type(m).__module__})"
+                )
+        engine.check_members(members)
+        if resources is not None:
+            resources = tuple(resources)
+            if len(resources) != len(members):
+                raise ValueError(
+                    f"resources must name one resource (or None) per limiter: got "
+                    f"{len(resources)} for {len(members)} limiters"
+                )
+            for r in resources:
+                if r is not None:
+                    check_resource(r, "resources")
         self._members = tuple(members)
-        self._clock = members[0].clock
+        self._engine = engine
+        self._resources = resources
+        self.limiter_kind = engine.kind
+        self._clock = getattr(members[0], "clock", time.monotonic)
         self._lock = threading.RLock()
         self._gate = _RLGate()
         self._created = _rl_read(self._clock)
@@ -155,67 +224,126 @@ class LimiterGroup:
     def limiters(self) -> tuple:
         return self._members
 
+    @property
+    def resources(self):
+        return self._resources
+
     def __len__(self) -> int:
         return len(self._members)
 
     def __repr__(self) -> str:
-        return f"LimiterGroup({list(self._members)!r})"
+        return f"{type(self).__name__}({list(self._members)!r})"
 
-    def _costs(self, costs) -> list:
+    def _split(self, values, name: str) -> list:
         n = len(self._members)
-        if isinstance(costs, (str, bytes)) or not hasattr(costs, "__len__"):
-            each = [costs] * n
-        else:
-            each = list(costs)
-            if len(each) != n:
-                raise ValueError(
-                    f"costs must have one cost per limiter: got {len(each)} costs for {n} limiters"
-                )
-        return [m._check(c) for m, c in zip(self._members, each, strict=True)]
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            return [values] * n
+        each = list(values)
+        if len(each) != n:
+            raise ValueError(
+                f"{name} must have one cost per limiter: got {len(each)} {name} for {n} limiters"
+            )
+        return each
 
-    def _attempt(self, costs) -> float:
-        """Take every cost or none: -1.0 if granted, else the longest wait of the members."""
-        with self._lock:
-            taken: list = []
-            for m, c in zip(self._members, costs, strict=True):
-                r = m._take(c)
-                if isinstance(r, float):  # refused: give back what was taken, newest first
-                    for tm, tc, receipt in reversed(taken):
-                        tm._give_back(tc, receipt)
-                    return max(m.wait_time(c) for m, c in zip(self._members, costs, strict=True))
-                taken.append((m, c, r))
-            return -1.0
+    def _check(self, costs) -> list:
+        return [m._check(c) for m, c in zip(self._members, self._split(costs, "costs"), strict=True)]
+
+    def _check_actual(self, actuals, reserved) -> list:
+        each = self._split(actuals, "actuals")
+        return [
+            m._check_actual(a, r) for m, a, r in zip(self._members, each, reserved, strict=True)
+        ]
+
+    def _take(self, costs):
+        """Take every cost or none: the members' receipts, or the seconds to wait."""
+        return self._engine.take(self._members, costs)
 
     def _note(self, granted: bool) -> None:
         with self._lock:
             if granted:
                 self._allowed += 1
-                for m in self._members:
-                    m._note(True)
             else:
                 self._denied += 1
+        if granted:
+            for m in self._members:
+                m._note(True)
+
+    def _settle(self, reserved, actuals, receipts) -> None:
+        members = self._members
+        if self.limiter_kind == BOTH:  # every clock read first: nothing applied if one raises
+            nows = [_rl_read(m.clock) for m in members]
+            for m, r, a, receipt, now in zip(members, reserved, actuals, receipts, nows, strict=True):
+                m._settle_at(r, a, receipt, now)
+            return
+        for m, r, a, receipt in zip(members, reserved, actuals, receipts, strict=True):
+            m._settle(r, a, receipt)
+
+    def _observation(self, headers, resources, status):
+        if resources is None:
+            resources = self._resources
+        if resources is None:
+            raise ValueError(
+                "resources: say which provider limit each limiter follows, e.g. "
+                "LimiterGroup([rpm, tpm], resources=('requests', 'tokens'))"
+            )
+        resources = tuple(resources)
+        if len(resources) != len(self._members):
+            raise ValueError(
+                f"resources must name one resource (or None) per limiter: got "
+                f"{len(resources)} for {len(self._members)} limiters"
+            )
+        for r in resources:
+            if r is not None:
+                check_resource(r, "resources")
+        return read_observation(headers, resources, status)
 
     def try_acquire(self, costs=1) -> bool:
         """Grant every limiter its cost now, or none of them; never blocks."""
-        cs = self._costs(costs)
-        granted = self._attempt(cs) < 0.0
+        cs = self._check(costs)
+        granted = type(self._take(cs)) is not float
         self._note(granted)
         return granted
 
     def wait_time(self, costs=1) -> float:
         """Seconds until every limiter would grant its cost (the longest of their waits)."""
-        cs = self._costs(costs)
+        cs = self._check(costs)
         return max(m.wait_time(c) for m, c in zip(self._members, cs, strict=True))
 
     def acquire(self, costs=1, timeout=None) -> bool:
         """Block until the whole request is granted; False if ``timeout`` runs out first."""
-        cs = self._costs(costs)
-        return _rl_acquire(self, cs, _rl_timeout(timeout))
+        cs = self._check(costs)
+        return _rl_wait_for(self, cs, _rl_timeout(timeout)) is not None
 
     def acquire_async(self, costs=1, timeout=None):
-        """:meth:`acquire` for asyncio (an awaitable)."""
-        cs = self._costs(costs)
+        """:meth:`acquire` for asyncio (an awaitable); in-memory members only."""
+        self._async_path()
+        cs = self._check(costs)
         return _rl_acquire_async(self, cs, _rl_timeout(timeout))
+
+    def reserve(self, costs=1, timeout=None):
+        """Take every estimated cost, waiting as :meth:`acquire`, and return a reservation whose
+        ``settle(actuals)`` (one per limiter, or one number for each) gives back or takes each
+        member's difference; RateLimitError (with retry_after) if ``timeout`` runs out."""
+        cs = self._check(costs)
+        return _rl_reserve(self, cs, _rl_timeout(timeout), GroupReservation)
+
+    def reserve_async(self, costs=1, timeout=None):
+        """:meth:`reserve` for asyncio (an awaitable); in-memory members only."""
+        self._async_path()
+        cs = self._check(costs)
+        return _rl_reserve_async(self, cs, _rl_timeout(timeout), GroupReservation)
+
+    def _async_path(self) -> None:
+        if self.limiter_kind == SYNC:
+            check_limiter(self, name="LimiterGroup", asynchronous=True)
+
+    def observe(self, headers, resources=None, status=None):
+        """Apply the provider's headers to the members: each follows its resource (``resources``
+        here, else the group's), and a 429's retry time holds every member. Returns the report."""
+        report, budgets, retry_after = self._observation(headers, resources, status)
+        for m, budget in zip(self._members, budgets, strict=True):
+            m._apply_observation(budget, retry_after)
+        return report
 
     def stats(self) -> dict:
         """The group's own counters and rates (clock of its first limiter), and each limiter's."""
@@ -232,6 +360,147 @@ class LimiterGroup:
                 m.reset()
             self._created = _rl_read(self._clock)
             self._allowed = self._denied = 0
+
+
+class _AsyncLimiterGroup(LimiterGroup):
+    """A LimiterGroup over async-only limiters (async Redis): every method is a coroutine.
+
+    Waiting is not first come, first served (the members' own rule): whoever asks first once
+    the whole request fits gets it.
+    """
+
+    async def _wait(self, cs, timeout):
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            r = await self._engine.take(self._members, cs)
+            if type(r) is not float:
+                await self._note_async(True)
+                return r
+            if math.isinf(r) or (deadline is not None and r > deadline - loop.time()):
+                await self._note_async(False)
+                return None
+            await asyncio.sleep(_rl_nap(r))
+
+    async def _note_async(self, granted: bool) -> None:
+        with self._lock:
+            if granted:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        if granted:
+            for m in self._members:
+                m._note(True)
+
+    async def try_acquire(self, costs=1) -> bool:
+        return (await self._wait(self._check(costs), 0.0)) is not None
+
+    async def wait_time(self, costs=1) -> float:
+        cs = self._check(costs)
+        return max([await m.wait_time(c) for m, c in zip(self._members, cs, strict=True)])
+
+    async def acquire(self, costs=1, timeout=None) -> bool:
+        return (await self._wait(self._check(costs), _rl_timeout(timeout))) is not None
+
+    acquire_async = acquire
+
+    async def reserve(self, costs=1, timeout=None):
+        cs = self._check(costs)
+        receipts = await self._wait(cs, _rl_timeout(timeout))
+        if receipts is None:
+            raise RateLimitError(retry_after=await self.wait_time(cs))
+        return AsyncGroupReservation(self, cs, receipts)
+
+    reserve_async = reserve
+
+    async def _settle(self, reserved, actuals, receipts) -> None:
+        for m, r, a, receipt in zip(self._members, reserved, actuals, receipts, strict=True):
+            await m._settle(r, a, receipt)
+
+    async def observe(self, headers, resources=None, status=None):
+        report, budgets, retry_after = self._observation(headers, resources, status)
+        for m, budget in zip(self._members, budgets, strict=True):
+            await m._apply_observation(budget, retry_after)
+        return report
+
+    async def stats(self) -> dict:
+        now = _rl_read(self._clock)
+        with self._lock:
+            out = _rl_measured(self._allowed, self._denied, self._created, now)
+        out["limiters"] = [await m.stats() for m in self._members]
+        return out
+
+    async def reset(self) -> None:
+        for m in self._members:
+            await m.reset()
+        with self._lock:
+            self._created = _rl_read(self._clock)
+            self._allowed = self._denied = 0
+
+
+class GroupReservation:
+    """A LimiterGroup's reservation: ``settle(actuals)`` (one per limiter, or one number for
+    each), ``cancel()``, context manager; the rules of :class:`prodfast.Reservation`."""
+
+    __slots__ = ("_group", "_cost", "_receipts", "_settled", "_lock")
+
+    def __init__(self, group, cost, receipts) -> None:
+        self._group = group
+        self._cost = tuple(cost)
+        self._receipts = receipts
+        self._settled = False
+        self._lock = threading.Lock()
+
+    @property
+    def cost(self) -> tuple:
+        return self._cost
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._settled:
+                raise RuntimeError("reservation already settled")
+            self._settled = True
+
+    def settle(self, actuals):
+        """The call's real costs: give back or take each member's difference."""
+        each = self._group._check_actual(actuals, self._cost)
+        self._close()
+        return self._group._settle(self._cost, each, self._receipts)
+
+    def cancel(self):
+        """Give every member its whole reservation back."""
+        self._close()
+        return self._group._settle(self._cost, [0] * len(self._cost), self._receipts)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        with self._lock:
+            self._settled = True
+        return False
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        return self.__exit__(exc_type, exc, tb)
+
+
+class AsyncGroupReservation(GroupReservation):
+    """An async group's reservation: ``settle`` and ``cancel`` are coroutines."""
+
+    __slots__ = ()
+
+    async def settle(self, actuals):
+        await super().settle(actuals)
+
+    async def cancel(self):
+        await super().cancel()
 
 
 # ---- AsyncLimiter ---------------------------------------------------------------------------
@@ -279,7 +548,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
 
     __slots__ = (
         "_event_loop", "_last_check", "_level", "_next_count", "_rate_per_sec", "_waiters",
-        "_waker_handle", "_ready", "_loop_time", "max_rate", "time_period",
+        "_waker_handle", "_ready", "max_rate", "time_period",
     )  # fmt: skip
 
     def __init__(self, max_rate: float, time_period: float = 60) -> None:
@@ -307,8 +576,6 @@ class AsyncLimiter(AbstractAsyncContextManager):
                 _warn_reuse()
         except AttributeError:
             loop = self._event_loop = asyncio.get_running_loop()
-        # loop.time, read without a Python-level call when it is asyncio's own (monotonic)
-        self._loop_time = _monotonic if type(loop).time is _BASE_TIME else loop.time
         return loop
 
     def _leak(self) -> None:
@@ -369,7 +636,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
         loop = _get_running_loop()
         if loop is not self._event_loop:  # first use, or another loop: the checks of _loop
             loop = self._loop
-        now = self._loop_time()
+        now = loop.time()  # at every call: a test may patch the loop's clock at any time
         level = self._level
         if level:
             level = level - (now - self._last_check) * self._rate_per_sec
@@ -407,8 +674,6 @@ class AsyncLimiter(AbstractAsyncContextManager):
 
 
 _get_running_loop = asyncio.get_running_loop
-_monotonic = time.monotonic
-_BASE_TIME = asyncio.BaseEventLoop.time
 
 
 async def _noop() -> None:

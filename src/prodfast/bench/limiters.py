@@ -1,5 +1,6 @@
-"""Limiters: one allowed decision with the real clock, a sliding window already holding many
-calls, simulate() per decision, and ``async with`` on an asyncio limiter.
+"""Limiters: one allowed decision with the real clock, reserve() then settle() beside it, a
+sliding window already holding many calls, simulate() per decision, and ``async with`` on an
+asyncio limiter.
 
 Every limiter is configured so that the timed decisions are granted (rates far above what a
 loop can ask for): the cost measured is the decision itself, not a refusal. The floor for
@@ -103,6 +104,37 @@ def decision_cases(settings: Settings) -> list[Case]:
         ),
         Case("pyrate-limiter try_acquire", PEER, _decisions(_pyrate(10**9, "SECOND"), batch)),
     ]
+    return cases
+
+
+def _reserve_settle(module: str, cls_name: str):
+    def make():
+        limiter = require(module, cls_name)(HUGE, HUGE)
+
+        def decide() -> None:
+            limiter.reserve(1).settle(1)
+
+        return decide
+
+    return make
+
+
+def reserve_cases(settings: Settings) -> list[Case]:
+    """reserve(1) then settle(1) (one function call) beside try_acquire() on the same bucket."""
+    batch = settings.batch
+    cases = [Case("time.monotonic()", FLOOR, _decisions(lambda: time.monotonic, batch))]
+    for tag, module in BACKENDS:
+        try_make = _prodfast_decision(module, "TokenBucket", HUGE, HUGE)
+        cases.append(
+            Case(f"prodfast TokenBucket.try_acquire() [{tag}]", PRODFAST, _decisions(try_make, batch))
+        )
+        cases.append(
+            Case(
+                f"prodfast TokenBucket.reserve()+settle() [{tag}]",
+                PRODFAST,
+                _decisions(_reserve_settle(module, "TokenBucket"), batch),
+            )
+        )
     return cases
 
 
@@ -234,6 +266,7 @@ def async_cases(settings: Settings) -> list[Case]:
 
 def groups(settings: Settings) -> Iterator[Group]:
     yield Group(AREA, "try_acquire()", decision_cases(settings))
+    yield Group(AREA, "reserve() + settle()", reserve_cases(settings))
     yield Group(
         AREA,
         f"try_acquire(), {settings.window_fill:,} calls in window",
