@@ -46,11 +46,26 @@ def attempt(fn, *args, allowed=ALLOWED):
         return exc
 
 
+KINDS = ("lru", "ttl", "cache", "fifo", "lfu", "rr", "tlru")
+TIMED = ("ttl", "tlru")
+CLASSES = {"lru": "LRUCache", "ttl": "TTLCache", "cache": "Cache", "fifo": "FIFOCache",
+           "lfu": "LFUCache", "rr": "RRCache", "tlru": "TLRUCache"}
+
+
+def first(seq):
+    """RRCache's choice in these scenarios: deterministic, for keys of any type."""
+    return seq[0]
+
+
 def make(mod, kind, maxsize=4, **kw):
-    if kind == "lru":
-        return mod.LRUCache(maxsize, **kw)
-    t = [0.0]
-    return mod.TTLCache(maxsize, 10.0, timer=kw.pop("timer", lambda: t[0]), **kw)
+    cls = getattr(mod, CLASSES[kind])
+    if kind in TIMED:
+        t = [0.0]
+        param = 10.0 if kind == "ttl" else (lambda k, v, now: now + 10.0)
+        return cls(maxsize, param, timer=kw.pop("timer", lambda: t[0]), **kw)
+    if kind == "rr":
+        return cls(maxsize, choice=first, **kw)
+    return cls(maxsize, **kw)
 
 
 # ------------------------------------------------------------------ keys
@@ -125,7 +140,7 @@ def _key_scenario(kind, keycls, action, op):
     return run
 
 
-for _kind in ("lru", "ttl"):
+for _kind in KINDS:
     for _cls in (HashMutator, EqMutator):
         for _action in ACTIONS:
             for _op in OPS:
@@ -174,7 +189,7 @@ def _del_scenario(kind, action):
     return run
 
 
-for _kind in ("lru", "ttl"):
+for _kind in KINDS:
     for _action in ACTIONS:
         SCENARIOS[f"{_kind}-del-{_action}"] = _del_scenario(_kind, _action)
 
@@ -211,7 +226,7 @@ def _callback_scenario(kind, where, action):
             c._check()
             attempt(c.get, i - 1)
             c._check()
-        if kind == "ttl":
+        if kind in TIMED:
             attempt(c.expire)
             c._check()
         return c
@@ -219,9 +234,9 @@ def _callback_scenario(kind, where, action):
     return run
 
 
-for _kind in ("lru", "ttl"):
+for _kind in KINDS:
     for _where in ("on_evict", "getsizeof", "timer"):
-        if _kind == "lru" and _where == "timer":
+        if _kind not in TIMED and _where == "timer":
             continue
         for _action in ACTIONS:
             SCENARIOS[f"{_kind}-{_where}-{_action}"] = _callback_scenario(_kind, _where, _action)
@@ -229,7 +244,7 @@ for _kind in ("lru", "ttl"):
 
 def _popitem_scenario(kind, action):
     def run(mod):
-        base = mod.LRUCache if kind == "lru" else mod.TTLCache
+        base = getattr(mod, CLASSES[kind])
         guard = Guard()
 
         class Odd(base):
@@ -239,7 +254,10 @@ def _popitem_scenario(kind, action):
                         attempt(ACTIONS[action], self)
                 return super().popitem()
 
-        c = Odd(3) if kind == "lru" else Odd(3, 10.0, timer=lambda: 0.0)
+        if kind in TIMED:
+            c = Odd(3, 10.0 if kind == "ttl" else (lambda k, v, now: now + 10.0), timer=lambda: 0.0)
+        else:
+            c = Odd(3, first) if kind == "rr" else Odd(3)
         for i in range(10):
             attempt(c.__setitem__, i, i)
             c._check()
@@ -248,7 +266,7 @@ def _popitem_scenario(kind, action):
     return run
 
 
-for _kind in ("lru", "ttl"):
+for _kind in KINDS:
     for _action in ACTIONS:
         SCENARIOS[f"{_kind}-popitem-{_action}"] = _popitem_scenario(_kind, _action)
 
@@ -266,7 +284,7 @@ def raising_hash_and_eq(mod):
         def __eq__(self, other):
             raise ZeroDivisionError
 
-    for kind in ("lru", "ttl"):
+    for kind in KINDS:
         c = make(mod, kind)
         c[1] = 1
         before = list(c.items())
@@ -289,7 +307,7 @@ def on_evict_raises_every_time(mod):
     def boom(k, v):
         raise ValueError("boom")
 
-    for kind in ("lru", "ttl"):
+    for kind in KINDS:
         c = make(mod, kind, maxsize=2, on_evict=boom)
         for i in range(20):
             try:
@@ -317,7 +335,7 @@ def gc_cycles_during_operations(mod):
                 attempt(c.__setitem__, ("gc", id(self)), 1)
                 attempt(c.get, 0)
 
-    for kind in ("lru", "ttl"):
+    for kind in KINDS:
         c = make(mod, kind, maxsize=16)
         box[0] = c
         gc.set_threshold(5, 1, 1)

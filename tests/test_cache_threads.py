@@ -86,7 +86,14 @@ def _items_safely(cache):
             continue
 
 
-@pytest.mark.parametrize("kind", ["lru", "ttl", "sized"])
+def first(seq):
+    return seq[0]
+
+
+KINDS = ["lru", "ttl", "sized", "cache", "fifo", "lfu", "lfu-sized", "rr", "rr-sized", "tlru", "tlru-sized"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("keys", ["int", "pykey"])
 def test_threads_hammer_one_cache(core, kind, keys, fast_switching):
     evicted = []
@@ -96,18 +103,36 @@ def test_threads_hammer_one_cache(core, kind, keys, fast_switching):
         with lock:
             evicted.append(k)
 
+    t = [0.0]
+
+    def timer():
+        t[0] += 0.001  # time moves on every read, from every thread
+        return t[0]
+
+    def size(v):
+        return v % 7 + 1
+
+    def ttu(k, v, now):
+        return now + 0.1 + (v % 5) * 0.1
+
     if kind == "lru":
         cache = core.LRUCache(32, on_evict=on_evict)
     elif kind == "ttl":
-        t = [0.0]
-
-        def timer():
-            t[0] += 0.001  # time moves on every read, from every thread
-            return t[0]
-
         cache = core.TTLCache(32, 0.5, timer=timer, on_evict=on_evict)
+    elif kind == "sized":
+        cache = core.LRUCache(100, getsizeof=size, on_evict=on_evict)
+    elif kind == "cache":
+        cache = core.Cache(32, on_evict=on_evict)
+    elif kind == "fifo":
+        cache = core.FIFOCache(32, on_evict=on_evict)
+    elif kind.startswith("lfu"):
+        cache = core.LFUCache(100, getsizeof=size, on_evict=on_evict) if "sized" in kind else core.LFUCache(32, on_evict=on_evict)
+    elif kind.startswith("rr"):
+        getsizeof = size if "sized" in kind else None
+        cache = core.RRCache(100 if getsizeof else 32, random.choice if getsizeof else first, getsizeof, on_evict=on_evict)
     else:
-        cache = core.LRUCache(100, getsizeof=lambda v: v % 7 + 1, on_evict=on_evict)
+        getsizeof = size if "sized" in kind else None
+        cache = core.TLRUCache(100 if getsizeof else 32, ttu, timer, getsizeof, on_evict=on_evict)
     make_key = int if keys == "int" else Key
     counts, errors = [], []
     threads = [

@@ -87,7 +87,8 @@ def _run_shimmed(tmp_path, body, env=None):
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "shim", "-p", "no:cacheprovider", "test_probe.py"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": SHIM_DIR, **(env or {})},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SHIM_DIR, os.environ.get("PYTHONPATH")])),
+             **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

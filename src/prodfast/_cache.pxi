@@ -147,17 +147,16 @@ cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
     return memcmp(_cache_UDATA(a), _cache_UDATA(b), <size_t>n * kind) == 0
 
 
-cdef int _cache_check_size(object size, object maxsize) except -1:
-    # getsizeof(value) must give a non-negative real number no larger than maxsize (a finite one
-    # when maxsize is math.inf, or currsize would become NaN)
+cdef object _cache_check_size(object size, object maxsize):
+    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize; it is
+    # kept as a plain int, float or Fraction (a subclass's arithmetic would be user code)
     if type(size) is int:
         if size > maxsize:
             raise ValueError("value too large")
         if size < 0:
             raise ValueError("value size must be non-negative")
-        return 0
-    _cache_py._check_size(size, maxsize)
-    return 0
+        return size
+    return _cache_py._check_size(size, maxsize)
 
 
 cdef void _cache_release(_cache_store st) noexcept:
@@ -182,24 +181,24 @@ cdef void _cache_release(_cache_store st) noexcept:
     PyMem_Free(st.seqs)
 
 
+cdef object _cache_getrandbits = _cache_random._inst.getrandbits
+# RRCache's default choice may be replayed with getrandbits() (see _rr_pick) when random.choice
+# is the module's own and picks by Random._randbelow_with_getrandbits
+cdef bint _cache_rr_replay = (
+    getattr(_cache_random.choice, "__self__", None) is _cache_random._inst
+    and type(_cache_random._inst)._randbelow is _cache_random.Random._randbelow_with_getrandbits
+    and type(_cache_random._inst).choice is _cache_random.Random.choice
+)
+
+
+cdef double _cache_tlru_double(object exp) except? -1.0:
+    if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
+        raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
+    return float(exp)
+
+
 def _cache_first(pair):
     return pair[0]
-
-
-class _cache_Signature:
-    # inspect.signature() of a compiled cache class: the twin's constructor signature, on the
-    # class itself and on subclasses that keep its __init__ (others are inspected as usual).
-
-    def __init__(self, name):
-        self._name = name
-
-    def __get__(self, obj, owner=None):
-        if obj is None and owner is not None:
-            compiled = globals()[self._name]
-            if owner.__init__ is compiled.__init__:
-                import inspect
-                return inspect.signature(getattr(_cache_py, self._name))
-        raise AttributeError("__signature__")
 
 
 cdef class _cache_RRKeys:
@@ -427,6 +426,7 @@ cdef class _CacheCore:
         self._sizes = NULL
         self._n = self._cap = 0
         self._head = self._tail = self._thead = self._ttail = -1
+        self._keep = -1                 # an update in progress finds its entry gone
         self._currsize_obj = 0
         self._bump()
         self._mod += 1
@@ -472,10 +472,11 @@ cdef class _CacheCore:
 
     @cython.final
     cdef void _update_fast(self) noexcept:
-        # The inline __setitem__ path: list policies, no user code but __hash__/__eq__
+        # The inline __setitem__ path: no user code but __hash__/__eq__ (and ttu)
         self._fast_set = (not self._hook and self._getsizeof is None and self._on_evict is None
-                          and not self._objmode and not self._is_tlru
-                          and self._pol != _POL_RR and self._pol != _POL_LFU)
+                          and not self._objmode
+                          and (self._pol != _POL_RR
+                               or (self._choice is _cache_random.choice and _cache_rr_replay)))
 
     # ------------------------------------------------------------------ table primitives
 
@@ -1031,14 +1032,28 @@ cdef class _CacheCore:
             x = self._xexp[ix]
         if self._sizes != NULL:
             sz = self._sizes[ix]
-            self._currsize_obj = self._currsize_obj - <object>sz
         self._remove(ix, slot)
         # the cache's own references: the tuple holds its own
         Py_DECREF(<object>k)
         Py_DECREF(<object>v)
+        if sz != NULL:
+            # after the structural change: subtracting may be user code (and re-enter)
+            self._currsize_add(<object>sz, True)
         Py_XDECREF(x)
         Py_XDECREF(sz)
         return pair
+
+    @cython.final
+    cdef int _currsize_add(self, object size, bint subtract) except -1:
+        # currsize +/- size, where the arithmetic is user code that may change currsize itself
+        # (re-entering the cache): retried until no change happened meanwhile.
+        cdef object old, new
+        while True:
+            old = self._currsize_obj
+            new = old - size if subtract else old + size
+            if self._currsize_obj is old:
+                self._currsize_obj = new
+                return 0
 
     # ------------------------------------------------------------------ time
 
@@ -1062,6 +1077,8 @@ cdef class _CacheCore:
         else:
             t = self._tw._timer()
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
+        if d - d != 0.0:        # NaN or an infinity: no place in the expiry order
+            _cache_py._check_time(t)
         if self._has_last and d < self._last_d:
             return self._last_d
         self._last_d = d
@@ -1095,6 +1112,7 @@ cdef class _CacheCore:
             t = self._tw._time
         else:
             t = self._tw._timer()
+        _cache_py._check_time(t)
         last = self._last_o
         if last is not None and t < last:
             return last
@@ -1155,6 +1173,7 @@ cdef class _CacheCore:
         cdef double d
         cdef list sizes = [] if self._sizes != NULL else None
         cdef size_t ver
+        cdef int r
         if self._use_heap:
             k = self._heap_expired(0, now, sizes)
         elif not self._objmode:
@@ -1165,8 +1184,22 @@ cdef class _CacheCore:
                     sizes.append(<object>self._sizes[ix])
                 ix = self._tl[ix].next
         else:
+            # object expiries: comparing is user code; a change by another thread meanwhile
+            # restarts the walk, one by this thread is an error
             ver = self._ver
-            while ix >= 0 and not self._alive(ix, now):
+            while ix >= 0:
+                r = self._alive_o(ix, now)
+                if self._ver != ver:
+                    if self._ver_tid == PyThread_get_thread_ident():
+                        raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                    ver = self._ver
+                    ix = self._thead
+                    k = 0
+                    if sizes is not None:
+                        del sizes[:]
+                    continue
+                if r:
+                    break
                 k += 1
                 if sizes is not None:
                     sizes.append(<object>self._sizes[ix])
@@ -1354,6 +1387,8 @@ cdef class _CacheCore:
             return self.__missing__(key)
         raise KeyError(key)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def get(self, key, default=None):
         """Return the value for key (counting a use of it) or default."""
         cdef Py_ssize_t ix = self._lookup(key)
@@ -1389,26 +1424,38 @@ cdef class _CacheCore:
         cdef PyObject* oldv
         cdef double now = 0.0, exp = 0.0
         cdef list expired = None
+        cdef tuple victim = None        # released when this call returns, after all the surgery
         if not self._fast_set:
             self._set_slow(key, value)
             return
-        # Fast path (LRU, FIFO, Cache, TTL): no getsizeof, on_evict or popitem() override, real
-        # expiries; the only user code is __hash__ and __eq__.
-        if self._n >= self._maxsize_c and self._head >= 0:
-            # a new key will take the least recent entry: start loading it now
+        # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
+        # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
+        # before the lookup.
+        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+            # a new key will take the next victim's entry: start loading it now
             _cache_prefetch(&self._ents[self._head])
             if self._tl != NULL:
                 _cache_prefetch(&self._tl[self._head])
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
-            exp = now + self._ttl_d
+            if self._is_tlru:
+                exp = self._ttu_d(key, value, now)
+            else:
+                exp = now + self._ttl_d
         if self._maxsize_c < 1:
             raise ValueError("value too large")
-        if self._is_ttl and self._thead >= 0 and not (now < self._ents[self._thead].exp):
-            expired = []           # released when this call returns, after all the surgery
+        if self._is_ttl and self._n and not (now < self._ents[self._next_expiry()].exp):
+            expired = []
             self._expire_into(now, expired)
-        if self._n >= self._maxsize_c and self._head >= 0:
+        if self._is_tlru and not (now < exp):
+            # cachetools: an item that would be expired already is not stored (and replaces
+            # nothing)
+            ix = self._find(key, h)
+            if ix >= 0:
+                victim = self._take(<int32_t>ix, self._slot)
+            return
+        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
             # ... and the neighbours its unlinking will write to
             v = self._ents[self._head].next
             if v >= 0:
@@ -1428,39 +1475,89 @@ cdef class _CacheCore:
             e.value = <PyObject*>value
             self._on_update(<int32_t>ix)
             if self._is_ttl:
-                self._ttl_place(<int32_t>ix, exp)
+                self._place(<int32_t>ix, exp)
             Py_DECREF(<object>oldv)
             return
         if self._n >= self._maxsize_c:
-            # Full: the least recent entry's slot takes the new item (no hole to fill).
-            v = self._head
-            self._clear_slot(self._slot_of(v))
-            e = &self._ents[v]
-            oldk = e.key
-            oldv = e.value
-            Py_INCREF(key)
-            Py_INCREF(value)
-            e.key = <PyObject*>key
-            e.value = <PyObject*>value
-            e.hash = h
-            self._touch(v)
-            self._idx[self._free_slot(h)] = self._tag(h) | v
-            if self._is_ttl:
-                self._seqs[v] = self._seq
-                self._ttl_place(v, exp)
+            if self._pol == _POL_RR:
+                ix = self._rr_pick()
+                victim = self._take(<int32_t>ix, self._slot_of(ix))
+                self._evictions += 1
             else:
-                e.exp = self._seq
-            self._seq += 1.0
-            self._bump()
-            self._mod += 1
-            self._evictions += 1
-            Py_DECREF(<object>oldk)
-            Py_DECREF(<object>oldv)
-            return
+                # the victim's entry takes the new item (no hole to fill)
+                v = self._head
+                self._clear_slot(self._slot_of(v))
+                e = &self._ents[v]
+                oldk = e.key
+                oldv = e.value
+                Py_INCREF(key)
+                Py_INCREF(value)
+                e.key = <PyObject*>key
+                e.value = <PyObject*>value
+                e.hash = h
+                if self._pol == _POL_LFU:
+                    self._bk_leave(v)
+                    self._lru_unlink(v)
+                    self._lfu_add(v)
+                else:
+                    self._touch(v)
+                self._idx[self._free_slot(h)] = self._tag(h) | v
+                if self._is_ttl:
+                    self._seqs[v] = self._seq
+                    self._place(v, exp)
+                else:
+                    e.exp = self._seq
+                self._seq += 1.0
+                self._bump()
+                self._mod += 1
+                self._evictions += 1
+                Py_DECREF(<object>oldk)
+                Py_DECREF(<object>oldv)
+                return
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._ttl_place(<int32_t>ix, exp)
+            self._place(<int32_t>ix, exp)
+
+    @cython.final
+    cdef inline int32_t _next_expiry(self) noexcept:
+        # The entry that expires first (cache not empty; real expiries).
+        return self._heap[0] if self._use_heap else self._thead
+
+    @cython.final
+    cdef inline void _place(self, int32_t ix, double exp) noexcept:
+        # Real expiries: entry ix expires at `exp`; its place in the heap or the sorted list.
+        if self._use_heap:
+            self._ents[ix].exp = exp
+            self._heap_fix(ix)
+        else:
+            self._ttl_place(ix, exp)
+
+    @cython.final
+    cdef double _ttu_d(self, object key, object value, double now) except? -1.0:
+        # TLRUCache with the built-in clock: ttu(key, value, now) as a double.
+        cdef object exp = self._ttu(key, value, now)
+        cdef double d
+        if _cache_FloatExact(exp):
+            d = _cache_FloatAsDouble(exp)
+        else:
+            d = _cache_tlru_double(exp)
+        if d != d:
+            raise ValueError(f"ttu must not return NaN, got {exp!r}")
+        return d
+
+    @cython.final
+    cdef Py_ssize_t _rr_pick(self) except -1:
+        # random.choice(keys) without the sequence: the same getrandbits() calls as
+        # Random._randbelow, so the victim is the one random.choice would pick.
+        cdef Py_ssize_t n = self._n, r
+        cdef int k = 0
+        while (n >> k) != 0:        # n.bit_length()
+            k += 1
+        r = _cache_getrandbits(k)
+        while r >= n:
+            r = _cache_getrandbits(k)
+        return r
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
@@ -1499,6 +1596,8 @@ cdef class _CacheCore:
             exp = now + self._ttl  # may raise (overflow): nothing changed yet
         else:
             exp = self._ttu(key, value, now)
+            if exp != exp:  # NaN (of any type): no place in the expiry order
+                raise ValueError(f"ttu must not return NaN, got {exp!r}")
         if self._objmode:
             return exp
         if not (type(exp) is float or type(exp) is int):
@@ -1523,10 +1622,9 @@ cdef class _CacheCore:
             now = self._now()
             exp = self._expiry(key, value, now)
         if self._getsizeof is None:
-            size = 1
+            size = _cache_check_size(1, self._maxsize)
         else:
-            size = self._getsizeof(value)
-        _cache_check_size(size, self._maxsize)
+            size = _cache_check_size(self._getsizeof(value), self._maxsize)
         if self._is_ttl:
             self._expire_into(now, evicted)
             if self._is_tlru and not (now < exp):
@@ -1558,11 +1656,12 @@ cdef class _CacheCore:
                 self._keep = -1
             if ix >= 0:
                 ver = self._ver
+                base = self._currsize_obj
                 if self._getsizeof is not None:
-                    total = self._currsize_obj + diff
+                    total = base + diff
                 if self._objmode and self._is_tlru:
                     anchor = self._plan_anchor(exp, ix)
-                if self._ver != ver:
+                if self._ver != ver or self._currsize_obj is not base:
                     raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
                 # no user code from here on
                 p = self._ents[ix].value
@@ -1593,11 +1692,12 @@ cdef class _CacheCore:
         if runs_code and self._find(key, h) >= 0:
             # the overriding popitem() or choice() stored key meanwhile
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        base = self._currsize_obj
         if self._getsizeof is not None:
-            total = self._currsize_obj + size
+            total = base + size
         if self._objmode and self._is_tlru:
             anchor = self._plan_anchor(exp, -1)
-        if self._ver != ver:
+        if self._ver != ver or self._currsize_obj is not base:
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         # no user code from here on
         self._reserve()
@@ -1794,9 +1894,9 @@ cdef class _CacheCore:
 
     @cython.final
     cdef list _snapshot(self):
-        # [(insertion number, key), ...] of every entry, in first-insertion order.
+        # [(insertion number, key, entry number), ...] of every entry, in first-insertion order.
         cdef Py_ssize_t i
-        cdef list snap = [(self._seq_of(<int32_t>i), <object>self._ents[i].key) for i in range(self._n)]
+        cdef list snap = [(self._seq_of(<int32_t>i), <object>self._ents[i].key, i) for i in range(self._n)]
         snap.sort(key=_cache_first)
         return snap
 
@@ -1898,7 +1998,7 @@ cdef class _CacheCore:
         cdef Py_ssize_t k, ix
         cdef int32_t j
         for k in range(len(snap)):
-            ix = self._find_entry(snap[k][1])
+            ix = snap[k][2]
             pos[ix] = k
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
         if self._pol != _POL_INS and self._pol != _POL_RR:
@@ -1923,20 +2023,11 @@ cdef class _CacheCore:
             last = self._last_o if self._objmode else (self._last_d if self._has_last else None)
             timing = (expires, xorder, last)
         getsizeof = None if self._size_override else self._getsizeof
-        settings = (self._maxsize, getsizeof, self._on_evict, self._param,
+        settings = (self._maxsize, getsizeof, self._on_evict, self._state_param(),
                     self._tw._timer if self._is_ttl else None)
         attributes = getattr(self, "__dict__", None) or None
         return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, order, timing,
                 (self._hits, self._misses, self._evictions, self._expirations), attributes)
-
-    @cython.final
-    cdef Py_ssize_t _find_entry(self, object key) noexcept:
-        # The entry holding this very key object (identity only: no user code).
-        cdef Py_ssize_t i
-        for i in range(self._n):
-            if self._ents[i].key == <PyObject*>key:
-                return i
-        return -1
 
     def __setstate__(self, state):
         """Restore a state made by __getstate__ (either backend's); an invalid one changes nothing."""
@@ -1979,7 +2070,7 @@ cdef class _CacheCore:
             if new._getsizeof is None and not (type(size) is int and size == 1):
                 raise ValueError(invalid)
             try:
-                _cache_check_size(size, maxsize)
+                size = _cache_check_size(size, maxsize)
             except (TypeError, ValueError):
                 raise ValueError(invalid) from None
             h = hash(key)
@@ -2205,14 +2296,15 @@ cdef class _CacheCore:
         self._last_o = None
         self._configure(maxsize, getsizeof, on_evict)
         # User code inside a write (getsizeof and its sizes' arithmetic, expiry comparisons, an
-        # overriding popitem): writers of other threads wait for it, so that nothing they do
-        # lands between this write's lookup and its structural change.
+        # overriding popitem, RRCache's own choice): writers of other threads wait for it, so
+        # that nothing they do lands between this write's lookup and its structural change.
         self._wlock = (_cache_threading.RLock()
-                       if self._getsizeof is not None or self._objmode or self._hook else None)
+                       if (self._getsizeof is not None or self._objmode or self._hook
+                           or (self._pol == _POL_RR and not self._fast_set)) else None)
         return 0
 
-    @property
-    def _param(self):
+    @cython.final
+    cdef object _state_param(self):
         # RRCache's choice, TTLCache's ttl, TLRUCache's ttu (else None), as the state holds it
         if self._pol == _POL_RR:
             return self._choice
@@ -2230,8 +2322,10 @@ cdef class _CacheCore:
             try:
                 if time is None:
                     time = self._now()
-                elif not self._objmode:
-                    time = self._to_double(time)
+                else:
+                    _cache_py._check_time(time)
+                    if not self._objmode:
+                        time = self._to_double(time)
                 self._expire_into(time, evicted)
             finally:
                 if self._wlock is not None:
@@ -2360,7 +2454,7 @@ cdef class _cache_Iter:
                 self._now = c._now()
             self._snap = c._snapshot()
         while self._pos < len(self._snap):
-            seq, key = self._snap[self._pos]
+            seq, key, _ = self._snap[self._pos]
             self._pos += 1
             ix = c._find(key, hash(key))
             if ix < 0 or c._seq_of(<int32_t>ix) != seq:
@@ -2421,7 +2515,6 @@ class _cache_ItemsView(_cache_abc.ItemsView):
 cdef class Cache(_CacheCore):
     """A bounded mapping evicting the item inserted first (an update keeps its place)."""
 
-    __signature__ = _cache_Signature("Cache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2432,7 +2525,6 @@ cdef class Cache(_CacheCore):
 cdef class FIFOCache(Cache):
     """First In First Out cache: evicts the item set longest ago (an update re-queues it)."""
 
-    __signature__ = _cache_Signature("FIFOCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2443,7 +2535,6 @@ cdef class FIFOCache(Cache):
 cdef class LFUCache(Cache):
     """Least Frequently Used cache: O(1) use-count buckets, least recent first within a count."""
 
-    __signature__ = _cache_Signature("LFUCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2454,7 +2545,6 @@ cdef class LFUCache(Cache):
 cdef class LRUCache(Cache):
     """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
 
-    __signature__ = _cache_Signature("LRUCache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2465,7 +2555,6 @@ cdef class LRUCache(Cache):
 cdef class RRCache(Cache):
     """Random Replacement cache: evicts choice(keys) (random.choice by default)."""
 
-    __signature__ = _cache_Signature("RRCache")
 
     def __init__(self, maxsize, choice=_cache_random.choice, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2481,7 +2570,6 @@ cdef class RRCache(Cache):
 cdef class TTLCache(Cache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
-    __signature__ = _cache_Signature("TTLCache")
 
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         self._reinit()
@@ -2506,7 +2594,6 @@ cdef class TTLCache(Cache):
 cdef class TLRUCache(Cache):
     """LRU cache whose items expire at ttu(key, value, now) (an O(log n) expiry heap)."""
 
-    __signature__ = _cache_Signature("TLRUCache")
 
     def __init__(self, maxsize, ttu, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
         self._reinit()

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import copyreg
+import fractions
 import heapq
 import math
 import numbers
@@ -158,7 +159,9 @@ def _check_ttl(ttl):
 
 
 def _check_size(size, maxsize):
-    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize
+    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize.
+    # Returns the size as a plain int, float or Fraction: a subclass's arithmetic is user code,
+    # which must not run while currsize is updated in the middle of a structural change.
     if isinstance(size, bool) or not isinstance(size, numbers.Real):
         raise TypeError(f"getsizeof must return a non-negative number, got {size!r}")
     if size > maxsize:
@@ -167,6 +170,13 @@ def _check_size(size, maxsize):
         raise ValueError("value size must be non-negative")
     if size == math.inf:
         raise ValueError("value size must be finite")
+    if type(size) in (int, float, fractions.Fraction):
+        return size
+    if isinstance(size, int):
+        return int(size)
+    if isinstance(size, fractions.Fraction):
+        return fractions.Fraction(size.numerator, size.denominator)
+    return float(size)
 
 
 def _check_time(now):
@@ -356,9 +366,7 @@ class Cache(MutableMapping):
             if self._maxsize < 1:
                 raise ValueError("value too large")
             return 1
-        size = fn(value)
-        _check_size(size, self._maxsize)
-        return size
+        return _check_size(fn(value), self._maxsize)
 
     def _notify(self, evicted):
         # Call on_evict for each evicted pair; the first exception is raised after all ran.
@@ -467,7 +475,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
@@ -481,7 +490,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
@@ -708,7 +718,8 @@ class Cache(MutableMapping):
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._on_read(node)
+                if not self._busy:  # a lookup from user code amid a change (a __del__) does not reorder
+                    self._on_read(node)
                 return node.value
         self._store_at(key, default, now)  # outside the lock: it may call on_evict
         return default
@@ -864,7 +875,7 @@ class Cache(MutableMapping):
             if unit_sizes and not (type(size) is int and size == 1):
                 raise ValueError(invalid)
             try:
-                _check_size(size, maxsize)
+                size = _check_size(size, maxsize)
             except (TypeError, ValueError):
                 raise ValueError(invalid) from None
             table[key] = _Node(key, value, size, None)
@@ -933,27 +944,36 @@ class Cache(MutableMapping):
         with self._lock:
             if self._busy:
                 raise AssertionError("busy flag left set")
-            # identity checks only: _check() never runs user __hash__/__eq__
-            total = 0
-            for key, node in self._map.items():
-                if node.key is not key:
-                    raise AssertionError(f"map key {key!r} and its node disagree")
-                if not node.linked:
-                    raise AssertionError(f"node {key!r} in the map is marked unlinked")
-                total += node.size
-            if total != self._currsize:
-                raise AssertionError(f"currsize {self._currsize!r} != sum of sizes {total!r}")
-            if self._currsize > self._maxsize:
-                raise AssertionError(f"currsize {self._currsize!r} > maxsize {self._maxsize!r}")
-            in_map = {id(node) for node in self._map.values()}
-            order = self._policy_order()
-            if len(order) != len(in_map) or {id(node) for node in order} != in_map:
-                raise AssertionError("eviction order and map hold different nodes")
-            for name in ("_hits", "_misses", "_evictions", "_expirations"):
-                if getattr(self, name) < 0:
-                    raise AssertionError(f"{name} is negative")
-            self._check_policy()
-            self._check_expiry(in_map)
+            # busy while checking: a finalizer run by the garbage collector meanwhile must not
+            # change the cache under the check (its lookups still work)
+            self._busy = True
+            try:
+                self._check_locked()
+            finally:
+                self._busy = False
+
+    def _check_locked(self):
+        # identity checks only: _check() never runs user __hash__/__eq__
+        total = 0
+        for key, node in self._map.items():
+            if node.key is not key:
+                raise AssertionError(f"map key {key!r} and its node disagree")
+            if not node.linked:
+                raise AssertionError(f"node {key!r} in the map is marked unlinked")
+            total += node.size
+        if total != self._currsize:
+            raise AssertionError(f"currsize {self._currsize!r} != sum of sizes {total!r}")
+        if self._currsize > self._maxsize:
+            raise AssertionError(f"currsize {self._currsize!r} > maxsize {self._maxsize!r}")
+        in_map = {id(node) for node in self._map.values()}
+        order = self._policy_order()
+        if len(order) != len(in_map) or {id(node) for node in order} != in_map:
+            raise AssertionError("eviction order and map hold different nodes")
+        for name in ("_hits", "_misses", "_evictions", "_expirations"):
+            if getattr(self, name) < 0:
+                raise AssertionError(f"{name} is negative")
+        self._check_policy()
+        self._check_expiry(in_map)
 
     def _check_policy(self):
         pass

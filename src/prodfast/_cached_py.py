@@ -1,36 +1,79 @@
 """The hit path of the memoizing decorators: the pure-Python twin of ``_cached.pxi``.
 
-Two bases for the callables decorators.py builds: a hit is one key and one cache lookup here;
-misses, locks and conditions, single flight and shared caches are the subclasses' ``_call`` and
-``_miss``.
+One key, one cache lookup, under the decorator's lock (and condition) when it has one, with
+cachetools' lock protocol call for call. The rest (computing a missed value and storing it,
+single flight, shared caches) is the subclasses' ``_call``, ``_miss`` and ``_finish_*``.
 """
 
 from __future__ import annotations
+
+import threading
+
+# modes: what a call does before the cache lookup
+_SLOW = 0  # everything in self._call (shared caches, asyncio)
+_PLAIN = 1  # no lock: a miss goes to self._miss (single flight)
+_LOCKED = 2  # the lookup under the lock; a miss goes to self._finish_locked
+_CONDITION = 3  # wait while another thread computes the key; then as _LOCKED, _finish_condition
+
+
+def _locked_lookup(me, cache, key, lock, cond, pending, mode, args, kwargs):
+    # cachetools' protocol: one lock hold for the lookup and, on a miss, its bookkeeping
+    thread = None
+    owner = False
+    with lock:
+        if mode == _CONDITION:
+            thread = threading.get_ident()
+            while key in pending and pending[key] != thread:
+                cond.wait()
+        try:
+            value = cache[key]
+        except KeyError:
+            me._misses += 1
+            if mode == _CONDITION and key not in pending:
+                pending[key] = thread
+                owner = True
+        else:
+            me._hits += 1
+            return value
+    if mode == _LOCKED:
+        return me._finish_locked(cache, key, args, kwargs)
+    return me._finish_condition(cache, key, args, kwargs, owner)
 
 
 class _CachedCall:
     """Base of the callable ``cached``/``lru_cache`` return.
 
     ``key_kind`` 0 calls ``cache_key(*args, **kwargs)``; 1 takes the argument tuple as the key
-    when there are no keyword arguments (what ``keys.hashkey`` returns then). With ``fast`` false every call goes to
-    ``self._call(args, kwargs)``; a miss goes to ``self._miss(key, args, kwargs)``.
+    when there are no keyword arguments (what ``keys.hashkey`` returns then). ``mode``: 0 sends
+    every call to ``self._call(args, kwargs)``; 1 looks up without a lock, a miss going to
+    ``self._miss(key, args, kwargs)``; 2 looks up under ``cache_lock`` (a miss:
+    ``self._finish_locked(cache, key, args, kwargs)``); 3 first waits on ``cache_condition``
+    while another thread computes the key (a miss: ``self._finish_condition(cache, key, args,
+    kwargs, owner)``). Hits and misses are counted in ``_hits``/``_misses``.
     """
 
-    def __init__(self, cache, cache_key, key_kind, fast):
+    def __init__(self, cache, cache_key, key_kind, mode, lock, condition):
         self.cache = cache
         self.cache_key = cache_key
+        self.cache_lock = lock
+        self.cache_condition = condition
+        self._pending = {}
         self._hits = 0
         self._misses = 0
         self._key_kind = key_kind
-        self._fast = fast
+        self._mode = mode
 
     def __call__(self, /, *args, **kwargs):
-        if not self._fast:
+        mode = self._mode
+        if mode == _SLOW:
             return self._call(args, kwargs)
         if kwargs or self._key_kind == 0:
             key = self.cache_key(*args, **kwargs)
         else:
             key = args
+        if mode != _PLAIN:
+            return _locked_lookup(self, self.cache, key, self.cache_lock, self.cache_condition,
+                                  self._pending, mode, args, kwargs)
         try:
             value = self.cache[key]
         except KeyError:
@@ -42,31 +85,41 @@ class _CachedCall:
 class _CachedMethodCall:
     """Base of the per-instance callable of ``cachedmethod``.
 
-    ``cache_of(obj)`` gives the cache at each call; ``key(obj, *args, **kwargs)`` the key
-    (``key_kind`` 1: the argument tuple without keyword arguments, as ``keys.methodkey``). A call
-    takes the hit path when ``fast`` is true and the cache's type is the last one found plain
-    (``_plain_type``, kept by the subclass); otherwise ``self._call(cache, args, kwargs)``.
+    At each call ``cache_of(obj)`` gives the cache, ``lock_of(obj)`` and ``cond_of(obj)`` the lock
+    and condition (the condition is the lock when there is no ``lock_of``); ``key(obj, *args,
+    **kwargs)`` the key (``key_kind`` 1: the argument tuple without keyword arguments, as
+    ``keys.methodkey``). ``mode`` as in ``_CachedCall``, the misses going to ``self._miss(cache,
+    key, args, kwargs)`` and the same ``_finish_*``; a call whose cache's type is not
+    ``_plain_type`` (kept by the subclass) goes to ``self._call(cache, args, kwargs)``.
     """
 
-    def __init__(self, obj, cache_of, key, key_kind, fast):
+    def __init__(self, obj, cache_of, lock_of, cond_of, key, key_kind, mode):
         self._obj = obj
         self._cache_of = cache_of
+        self._lock_of = lock_of
+        self._cond_of = cond_of
         self._key = key
+        self._pending = {}
         self._hits = 0
         self._misses = 0
         self._key_kind = key_kind
-        self._fast = fast
+        self._mode = mode
         self._plain_type = None
 
     def __call__(self, /, *args, **kwargs):
         obj = self._obj
         cache = self._cache_of(obj)
-        if not self._fast or type(cache) is not self._plain_type:
+        mode = self._mode
+        if mode == _SLOW or type(cache) is not self._plain_type:
             return self._call(cache, args, kwargs)
         if kwargs or self._key_kind == 0:
             key = self._key(obj, *args, **kwargs)
         else:
             key = args
+        if mode != _PLAIN:
+            cond = self._cond_of(obj) if mode == _CONDITION else None
+            lock = cond if self._lock_of is None else self._lock_of(obj)
+            return _locked_lookup(self, cache, key, lock, cond, self._pending, mode, args, kwargs)
         try:
             value = cache[key]
         except KeyError:

@@ -19,7 +19,9 @@ the same lock and condition protocol, call for call). prodfast adds:
   pending key runs the function instead of waiting for itself.
 * Shared caches: a cache with ``get_or_compute(key, compute)`` (sync functions) or
   ``aget_or_compute(key, compute)`` (async functions) does the whole lookup itself, once across
-  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran.
+  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran
+  (its currsize is None for an asyncio cache without ``__len__``), and when the cache's
+  ``clear()`` is a coroutine, ``cache_clear()`` returns it: ``await f.cache_clear()``.
 
 ``lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic)`` is
 ``functools.lru_cache`` over an LRUCache (a TTLCache with ``ttl``), with the same protections.
@@ -35,9 +37,50 @@ import math
 import threading
 import time
 import types
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import _backend
+from . import _backend, _cache_py
 from .keys import _kwmark, hashkey, methodkey
+
+if TYPE_CHECKING:  # what type checkers see of the wrappers (the runtime classes are below)
+    from collections.abc import Callable, Hashable, MutableMapping
+    from contextlib import AbstractContextManager
+    from typing import Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
+    _R_co = TypeVar("_R_co", covariant=True)
+    _S = TypeVar("_S")
+
+    class CachedFunction(Protocol[_P, _R_co]):
+        """What ``@cached(...)`` returns: the function's own signature plus the cache attributes."""
+
+        cache: MutableMapping[Any, Any]
+        cache_key: Callable[..., Hashable]
+        cache_lock: AbstractContextManager[Any] | None
+        cache_condition: Any
+
+        @property
+        def __wrapped__(self) -> Callable[_P, _R_co]: ...
+        def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+        def cache_clear(self) -> Any: ...
+
+    class CachedFunctionInfo(CachedFunction[_P, _R_co], Protocol[_P, _R_co]):
+        def cache_info(self) -> CacheInfo: ...
+
+    class LRUFunction(CachedFunctionInfo[_P, _R_co], Protocol[_P, _R_co]):
+        """What ``@lru_cache`` returns."""
+
+        def cache_parameters(self) -> dict[str, Any]: ...
+
+    class CachedMethod(Generic[_S, _P, _R]):
+        """What ``@cachedmethod(...)`` puts in the class: bound, the cached callable."""
+
+        @overload
+        def __get__(self, obj: None, objtype: type[_S] | None = None) -> Callable[Concatenate[_S, _P], _R]: ...
+        @overload
+        def __get__(self, obj: _S, objtype: type[_S] | None = None) -> CachedFunctionInfo[_P, _R]: ...
+        def __get__(self, obj: _S | None, objtype: type[_S] | None = None) -> Any: ...
 
 __all__ = ["CacheInfo", "cached", "cachedmethod", "lru_cache"]
 
@@ -49,9 +92,12 @@ class CacheInfo(collections.namedtuple("CacheInfo", "hits misses maxsize currsiz
 
 
 def _make_info(cache, hits, misses):
-    # cachetools: a Cache reports maxsize and currsize, any other mapping None and len()
-    if isinstance(cache, _backend.impl.Cache) or _is_cachetools_cache(cache):
+    # cachetools: a Cache reports maxsize and currsize, any other mapping None and len(); an
+    # asyncio shared cache (aget_or_compute, no __len__: its size is a coroutine) reports None
+    if isinstance(cache, (_backend.impl.Cache, _cache_py.Cache)) or _is_cachetools_cache(cache):
         return CacheInfo(hits, misses, cache.maxsize, cache.currsize)
+    if not hasattr(cache, "__len__") and callable(getattr(cache, "aget_or_compute", None)):
+        return CacheInfo(hits, misses, None, None)
     return CacheInfo(hits, misses, None, len(cache))
 
 
@@ -209,13 +255,39 @@ class _Memo:
             self._misses += 1
 
     def _clear(self, cache, lock):
+        # An asyncio cache's clear() is a coroutine: it is returned, for the caller to await.
         if lock is None:
-            cache.clear()
+            done = cache.clear()
             self._hits = self._misses = 0
         else:
             with lock:
-                cache.clear()
+                done = cache.clear()
                 self._hits = self._misses = 0
+        return done if inspect.isawaitable(done) else None
+
+    # the continuations of the compiled hit path's misses under a lock (_cached.pxi)
+
+    def _finish_locked(self, cache, key, args, kwargs):
+        value = self._compute(args, kwargs)
+        with self.cache_lock:
+            try:
+                # another thread may have stored a value meanwhile: prefer it, as cachetools
+                return cache.setdefault(key, value)
+            except ValueError:  # too large for the cache
+                return value
+
+    def _finish_condition(self, cache, key, args, kwargs, owner):
+        lock = self.cache_lock
+        try:
+            value = self._compute(args, kwargs)
+            with lock:
+                _store(cache, key, value)
+            return value
+        finally:
+            if owner:
+                with lock:
+                    del self._pending[key]
+                    self.cache_condition.notify_all()
 
     def _info_of(self, cache, lock):
         if lock is None:
@@ -389,15 +461,17 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
-        shared = callable(getattr(cache, "get_or_compute", None))
-        fast = lock is None and cond is None and not shared
+        if callable(getattr(cache, "get_or_compute", None)):
+            mode = 0  # the shared-cache protocol: self._call
+        else:
+            mode = 3 if cond is not None else 2 if lock is not None else 1
         key_kind = 1 if key is hashkey or key is _call_key else 0
-        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, fast)
-        self.cache_lock = lock
-        self.cache_condition = cond
+        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond)
         self._func = func
         self._memo_init(info)
-        self._shared = shared
+
+    def _compute(self, args, kwargs):
+        return self._func(*args, **kwargs)
 
     def _miss(self, key, args, kwargs):
         func = self._func
@@ -408,14 +482,15 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
         return value
 
     def _call(self, args, kwargs):
-        cache, func = self.cache, self._func
+        func = self._func
         key = self.cache_key(*args, **kwargs)
-        lookup = self._lookup_shared if self._shared else self._lookup
-        return lookup(cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs))
+        return self._lookup_shared(
+            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
+        )
 
     def cache_clear(self):
         """Remove every entry from the cache (and, with ``info=True``, reset the counters)."""
-        self._clear(self.cache, self.cache_lock)
+        return self._clear(self.cache, self.cache_lock)
 
     def __get__(self, obj, objtype=None):
         return self if obj is None else types.MethodType(self, obj)
@@ -466,6 +541,23 @@ def _async_cached(func, cache, key, lock, cond, info):
     return wrapper
 
 
+@overload
+def cached(
+    cache: MutableMapping[Any, Any],
+    key: Callable[..., Hashable] = ...,
+    lock: AbstractContextManager[Any] | None = None,
+    condition: Any = None,
+    info: Literal[False] = False,
+) -> Callable[[Callable[_P, _R]], CachedFunction[_P, _R]]: ...
+@overload
+def cached(
+    cache: MutableMapping[Any, Any],
+    key: Callable[..., Hashable] = ...,
+    lock: AbstractContextManager[Any] | None = None,
+    condition: Any = None,
+    *,
+    info: Literal[True],
+) -> Callable[[Callable[_P, _R]], CachedFunctionInfo[_P, _R]]: ...
 def cached(cache, key=hashkey, lock=None, condition=None, info=False):
     """Decorator: memoize a function's results in ``cache`` (cachetools 8's ``cached``).
 
@@ -511,14 +603,20 @@ class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
         if not callable(key):
             raise TypeError(f"key must be callable, got {key!r}")
         functools.update_wrapper(self, method)
-        fast = lock is None and cond is None and not descriptor._is_async
-        _backend.impl._CachedMethodCall.__init__(self, obj, cache, key, int(key is methodkey), fast)
+        if descriptor._is_async:
+            mode = 0  # self._call
+        else:
+            mode = 3 if cond is not None else 2 if lock is not None else 1
+        _backend.impl._CachedMethodCall.__init__(
+            self, obj, cache, lock, cond, key, int(key is methodkey), mode
+        )
         self._descriptor = descriptor
         self._method = method
-        self._lock_of = lock
-        self._cond_of = cond
         self.cache_key = functools.partial(key, obj)
         self._memo_init(info)
+
+    def _compute(self, args, kwargs):
+        return self._method(self._obj, *args, **kwargs)
 
     @property
     def cache(self):
@@ -559,13 +657,12 @@ class _MethodWrapper(_backend.impl._CachedMethodCall, _Memo):
         lock, cond = self.cache_lock, self.cache_condition
         if callable(getattr(cache, "get_or_compute", None)):
             return self._lookup_shared(cache, key, lock, cond, compute)
-        if self._fast:
-            self._plain_type = type(cache)  # the compiled hit path serves this type from now on
+        self._plain_type = type(cache)  # the compiled hit path serves this type from now on
         return self._lookup(cache, key, lock, cond, compute)
 
     def cache_clear(self):
         """Remove every entry from this instance's cache (with info, reset the counters)."""
-        self._clear(self.cache, self.cache_lock)
+        return self._clear(self.cache, self.cache_lock)
 
     def __reduce__(self):
         # rebuilt through the descriptor (the counters start again from zero)
@@ -705,7 +802,13 @@ class _Unbound:
 _NO_RECEIVER = object()
 
 
-def cachedmethod(cache, key=methodkey, lock=None, condition=None, info=False):
+def cachedmethod(
+    cache: Callable[[Any], MutableMapping[Any, Any]],
+    key: Callable[..., Hashable] = methodkey,
+    lock: Callable[[Any], AbstractContextManager[Any]] | None = None,
+    condition: Callable[[Any], Any] | None = None,
+    info: bool = False,
+) -> Callable[[Callable[Concatenate[_S, _P], _R]], CachedMethod[_S, _P, _R]]:
     """Decorator: memoize a method's results (cachetools 8's ``cachedmethod``).
 
     ``cache(self)`` returns the cache to use (looked up at every call), ``key(self, *args,
@@ -742,6 +845,16 @@ def _typed_call_key(*args, **kwargs):
     return args + tuple(map(type, args))
 
 
+@overload
+def lru_cache(maxsize: Callable[_P, _R], /) -> LRUFunction[_P, _R]: ...
+@overload
+def lru_cache(
+    maxsize: int | None = 128,
+    typed: bool = False,
+    *,
+    ttl: Any = None,
+    timer: Callable[[], Any] = ...,
+) -> Callable[[Callable[_P, _R]], LRUFunction[_P, _R]]: ...
 def lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic):
     """``functools.lru_cache`` (same arguments, positional ``typed`` included) plus a time-to-live.
 

@@ -1,4 +1,4 @@
-"""Caches: get-hit, get-miss, update and insert-with-eviction at N = 1e3 ... 1e6.
+"""Caches: get-hit, get-miss, update and insert-with-eviction at N = 1e3 ... 1e6, per policy.
 
 Every cache is filled with N shuffled str keys (``--keys int`` for ints), then timed on batches of random keys:
 hits drawn from those N, misses from keys never inserted, updates of present keys, and
@@ -7,6 +7,12 @@ inserted keys cycle through a pool of N + batch keys that were never touched oth
 every insert really is new: by the time the cycle comes back to a key, N newer keys have
 pushed it out. A plain dict is the floor; for insert+evict the floor is the least any
 bounded map must do, ``d[new] = v`` plus ``del d[oldest]`` on a dict kept in insertion order.
+
+The LRU groups hold every LRU peer; each other
+policy has its own groups, labelled ``<operation> · <policy>``, with prodfast's class on both
+backends, cachebox's and cachetools' class of that policy and the dict floor. TLRUCache runs
+against cachebox's VTTLCache (per-item ttl given to ``insert``) and cachetools' TLRUCache; its
+``ttu`` is one Python call per set, which is the interface.
 """
 
 from __future__ import annotations
@@ -133,6 +139,24 @@ def _cachebox(w: Workload):
     return _fill(require("cachebox", "LRUCache")(w.n), w)
 
 
+def _peer(module: str, cls_name: str, *args) -> Callable[[Workload], object]:
+    def build(w: Workload):
+        return _fill(require(module, cls_name)(w.n, *args), w)
+
+    return build
+
+
+def _vttl(w: Workload):
+    cache = require("cachebox", "VTTLCache")(w.n)
+    for k in w.originals:
+        cache.insert(k, VALUE, TTL)
+    return cache
+
+
+def _ttu(_key, _value, now):
+    return now + TTL
+
+
 def _functools(w: Workload):
     f = functools.lru_cache(maxsize=w.n)(_identity)
     for k in w.originals:
@@ -159,11 +183,11 @@ class Contender:
     build: Callable[[Workload], object]
 
 
-CONTENDERS = [
+LRU_CONTENDERS = [
     Contender("dict", FLOOR, "dict", _dict),
     *(
         Contender(f"prodfast {cls} [{tag}]", PRODFAST, "mapping", _prodfast(module, cls, *extra))
-        for cls, extra in (("LRUCache", ()), ("TTLCache", (TTL,)))
+        for cls, extra in (("LRUCache", ()),)
         for tag, module in BACKENDS
     ),
     Contender("lru-dict LRU", PEER, "mapping", _lru_dict),
@@ -172,6 +196,35 @@ CONTENDERS = [
     Contender("cachetools LRUCache", PEER, "mapping", _cachetools),
     Contender("seed EmbeddingCache", PEER, "seed", _seed),
 ]
+
+
+def _policy_contenders(cls: str, args: tuple, cachebox: Contender) -> list[Contender]:
+    return [
+        Contender("dict", FLOOR, "dict", _dict),
+        *(
+            Contender(f"prodfast {cls} [{tag}]", PRODFAST, "mapping", _prodfast(module, cls, *args))
+            for tag, module in BACKENDS
+        ),
+        cachebox,
+        Contender(f"cachetools {cls}", PEER, "mapping", _peer("cachetools", cls, *args)),
+    ]
+
+
+# policy label -> its contenders (LRU: the historical set with every LRU peer)
+POLICIES: dict[str, list[Contender]] = {
+    "LRU": LRU_CONTENDERS,
+    **{
+        policy: _policy_contenders(cls, args, Contender(f"cachebox {box}", PEER, "mapping", _peer("cachebox", box, *args)))
+        for policy, cls, box, args in (
+            ("FIFO", "FIFOCache", "FIFOCache", ()),
+            ("LFU", "LFUCache", "LFUCache", ()),
+            ("RR", "RRCache", "RRCache", ()),
+            ("TTL", "TTLCache", "TTLCache", (TTL,)),
+        )
+    },
+    "TLRU": _policy_contenders("TLRUCache", (_ttu,), Contender("cachebox VTTLCache", PEER, "vttl", _vttl)),
+}
+CONTENDERS = [c for contenders in POLICIES.values() for c in contenders]
 
 
 # --- the operations: for each kind of contender, how one batch is run --------------------
@@ -203,6 +256,21 @@ def _fifo_run(d: dict, w: Workload):
     return cycle_runs([step(w.fresh[(i + lag) % steps], w.fresh[i]) for i in range(steps)])
 
 
+def _vttl_inserts(c, w: Workload):
+    return cycle_runs([_insert_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+
+
+def _insert_each(c, pairs: list) -> Callable[[], None]:
+    """A run() that calls ``c.insert(k, v, TTL)`` (cachebox VTTLCache's per-item ttl)."""
+    insert = c.insert
+
+    def run() -> None:
+        for k, v in pairs:
+            insert(k, v, TTL)
+
+    return run
+
+
 def _calls(f, w: Workload):
     return cycle_runs([call_each(f, batch) for batch in w.fresh])
 
@@ -218,21 +286,25 @@ OPERATIONS: dict[str, dict[str, Binder]] = {
         "dict": lambda c, w: getitem_each(c, w.hits),
         "mapping": lambda c, w: getitem_each(c, w.hits),
         "function": lambda f, w: call_each(f, w.hits),
+        "vttl": lambda c, w: getitem_each(c, w.hits),
     },
     "hit c.get(k)": {
         "dict": lambda c, w: call_each(c.get, w.hits),
         "mapping": lambda c, w: call_each(c.get, w.hits),
         "seed": lambda c, w: call_each(c.get, w.hits),
+        "vttl": lambda c, w: call_each(c.get, w.hits),
     },
     "miss c.get(k)": {
         "dict": lambda c, w: call_each(c.get, w.misses),
         "mapping": lambda c, w: call_each(c.get, w.misses),
         "seed": lambda c, w: call_each(c.get, w.misses),
+        "vttl": lambda c, w: call_each(c.get, w.misses),
     },
     "update c[k]=v": {
         "dict": lambda c, w: setitem_each(c, w.updates),
         "mapping": lambda c, w: setitem_each(c, w.updates),
         "seed": lambda c, w: call_each_pair(c.set, w.updates),
+        "vttl": lambda c, w: _insert_each(c, w.updates),
     },
     # Last: it replaces the keys the other operations rely on.
     "insert+evict": {
@@ -240,13 +312,15 @@ OPERATIONS: dict[str, dict[str, Binder]] = {
         "mapping": _inserts,
         "function": _calls,
         "seed": _seed_inserts,
+        "vttl": _vttl_inserts,
     },
 }
 
 
 def _case(contender: Contender, bind: Binder, w: Workload) -> Case:
     def setup() -> Timed:
-        return Timed(bind(w.structure(contender.name, contender.build), w), w.batch)
+        built = w.structure(contender.name, contender.build)
+        return Timed(bind(built, w), w.batch)
 
     return Case(contender.name, contender.role, setup)
 
@@ -256,7 +330,10 @@ def groups(settings: Settings) -> Iterator[Group]:
     for n in settings.sizes:
         w = Workload.make(n, settings.batch, settings.keys)
         for operation, binders in OPERATIONS.items():
-            cases = [_case(c, binders[c.kind], w) for c in CONTENDERS if c.kind in binders]
-            label = operation if settings.keys == "str" else f"{operation} ({settings.keys} keys)"
-            yield Group(AREA, label, cases, n=n)
+            for policy, contenders in POLICIES.items():
+                cases = [_case(c, binders[c.kind], w) for c in contenders if c.kind in binders]
+                label = operation if policy == "LRU" else f"{operation} · {policy}"
+                if settings.keys != "str":
+                    label = f"{label} ({settings.keys} keys)"
+                yield Group(AREA, label, cases, n=n)
         del w
