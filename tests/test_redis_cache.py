@@ -879,6 +879,46 @@ def test_four_processes_compute_each_key_once(pool, server, client, core, kind):
     assert [int(client.get(f"{ns}-calls:{k}")) for k in keys] == [1, 1, 1]
 
 
+@pytest.mark.parametrize("kind", ["redis", "tiered"])
+def test_cached_runs_once_per_key_across_four_processes(pool, server, client, core, kind):
+    ns, keys = _ns(), [1, 2, 3]
+    out = _on_all(pool, workers.decorated, server.port, ns, core.__name__, kind, keys, 0.05)
+    assert [got for got, _ in out] == [[2, 4, 6]] * 4
+    assert [int(client.get(f"{ns}-calls:{k}")) for k in keys] == [1, 1, 1]
+    hits = sum(h for _, (h, _m) in out)
+    misses = sum(m for _, (_h, m) in out)
+    assert (hits, misses) == (9, 3)  # a miss is a call whose own compute ran
+
+
+@pytest.mark.parametrize("kind", ["aredis", "atiered"])
+def test_async_cached_runs_once_per_key_across_four_processes(pool, server, client, core, kind):
+    ns, keys = _ns(), [1, 2, 3]
+    out = _on_all(pool, workers.adecorated, server.port, ns, core.__name__, kind, keys, 0.05)
+    assert out == [[2, 4, 6]] * 4
+    assert [int(client.get(f"{ns}-calls:{k}")) for k in keys] == [1, 1, 1]
+
+
+def test_cached_over_a_tiered_cache_in_one_process(tiered, client):
+    from prodfast import cached
+
+    tc = tiered(_ns())
+    calls = []
+
+    @cached(tc, info=True)
+    def double(x):
+        calls.append(x)
+        return 2 * x
+
+    assert [double(1), double(1), double(2)] == [2, 2, 4]
+    assert calls == [1, 2] and tc.remote[(1,)] == 2
+    info = double.cache_info()
+    assert (info.hits, info.misses) == (1, 2)
+    other = RedisCache(client, tc.remote.namespace)
+    other[(1,)] = 99  # a write by anyone reaches the decorated function's view
+    assert _eventually(lambda: double(1) == 99, BOUND)
+    assert calls == [1, 2]
+
+
 # ---------------------------------------------------------------------------------------------
 # Outages
 

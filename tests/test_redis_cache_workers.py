@@ -164,7 +164,7 @@ def decorated(port, namespace, backend, kind, keys, pause):
     remote = RedisCache(client, namespace, lease=5.0)
     cache = TieredCache(_local(backend), remote) if kind == "tiered" else remote
 
-    @cached(cache)
+    @cached(cache, info=True)
     def slow_double(k):
         client.incr(f"{namespace}-calls:{k}")
         time.sleep(pause)
@@ -177,6 +177,34 @@ def decorated(port, namespace, backend, kind, keys, pause):
         cache.close()
     client.close()
     return got, (info.hits, info.misses)
+
+
+def adecorated(port, namespace, backend, kind, keys, pause):
+    """``cached(cache)`` on an ``async def`` function in four processes."""
+    import redis.asyncio
+
+    from prodfast import cached
+    from prodfast.redis import AsyncRedisCache, AsyncTieredCache
+
+    async def main():
+        aclient = redis.asyncio.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        remote = AsyncRedisCache(aclient, namespace, lease=5.0)
+        cache = AsyncTieredCache(_local(backend), remote) if kind == "atiered" else remote
+
+        @cached(cache)
+        async def slow_double(k):
+            await aclient.incr(f"{namespace}-calls:{k}")
+            await asyncio.sleep(pause)
+            return k * 2
+
+        await asyncio.get_running_loop().run_in_executor(None, _barrier.wait, 30)
+        got = list(await asyncio.gather(*(slow_double(k) for k in keys)))
+        if kind == "atiered":
+            cache.close()
+        await aclient.aclose()
+        return got
+
+    return asyncio.run(main())
 
 
 def summary(delays):
