@@ -72,8 +72,8 @@ aiolimiter-suite: build $(AIOLIMITER_TESTS)
 # `cachetools` replaced by prodfast.compat.cachetools: once on the compiled core, once on the twin.
 CACHETOOLS_REQ   := tests/cachetools_suite/requirements.txt
 CACHETOOLS_CACHE := build/cachetools-suite
-CACHETOOLS_SUITE_RUN = cd $(CACHETOOLS_CACHE)/sdist && \
-	PYTHONPATH=$(CURDIR)/tests/cachetools_suite $(CURDIR)/$(PY) -m pytest -q -p shim -p no:cacheprovider tests
+# PRODFAST_EXPECT_BACKEND makes the shim refuse to run on any other backend than the one meant.
+CACHETOOLS_PYTEST = PYTHONPATH=$(CURDIR)/tests/cachetools_suite $(CURDIR)/$(PY) -m pytest -q -p shim -p no:cacheprovider tests
 
 $(CACHETOOLS_CACHE)/.fetched: $(CACHETOOLS_REQ) $(STAMP)
 	rm -rf $(CACHETOOLS_CACHE) && mkdir -p $(CACHETOOLS_CACHE)
@@ -83,8 +83,8 @@ $(CACHETOOLS_CACHE)/.fetched: $(CACHETOOLS_REQ) $(STAMP)
 	touch $@
 
 cachetools-suite: build $(CACHETOOLS_CACHE)/.fetched
-	$(CACHETOOLS_SUITE_RUN)
-	PRODFAST_PURE_PYTHON=1 $(CACHETOOLS_SUITE_RUN)
+	cd $(CACHETOOLS_CACHE)/sdist && PRODFAST_EXPECT_BACKEND=cython $(CACHETOOLS_PYTEST)
+	cd $(CACHETOOLS_CACHE)/sdist && PRODFAST_EXPECT_BACKEND=python PRODFAST_PURE_PYTHON=1 $(CACHETOOLS_PYTEST)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py

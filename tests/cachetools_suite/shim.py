@@ -5,6 +5,7 @@ Loaded with ``-p`` before the suite is collected, it makes ``import cachetools``
 backend ``PRODFAST_PURE_PYTHON`` selects, and refuses to run against the real package.
 """
 
+import os
 import sys
 
 import prodfast
@@ -24,3 +25,6 @@ def pytest_collection_finish(session):
 
     if cachetools is not replacement or cachetools.LRUCache is not prodfast.LRUCache:
         raise RuntimeError("the cachetools suite would not run against prodfast")
+    expected = os.environ.get("PRODFAST_EXPECT_BACKEND")
+    if expected and prodfast.BACKEND != expected:
+        raise RuntimeError(f"meant for the {expected} backend, but prodfast runs on {prodfast.BACKEND}")
