@@ -181,7 +181,7 @@ def test_settle_gives_back_to_the_budget(core, clock):
     assert b.try_acquire(80) is True  # 100 - 20 - 80 = 0 left
     assert b.try_acquire(1) is False
     b.reserve(0).settle(5)  # a debt the provider counts too
-    b.observe(openai(10, "60s", "tokens"), resource="tokens")  # a newer budget replaces it
+    b.observe(openai(10, "61s", "tokens"), resource="tokens")  # a later reset: a new budget
     assert b.try_acquire(10) is True and b.try_acquire(1) is False
 
 
@@ -229,3 +229,12 @@ def test_observe_is_measured_on_the_limiters_clock(core):
     start = time.monotonic()
     assert b.acquire(1, timeout=1.0) is True  # waits for the provider's reset
     assert 0.03 < time.monotonic() - start < 0.5
+
+
+def test_answers_out_of_order_only_tighten_the_active_budget(core, clock):
+    b = core.TokenBucket(100, 100, clock=clock)
+    b.observe(openai(0, "10s"))  # the newest answer: nothing left in this window
+    b.observe(openai(4, "9s"))  # an older answer arriving late (same window): no loosening
+    assert b.try_acquire() is False
+    b.observe(openai(2, "20s"))  # a window that resets later: the newest truth
+    assert [b.try_acquire() for _ in range(3)] == [True, True, False]

@@ -16,6 +16,7 @@ import time as _rl_timemod
 import numpy as _rl_np
 
 from prodfast._ratelimit_py import (
+    _RL_SAME_WINDOW,
     _RLGate,
     _rl_acquire,
     _rl_acquire_async,
@@ -270,11 +271,16 @@ cdef class _RLBase:
         if budget is None and retry_after is None:
             return
         cdef double now = self._now()
+        cdef double remaining, until
         if budget is not None:
-            remaining, reset_after = budget
-            self._gen += 1
-            self._left = self._top = remaining
-            self._until = now + reset_after
+            remaining, until = budget[0], now + budget[1]
+            if now < self._until and until <= self._until + _RL_SAME_WINDOW:
+                if remaining < self._left:  # the active budget's window: only tightens
+                    self._left = remaining
+            else:
+                self._gen += 1
+                self._left = self._top = remaining
+                self._until = until
         if retry_after is not None and now + retry_after > self._hold:
             self._hold = now + retry_after
         self._guard = self._until if self._until > self._hold else self._hold

@@ -173,8 +173,9 @@ def _rl_nap(seconds):
 
 def _rl_wait_for(lim, cost, timeout):
     """Wait, first come first served, until ``lim._take(cost)`` grants; return its receipt, or
-    None when ``timeout`` runs out first (at once when the computed wait already exceeds it).
-    ``_take`` returns the seconds to wait (a float) or a receipt; it counts nothing."""
+    None when ``timeout`` runs out first (at once when the computed wait already exceeds it, or
+    is infinite: never). ``_take`` returns the seconds to wait (a float) or a receipt; it counts
+    nothing."""
     gate = lim._gate
     deadline = None if timeout is None else time.monotonic() + timeout
     with gate.cond:
@@ -184,8 +185,8 @@ def _rl_wait_for(lim, cost, timeout):
             if type(r) is not float:
                 lim._note(True)
                 return r
-            if timeout is not None and r > timeout:
-                lim._note(False)
+            if r == math.inf or (timeout is not None and r > timeout):
+                lim._note(False)  # never (a Redis outage with on_error="deny"), or too late
                 return None
         ticket = object()
         queue.append(ticket)
@@ -197,6 +198,9 @@ def _rl_wait_for(lim, cost, timeout):
                     if type(r) is not float:
                         lim._note(True)
                         return r
+                    if r == math.inf:
+                        lim._note(False)
+                        return None
                     wait = r
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
@@ -222,7 +226,7 @@ async def _rl_wait_for_async(lim, cost, timeout):
         if type(r) is not float:
             lim._note(True)
             return r
-        if timeout is not None and r > timeout:
+        if r == math.inf or (timeout is not None and r > timeout):
             lim._note(False)
             return None
     me = loop.create_future()
@@ -239,6 +243,9 @@ async def _rl_wait_for_async(lim, cost, timeout):
                 if type(r) is not float:
                     lim._note(True)
                     return r
+                if r == math.inf:
+                    lim._note(False)
+                    return None
                 wait = r
             if deadline is not None:
                 remaining = deadline - loop.time()
@@ -294,12 +301,17 @@ async def _rl_reserve_async(lim, cost, timeout, make):
 # ---- what the provider said (observe) -------------------------------------------------------
 
 
+_RL_SAME_WINDOW = 1e-3  # resets this close to the active budget's end: the same window
+
+
 class _RLObserved:
     """A limiter's extra constraints from the provider's headers (shared with the compiled twin).
 
     Until ``until``, grants never total more than ``left`` (the provider's ``remaining`` when
-    observed); until ``hold`` (a 429's retry time), nothing is granted. ``gen`` counts the
-    budgets observed, so a reservation made under an older budget does not settle into a newer.
+    observed); until ``hold`` (a 429's retry time), nothing is granted. A report whose reset
+    falls within the active budget (1 ms slack) only lowers ``left``; one that resets later
+    replaces the budget. ``gen`` counts the budgets, so a reservation made under an older
+    budget does not settle into a newer one.
     """
 
     __slots__ = ("left", "top", "until", "hold", "gen")
@@ -317,9 +329,16 @@ class _RLObserved:
     def apply(self, now, budget, retry_after):
         if budget is not None:
             remaining, reset_after = budget
-            self.gen += 1
-            self.left = self.top = remaining
-            self.until = now + reset_after
+            until = now + reset_after
+            if now < self.until and until <= self.until + _RL_SAME_WINDOW:
+                # an answer for the active budget's window, maybe older than the one that set
+                # it (answers arrive out of order): it can only tighten the budget
+                if remaining < self.left:
+                    self.left = remaining
+            else:  # a window that resets later: the newest truth
+                self.gen += 1
+                self.left = self.top = remaining
+                self.until = until
         if retry_after is not None and now + retry_after > self.hold:
             self.hold = now + retry_after
 
