@@ -1,11 +1,15 @@
-"""Python layers over the rate limiters of the active backend.
+"""Python layers over the rate limiters of the active backend (and over the Redis limiters).
 
 - :class:`RateLimitError` -- raised when a request is refused, with ``retry_after`` seconds.
-- :func:`rate_limit` -- a decorator for sync and async functions (wait, or raise).
+- :func:`rate_limit` -- a decorator for sync and async functions (wait, or raise); the cost may
+  be computed from each call's arguments.
 - :func:`parse_rate` -- ``"100/minute"`` -> ``(100, 60.0)``.
 - :class:`LimiterGroup` -- all-or-nothing decisions across several limiters (requests per
-  minute AND tokens per minute, as LLM APIs impose them).
+  minute AND tokens per minute, as LLM APIs impose them), with reservations
+  (:class:`GroupReservation`) and the provider's headers mapped onto its members.
 - :class:`AsyncLimiter` -- a drop-in for ``aiolimiter.AsyncLimiter``.
+- :func:`check_limiter`, :func:`limiter_kind` -- the limiter protocol's checks, for layers
+  (see ``prodfast._limiter_protocol``).
 """
 
 from __future__ import annotations
