@@ -281,3 +281,25 @@ def test_reservation_context_manager_is_async_too(core, clock):
 
     r = asyncio.run(main())
     assert r.settled and b.stats()["tokens"] == 8.0
+
+
+def test_group_settle_applies_nothing_when_a_clock_fails(core, clock):
+    broken = [False]
+
+    def flaky():
+        if broken[0]:
+            raise OSError("clock unavailable")
+        return clock()
+
+    a = core.TokenBucket(1, 10, clock=clock)
+    b = core.TokenBucket(1, 10, clock=flaky)
+    g = LimiterGroup([a, b])
+    r = g.reserve([5, 5])
+    broken[0] = True
+    with pytest.raises(OSError):
+        r.settle([1, 1])
+    assert not r.settled
+    assert a.stats()["tokens"] == 5.0  # nothing given back to the first member either
+    broken[0] = False
+    r.settle([1, 1])
+    assert (a.stats()["tokens"], b.stats()["tokens"]) == (9.0, 9.0)
