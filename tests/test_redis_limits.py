@@ -682,3 +682,32 @@ def test_a_reservation_settles_once_even_from_two_threads(client):
             t.join()
         assert sorted(outcomes) == ["refused", "settled"]
         assert _tokens(client, key) == 10.0
+
+
+def test_an_older_answer_of_the_same_window_only_tightens(client):
+    lim = RedisTokenBucket(client, _new_key(), 1000.0, 1000.0)
+
+    def answer(remaining, reset):
+        return {"x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": reset}
+
+    lim.observe(answer(1, "20s"))
+    lim.observe(answer(4, "19s"))  # sent before the first, arrived after it
+    assert [lim.try_acquire(), lim.try_acquire()] == [True, False]
+    lim.observe(answer(3, "40s"))  # the next window: a new budget
+    assert [lim.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_group_refused_outright_during_an_outage_does_not_wait(own_server):
+    c = redis.Redis(**_fast_client_kwargs(own_server.port, timeout=0.5))
+    try:
+        group = LimiterGroup([RedisTokenBucket(c, "a", 1, 1, on_error="deny"),
+                              RedisTokenBucket(c, "b", 1, 1, on_error="deny")])
+        own_server.stop()
+        t0 = time.monotonic()
+        assert group.acquire() is False
+        with pytest.raises(RateLimitError):
+            group.reserve()
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        c.close()

@@ -29,7 +29,9 @@ returned as strings (Redis would truncate a Lua number).
 
 The provider budget: while ``now < until`` the member grants at most ``left`` more in total
 (``top`` is the remaining reported, which a give-back never exceeds); while ``now < hold`` it
-grants nothing.  Each report replaces the budget and bumps ``gen``.  Token bucket and window rules are the in-memory ones
+grants nothing.  A report whose reset falls within the active budget's (1 ms of slack) is of the
+same window, possibly older than one seen already: it only lowers ``left``; a report that
+resets later replaces the budget and bumps ``gen``.  Token bucket and window rules are the in-memory ones
 (API section 2).  Window members are ``"<time>:<i>"``, ``i`` zero-padded to 16 digits and one
 more than the newest member logged at the same time, so members never collide (even after a
 give-back removed some) and the newest one sorts last among equal times.
@@ -242,10 +244,18 @@ elseif op == 'observe' then
   for i = 1, n do
     local s = members[i]
     if s.a ~= '' then
-      s.left = tonumber(s.a)
-      s.until_ = real + tonumber(s.b) * 1000000
-      s.gen = tostring(redis.call('HINCRBY', s.pkey, 'gen', 1))
-      redis.call('HSET', s.pkey, 'left', fmt(s.left), 'top', fmt(s.left), 'until', fmt(s.until_))
+      local remaining = tonumber(s.a)
+      local ends = real + tonumber(s.b) * 1000000
+      if s.left and ends <= s.until_ + 1000 then
+        -- the active budget's window (an answer may arrive after a newer one): only tighten
+        s.left = math.min(s.left, remaining)
+        redis.call('HSET', s.pkey, 'left', fmt(s.left))
+      else
+        s.left = remaining
+        s.until_ = ends
+        s.gen = tostring(redis.call('HINCRBY', s.pkey, 'gen', 1))
+        redis.call('HSET', s.pkey, 'left', fmt(s.left), 'top', fmt(s.left), 'until', fmt(s.until_))
+      end
     end
     if s.c ~= '' then
       s.hold = math.max(s.hold, real + tonumber(s.c) * 1000000)
