@@ -76,19 +76,25 @@ def test_leaky_bucket_settles_and_holds_debt(core, clock):
     assert b.stats()["level"] == 0.0
 
 
-def test_window_settles_down_only(core, clock):
+def test_window_settles_fewer_and_more_calls(core, clock):
     w = core.SlidingWindowLimiter(5, 10.0, clock=clock)
     r = w.reserve(3)
     clock.set(1.0)
     w.try_acquire(1)  # a later call stays, in order
     r.settle(1)
     assert w.stats()["in_window"] == 2
-    with pytest.raises(ValueError, match="actual must be a whole number of calls, at most the 2"):
-        w.reserve(2).settle(3)
-    with pytest.raises(ValueError, match="actual must be a whole number"):
-        w.reserve(1).settle(0.5)
-    clock.set(10.5)  # left: the calls made at t=1 (one try_acquire, three reserved at t=1)
-    assert w.stats()["in_window"] == 4
+    with pytest.raises(ValueError, match="actual must be a whole number of calls, got 0.5"):
+        w.reserve(1).settle(0.5)  # the reservation (a call at t=1) stays open
+    clock.set(2.0)
+    w.reserve(1).settle(6)  # the call was retried 5 times: a debt above max_calls
+    assert w.stats()["in_window"] == 9
+    assert w.try_acquire(0) is False
+    assert w.wait_time(1) == pytest.approx(10.0)  # 5 of the 9 must leave: the 5th leaves at 12
+    clock.set(10.5)  # the call of t=0 left
+    assert w.stats()["in_window"] == 8
+    clock.set(12.0)
+    assert w.stats()["in_window"] == 0
+    assert w.try_acquire(5) is True
 
 
 def test_cancel_and_settle_once(core, clock):
@@ -170,7 +176,7 @@ def test_group_reservation(core, clock):
     assert isinstance(r, GroupReservation) and r.cost == (1, 50.0)
     assert (rpm.stats()["in_window"], tpm.stats()["tokens"]) == (1, 50.0)
     with pytest.raises(ValueError, match="actual must be a whole number of calls"):
-        r.settle([2, 10])  # nothing applied to any member
+        r.settle([0.5, 10])  # nothing applied to any member
     assert (rpm.stats()["in_window"], tpm.stats()["tokens"]) == (1, 50.0)
     r.settle([1, 80])
     assert (rpm.stats()["in_window"], tpm.stats()["tokens"]) == (1, 20.0)

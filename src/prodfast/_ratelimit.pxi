@@ -264,6 +264,8 @@ cdef class _RLBase:
 
     def _settle_at(self, reserved, actual, tuple receipt, double now):
         cdef double r = reserved, a = actual
+        if a > r and self._prepare_c(a - r) < 0:
+            raise MemoryError()
         self._settle_c(r, a, receipt[0], now)
         self._observed_settle(a - r, receipt[1], now)
 
@@ -400,6 +402,8 @@ cdef class Reservation:
         cdef double now = self._lim._now()
         if self._settled:
             raise RuntimeError("reservation already settled")
+        if a > self._c and self._lim._prepare_c(a - self._c) < 0:
+            raise MemoryError()
         self._apply(a, now)
 
     def cancel(self):
@@ -717,7 +721,12 @@ cdef class SlidingWindowLimiter(_RLBase):
         return self._w.last
 
     cdef void _settle_c(self, double reserved, double actual, double stamp, double now) noexcept:
-        _rl_window_unlog(&self._w, <Py_ssize_t>(reserved - actual), stamp)
+        # fewer calls: unlog them; more: log them now, above max_calls if need be (memory for
+        # them was reserved by _prepare_c before the reservation was marked settled)
+        if actual > reserved:
+            rl_window_add(&self._w, now, <Py_ssize_t>(actual - reserved))
+        else:
+            _rl_window_unlog(&self._w, <Py_ssize_t>(reserved - actual), stamp)
 
     cdef double _cost_c(self, object cost) except? -1.0:
         return 1.0 if cost is _rl_one else <double>_rl_whole(cost, self._w.max_calls)

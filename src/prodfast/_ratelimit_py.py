@@ -65,13 +65,10 @@ _rl_timeout = check_timeout
 
 
 def _rl_calls_actual(actual, reserved):
-    """A sliding window's settled cost: a whole number of calls, at most the reserved ones."""
+    """A sliding window's settled cost: a whole number of calls (more than reserved: a debt)."""
     a = check_actual(actual)
-    if not (a.is_integer() and a <= reserved):
-        raise ValueError(
-            f"actual must be a whole number of calls, at most the {reserved!r} reserved "
-            f"(a window cannot log calls it did not grant), got {actual!r}"
-        )
+    if not a.is_integer():
+        raise ValueError(f"actual must be a whole number of calls, got {actual!r}")
     return int(a)
 
 
@@ -928,7 +925,14 @@ class SlidingWindowLimiter(_Limiter):
 
     def _settle_locked(self, reserved, actual, receipt, now):
         """Remove ``reserved - actual`` of the calls logged at the receipt's time (later calls
-        stay in order; calls that already left the window are not there to remove)."""
+        stay in order; calls that already left the window are not there to remove), or log the
+        calls made beyond the reservation now, even above max_calls (a debt: later callers
+        wait until enough calls have left the window)."""
+        if actual > reserved:
+            if now > self._last:
+                self._last = now
+            self._log.extend([self._last] * (actual - reserved))
+            return
         k, stamp = reserved - actual, receipt[0]
         log, newer = self._log, []
         while log and log[-1] > stamp:
