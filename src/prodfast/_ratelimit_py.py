@@ -13,8 +13,21 @@ Time comes from an injectable clock (``time.monotonic`` by default), read once p
 clock that goes backwards means that no time passed. A denied request takes nothing: the state
 seen from then on (tokens, level, calls in the window, counters but ``denied``) is unchanged.
 
-The compiled core imports the argument checks, the trace checks of ``simulate`` and the waiting
-logic of ``acquire``/``acquire_async`` from here, so both twins accept, reject and wait alike.
+Beyond deciding, every limiter
+
+- reserves: ``reserve(cost)`` takes an estimate under acquire's waiting rules and returns a
+  :class:`Reservation`, settled later with the real cost (a debt may leave a bucket below zero
+  or a window above ``max_calls``; later callers wait it off);
+- observes: ``observe(headers, resource)`` takes a provider's rate-limit headers as the truth:
+  until the provider's reset, grants never total more than its ``remaining``, and after a 429
+  nothing is granted until the retry time (:class:`_RLObserved`);
+- can sit in a LimiterGroup, whose engine (:class:`_RLGroupEngine`) checks every member and
+  then takes from each, all-or-nothing, never taking and giving back.
+
+The compiled core imports the argument checks, the trace checks of ``simulate``, the waiting
+logic of ``acquire``/``acquire_async``/``reserve`` and the observation rules from here, so both
+twins accept, reject and wait alike. See ``prodfast._limiter_protocol`` for the protocol every
+limiter (these, the Redis ones, groups) follows.
 """
 
 from __future__ import annotations
