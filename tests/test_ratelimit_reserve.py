@@ -190,6 +190,7 @@ def test_group_reservation(core, clock):
     assert r.settled and rpm.stats()["in_window"] == 2
 
 
+@pytest.mark.cython_backend
 def test_twins_agree_on_reservation_api():
     cy = importlib.import_module("prodfast._core")
     py = importlib.import_module("prodfast._core_py")
@@ -261,6 +262,7 @@ def test_settled_totals_conform(core, kind, rate, capacity, steps):
     _run(core, kind, rate, capacity, steps)
 
 
+@pytest.mark.cython_backend
 @SETTINGS
 @given(
     kind=st.sampled_from(["token", "leaky"]),
