@@ -258,7 +258,7 @@ def test_wrong_or_missing_headers_change_nothing_and_warn_once(client):
     lim = RedisTokenBucket(client, key, 1000.0, 2.0)
     with pytest.warns(RateLimitHeaderWarning):
         lim.observe({"x-ratelimit-remaining-requests": "lots", "x-ratelimit-reset-requests": "1s"})
-    assert not client.exists(key + ":provider")
+    assert not client.exists(key)  # nothing stored
     assert lim.try_acquire(2) is True
     with pytest.raises(ValueError, match="resource"):
         lim.observe(OPENAI, resource="calls")
