@@ -54,6 +54,39 @@ local function fmt(x) return string.format('%.17g', x) end
 local width = 7
 if op == 'look' or op == 'take' then width = 4 end
 
+-- The hot path: one token bucket, look or take, no provider budget or hold in force. The rules
+-- of load/check/debit/save_tb below, without their tables and closures (a third of the time).
+if n == 1 and width == 4 and ARGV[3] == 'tb' then
+  local rate, cap, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local st = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'left', 'until', 'hold', 'top', 'gen')
+  if (tonumber(st[4]) or 0) <= real and (tonumber(st[5]) or 0) <= real then
+    local receipt = '0/' .. (st[7] or '0')
+    local tokens, last = cap, real
+    if st[1] then
+      tokens = tonumber(st[1])
+      last = tonumber(st[2])
+      if real > last then
+        tokens = math.min(cap, tokens + rate * (real - last) / 1000000)
+        last = real
+      end
+    end
+    if tokens < cost then
+      return {0, fmt((cost - tokens) / rate), fmt(tokens), receipt, '0'}
+    end
+    if op == 'take' and cost > 0 then
+      tokens = tokens - cost
+      local ttl = math.min(math.ceil((cap - tokens) / rate * 1000 + (last - real) / 1000), 2^52)
+      if ttl > 0 then
+        redis.call('HSET', KEYS[1], 'tokens', fmt(tokens), 'ts', fmt(last))
+        redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+      else
+        redis.call('DEL', KEYS[1])
+      end
+    end
+    return {1, '0', fmt(tokens), receipt, '0'}
+  end
+end
+
 -- the provider's budget and hold, from a hash's fields (absent or expired: none)
 local function budget(s, left, ends, hold, top, gen)
   s.hold = tonumber(hold) or 0
