@@ -711,3 +711,12 @@ def test_a_group_refused_outright_during_an_outage_does_not_wait(own_server):
         assert time.monotonic() - t0 < 2.0
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("cls", [RedisTokenBucket, RedisSlidingWindow])
+def test_a_budget_ends_at_its_reset(client, cls):
+    lim = cls(client, _new_key(), 1000, 1000.0)
+    lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "60ms"})
+    assert lim.try_acquire() is False and 0 < lim.wait_time() <= 0.06
+    time.sleep(0.1)
+    assert [lim.try_acquire(), lim.try_acquire()] == [True, True]  # on its own rules again
