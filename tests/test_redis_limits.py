@@ -720,3 +720,16 @@ def test_a_budget_ends_at_its_reset(client, cls):
     assert lim.try_acquire() is False and 0 < lim.wait_time() <= 0.06
     time.sleep(0.1)
     assert [lim.try_acquire(), lim.try_acquire()] == [True, True]  # on its own rules again
+
+
+def test_window_members_never_collide_with_older_names_at_the_same_time(client):
+    # regression: next to "<t>:0", "<t>:1" (an earlier version's names, as _seed_window writes
+    # them) a padded "<t>:...2" sorted below "<t>:1", and the next call at t reused its name
+    key = _new_key()
+    _seed_window(client, key, [0, 0])  # three calls at the frozen now: "<t>:0" .. "<t>:2"
+    lim = RedisSlidingWindow(client, key, 10, 60.0)
+    for expected in range(4, 8):
+        assert lim.try_acquire()
+        assert client.zcard(key) == expected
+    assert lim.reserve(2).cancel() is None and client.zcard(key) == 7
+    assert lim.try_acquire(3) and client.zcard(key) == 10

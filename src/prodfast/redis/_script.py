@@ -33,9 +33,10 @@ The provider budget: while ``now < until`` the member grants at most ``left`` mo
 grants nothing.  A report whose reset falls within the active budget's (1 ms of slack) is of the
 same window, possibly older than one seen already: it only lowers ``left``; a report that
 resets later replaces the budget, whose ``gen`` is the server time it was observed at.  Token bucket and window rules are the in-memory ones
-(API section 2).  Window members are ``"<time>:<i>"``, ``i`` zero-padded to 16 digits and one
+(API section 2).  Window members are ``"<time>:~<i>"``, ``i`` zero-padded to 16 digits and one
 more than the newest member logged at the same time, so members never collide (even after a
-give-back removed some) and the newest one sorts last among equal times.
+give-back removed some) and the newest one sorts last among equal times (``~`` sorts after
+every digit, so also after members named ``"<time>:<i>"`` by earlier versions).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ local function load(i)
       local score = tonumber(newest[2])
       if score > s.now then s.now = score end
       if score == s.now then
-        s.next = tonumber(string.match(newest[1], ':(%d+)$') or '-1') + 1
+        s.next = tonumber(string.match(newest[1], ':~?(%d+)$') or '-1') + 1
       end
     end
     redis.call('ZREMRANGEBYSCORE', s.key, '-inf', fmt(s.now - s.p2))
@@ -211,7 +212,7 @@ local function debit(s, k)
   local args = {}
   for j = s.next, s.next + k - 1 do
     args[#args + 1] = stamp
-    args[#args + 1] = stamp .. ':' .. string.format('%016d', j)
+    args[#args + 1] = stamp .. ':~' .. string.format('%016d', j)
     if #args >= 2000 then
       redis.call('ZADD', s.key, unpack(args))
       args = {}

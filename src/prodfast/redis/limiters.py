@@ -51,10 +51,10 @@ memory per decision.  The key expires when the bucket would be full again,
 leaves the bucket full deletes the key.
 
 Sliding window: an exact log, kept as a sorted set with one member per granted call, scored by
-the server time of the call in microseconds.  Members are ``"<time>:<i>"``, ``i`` zero-padded
+the server time of the call in microseconds.  Members are ``"<time>:~<i>"``, ``i`` zero-padded
 to 16 digits and one more than the newest member of the same time, so two calls in one
 microsecond never collide (the script's "now" never decreases), not even after a give-back
-removed some.  A decision runs ``ZRANGE -1 -1`` (the newest entry, to keep time monotonic),
+removed some or next to members an earlier version named ``"<time>:<i>"``.  A decision runs ``ZRANGE -1 -1`` (the newest entry, to keep time monotonic),
 ``ZREMRANGEBYSCORE -inf now-window`` (forget calls that left the window), ``ZCARD`` and, when
 granted, one ``ZADD`` of ``cost`` members; a denial reads the entry whose departure would make
 room with one ``ZRANGE`` by rank to compute the wait.  Cost per decision: O((k + 1) log n + m)
@@ -62,8 +62,8 @@ server time and one round trip, where n <= max_calls is the log's size, k = cost
 number of expired entries removed (each entry is removed once, so m is O(1) amortized).
 Memory: at most ``max_calls`` members, and only for calls still in the window; measured on
 Redis 7 (``MEMORY USAGE``) about 52 bytes per call while the set is small (listpack encoding,
-up to 128 members by default) and 140-160 bytes per call above that (skiplist: 139 at 1,000
-calls, 162 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window`` after the newest call.
+up to 128 members by default) and 140-160 bytes per call above that (skiplist: 135 at 1,000
+calls, 169 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window`` after the newest call.
 
 Leases (``lease=``)
 -------------------
