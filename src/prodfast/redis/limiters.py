@@ -62,8 +62,9 @@ server time and one round trip, where n <= max_calls is the log's size, k = cost
 number of expired entries removed (each entry is removed once, so m is O(1) amortized).
 Memory: at most ``max_calls`` members, and only for calls still in the window; measured on
 Redis 7 (``MEMORY USAGE``) about 52 bytes per call while the set is small (listpack encoding,
-up to 128 members by default) and 140-160 bytes per call above that (skiplist: 135 at 1,000
-calls, 169 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window`` after the newest call.
+up to 128 members by default) and 135-170 bytes per call above that (skiplist: 135 at 1,000
+calls, 169 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window``
+after the newest call.
 
 Leases (``lease=``)
 -------------------
