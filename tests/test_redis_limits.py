@@ -8,7 +8,6 @@ refills and every call of a window lands at one "now".
 from __future__ import annotations
 
 import math
-import multiprocessing
 import pathlib
 import subprocess
 import sys
@@ -29,7 +28,6 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-import redis_workers  # noqa: E402
 import test_redis  # noqa: E402
 from test_redis import (  # noqa: E402
     _fast_client_kwargs,
@@ -45,6 +43,7 @@ server = test_redis.server
 own_server = test_redis.own_server
 client = test_redis.client
 aclient = test_redis.aclient
+workers = test_redis.workers
 
 from prodfast import LimiterGroup, RateLimitError  # noqa: E402
 from prodfast._rl_headers import RateLimitHeaderWarning  # noqa: E402
@@ -375,34 +374,6 @@ async def test_async_group(aclient, client):
     r = await group.reserve([1, 40])
     await r.settle([1, 10])
     assert _tokens(client, tpm_key) == 30.0
-
-
-@pytest.fixture(scope="module")
-def workers():
-    """Four worker processes (spawned once for this module) running redis_workers tasks."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    pipes, procs = [], []
-    for _ in range(4):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=redis_workers.serve, args=(child, barrier), daemon=True)
-        proc.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(proc)
-
-    def run(task, *args):
-        for conn in pipes:
-            conn.send((task, args))
-        return [conn.recv() for conn in pipes]
-
-    yield run
-    for conn in pipes:
-        conn.send(None)
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
 
 
 def test_group_is_all_or_nothing_across_four_processes(server, client, workers):
