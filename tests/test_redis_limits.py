@@ -704,3 +704,42 @@ def test_window_members_never_collide_with_older_names_at_the_same_time(client):
         assert client.zcard(key) == expected
     assert lim.reserve(2).cancel() is None and client.zcard(key) == 7
     assert lim.try_acquire(3) and client.zcard(key) == 10
+
+
+ROOMY_BUDGET = {"x-ratelimit-remaining-requests": "1000000000", "x-ratelimit-reset-requests": "1h"}
+
+
+@test_redis.MODEL
+@given(
+    fill=st.floats(0.0, 1.0),
+    ops=st.lists(st.tuples(st.sampled_from(["try", "wait"]), st.integers(0, 8)), max_size=10),
+)
+def test_the_hot_paths_decide_as_the_general_script(client, fill, ops):
+    """A limiter under a budget that never binds takes the script's general path; its twin
+    without one takes the hot path: the same answers and the same stored state, decision by
+    decision (frozen clocks)."""
+    keys = {name: (_new_key(), _new_key()) for name in ("tb", "sw")}
+    pairs = {}
+    for name, (plain, budgeted) in keys.items():
+        if name == "tb":
+            for k in (plain, budgeted):
+                _seed_bucket(client, k, 8.0 * fill)
+            make = lambda k: RedisTokenBucket(client, k, 3.0, 8.0)  # noqa: E731
+        else:
+            ages = [int(a * 1e5) for a in range(int(8 * fill))]
+            for k in (plain, budgeted):
+                _seed_window(client, k, ages)
+            make = lambda k: RedisSlidingWindow(client, k, 9, 0.5)  # noqa: E731
+        pairs[name] = (make(plain), make(budgeted))
+        pairs[name][1].observe(ROOMY_BUDGET)
+    for op, cost in ops:
+        for name, (plain, budgeted) in pairs.items():
+            if op == "try":
+                assert plain.try_acquire(cost) == budgeted.try_acquire(cost)
+            else:
+                assert plain.wait_time(cost) == pytest.approx(budgeted.wait_time(cost), abs=1e-6)
+            if name == "tb":
+                a, b = client.hget(plain.key, "tokens"), client.hget(budgeted.key, "tokens")
+                assert (a is None and b is None) or float(a) == float(b)
+            else:
+                assert client.zcard(plain.key) == client.zcard(budgeted.key)
