@@ -10,6 +10,7 @@ export PRODFAST_REQUIRE_EXTENSION = 1
 
 BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
+PORTABLE   := build/portable-clock
 
 # aiolimiter's own test suite, from its sdist (the only release whose sdist ships its tests),
 # run against prodfast.AsyncLimiter through tests/aiolimiter_shim
@@ -17,7 +18,7 @@ AIOLIMITER_VERSION ?= 1.3.0
 AIOLIMITER_DIR     ?= build/aiolimiter-suite
 AIOLIMITER_TESTS   := $(AIOLIMITER_DIR)/aiolimiter-$(AIOLIMITER_VERSION)/tests/test_aiolimiter.py
 
-.PHONY: venv build test lint bench bench-pytest clean aiolimiter-suite
+.PHONY: venv build test test-portable-clock aiolimiter-suite cachetools-suite lint bench bench-pytest clean
 
 venv: $(STAMP)
 
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "setuptools>=77" "Cython>=3.1,<4" wheel
-	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,redis,prometheus,langchain]"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,redis,prometheus,langchain,otel]"
 	touch $@
 
 # Rebuilds the extension in place whenever a .pyx/.pxd/.pxi changed.
@@ -37,8 +38,19 @@ test: build
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q bench --benchmark-disable
 	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
+	$(MAKE) test-portable-clock
 	$(MAKE) aiolimiter-suite
+	$(MAKE) cachetools-suite
 	$(MAKE) lint
+
+# The core as macOS and Windows compile it (no coarse clock; src/prodfast/_platform.h), built out
+# of tree into $(PORTABLE) so the in-place build stays as it is, under the [cy] half of the suite.
+# The packaging and cimport tests build their own modules and do not exercise the core's clock.
+test-portable-clock: build
+	PRODFAST_PORTABLE_CLOCK=1 $(PY) setup.py --quiet build --build-base $(PORTABLE) --build-lib $(PORTABLE)/lib
+	PYTHONPATH=$(PORTABLE)/lib $(PY) -c "import prodfast._core as c, sys; sys.exit(0 if '$(PORTABLE)/lib/' in c.__file__ else f'not the portable build: {c.__file__}')"
+	PYTHONPATH=$(PORTABLE)/lib $(PY) -m pytest -q -p no:cacheprovider -m cython_backend \
+		--ignore=tests/test_wheel.py --ignore=tests/test_cimport.py
 
 $(AIOLIMITER_TESTS): $(STAMP)
 	mkdir -p $(AIOLIMITER_DIR)
@@ -51,6 +63,25 @@ aiolimiter-suite: build $(AIOLIMITER_TESTS)
 	PYTHONPATH=tests/aiolimiter_shim $(PY) -m pytest -q -p no:cacheprovider -p no:randomly \
 		--rootdir=$(AIOLIMITER_DIR) -c /dev/null -o asyncio_mode=auto \
 		-k "not test_version" $(AIOLIMITER_TESTS)
+
+# cachetools' own test suite (every file of its sdist's tests/), fetched from the package
+# registry at the version and hash pinned in tests/cachetools_suite/requirements.txt, run with
+# `cachetools` replaced by prodfast.compat.cachetools: once on the compiled core, once on the twin.
+CACHETOOLS_REQ   := tests/cachetools_suite/requirements.txt
+CACHETOOLS_CACHE := build/cachetools-suite
+CACHETOOLS_SUITE_RUN = cd $(CACHETOOLS_CACHE)/sdist && \
+	PYTHONPATH=$(CURDIR)/tests/cachetools_suite $(CURDIR)/$(PY) -m pytest -q -p shim -p no:cacheprovider tests
+
+$(CACHETOOLS_CACHE)/.fetched: $(CACHETOOLS_REQ) $(STAMP)
+	rm -rf $(CACHETOOLS_CACHE) && mkdir -p $(CACHETOOLS_CACHE)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r $(CACHETOOLS_REQ) -d $(CACHETOOLS_CACHE)
+	mkdir $(CACHETOOLS_CACHE)/sdist
+	tar -xzf $(CACHETOOLS_CACHE)/cachetools-*.tar.gz -C $(CACHETOOLS_CACHE)/sdist --strip-components=1
+	touch $@
+
+cachetools-suite: build $(CACHETOOLS_CACHE)/.fetched
+	$(CACHETOOLS_SUITE_RUN)
+	PRODFAST_PURE_PYTHON=1 $(CACHETOOLS_SUITE_RUN)
 
 lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py

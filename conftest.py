@@ -26,7 +26,6 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cython_backend: runs against prodfast._core")
-    config.addinivalue_line("markers", "slow: long stress or property run")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -70,6 +70,7 @@ class FakeLLMClient:
         words = self._answer(prompt)
         return {
             "text": "".join(words).strip(),
+            "model": "fake-gpt-0613",  # the model that answered: gen_ai.response.model
             "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(words)},
         }
 
@@ -91,7 +92,8 @@ def build(seed: int, rate: float, capacity: float):
             TimingCallback(),
             ErrorTrackingCallback(),
             TokenUsageCallback(),
-        ]
+        ],
+        provider="fake",  # every call's gen_ai.provider.name; the model comes from each call
     )
 
     @prodfast.lru_cache(maxsize=256, ttl=300.0)
@@ -159,7 +161,8 @@ def report(metrics: dict, outcome: dict, cache_info, client: FakeLLMClient) -> s
         f"  ttft      {ttft['count']:5d}  {fmt_ms(ttft['mean'])}  {fmt_ms(ttft['p50'])}  "
         f"{fmt_ms(ttft['p95'])}  {fmt_ms(ttft['p99'])}  {fmt_ms(ttft['max'])}",
         f"tokens: {tok['prompt_tokens']} prompt + {tok['completion_tokens']} completion = "
-        f"{tok['total_tokens']}; {tok['output_tokens_per_second']:.0f} output tokens/s",
+        f"{tok['total_tokens']}; {tok['output_tokens_per_second']:.0f} output tokens/s; "
+        f"{tok['chunks']} streamed chunks",
         f"throughput: {metrics['throughput']:.1f} calls/s over {metrics['uptime']:.2f} s",
     ]
     gate = metrics.get("rate_limit")
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
         from prodfast.integrations.prometheus import PrometheusCollector
 
         registry = CollectorRegistry()
-        registry.register(PrometheusCollector(manager, {"gen_ai.request.model": "fake-gpt"}))
+        registry.register(PrometheusCollector(manager, {"service.name": "llm-client-example"}))
         print(generate_latest(registry).decode(), end="")
     return 0
 

@@ -8,6 +8,7 @@ cache's ``_check()`` must pass and everything observable must equal the model.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import random
 
@@ -22,92 +23,158 @@ LONG = os.environ.get("PRODFAST_LONG_TESTS") == "1"
 KEYS = st.integers(0, 7)
 VALUES = st.integers(0, 30)
 
+KINDS = ("Cache", "FIFOCache", "LFUCache", "LRUCache", "RRCache", "TTLCache", "TLRUCache")
+TIMED = ("TTLCache", "TLRUCache")
+TTL = 5.0
+
 
 def _size(value):
     return value % 4  # 0..3: zero-sized values too
 
 
+def _ttu(key, value, now):
+    return now + value % 5  # value % 5 == 0: stored already expired, so dropped
+
+
+def _first(keys):
+    return keys[0]
+
+
+def make_cache(core, kind, maxsize, clock, sized, on_evict, choice=min):
+    kw = {"getsizeof": _size} if sized else {}
+    cls = getattr(core, kind)
+    if kind == "RRCache":
+        return cls(maxsize, choice, on_evict=on_evict, **kw)
+    if kind == "TTLCache":
+        return cls(maxsize, TTL, clock, on_evict=on_evict, **kw)
+    if kind == "TLRUCache":
+        return cls(maxsize, _ttu, clock, on_evict=on_evict, **kw)
+    return cls(maxsize, on_evict=on_evict, **kw)
+
+
 class Model:
-    def __init__(self, maxsize, ttl, sized):
-        self.maxsize, self.ttl, self.sized = maxsize, ttl, sized
-        self.data = {}  # key -> (value, size, expires)
-        self.order = []  # recency, LRU first
-        self.xorder = []  # set order (= expiry order)
+    """A dict in insertion order (= iteration order) plus each policy spelled out in lists."""
+
+    def __init__(self, kind, maxsize, sized):
+        self.kind, self.maxsize, self.sized = kind, maxsize, sized
+        self.data = {}  # key -> [value, size, expires, stamp]
+        self.order = []  # FIFO/LRU/TTL/TLRU: next victim first
+        self.count = {}  # LFU: use count
+        self.entered = {}  # LFU: when the key reached its count (ties: earliest goes first)
+        self.seq = 0
         self.hits = self.misses = self.evictions = self.expirations = 0
         self.evicted = []
 
-    def alive(self, key, now):
-        return key in self.data and (self.ttl is None or now < self.data[key][2])
+    def next_seq(self):
+        self.seq += 1
+        return self.seq
 
-    def _remove(self, key):
+    def alive(self, key, now):
+        if key not in self.data:
+            return False
+        return self.kind not in TIMED or now < self.data[key][2]
+
+    def remove(self, key):
         value = self.data.pop(key)[0]
-        self.order.remove(key)
-        self.xorder.remove(key)
+        if key in self.order:
+            self.order.remove(key)
+        self.count.pop(key, None)
+        self.entered.pop(key, None)
         return value
 
     def expire(self, now):
-        out = []
-        if self.ttl is None:
-            return out
-        while self.xorder and not now < self.data[self.xorder[0]][2]:
-            key = self.xorder[0]
-            out.append((key, self._remove(key)))
+        if self.kind not in TIMED:
+            return []
+        gone = sorted((k for k in self.data if not self.alive(k, now)), key=lambda k: self.data[k][2:])
+        out = [(k, self.remove(k)) for k in gone]
         self.expirations += len(out)
         self.evicted.extend(out)
         return out
 
     def currsize(self, now):
-        return sum(s for k, (v, s, e) in self.data.items() if self.alive(k, now))
+        return sum(v[1] for k, v in self.data.items() if self.alive(k, now))
 
     def live(self, now):
-        return [(k, self.data[k][0]) for k in self.order if self.alive(k, now)]
+        return [(k, v[0]) for k, v in self.data.items() if self.alive(k, now)]
+
+    def use(self, key):
+        # a hit of c[k] / get / setdefault
+        if self.kind in ("LRUCache", *TIMED):
+            self.order.remove(key)
+            self.order.append(key)
+        elif self.kind == "LFUCache":
+            self.count[key] += 1
+            self.entered[key] = self.next_seq()
+
+    def victim(self, keep):
+        others = [k for k in self.data if k != keep]
+        if self.kind == "Cache":
+            return others[0]
+        if self.kind == "RRCache":
+            return min(others)
+        if self.kind == "LFUCache":
+            return min(others, key=lambda k: (self.count[k], self.entered[k]))
+        return next(k for k in self.order if k != keep)
 
     def set(self, key, value, now):
         size = _size(value) if self.sized else 1
         if size > self.maxsize:
             raise ValueError("value too large")
+        expires = {"TTLCache": now + TTL, "TLRUCache": _ttu(key, value, now)}.get(self.kind)
         self.expire(now)
-        expires = None if self.ttl is None else now + self.ttl
-        total = sum(s for (_, s, _) in self.data.values())
-        if key in self.data:
-            self.order.remove(key)
-            self.order.append(key)
-            total -= self.data[key][1]
+        if self.kind == "TLRUCache" and not now < expires:
+            if key in self.data:
+                self.remove(key)
+            return
+        present = key in self.data
+        if present:
+            if self.kind in ("FIFOCache", "LRUCache", *TIMED):
+                self.order.remove(key)
+                self.order.append(key)
+            elif self.kind == "LFUCache":
+                self.count[key] += 1
+                self.entered[key] = self.next_seq()
+        total = sum(v[1] for v in self.data.values()) - (self.data[key][1] if present else 0)
         while total + size > self.maxsize:
-            victim = self.order[0]
+            victim = self.victim(key if present else None)
             total -= self.data[victim][1]
-            self.evicted.append((victim, self._remove(victim)))
+            self.evicted.append((victim, self.remove(victim)))
             self.evictions += 1
-        if key in self.data:
-            self.xorder.remove(key)
-        else:
+        if present:
+            self.data[key][:] = [value, size, expires, self.next_seq()]
+            return
+        self.data[key] = [value, size, expires, self.next_seq()]
+        if self.kind in ("FIFOCache", "LRUCache", *TIMED):
             self.order.append(key)
-        self.xorder.append(key)
-        self.data[key] = (value, size, expires)
+        elif self.kind == "LFUCache":
+            self.count[key] = 1
+            self.entered[key] = self.next_seq()
 
     def lookup(self, key, now):
         if self.alive(key, now):
             self.hits += 1
-            self.order.remove(key)
-            self.order.append(key)
+            self.use(key)
             return self.data[key][0]
         self.misses += 1
         return None
 
+    def popitem(self, now):
+        self.expire(now)
+        if not self.data:
+            return None
+        key = self.victim(None)
+        return key, self.remove(key)
 
-def make_machine(core, maxsize, ttl, sized):
+
+def make_machine(core, kind, maxsize, sized):
     class CacheMachine(RuleBasedStateMachine):
         @initialize()
         def setup(self):
             self.clock = FakeClock(100.0)
             self.evicted = []
-            kw = {"getsizeof": _size} if sized else {}
             cb = lambda k, v: self.evicted.append((k, v))  # noqa: E731
-            if ttl is None:
-                self.cache = core.LRUCache(maxsize, on_evict=cb, **kw)
-            else:
-                self.cache = core.TTLCache(maxsize, ttl, self.clock, on_evict=cb, **kw)
-            self.model = Model(maxsize, ttl, sized)
+            self.cache = make_cache(core, kind, maxsize, self.clock, sized, cb)
+            self.model = Model(kind, maxsize, sized)
 
         @property
         def now(self):
@@ -146,8 +213,7 @@ def make_machine(core, maxsize, ttl, sized):
         def setdefault(self, key, value):
             m = self.model
             if m.alive(key, self.now):
-                m.order.remove(key)
-                m.order.append(key)
+                m.use(key)
                 assert self.cache.setdefault(key, value) == m.data[key][0]
                 return
             try:
@@ -162,25 +228,24 @@ def make_machine(core, maxsize, ttl, sized):
         def delete(self, key):
             if self.model.alive(key, self.now):
                 del self.cache[key]
-                self.model._remove(key)
+                self.model.remove(key)
             else:
                 with pytest.raises(KeyError):
                     del self.cache[key]
 
         @rule(key=KEYS)
         def pop(self, key):
-            expected = self.model._remove(key) if self.model.alive(key, self.now) else "D"
+            expected = self.model.remove(key) if self.model.alive(key, self.now) else "D"
             assert self.cache.pop(key, "D") == expected
 
         @rule()
         def popitem(self):
-            self.model.expire(self.now)
-            if not self.model.order:
+            expected = self.model.popitem(self.now)
+            if expected is None:
                 with pytest.raises(KeyError):
                     self.cache.popitem()
             else:
-                key = self.model.order[0]
-                assert self.cache.popitem() == (key, self.model._remove(key))
+                assert self.cache.popitem() == expected
 
         @rule(dt=st.sampled_from([0.5, 1.0, 2.5, 4.0]))
         def tick(self, dt):
@@ -188,21 +253,31 @@ def make_machine(core, maxsize, ttl, sized):
 
         @rule()
         def expire(self):
-            if ttl is not None:
+            if kind in TIMED:
                 assert self.cache.expire() == self.model.expire(self.now)
 
         @rule()
         def clear(self):
             self.cache.clear()
-            self.model.data.clear()
-            self.model.order.clear()
-            self.model.xorder.clear()
+            m = self.model
+            for table in (m.data, m.count, m.entered):
+                table.clear()
+            m.order.clear()
 
         @rule()
         def reset_stats(self):
             self.cache.reset_stats()
             m = self.model
             m.hits = m.misses = m.evictions = m.expirations = 0
+
+        @rule()
+        def update_from_itself(self):
+            # dict.update(self) semantics: every live key set again to its own value, in order
+            m = self.model
+            for key, value in m.live(self.now):
+                m.lookup(key, self.now)
+                m.set(key, value, self.now)
+            self.cache.update(self.cache)
 
         @invariant()
         def agrees(self):
@@ -223,7 +298,7 @@ def make_machine(core, maxsize, ttl, sized):
                 "hit_rate": m.hits / total if total else 0.0,
                 "size": len(live),
                 "max_size": maxsize,
-                "ttl": ttl,
+                "ttl": TTL if kind == "TTLCache" else None,
                 "evictions": m.evictions,
                 "expirations": m.expirations,
             }
@@ -233,19 +308,17 @@ def make_machine(core, maxsize, ttl, sized):
 
 
 CONFIGS = [
-    pytest.param(4, None, False, id="lru"),
-    pytest.param(6, None, True, id="lru-sized"),
-    pytest.param(4, 5.0, False, id="ttl"),
-    pytest.param(6, 5.0, True, id="ttl-sized"),
-    pytest.param(0, 3.0, True, id="ttl-zero"),
-]
+    pytest.param(kind, maxsize, sized, id=f"{kind}-{maxsize}{'-sized' if sized else ''}")
+    for kind in KINDS
+    for maxsize, sized in ((4, False), (6, True))
+] + [pytest.param("TTLCache", 0, True, id="TTLCache-0-sized")]
 
 
-@pytest.mark.parametrize(("maxsize", "ttl", "sized"), CONFIGS)
-def test_state_machine(core, maxsize, ttl, sized):
-    machine = make_machine(core, maxsize, ttl, sized)
+@pytest.mark.parametrize(("kind", "maxsize", "sized"), CONFIGS)
+def test_state_machine(core, kind, maxsize, sized):
+    machine = make_machine(core, kind, maxsize, sized)
     machine.TestCase.settings = settings(
-        max_examples=400 if LONG else 40,
+        max_examples=400 if LONG else 25,
         stateful_step_count=60 if LONG else 30,
         deadline=None,
     )
@@ -289,16 +362,12 @@ def _script(rng, n):
     return ops
 
 
-def _run(module, config, ops):
-    maxsize, ttl, sized = config
+def _run(module, config, ops, choice=min):
+    kind, maxsize, sized = config
     clock = FakeClock()
     log = []
-    kw = {"getsizeof": _size} if sized else {}
     cb = lambda k, v: log.append(("evict", k, v))  # noqa: E731
-    if ttl is None:
-        c = module.LRUCache(maxsize, on_evict=cb, **kw)
-    else:
-        c = module.TTLCache(maxsize, ttl, clock, on_evict=cb, **kw)
+    c = make_cache(module, kind, maxsize, clock, sized, cb, choice)
     for op in ops:
         name = op[0]
         try:
@@ -323,7 +392,7 @@ def _run(module, config, ops):
             elif name == "setdefault":
                 r = c.setdefault(op[1], op[2])
             elif name == "expire":
-                r = c.expire() if ttl is not None else None
+                r = c.expire() if kind in TIMED else None
             elif name == "tick":
                 r = clock.tick(op[1])
             elif name == "len":
@@ -338,15 +407,30 @@ def _run(module, config, ops):
 
 
 @CYTHON_BACKEND
-@pytest.mark.parametrize(("maxsize", "ttl", "sized"), CONFIGS)
-@pytest.mark.parametrize("seed", range(6 if not LONG else 60))
-def test_differential_cython_vs_python(maxsize, ttl, sized, seed):
+@pytest.mark.parametrize(("kind", "maxsize", "sized"), CONFIGS)
+@pytest.mark.parametrize("seed", range(3 if not LONG else 60))
+def test_differential_cython_vs_python(kind, maxsize, sized, seed):
     cy = importlib.import_module("prodfast._core")
     py = importlib.import_module("prodfast._core_py")
     ops = _script(random.Random(seed * 7919 + maxsize), 300)
-    config = (maxsize, ttl, sized)
+    config = (kind, maxsize, sized)
     a = _run(cy, config, ops)
     b = _run(py, config, ops)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("sized", [False, True])
+@pytest.mark.parametrize("seed", range(4 if not LONG else 40))
+def test_rr_slot_order_is_the_same_on_both_backends(sized, seed):
+    # a choice that depends on the order of the sequence it gets: the slot order must agree
+    cy = importlib.import_module("prodfast._core")
+    py = importlib.import_module("prodfast._core_py")
+    ops = _script(random.Random(seed), 300)
+    config = ("RRCache", 6, sized)
+    a = _run(cy, config, ops, _first)
+    b = _run(py, config, ops, _first)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, f"step {i}: {ops[i] if i < len(ops) else ''}"
 
@@ -356,38 +440,38 @@ def test_differential_cython_vs_python(maxsize, ttl, sized, seed):
 
 def _filled(module, kind):
     clock = FakeClock()
-    if kind == "lru":
-        c = module.LRUCache(5, getsizeof=_size)
-    else:
-        c = module.TTLCache(5, 4.0, clock)
+    c = make_cache(module, kind, 5, clock, kind in ("LRUCache", "LFUCache", "RRCache"), None)
     for i in range(8):
         c[i] = i + 1
         clock.tick(1.0)
         c.get(i - 2)
-    return c
+        c.get(i - 3)
+    return c, clock
 
 
 @CYTHON_BACKEND
-@pytest.mark.parametrize("kind", ["lru", "ttl"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("direction", ["cy->py", "py->cy"])
 def test_state_loads_across_backends(kind, direction):
     cy = importlib.import_module("prodfast._core")
     py = importlib.import_module("prodfast._core_py")
     src, dst = (cy, py) if direction == "cy->py" else (py, cy)
-    a = _filled(src, kind)
+    a, clock = _filled(src, kind)
     state = a.__reduce__()[2]
-    cls = dst.LRUCache if kind == "lru" else dst.TTLCache
+    cls = getattr(dst, kind)
     b = cls.__new__(cls)
     b.__setstate__(state)
     b._check()
     assert list(b.items()) == list(a.items())
     assert b.stats() == a.stats()
     assert b.currsize == a.currsize
-    a[100] = 1
-    b[100] = 1
-    assert list(b.items()) == list(a.items())
-    if kind == "ttl":
+    for i in (100, 101, 102):
+        a[i] = 1
+        b[i] = 1
+        assert list(b.items()) == list(a.items())
+    if kind in TIMED:
         assert b.expire(50.0) == a.expire(50.0)
+    assert [b.popitem() for _ in range(len(b))] == [a.popitem() for _ in range(len(a))]
 
 
 # ---------------------------------------------------------------- same surface, same errors
@@ -398,7 +482,7 @@ def _public(cls):
 
 
 @CYTHON_BACKEND
-@pytest.mark.parametrize("name", ["LRUCache", "TTLCache"])
+@pytest.mark.parametrize("name", KINDS)
 def test_same_public_surface(name):
     cy = getattr(importlib.import_module("prodfast._core"), name)
     py = getattr(importlib.import_module("prodfast._core_py"), name)
@@ -423,6 +507,17 @@ BAD_CALLS = [
     ("TTLCache", (3, 1), {"timer": 1}),
     ("TTLCache", (-3, 1), {}),
     ("TTLCache", (3, 1), {"on_evict": 1}),
+    ("TTLCache", (-math.inf, 1), {}),
+    ("Cache", (-1,), {}),
+    ("Cache", (-math.inf,), {}),
+    ("FIFOCache", (2.5,), {}),
+    ("LFUCache", (3,), {"getsizeof": 1}),
+    ("RRCache", (3, 5), {}),
+    ("RRCache", (3,), {"choice": None}),
+    ("TLRUCache", (3, None), {}),
+    ("TLRUCache", (3, "ttu"), {}),
+    ("TLRUCache", (3, max), {"timer": 0}),
+    ("TLRUCache", (-1, max), {}),
 ]
 
 

@@ -606,8 +606,9 @@ def test_async_generator_records_time_to_first_token(core):
     end = [e for e in rec.events if e[0] == "end"][0]
     assert end[2] == "Hello!" and end[4]["streamed_tokens"] == 3
     assert [e[2] for e in rec.events if e[0] == "token"] == ["Hel", "lo", "!"]
-    # no usage reported: each streamed token counts as one completion token
-    assert usage.get_stats()["completion_tokens"] == 3
+    # no usage reported: the stream's chunks are counted as chunks, not as tokens
+    assert usage.get_stats()["chunks"] == 3
+    assert usage.get_stats()["completion_tokens"] == 0 == usage.get_stats()["total_tokens"]
     assert m.metrics()["ttft"]["count"] == 1
 
 
@@ -630,7 +631,7 @@ def test_sync_generator_streams_and_reads_usage_from_the_last_chunk(core):
     assert timing.get_stats()["mean"] == pytest.approx(0.5)
     assert usage.get_stats() == {
         "calls": 1, "prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
-        "output_tokens_per_second": pytest.approx(4.0),
+        "chunks": 3, "output_tokens_per_second": pytest.approx(4.0),
     }
 
 
@@ -716,7 +717,7 @@ def test_usage_read_openai_style(result):
     assert rec.events[-1][3] == 7  # tokens_used = total
     assert usage.get_stats() == {
         "calls": 1, "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
-        "output_tokens_per_second": 2.0,
+        "chunks": 0, "output_tokens_per_second": 2.0,
     }
 
 
@@ -746,7 +747,7 @@ def test_tokens_per_second_over_summed_call_time():
     stats = usage.get_stats()
     assert stats == {
         "calls": 4, "prompt_tokens": 3, "completion_tokens": 40, "total_tokens": 48,
-        "output_tokens_per_second": 40 / 4.5,
+        "chunks": 0, "output_tokens_per_second": 40 / 4.5,
     }
     assert m.metrics()["tokens"] == stats
     usage.reset()
@@ -1036,8 +1037,8 @@ def test_stock_callbacks_driven_by_hand():
     u.on_llm_end("m", None, None, usage=SimpleNamespace(input_tokens=2, output_tokens=3), latency=1.0)
     u.on_llm_end("m", None, 10, latency=1.0)
     u.on_llm_end("m", None, None, streamed_tokens=4, latency=2.0)
-    assert u.get_stats() == {"calls": 3, "prompt_tokens": 2, "completion_tokens": 7,
-                             "total_tokens": 19, "output_tokens_per_second": 7 / 4.0}
+    assert u.get_stats() == {"calls": 3, "prompt_tokens": 2, "completion_tokens": 3,
+                             "total_tokens": 15, "chunks": 4, "output_tokens_per_second": 3 / 4.0}
     with pytest.raises(ValueError, match="usage"):
         u.on_llm_end("m", None, None, usage={"prompt_tokens": -1}, latency=1.0)
     with pytest.raises(TypeError, match="tokens_used"):

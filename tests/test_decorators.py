@@ -159,18 +159,24 @@ def test_exceptions_are_not_cached():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="maxsize"):
-        lru_cache(maxsize=-1)
     with pytest.raises(TypeError, match="maxsize"):
         lru_cache(maxsize="big")
     with pytest.raises(ValueError, match="ttl"):
         lru_cache(ttl=0)
     with pytest.raises(TypeError, match="typed"):
         lru_cache(typed="yes")
-    with pytest.raises(TypeError, match="cache"):
-        cached(42)
+    with pytest.raises(TypeError, match="cache must not be None"):
+        cached(None)
     with pytest.raises(TypeError, match="key"):
         cached({}, key=3)
+
+
+def test_negative_maxsize_is_zero_as_in_functools():
+    ours = lru_cache(maxsize=-1)(lambda x: x)
+    ref = functools.lru_cache(maxsize=-1)(lambda x: x)
+    for f in (ours, ref):
+        assert f(1) == 1 and f(1) == 1
+    assert ours.cache_info() == ref.cache_info() == (0, 2, 0, 0)
 
 
 def test_unhashable_arguments_raise():
@@ -210,7 +216,7 @@ def test_cached_over_any_cache(make_cache):
 def test_cached_counts_in_cache_stats_and_custom_key():
     cache = prodfast.LRUCache(10)
 
-    @cached(cache, key=lambda x, scale=1: x)
+    @cached(cache, key=lambda x, scale=1: x, info=True)
     def f(x, scale=1):
         return x * scale
 

@@ -56,6 +56,11 @@ def test_example_report_and_prometheus_output(core):
     assert "latency" in report and "ttft" in report and "error rate" in report
     families = {f.name: f for f in text_string_to_metric_families("# HELP" + exposition)}
     duration = families["gen_ai_client_operation_duration_seconds"]
-    quantiles = {s.labels["quantile"] for s in duration.samples if "quantile" in s.labels}
-    assert quantiles == {"0.5", "0.95", "0.99"}
+    assert duration.type == "histogram"
     assert all(s.labels["gen_ai_request_model"] == "fake-gpt" for s in duration.samples)
+    assert all(s.labels["gen_ai_provider_name"] == "fake" for s in duration.samples)
+    ok = [s for s in duration.samples if "error_type" not in s.labels]
+    # completions report the model that answered; the streams do not
+    assert {s.labels.get("gen_ai_response_model") for s in ok} == {"fake-gpt-0613", None}
+    quantiles = families["gen_ai_client_operation_duration_seconds_quantile"]
+    assert {s.labels["quantile"] for s in quantiles.samples} == {"0.5", "0.95", "0.99"}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import (
     FakeListChatModel,
@@ -34,19 +35,23 @@ from prodfast.callbacks import (
 from prodfast.integrations.langchain import AsyncProdfastCallbackHandler, ProdfastCallbackHandler
 from prodfast.integrations.prometheus import (
     OPERATION_DURATION,
+    TIME_PER_OUTPUT_CHUNK,
     TIME_TO_FIRST_CHUNK,
     TOKEN_USAGE,
     PrometheusCollector,
     prometheus_name,
 )
+from prodfast.monitor.series import DURATION_BUCKETS
 
 
-def stock_manager(core, clock=None):
+def stock_manager(core, clock=None, **kwargs):
     timing = TimingCallback(summary_factory=core.LatencySummary)
     errors = ErrorTrackingCallback()
     usage = TokenUsageCallback()
-    kwargs = {} if clock is None else {"clock": clock}
-    return CallbackManager([timing, errors, usage], **kwargs), timing, errors, usage
+    if clock is not None:
+        kwargs["clock"] = clock
+    m = CallbackManager([timing, errors, usage], sketch_factory=core.QuantileSketch, **kwargs)
+    return m, timing, errors, usage
 
 
 def scrape(*collectors):
@@ -71,6 +76,7 @@ def samples(family, name=None, **labels):
 def test_prometheus_names_follow_the_otel_mapping():
     assert OPERATION_DURATION == "gen_ai_client_operation_duration_seconds"
     assert TIME_TO_FIRST_CHUNK == "gen_ai_client_operation_time_to_first_chunk_seconds"
+    assert TIME_PER_OUTPUT_CHUNK == "gen_ai_client_operation_time_per_output_chunk_seconds"
     assert TOKEN_USAGE == "gen_ai_client_token_usage"
     assert prometheus_name("gen_ai.client.operation.duration", "s") == OPERATION_DURATION
     assert prometheus_name("gen_ai.client.token.usage", "{token}") == TOKEN_USAGE
@@ -82,48 +88,68 @@ def test_prometheus_names_follow_the_otel_mapping():
         prometheus_name("")
 
 
-def test_prometheus_exposition_parses_back_with_real_quantiles(core):
+def test_prometheus_exposition_parses_back_as_histograms_by_call_attributes(core):
     clock = FakeClock()
-    m, timing, errors, usage = stock_manager(core, clock)
+    m, timing, errors, usage = stock_manager(core, clock, provider="openai")
     latencies = [0.12, 0.31, 0.08, 0.55, 0.27, 0.9, 0.16, 0.41, 0.22, 0.35, 1.7, 0.05]
+    seen = []
     for i, lat in enumerate(latencies):
+        start = clock.now
         with m.track("gpt-4o", "p") as run:
             if i % 3 == 0:  # a streamed call
                 clock.tick(lat / 4)
                 run.new_token("x")
-            clock.tick(lat - (lat / 4 if i % 3 == 0 else 0.0))
-            run.set_response({"usage": {"prompt_tokens": 10 + i, "completion_tokens": i}})
+                clock.tick(lat / 4)
+                run.new_token("y")
+            clock.tick(lat - (lat / 2 if i % 3 == 0 else 0.0))
+            run.set_response({"model": "gpt-4o-2024", "usage": {"prompt_tokens": 10 + i,
+                                                                "completion_tokens": i}})
+        seen.append(clock.now - start)
     for exc in (TimeoutError("t"), TimeoutError("t"), ValueError("v")):
         with pytest.raises(type(exc)):
             with m.track("gpt-4o"):
+                clock.tick(0.5)
                 raise exc
 
-    collector = PrometheusCollector(
-        m, attributes={"gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"}
-    )
+    collector = PrometheusCollector(m, attributes={"service.name": "api"})
     text, families = scrape(collector)
-    labels = {"gen_ai_request_model": "gpt-4o", "gen_ai_operation_name": "chat"}
+    labels = {"service_name": "api", "gen_ai_request_model": "gpt-4o",
+              "gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai",
+              "gen_ai_response_model": "gpt-4o-2024"}
 
     duration = families[OPERATION_DURATION]
-    assert duration.type == "summary"
-    stats = timing.get_stats()
-    for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
-        (s,) = samples(duration, OPERATION_DURATION, quantile=q, **labels)
-        assert s.value == pytest.approx(stats[key], rel=1e-12)
+    assert duration.type == "histogram"
+    ok = [s for s in duration.samples if "error_type" not in s.labels]
+    buckets = {float(s.labels["le"]): s.value for s in ok if s.name.endswith("_bucket")}
+    assert list(buckets) == [*DURATION_BUCKETS, math.inf]
+    for le, n in buckets.items():  # cumulative, exact
+        assert n == sum(1 for v in seen if v <= le), le
     (count,) = samples(duration, OPERATION_DURATION + "_count", **labels)
     (total,) = samples(duration, OPERATION_DURATION + "_sum", **labels)
     assert count.value == len(latencies)
     assert total.value == pytest.approx(sum(latencies), rel=1e-9)
-    assert stats["p50"] < stats["p95"] <= stats["p99"]
+    # failed calls: their duration, labelled error_type, without a response model
+    (failed,) = samples(duration, OPERATION_DURATION + "_count", error_type="TimeoutError")
+    assert failed.value == 2 and "gen_ai_response_model" not in failed.labels
+
+    quantiles = families[OPERATION_DURATION + "_quantile"]
+    assert quantiles.type == "gauge"
+    for q in (0.5, 0.95, 0.99):
+        (s,) = samples(quantiles, quantile=str(q), **labels)
+        exact = float(np.quantile(np.asarray(seen), q, method="lower"))
+        assert s.value == pytest.approx(exact, rel=0.0101)
 
     ttft = families[TIME_TO_FIRST_CHUNK]
     (tcount,) = samples(ttft, TIME_TO_FIRST_CHUNK + "_count")
     assert tcount.value == 4
     (tsum,) = samples(ttft, TIME_TO_FIRST_CHUNK + "_sum")
     assert tsum.value == pytest.approx(sum(latencies[i] / 4 for i in range(0, 12, 3)))
+    tpoc = families[TIME_PER_OUTPUT_CHUNK]
+    (pcount,) = samples(tpoc, TIME_PER_OUTPUT_CHUNK + "_count")
+    assert pcount.value == 4
 
     tokens = families[TOKEN_USAGE]
-    assert tokens.type == "summary"
+    assert tokens.type == "histogram"
     (inp,) = samples(tokens, TOKEN_USAGE + "_sum", gen_ai_token_type="input")
     (out,) = samples(tokens, TOKEN_USAGE + "_sum", gen_ai_token_type="output")
     (calls_in,) = samples(tokens, TOKEN_USAGE + "_count", gen_ai_token_type="input")
@@ -134,24 +160,29 @@ def test_prometheus_exposition_parses_back_with_real_quantiles(core):
     by_type = {s.labels["error_type"]: s.value for s in errs.samples if s.name.endswith("_total")}
     assert by_type == {"TimeoutError": 2.0, "ValueError": 1.0}
     ops = families["gen_ai_client_operations"]
-    (ops_total,) = [s for s in ops.samples if s.name.endswith("_total")]
-    assert ops_total.value == 15
+    assert sum(s.value for s in ops.samples if s.name.endswith("_total")) == 15
     # no OpenTelemetry dot survives in a name or label name
     for fam in families.values():
         for s in fam.samples:
             assert "." not in s.name and not any("." in k for k in s.labels)
-    assert "gen_ai_client_operation_duration_seconds{" in text
+    assert "gen_ai_client_operation_duration_seconds_bucket{" in text
 
 
-def test_prometheus_empty_summaries_export_nan_quantiles(core):
+def test_prometheus_without_calls_exports_empty_families(core):
     m, *_ = stock_manager(core)
     _, families = scrape(PrometheusCollector(m))
-    duration = families[OPERATION_DURATION]
-    quantiles = [s for s in duration.samples if "quantile" in s.labels]
-    assert len(quantiles) == 3 and all(math.isnan(s.value) for s in quantiles)
-    (count,) = samples(duration, OPERATION_DURATION + "_count")
-    assert count.value == 0
-    assert samples(families["gen_ai_client_operation_errors"]) == []
+    assert all(f.samples == [] for f in families.values())
+
+
+def test_prometheus_overflow_set_is_labelled(core):
+    m, *_ = stock_manager(core, max_attribute_sets=2)
+    for name in "abcd":
+        with m.track(name):
+            pass
+    _, families = scrape(PrometheusCollector(m))
+    counts = {s.labels.get("gen_ai_request_model", s.labels.get("otel_metric_overflow")): s.value
+              for s in samples(families[OPERATION_DURATION], OPERATION_DURATION + "_count")}
+    assert counts == {"a": 1, "b": 1, "true": 2}
 
 
 def test_prometheus_several_managers_in_one_family(core):
@@ -162,24 +193,25 @@ def test_prometheus_several_managers_in_one_family(core):
             pass
     with b.track("b"):
         pass
-    collector = PrometheusCollector(a, {"gen_ai.request.model": "a"})
-    collector.add(b, {"gen_ai.request.model": "b"})
+    collector = PrometheusCollector(a, {"service.name": "a"})
+    collector.add(b, {"service.name": "b"})
     _, families = scrape(collector)
     counts = {
-        s.labels["gen_ai_request_model"]: s.value
+        (s.labels["service_name"], s.labels["gen_ai_request_model"]): s.value
         for s in samples(families[OPERATION_DURATION], OPERATION_DURATION + "_count")
     }
-    assert counts == {"a": 3, "b": 1}
+    assert counts == {("a", "a"): 3, ("b", "b"): 1}
     with pytest.raises(ValueError, match="same keys"):
-        collector.add(b, {"gen_ai.system": "x"})
+        collector.add(b, {"deployment": "x"})
     with pytest.raises(ValueError, match="differ"):
-        collector.add(b, {"gen_ai.request.model": "a"})
+        collector.add(b, {"service.name": "a"})
     with pytest.raises(TypeError, match="manager"):
         PrometheusCollector(object())
     with pytest.raises(TypeError, match="attributes"):
         PrometheusCollector(a, ["x"])
-    with pytest.raises(ValueError, match="attributes"):
-        PrometheusCollector(a, {"error.type": "x"})
+    for per_call in ("error.type", "gen_ai.request.model", "gen_ai.provider.name"):
+        with pytest.raises(ValueError, match="per-call"):
+            PrometheusCollector(a, {per_call: "x"})
     with pytest.raises(ValueError, match="attributes"):
         PrometheusCollector(a, {"a.b": 1, "a_b": 2})
 
@@ -187,8 +219,8 @@ def test_prometheus_several_managers_in_one_family(core):
 def test_registering_the_collector_does_not_read_the_metrics(core):
     m, *_ = stock_manager(core)
     reads = []
-    original = m.metrics
-    m.metrics = lambda: reads.append(1) or original()
+    original = m.series
+    m.series = lambda: reads.append(1) or original()
     registry = CollectorRegistry()
     registry.register(PrometheusCollector(m))
     assert reads == []
@@ -207,10 +239,14 @@ def test_langchain_invoke_feeds_the_manager(core):
         AIMessage(content="hello world",
                   usage_metadata={"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}),
         AIMessage(content="second",
-                  usage_metadata={"input_tokens": 4, "output_tokens": 1, "total_tokens": 5}),
+                  usage_metadata={"input_tokens": 4, "output_tokens": 1, "total_tokens": 5},
+                  response_metadata={"model_name": "fake-2024"}),
     ]))
     assert model.invoke("hi", config={"callbacks": [handler]}).content == "hello world"
     assert model.invoke("again", config={"callbacks": [handler]}).content == "second"
+    # the model that answered, when the message names it, becomes gen_ai.response.model
+    responded = [s["attributes"].get("gen_ai.response.model") for s in m.metrics()["by_attributes"]]
+    assert sorted(responded, key=str) == [None, "fake-2024"]
     assert usage.get_stats()["prompt_tokens"] == 7
     assert usage.get_stats()["completion_tokens"] == 3
     assert usage.get_stats()["total_tokens"] == 10
@@ -237,8 +273,9 @@ def test_langchain_stream_records_time_to_first_token(core):
     assert {name for name, _ in seen} == {"GenericFakeChatModel"}
     assert timing.get_ttft_stats()["count"] == 1
     assert timing.get_ttft_stats()["max"] <= timing.get_stats()["max"]
-    # no usage reported by this model: the streamed tokens count as completion tokens
-    assert usage.get_stats()["completion_tokens"] == len(chunks)
+    # no usage reported by this model: the streamed chunks are counted as chunks, not tokens
+    assert usage.get_stats()["chunks"] == len(chunks)
+    assert usage.get_stats()["completion_tokens"] == 0
 
 
 def test_langchain_async_runs_and_errors(core):
@@ -297,7 +334,7 @@ def test_prodfast_imports_without_the_optional_dependencies():
 
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("prometheus_client", "langchain_core"):
+                if name.split(".")[0] in ("prometheus_client", "langchain_core", "opentelemetry"):
                     raise ImportError("blocked: " + name)
                 return None
 
@@ -309,7 +346,8 @@ def test_prodfast_imports_without_the_optional_dependencies():
         with m.track("m"):
             pass
         assert m.metrics()["calls"] == 1
-        for mod in ("prodfast.integrations.prometheus", "prodfast.integrations.langchain"):
+        for mod in ("prodfast.integrations.prometheus", "prodfast.integrations.langchain",
+                    "prodfast.integrations.otel"):
             try:
                 __import__(mod)
             except ImportError as exc:
@@ -317,6 +355,7 @@ def test_prodfast_imports_without_the_optional_dependencies():
             else:
                 raise SystemExit(mod + " imported without its dependency")
         assert "prometheus_client" not in sys.modules and "langchain_core" not in sys.modules
+        assert "opentelemetry" not in sys.modules
         print("ok")
         """
     )

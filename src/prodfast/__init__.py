@@ -5,11 +5,25 @@ pure-Python fallback otherwise; ``prodfast.BACKEND`` says which ("cython" or "py
 The decorators, limiter groups and callbacks are Python layers over the active backend.
 """
 
-from ._backend import BACKEND, BACKEND_ERROR, impl
+from typing import TYPE_CHECKING
 
-# caches (API.md section 1)
+from ._backend import BACKEND, BACKEND_ERROR
+
+# Type checkers see the compiled core's typed contract, _core.pyi (which stubtest holds to the
+# compiled module, and tests/test_parity.py the twin to it); at run time impl is the backend in use.
+if TYPE_CHECKING:
+    from . import _core as impl
+else:
+    from ._backend import impl
+
+# caches (API.md section 1): cachetools 8's classes
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
 LRUCache = impl.LRUCache
+RRCache = impl.RRCache
 TTLCache = impl.TTLCache
+TLRUCache = impl.TLRUCache
 
 # rate limiters (section 2)
 TokenBucket = impl.TokenBucket
@@ -22,8 +36,10 @@ RunningStats = impl.RunningStats
 P2Quantile = impl.P2Quantile
 Quantiles = impl.Quantiles
 LatencySummary = impl.LatencySummary
+QuantileSketch = impl.QuantileSketch
 
-from .decorators import cached, lru_cache  # noqa: E402
+from . import keys  # noqa: E402
+from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
     AsyncLimiter,
     GroupReservation,
@@ -46,9 +62,17 @@ from .monitor import (  # noqa: E402  (section 4: needs the classes above)
 __all__ = [
     "BACKEND",
     "BACKEND_ERROR",
+    "Cache",
+    "FIFOCache",
+    "LFUCache",
     "LRUCache",
+    "RRCache",
     "TTLCache",
+    "TLRUCache",
+    "CacheInfo",
     "cached",
+    "cachedmethod",
+    "keys",
     "lru_cache",
     "TokenBucket",
     "LeakyBucket",
@@ -66,6 +90,7 @@ __all__ = [
     "P2Quantile",
     "Quantiles",
     "LatencySummary",
+    "QuantileSketch",
     "BaseCallback",
     "CallbackManager",
     "TimingCallback",

@@ -39,8 +39,13 @@ import copyreg as _cache_copyreg
 import math as _cache_math
 import numbers as _cache_numbers
 import threading as _cache_threading
+import random as _cache_random
 import time as _cache_time
 import types as _cache_types
+
+# The twin's validators (one set of error texts), pop()'s default sentinel (one signature) and
+# its pickle state tag and version (one state format)
+import prodfast._cache_py as _cache_py
 
 cdef extern from "Python.h":
     int _cache_RichCompareBool "PyObject_RichCompareBool" (PyObject* a, PyObject* b, int op) except -1
@@ -55,17 +60,8 @@ cdef extern from "Python.h":
     double _cache_FloatAsDouble "PyFloat_AS_DOUBLE" (object o)
     Py_ssize_t PY_SSIZE_T_MAX
 
-cdef extern from *:
-    void _cache_prefetch "__builtin_prefetch" (const void* p) noexcept nogil
-
-cdef extern from "<time.h>" nogil:
-    ctypedef int clockid_t
-    cdef struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(clockid_t clk, timespec* tp)
-    clockid_t CLOCK_MONOTONIC
-    clockid_t CLOCK_MONOTONIC_COARSE
+cdef extern from "prodfast/_platform.h":
+    void _cache_prefetch "prodfast_prefetch" (const void* p) noexcept nogil
 
 ctypedef int (*_cache_visitproc)(PyObject*, void*) noexcept
 ctypedef int (*_cache_traverseproc)(PyObject*, _cache_visitproc, void*) noexcept
@@ -88,24 +84,47 @@ cdef struct _cache_tl:
     int32_t prev
     int32_t next
 
+cdef struct _cache_bk:
+    # LFUCache: one use-count bucket, a run first..last of the entry list (all with `count` uses)
+    int64_t count
+    int32_t first       # on the free list: the next free bucket
+    int32_t last
+
+cdef struct _cache_store:
+    # A cache's contents detached from it, waiting to be released (see _detach)
+    _cache_ent* ents
+    _cache_tl* tl
+    int32_t* heap
+    int32_t* hpos
+    int32_t* lfb
+    _cache_bk* bks
+    PyObject** xexp
+    PyObject** sizes
+    double* seqs
+    Py_ssize_t n
+
 DEF _CACHE_EMPTY = -1
 DEF _CACHE_MINSIZE = 8
 DEF _CACHE_MAXENT = 0x7FFFFFF0
 
+# Eviction policies. The entry list (prev/next) is the iteration order and, except for RR, the
+# eviction order: its head is the next victim.
+DEF _POL_LRU = 0        # LRUCache, TTLCache, TLRUCache: a hit or update moves the entry to the tail
+DEF _POL_FIFO = 1       # FIFOCache: an update moves the entry to the tail, a hit does not
+DEF _POL_INS = 2        # Cache: insertion order, nothing moves
+DEF _POL_RR = 3         # RRCache: insertion order; choice() over the dense entries picks the victim
+DEF _POL_LFU = 4        # LFUCache: sorted by use count (buckets), least recent first within one
+
 cdef object _cache_monotonic = _cache_time.monotonic
-_CACHE_STATE_TAG = "prodfast.cache"
+_CACHE_STATE_TAG = _cache_py._STATE_TAG
 _cache_repr_running = set()
-_CACHE_STATE_VERSION = 1
-# pop()'s default sentinel is the twin's, so that both show one signature
-from prodfast._cache_py import _MISSING as _cache_py_MISSING
-cdef object _cache_MISSING = _cache_py_MISSING
+_CACHE_STATE_VERSION = _cache_py._STATE_VERSION
+cdef object _cache_MISSING = _cache_py._MISSING
 
 
 cdef inline double _cache_cclock() noexcept nogil:
-    # time.monotonic() without the Python call: the same clock and the same ns -> s conversion
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+    # time.monotonic() without the Python call (prodfast/_platform.h)
+    return prodfast_monotonic()
 
 
 # Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
@@ -116,9 +135,8 @@ cdef inline double _cache_cclock() noexcept nogil:
 DEF _CACHE_COARSE_MARGIN = 0.05
 
 cdef inline double _cache_coarse() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+    # the coarse clock where there is one, else -inf: then every read is precise
+    return prodfast_monotonic_floor()
 
 
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
@@ -129,53 +147,89 @@ cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
     return memcmp(_cache_UDATA(a), _cache_UDATA(b), <size_t>n * kind) == 0
 
 
-def _cache_check_maxsize(maxsize):
-    if isinstance(maxsize, bool) or not (
-        isinstance(maxsize, int) or (isinstance(maxsize, float) and maxsize == _cache_math.inf)
-    ):
-        raise TypeError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
-    if maxsize < 0:
-        raise ValueError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
-
-
-def _cache_check_callable(name, fn):
-    if fn is not None and not callable(fn):
-        raise TypeError(f"{name} must be callable or None, got {fn!r}")
-
-
-def _cache_check_ttl(ttl):
-    if isinstance(ttl, bool):
-        raise TypeError(f"ttl must be a positive number (or a duration the timer's values accept), got {ttl!r}")
-    if isinstance(ttl, _cache_numbers.Real):
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        return
-    try:
-        zero = ttl - ttl
-        positive = bool(ttl > zero)
-    except Exception:
-        raise TypeError(
-            f"ttl must be a positive number (or a duration the timer's values accept), got {ttl!r}"
-        ) from None
-    if not positive:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-
-
 cdef int _cache_check_size(object size, object maxsize) except -1:
-    # getsizeof(value) must give a non-negative real number no larger than maxsize
+    # getsizeof(value) must give a non-negative real number no larger than maxsize (a finite one
+    # when maxsize is math.inf, or currsize would become NaN)
     if type(size) is int:
         if size > maxsize:
             raise ValueError("value too large")
         if size < 0:
             raise ValueError("value size must be non-negative")
         return 0
-    if isinstance(size, bool) or not isinstance(size, _cache_numbers.Real):
-        raise TypeError(f"getsizeof must return a non-negative number, got {size!r}")
-    if size > maxsize:
-        raise ValueError("value too large")
-    if not size >= 0:
-        raise ValueError("value size must be non-negative")
+    _cache_py._check_size(size, maxsize)
     return 0
+
+
+cdef void _cache_release(_cache_store st) noexcept:
+    # The references and arrays _detach() handed over: released only once the cache no longer
+    # refers to them (a key's or value's __del__ may use the cache).
+    cdef Py_ssize_t i
+    for i in range(st.n):
+        Py_XDECREF(st.ents[i].key)
+        Py_XDECREF(st.ents[i].value)
+        if st.xexp != NULL:
+            Py_XDECREF(st.xexp[i])
+        if st.sizes != NULL:
+            Py_XDECREF(st.sizes[i])
+    PyMem_Free(st.ents)
+    PyMem_Free(st.tl)
+    PyMem_Free(st.heap)
+    PyMem_Free(st.hpos)
+    PyMem_Free(st.lfb)
+    PyMem_Free(st.bks)
+    PyMem_Free(st.xexp)
+    PyMem_Free(st.sizes)
+    PyMem_Free(st.seqs)
+
+
+def _cache_first(pair):
+    return pair[0]
+
+
+class _cache_Signature:
+    # inspect.signature() of a compiled cache class: the twin's constructor signature, on the
+    # class itself and on subclasses that keep its __init__ (others are inspected as usual).
+
+    def __init__(self, name):
+        self._name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None and owner is not None:
+            compiled = globals()[self._name]
+            if owner.__init__ is compiled.__init__:
+                import inspect
+                return inspect.signature(getattr(_cache_py, self._name))
+        raise AttributeError("__signature__")
+
+
+cdef class _cache_RRKeys:
+    """The keys an RRCache's choice picks from: a read-only view of the live entries."""
+
+    cdef _CacheCore _c
+
+    @staticmethod
+    cdef _cache_RRKeys _new(_CacheCore c):
+        cdef _cache_RRKeys v = _cache_RRKeys.__new__(_cache_RRKeys)
+        v._c = c
+        return v
+
+    # While a key is updated (c._keep), it is left out: the last key stands in its place.
+
+    def __len__(self):
+        return self._c._n - (self._c._keep >= 0)
+
+    def __getitem__(self, i):
+        cdef Py_ssize_t n = self._c._n - (self._c._keep >= 0), k
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(n))]
+        k = i
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("index out of range")
+        if k == self._c._keep:
+            k = self._c._n - 1
+        return <object>self._c._ents[k].key
 
 
 cdef class _cache_Timer:
@@ -218,6 +272,14 @@ cdef class _CacheCore:
     cdef _cache_ent* _ents
     cdef int32_t* _idx
     cdef _cache_tl* _tl
+    cdef int32_t* _heap         # TLRUCache with real expiries: min-heap of entry numbers by expiry
+    cdef int32_t* _hpos         # ... and each entry's position in it
+    cdef int32_t* _lfb          # LFUCache: each entry's bucket
+    cdef _cache_bk* _bks        # LFUCache: buckets (as many as entries, so a split never allocates)
+    cdef int32_t _bfree
+    cdef int32_t _keep          # the entry being updated while room is made: never the victim
+    cdef double* _seqs          # TTLCache, TLRUCache: insertion numbers (others keep them in .exp)
+    cdef double _seq            # the next insertion number: iteration is in first-insertion order
     cdef PyObject** _xexp
     cdef PyObject** _sizes
     cdef Py_ssize_t _mask
@@ -240,6 +302,11 @@ cdef class _CacheCore:
     cdef object _on_evict
     cdef uint64_t _hits, _misses, _evictions, _expirations
     cdef bint _is_ttl, _objmode, _cclock, _hook, _has_missing, _fast_set
+    cdef bint _is_tlru, _use_heap, _size_override
+    cdef int _pol
+    cdef object _choice
+    cdef object _ttu
+    cdef object _wlock
     cdef double _ttl_d
     cdef double _last_d
     cdef bint _has_last
@@ -256,6 +323,14 @@ cdef class _CacheCore:
         self._mask = _CACHE_MINSIZE - 1
         self._ents = NULL
         self._tl = NULL
+        self._heap = NULL
+        self._hpos = NULL
+        self._lfb = NULL
+        self._bks = NULL
+        self._bfree = -1
+        self._keep = -1
+        self._seqs = NULL
+        self._seq = 0.0
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
@@ -271,11 +346,18 @@ cdef class _CacheCore:
         self._getsizeof = None
         self._on_evict = None
         self._ttl = None
+        self._ttu = None
+        self._choice = None
+        self._wlock = None
         self._tw = None
         cls = type(self)
         self._hook = getattr(cls, "popitem", None) is not _CacheCore.popitem
+        self._size_override = getattr(cls, "getsizeof", None) is not _CacheCore.getsizeof
         self._has_missing = hasattr(cls, "__missing__")
+        self._pol = _POL_LRU
         self._is_ttl = False
+        self._is_tlru = False
+        self._use_heap = False
         self._objmode = False
         self._cclock = False
         self._ttl_d = 0.0
@@ -285,27 +367,9 @@ cdef class _CacheCore:
         self._fast_set = False
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        cdef PyObject** xexp = self._xexp
-        cdef PyObject** sizes = self._sizes
-        cdef _cache_ent* ents = self._ents
-        cdef Py_ssize_t n = self._n
-        self._ents = NULL
-        self._xexp = NULL
-        self._sizes = NULL
-        self._n = 0
-        for i in range(n):
-            Py_XDECREF(ents[i].key)
-            Py_XDECREF(ents[i].value)
-            if xexp != NULL:
-                Py_XDECREF(xexp[i])
-            if sizes != NULL:
-                Py_XDECREF(sizes[i])
-        PyMem_Free(ents)
-        PyMem_Free(xexp)
-        PyMem_Free(sizes)
-        PyMem_Free(self._tl)
+        _cache_release(self._detach())
         PyMem_Free(self._idx)
+        self._idx = NULL
 
     # ------------------------------------------------------------------ garbage collection
 
@@ -331,46 +395,57 @@ cdef class _CacheCore:
                     return r
         return 0
 
+    # ------------------------------------------------------------------ the one release routine
+
     @cython.final
-    cdef void _drop_all(self) noexcept:
-        # tp_clear: empty the cache without allocating; settings stay usable.
-        cdef _cache_ent* ents = self._ents
-        cdef PyObject** xexp = self._xexp
-        cdef PyObject** sizes = self._sizes
-        cdef Py_ssize_t n = self._n, i
-        memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
-        PyMem_Free(self._tl)
+    cdef _cache_store _detach(self) noexcept:
+        # Empty the cache without allocating or running user code (the index table is wiped in
+        # place, settings and counters stay) and hand the old contents to the caller, who passes
+        # them to _cache_release() once nothing refers to them: clear(), tp_clear and dealloc.
+        cdef _cache_store st
+        st.ents = self._ents
+        st.tl = self._tl
+        st.heap = self._heap
+        st.hpos = self._hpos
+        st.lfb = self._lfb
+        st.bks = self._bks
+        st.xexp = self._xexp
+        st.sizes = self._sizes
+        st.seqs = self._seqs
+        st.n = self._n
+        if self._idx != NULL:
+            memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
         self._ents = NULL
         self._tl = NULL
+        self._heap = NULL
+        self._hpos = NULL
+        self._lfb = NULL
+        self._bks = NULL
+        self._bfree = -1
+        self._seqs = NULL
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
         self._head = self._tail = self._thead = self._ttail = -1
+        self._currsize_obj = 0
         self._bump()
         self._mod += 1
-        for i in range(n):
-            Py_XDECREF(ents[i].key)
-            Py_XDECREF(ents[i].value)
-            if xexp != NULL:
-                Py_XDECREF(xexp[i])
-            if sizes != NULL:
-                Py_XDECREF(sizes[i])
-        PyMem_Free(ents)
-        PyMem_Free(xexp)
-        PyMem_Free(sizes)
+        return st
 
     # ------------------------------------------------------------------ configuration
 
     @cython.final
     cdef int _configure(self, maxsize, getsizeof, on_evict) except -1:
-        _cache_check_maxsize(maxsize)
-        _cache_check_callable("getsizeof", getsizeof)
-        _cache_check_callable("on_evict", on_evict)
+        _cache_py._check_maxsize(maxsize)
+        _cache_py._check_callable("getsizeof", getsizeof)
+        _cache_py._check_callable("on_evict", on_evict)
         if self._n:
             raise RuntimeError(f"{type(self).__name__} is already initialized")
-        self._release_arrays()
+        _cache_release(self._detach())     # empty: frees the arrays, whose shapes depend on the settings
         self._maxsize = maxsize
         self._maxsize_c = PY_SSIZE_T_MAX if maxsize > PY_SSIZE_T_MAX else <Py_ssize_t>maxsize
+        if getsizeof is None and self._size_override:
+            getsizeof = self.getsizeof       # a subclass's getsizeof method, as in cachetools
         self._getsizeof = getsizeof
         self._on_evict = on_evict
         self._currsize_obj = 0
@@ -396,22 +471,11 @@ cdef class _CacheCore:
         return 0
 
     @cython.final
-    cdef void _release_arrays(self) noexcept:
-        # Only while empty (re-initialisation): the arrays' shapes depend on the settings.
-        PyMem_Free(self._ents)
-        PyMem_Free(self._tl)
-        PyMem_Free(self._xexp)
-        PyMem_Free(self._sizes)
-        self._ents = NULL
-        self._tl = NULL
-        self._xexp = NULL
-        self._sizes = NULL
-        self._cap = 0
-
-    @cython.final
     cdef void _update_fast(self) noexcept:
+        # The inline __setitem__ path: list policies, no user code but __hash__/__eq__
         self._fast_set = (not self._hook and self._getsizeof is None and self._on_evict is None
-                          and not self._objmode)
+                          and not self._objmode and not self._is_tlru
+                          and self._pol != _POL_RR and self._pol != _POL_LFU)
 
     # ------------------------------------------------------------------ table primitives
 
@@ -559,7 +623,7 @@ cdef class _CacheCore:
     @cython.final
     cdef int _reserve(self) except -1:
         # Room for one more entry in the entry arrays and in the index table.
-        cdef Py_ssize_t newcap
+        cdef Py_ssize_t newcap, i
         cdef void* p
         if self._n >= self._cap:
             if self._cap >= self._maxcap:
@@ -574,21 +638,48 @@ cdef class _CacheCore:
             if p == NULL:
                 raise MemoryError()
             self._ents = <_cache_ent*>p
-            if self._is_ttl:
+            if self._is_ttl and not self._use_heap:
                 p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_tl))
                 if p == NULL:
                     raise MemoryError()
                 self._tl = <_cache_tl*>p
-                if self._objmode:
-                    p = PyMem_Realloc(self._xexp, newcap * sizeof(PyObject*))
-                    if p == NULL:
-                        raise MemoryError()
-                    self._xexp = <PyObject**>p
+            if self._is_ttl:
+                p = PyMem_Realloc(self._seqs, newcap * sizeof(double))
+                if p == NULL:
+                    raise MemoryError()
+                self._seqs = <double*>p
+            if self._objmode:
+                p = PyMem_Realloc(self._xexp, newcap * sizeof(PyObject*))
+                if p == NULL:
+                    raise MemoryError()
+                self._xexp = <PyObject**>p
+            if self._use_heap:
+                p = PyMem_Realloc(self._heap, newcap * sizeof(int32_t))
+                if p == NULL:
+                    raise MemoryError()
+                self._heap = <int32_t*>p
+                p = PyMem_Realloc(self._hpos, newcap * sizeof(int32_t))
+                if p == NULL:
+                    raise MemoryError()
+                self._hpos = <int32_t*>p
+            if self._pol == _POL_LFU:
+                p = PyMem_Realloc(self._lfb, newcap * sizeof(int32_t))
+                if p == NULL:
+                    raise MemoryError()
+                self._lfb = <int32_t*>p
+                p = PyMem_Realloc(self._bks, newcap * sizeof(_cache_bk))
+                if p == NULL:
+                    raise MemoryError()
+                self._bks = <_cache_bk*>p
             if self._getsizeof is not None:
                 p = PyMem_Realloc(self._sizes, newcap * sizeof(PyObject*))
                 if p == NULL:
                     raise MemoryError()
                 self._sizes = <PyObject**>p
+            if self._pol == _POL_LFU:
+                for i in range(self._cap, newcap):      # the new buckets join the free list
+                    self._bks[i].first = self._bfree
+                    self._bfree = <int32_t>i
             self._cap = newcap
         if (self._n + 1) * 2 > self._mask + 1:
             self._rebuild(self._n + 1)
@@ -661,9 +752,177 @@ cdef class _CacheCore:
         self._ttail = ix
 
     @cython.final
+    cdef inline void _link_after(self, int32_t ix, int32_t after) noexcept:
+        # Entry list: put entry ix right after entry `after` (-1: at the head).
+        cdef _cache_ent* e = &self._ents[ix]
+        e.prev = after
+        if after >= 0:
+            e.next = self._ents[after].next
+            self._ents[after].next = ix
+        else:
+            e.next = self._head
+            self._head = ix
+        if e.next >= 0:
+            self._ents[e.next].prev = ix
+        else:
+            self._tail = ix
+
+    @cython.final
+    cdef inline void _ttl_link_after(self, int32_t ix, int32_t after) noexcept:
+        # Expiry list: put entry ix right after entry `after` (-1: at the head).
+        cdef _cache_tl* t = &self._tl[ix]
+        t.prev = after
+        if after >= 0:
+            t.next = self._tl[after].next
+            self._tl[after].next = ix
+        else:
+            t.next = self._thead
+            self._thead = ix
+        if t.next >= 0:
+            self._tl[t.next].prev = ix
+        else:
+            self._ttail = ix
+
+    # ------------------------------------------------------------------ LFU: use-count buckets
+    #
+    # The entry list is sorted by use count, ascending; a bucket is the run of entries with one
+    # count, least recently used first. Each entry knows its bucket (_lfb), each bucket its count
+    # and its first and last entry, so a use moves an entry to the end of the next count's run in
+    # O(1), and the head of the list is always the next victim.
+
+    @cython.final
+    cdef inline int32_t _bk_new(self, int64_t count, int32_t ix) noexcept:
+        # A bucket holding only entry ix. Never fails: there are as many buckets as entry slots,
+        # and every bucket in use holds at least one entry.
+        cdef int32_t b = self._bfree
+        self._bfree = self._bks[b].first
+        self._bks[b].count = count
+        self._bks[b].first = ix
+        self._bks[b].last = ix
+        self._lfb[ix] = b
+        return b
+
+    @cython.final
+    cdef inline void _bk_leave(self, int32_t ix) noexcept:
+        # Entry ix leaves its bucket (call before unlinking it from the entry list).
+        cdef int32_t b = self._lfb[ix]
+        cdef _cache_bk* bk = &self._bks[b]
+        if bk.first == ix and bk.last == ix:
+            bk.first = self._bfree
+            self._bfree = b
+        elif bk.first == ix:
+            bk.first = self._ents[ix].next
+        elif bk.last == ix:
+            bk.last = self._ents[ix].prev
+
+    @cython.final
+    cdef inline void _lfu_add(self, int32_t ix) noexcept:
+        # A new entry: use count 1, the most recent of the count-1 bucket.
+        cdef int32_t h = self._head
+        cdef int32_t b
+        if h >= 0 and self._bks[self._lfb[h]].count == 1:
+            b = self._lfb[h]
+            self._link_after(ix, self._bks[b].last)
+            self._bks[b].last = ix
+            self._lfb[ix] = b
+        else:
+            self._link_after(ix, -1)
+            self._bk_new(1, ix)
+
+    @cython.final
+    cdef inline void _lfu_bump(self, int32_t ix) noexcept:
+        # One more use of entry ix.
+        cdef int32_t b = self._lfb[ix]
+        cdef _cache_bk* bk = &self._bks[b]
+        cdef int64_t count = bk.count + 1
+        cdef int32_t after = bk.last
+        cdef int32_t nxt = self._ents[after].next       # first entry of the next bucket
+        cdef int32_t nb
+        self._mod += 1
+        if nxt >= 0 and self._bks[self._lfb[nxt]].count == count:
+            nb = self._lfb[nxt]
+            self._bk_leave(ix)
+            self._lru_unlink(ix)
+            self._link_after(ix, self._bks[nb].last)
+            self._bks[nb].last = ix
+            self._lfb[ix] = nb
+        elif bk.first == ix and bk.last == ix:
+            bk.count = count
+        else:
+            self._bk_leave(ix)
+            if after != ix:
+                self._lru_unlink(ix)
+                self._link_after(ix, after)
+            self._bk_new(count, ix)
+
+    # ------------------------------------------------------------------ TLRU: expiry heap
+    #
+    # A binary min-heap of entry numbers ordered by expiry (_ents[].exp), _hpos[ix] the position
+    # of entry ix in it; the heap holds every entry, so its size is _n. The next item to expire is
+    # _heap[0]. Used when expiries are real numbers; otherwise (see _objmode) TLRUCache keeps a
+    # sorted expiry list, as TTLCache does.
+
+    @cython.final
+    cdef inline void _heap_put(self, Py_ssize_t pos, int32_t ix) noexcept:
+        self._heap[pos] = ix
+        self._hpos[ix] = <int32_t>pos
+
+    @cython.final
+    cdef void _heap_up(self, Py_ssize_t pos) noexcept:
+        cdef int32_t ix = self._heap[pos]
+        cdef double exp = self._ents[ix].exp
+        cdef Py_ssize_t parent
+        while pos > 0:
+            parent = (pos - 1) >> 1
+            if not (exp < self._ents[self._heap[parent]].exp):
+                break
+            self._heap_put(pos, self._heap[parent])
+            pos = parent
+        self._heap_put(pos, ix)
+
+    @cython.final
+    cdef void _heap_down(self, Py_ssize_t pos, Py_ssize_t size) noexcept:
+        cdef int32_t ix = self._heap[pos]
+        cdef double exp = self._ents[ix].exp
+        cdef Py_ssize_t child
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if (child + 1 < size
+                    and self._ents[self._heap[child + 1]].exp < self._ents[self._heap[child]].exp):
+                child += 1
+            if not (self._ents[self._heap[child]].exp < exp):
+                break
+            self._heap_put(pos, self._heap[child])
+            pos = child
+        self._heap_put(pos, ix)
+
+    @cython.final
+    cdef inline void _heap_fix(self, int32_t ix) noexcept:
+        # Entry ix's expiry changed: restore the heap order around it.
+        cdef Py_ssize_t pos = self._hpos[ix]
+        self._heap_up(pos)
+        self._heap_down(self._hpos[ix], self._n)
+
+    @cython.final
+    cdef inline void _heap_remove(self, int32_t ix) noexcept:
+        # Take entry ix out of the heap (before _n drops): the last element fills its place.
+        cdef Py_ssize_t pos = self._hpos[ix]
+        cdef Py_ssize_t last = self._n - 1
+        cdef int32_t moved
+        if pos != last:
+            moved = self._heap[last]
+            self._heap_put(pos, moved)
+            if pos > 0 and self._ents[moved].exp < self._ents[self._heap[(pos - 1) >> 1]].exp:
+                self._heap_up(pos)
+            else:
+                self._heap_down(pos, last)
+
+    @cython.final
     cdef int32_t _insert(self, object key, object value, Py_hash_t h) except -1:
-        # Append a new entry (key known absent; _reserve() already called). Returns its number.
-        # TTL callers set the expiry and link the expiry list themselves.
+        # Add a new entry (key known absent; _reserve() already called) at the end of its
+        # policy's order. Returns its number. A TTL/TLRU caller then calls _set_exp() at once.
         cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
@@ -673,12 +932,23 @@ cdef class _CacheCore:
         e.key = <PyObject*>key
         e.value = <PyObject*>value
         e.hash = h
-        self._n += 1
-        self._lru_append(ix)
         if self._is_ttl:
+            e.exp = _cache_math.inf
+            self._seqs[ix] = self._seq
+        else:
+            e.exp = self._seq
+        self._seq += 1.0
+        self._n += 1
+        if self._pol == _POL_LFU:
+            self._lfu_add(ix)
+        else:
+            self._lru_append(ix)
+        if self._use_heap:
+            self._heap_put(self._n - 1, ix)      # expiry inf: the heap's last place is right
+        elif self._is_ttl:
             self._ttl_append(ix)
-            if self._objmode:
-                self._xexp[ix] = NULL
+        if self._objmode:
+            self._xexp[ix] = NULL
         if self._sizes != NULL:
             self._sizes[ix] = NULL
         self._bump()
@@ -691,13 +961,23 @@ cdef class _CacheCore:
         # The caller now owns ix's key, value, expiry object and size references: it must read
         # them BEFORE calling this, and release them after the structure is consistent.
         cdef int32_t last = <int32_t>(self._n - 1)
+        cdef int32_t b
         cdef Py_ssize_t ls
         cdef _cache_ent* e
         self._clear_slot(slot)
+        if ix == self._keep:
+            self._keep = -1
+        elif last == self._keep:
+            self._keep = ix
+        if self._pol == _POL_LFU:
+            self._bk_leave(ix)
         self._lru_unlink(ix)
-        if self._is_ttl:
+        if self._use_heap:
+            self._heap_remove(ix)
+        elif self._is_ttl:
             self._ttl_unlink(ix)
         if ix != last:
+            # entry `last` becomes entry ix: every reference to it is renumbered
             ls = self._slot_of(last)
             self._idx[ls] = (self._idx[ls] & ~self._imask) | ix
             self._ents[ix] = self._ents[last]
@@ -710,7 +990,9 @@ cdef class _CacheCore:
                 self._ents[e.next].prev = ix
             else:
                 self._tail = ix
-            if self._is_ttl:
+            if self._use_heap:
+                self._heap_put(self._hpos[last], ix)
+            elif self._is_ttl:
                 self._tl[ix] = self._tl[last]
                 if self._tl[ix].prev >= 0:
                     self._tl[self._tl[ix].prev].next = ix
@@ -720,10 +1002,19 @@ cdef class _CacheCore:
                     self._tl[self._tl[ix].next].prev = ix
                 else:
                     self._ttail = ix
-                if self._xexp != NULL:
-                    self._xexp[ix] = self._xexp[last]
+            if self._pol == _POL_LFU:
+                b = self._lfb[last]
+                self._lfb[ix] = b
+                if self._bks[b].first == last:
+                    self._bks[b].first = ix
+                if self._bks[b].last == last:
+                    self._bks[b].last = ix
+            if self._xexp != NULL:
+                self._xexp[ix] = self._xexp[last]
             if self._sizes != NULL:
                 self._sizes[ix] = self._sizes[last]
+            if self._seqs != NULL:
+                self._seqs[ix] = self._seqs[last]
         self._n -= 1
         self._bump()
         self._mod += 1
@@ -818,6 +1109,13 @@ cdef class _CacheCore:
         return self._now_d()
 
     @cython.final
+    cdef int _alive_o(self, int32_t ix, object now) except -1:
+        # Object expiries: 1 if entry ix has not expired at `now` (user code: the caller checks
+        # _ver afterwards).
+        cdef object x = <object>self._xexp[ix]
+        return 1 if now < x else 0
+
+    @cython.final
     cdef int _alive(self, int32_t ix, object now) except -1:
         # 1 if entry ix has not expired at `now` (now is a float in double mode).
         cdef size_t ver
@@ -833,31 +1131,66 @@ cdef class _CacheCore:
         return r
 
     @cython.final
+    cdef Py_ssize_t _heap_expired(self, Py_ssize_t pos, double now, list sizes) except -1:
+        # Count the expired entries of the heap below `pos` (their subtrees are the only ones to
+        # visit), collecting their sizes when there are any.
+        cdef int32_t ix
+        if pos >= self._n:
+            return 0
+        ix = self._heap[pos]
+        if now < self._ents[ix].exp:
+            return 0
+        if sizes is not None:
+            sizes.append(<object>self._sizes[ix])
+        return (1 + self._heap_expired(2 * pos + 1, now, sizes)
+                + self._heap_expired(2 * pos + 2, now, sizes))
+
+    @cython.final
     cdef tuple _expired_prefix(self, object now):
-        # (count, total size) of the expired items at the front of the expiry list.
+        # (count, total size) of the expired items, which are still held: a prefix of the expiry
+        # list, or the top of the heap. The sizes are collected first and added up afterwards, as
+        # adding them may be user code.
         cdef Py_ssize_t k = 0
         cdef int32_t ix = self._thead
         cdef double d
-        size = 0
-        if not self._objmode:
+        cdef list sizes = [] if self._sizes != NULL else None
+        cdef size_t ver
+        if self._use_heap:
+            k = self._heap_expired(0, now, sizes)
+        elif not self._objmode:
             d = now
             while ix >= 0 and not (d < self._ents[ix].exp):
                 k += 1
-                if self._sizes != NULL:
-                    size = size + <object>self._sizes[ix]
+                if sizes is not None:
+                    sizes.append(<object>self._sizes[ix])
                 ix = self._tl[ix].next
-            return k, (size if self._sizes != NULL else k)
-        while ix >= 0 and not self._alive(ix, now):
-            k += 1
-            if self._sizes != NULL:
-                size = size + <object>self._sizes[ix]
-            ix = self._tl[ix].next
-        return k, (size if self._sizes != NULL else k)
+        else:
+            ver = self._ver
+            while ix >= 0 and not self._alive(ix, now):
+                k += 1
+                if sizes is not None:
+                    sizes.append(<object>self._sizes[ix])
+                ix = self._tl[ix].next
+        if sizes is None:
+            return k, k
+        total = 0
+        for size in sizes:
+            total = total + size
+        return k, total
 
     @cython.final
     cdef int _expire_into(self, object now, list evicted) except -1:
-        # Remove every expired item (a prefix of the expiry list) into `evicted`.
+        # Remove every expired item (a prefix of the expiry list, or the top of the heap) into
+        # `evicted`.
         cdef int32_t ix
+        cdef double d
+        if self._use_heap:
+            d = now
+            while self._n and not (d < self._ents[self._heap[0]].exp):
+                ix = self._heap[0]
+                evicted.append(self._take(ix, self._slot_of(ix)))
+                self._expirations += 1
+            return 0
         while self._thead >= 0:
             ix = self._thead
             if self._alive(ix, now):
@@ -884,20 +1217,59 @@ cdef class _CacheCore:
         return 0
 
     @cython.final
-    cdef int _set_exp(self, int32_t ix, object exp) except -1:
-        # Store the expiry of entry ix (just inserted or updated) and make it last in expiry order.
+    cdef inline void _ttl_place(self, int32_t ix, double exp) noexcept:
+        # Real expiries on a list: entry ix gets `exp` and its sorted place, looked for from the
+        # tail (O(1) unless sets of other threads, whose time was read later, got in first).
+        cdef int32_t after
+        self._ents[ix].exp = exp
+        if ix == self._ttail and (self._tl[ix].prev < 0 or self._ents[self._tl[ix].prev].exp <= exp):
+            return
+        self._ttl_unlink(ix)
+        after = self._ttail
+        while after >= 0 and self._ents[after].exp > exp:
+            after = self._tl[after].prev
+        self._ttl_link_after(ix, after)
+
+    @cython.final
+    cdef int _set_exp(self, int32_t ix, object exp, int32_t anchor) except -1:
+        # Store the expiry of entry ix (just inserted or updated) and put it in its place in
+        # expiry order: the heap, the sorted list, or (object expiries of a TLRUCache) right after
+        # `anchor`, which _plan_anchor() found before the structural change began.
         cdef PyObject* old
-        if self._objmode:
-            old = self._xexp[ix]
-            Py_INCREF(exp)
-            self._xexp[ix] = <PyObject*>exp
-            Py_XDECREF(old)
-        else:
-            self._ents[ix].exp = <double>exp
-        if ix != self._ttail:
-            self._ttl_unlink(ix)
-            self._ttl_append(ix)
+        if not self._objmode:
+            if self._use_heap:
+                self._ents[ix].exp = <double>exp
+                self._heap_fix(ix)
+            else:
+                self._ttl_place(ix, <double>exp)
+            return 0
+        old = self._xexp[ix]
+        Py_INCREF(exp)
+        self._xexp[ix] = <PyObject*>exp
+        self._ttl_unlink(ix)
+        self._ttl_link_after(ix, anchor if self._is_tlru else self._ttail)
+        Py_XDECREF(old)         # a number: no user code, and the structure is consistent again
         return 0
+
+    @cython.final
+    cdef int32_t _plan_anchor(self, object exp, Py_ssize_t skip) except -2:
+        # Object expiries of a TLRUCache: the entry after which an item expiring at `exp` belongs
+        # (-1: first), skipping entry `skip`. The comparisons are user code, so this runs before
+        # the structural change it prepares, with other writers held off by the writer lock.
+        cdef size_t ver = self._ver
+        cdef int32_t j = self._ttail
+        cdef object other
+        while j >= 0:
+            if j != skip:
+                other = <object>self._xexp[j]
+                if not (exp < other):
+                    break
+                if self._ver != ver:
+                    raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            j = self._tl[j].prev
+        if self._ver != ver:
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        return j
 
     @cython.final
     cdef int _freeze(self, object now) except -1:
@@ -913,113 +1285,98 @@ cdef class _CacheCore:
 
     # ------------------------------------------------------------------ lookups (hot paths)
 
-    def __getitem__(self, key):
+    @cython.final
+    cdef inline Py_ssize_t _lookup(self, object key) except -2:
+        # The one lookup of __getitem__, get and __contains__: the entry number of key when it is
+        # present and not expired, else -1. Changes nothing.
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
         cdef double now
-        cdef object nowo
         if not self._is_ttl:
+            return self._find(key, h)
+        if self._cclock and not self._tw._nesting:
             ix = self._find(key, h)
-            if ix >= 0:
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        elif self._cclock and not self._tw._nesting:
-            ix = self._find(key, h)
-            if ix >= 0 and self._fresh(ix):
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        elif not self._objmode:
+            return ix if ix < 0 or self._fresh(ix) else -1
+        if not self._objmode:
             now = self._now_d()
             ix = self._find(key, h)
-            if ix >= 0 and now < self._ents[ix].exp:
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        else:
-            nowo = self._now_o()
+            return ix if ix < 0 or now < self._ents[ix].exp else -1
+        return self._lookup_o(key, h, self._now_o())
+
+    @cython.final
+    cdef Py_ssize_t _lookup_o(self, object key, Py_hash_t h, object now) except -2:
+        # Object expiries: the comparison is user code; another thread may change the table
+        # meanwhile (look again), this one may not (RuntimeError).
+        cdef Py_ssize_t ix
+        cdef size_t ver
+        cdef int r
+        while True:
             ix = self._find(key, h)
-            if ix >= 0 and self._alive(<int32_t>ix, nowo):
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
+            if ix < 0:
+                return -1
+            ver = self._ver
+            r = self._alive_o(<int32_t>ix, now)
+            if self._ver == ver:
+                return ix if r else -1
+            if self._ver_tid == PyThread_get_thread_ident():
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+
+    @cython.final
+    cdef inline void _use(self, int32_t ix) noexcept:
+        # A use of the entry by a read: LRU moves it to the end, LFU counts it.
+        if self._pol == _POL_LRU:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+
+    @cython.final
+    cdef inline void _on_hit(self, int32_t ix) noexcept:
+        # A successful c[k] or c.get(k).
+        self._use(ix)
+        self._hits += 1
+
+    @cython.final
+    cdef inline void _on_update(self, int32_t ix) noexcept:
+        # c[k] = v on a present key: LRU and FIFO move it to the end, LFU counts a use.
+        if self._pol == _POL_LRU or self._pol == _POL_FIFO:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+        self._mod += 1
+
+    def __getitem__(self, key):
+        cdef Py_ssize_t ix = self._lookup(key)
+        if ix >= 0:
+            self._on_hit(<int32_t>ix)
+            return <object>self._ents[ix].value
         self._misses += 1
         if self._has_missing:
             return self.__missing__(key)
         raise KeyError(key)
 
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
     def get(self, key, default=None):
-        """Return the value for key (making it most recent) or default."""
-        cdef Py_hash_t h = hash(key)
-        cdef Py_ssize_t ix
-        cdef double now
-        if not self._is_ttl:
-            ix = self._find(key, h)
-            if ix >= 0:
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        elif self._cclock and not self._tw._nesting:
-            ix = self._find(key, h)
-            if ix >= 0 and self._fresh(ix):
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        elif not self._objmode:
-            now = self._now_d()
-            ix = self._find(key, h)
-            if ix >= 0 and now < self._ents[ix].exp:
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
-        else:
-            nowo = self._now_o()
-            ix = self._find(key, h)
-            if ix >= 0 and self._alive(<int32_t>ix, nowo):
-                self._touch(<int32_t>ix)
-                self._hits += 1
-                return <object>self._ents[ix].value
+        """Return the value for key (counting a use of it) or default."""
+        cdef Py_ssize_t ix = self._lookup(key)
+        if ix >= 0:
+            self._on_hit(<int32_t>ix)
+            return <object>self._ents[ix].value
         self._misses += 1
         return default
 
     def __contains__(self, key):
-        cdef Py_hash_t h = hash(key)
-        cdef Py_ssize_t ix
-        cdef double now
-        if not self._is_ttl:
-            return self._find(key, h) >= 0
-        if self._cclock and not self._tw._nesting:
-            ix = self._find(key, h)
-            return ix >= 0 and self._fresh(ix)
-        if not self._objmode:
-            now = self._now_d()
-            ix = self._find(key, h)
-            return ix >= 0 and now < self._ents[ix].exp
-        nowo = self._now_o()
-        ix = self._find(key, h)
-        return ix >= 0 and self._alive(<int32_t>ix, nowo) == 1
+        return self._lookup(key) >= 0
 
     def peek(self, key, default=None):
-        """Return the value for key, or default, without making it most recent or counting."""
-        cdef Py_hash_t h = hash(key)
-        cdef Py_ssize_t ix
-        cdef object now
-        if self._is_ttl:
-            now = self._now()
-        ix = self._find(key, h)
-        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
+        """Return the value for key, or default, without counting a use of it."""
+        cdef Py_ssize_t ix = self._lookup(key)
+        if ix < 0:
             return default
         return <object>self._ents[ix].value
 
     def __len__(self):
-        if not self._is_ttl or self._thead < 0:
+        if not self._is_ttl or self._n == 0:
             return self._n
-        if not self._objmode:
-            return self._n - self._expired_prefix(self._now_d())[0]
-        return self._n - self._expired_prefix(self._now_o())[0]
+        return self._n - self._expired_prefix(self._now())[0]
 
     # ------------------------------------------------------------------ insertion
 
@@ -1035,7 +1392,8 @@ cdef class _CacheCore:
         if not self._fast_set:
             self._set_slow(key, value)
             return
-        # Fast path: no getsizeof, on_evict or popitem() override, real-number expiries.
+        # Fast path (LRU, FIFO, Cache, TTL): no getsizeof, on_evict or popitem() override, real
+        # expiries; the only user code is __hash__ and __eq__.
         if self._n >= self._maxsize_c and self._head >= 0:
             # a new key will take the least recent entry: start loading it now
             _cache_prefetch(&self._ents[self._head])
@@ -1068,13 +1426,9 @@ cdef class _CacheCore:
             oldv = e.value
             Py_INCREF(value)
             e.value = <PyObject*>value
-            self._touch(<int32_t>ix)
+            self._on_update(<int32_t>ix)
             if self._is_ttl:
-                self._ents[ix].exp = exp
-                if ix != self._ttail:
-                    self._ttl_unlink(<int32_t>ix)
-                    self._ttl_append(<int32_t>ix)
-            self._mod += 1
+                self._ttl_place(<int32_t>ix, exp)
             Py_DECREF(<object>oldv)
             return
         if self._n >= self._maxsize_c:
@@ -1092,10 +1446,11 @@ cdef class _CacheCore:
             self._touch(v)
             self._idx[self._free_slot(h)] = self._tag(h) | v
             if self._is_ttl:
-                self._ents[v].exp = exp
-                if v != self._ttail:
-                    self._ttl_unlink(v)
-                    self._ttl_append(v)
+                self._seqs[v] = self._seq
+                self._ttl_place(v, exp)
+            else:
+                e.exp = self._seq
+            self._seq += 1.0
             self._bump()
             self._mod += 1
             self._evictions += 1
@@ -1105,7 +1460,7 @@ cdef class _CacheCore:
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._ents[ix].exp = exp
+            self._ttl_place(<int32_t>ix, exp)
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
@@ -1114,36 +1469,59 @@ cdef class _CacheCore:
     @cython.final
     cdef int _set_slow(self, object key, object value) except -1:
         cdef list evicted = []
-        cdef object old = None
+        cdef object released = None
         cdef bint frozen = False
         try:
-            if self._hook and self._is_ttl:
-                # an overriding popitem() reads the timer too: freeze it for the operation
-                self._tw.__enter__()
-                frozen = True
+            if self._wlock is not None:
+                self._wlock.acquire()
             try:
-                old = self._set(key, value, evicted)
+                if (self._hook or self._pol == _POL_RR) and self._is_ttl:
+                    # an overriding popitem() or choice() reads the timer too: freeze it
+                    self._tw.__enter__()
+                    frozen = True
+                try:
+                    released = self._set(key, value, evicted)
+                finally:
+                    if frozen:
+                        self._thaw()
             finally:
-                if frozen:
-                    self._thaw()
+                if self._wlock is not None:
+                    self._wlock.release()
         finally:
             self._notify(evicted)
-        old = None             # a replaced value is released last: its __del__ may use the cache
+        released = None        # replaced objects go last: a __del__ may use the cache
         return 0
 
     @cython.final
+    cdef object _expiry(self, object key, object value, object now):
+        # The expiry of an item set at `now`: now + ttl, or ttu(key, value, now).
+        if not self._is_tlru:
+            exp = now + self._ttl  # may raise (overflow): nothing changed yet
+        else:
+            exp = self._ttu(key, value, now)
+        if self._objmode:
+            return exp
+        if not (type(exp) is float or type(exp) is int):
+            if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
+                raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
+        return float(exp)
+
+    @cython.final
     cdef object _set(self, object key, object value, list evicted):
-        # cachetools' __setitem__; returns the replaced value (or None) for the caller to release.
+        # cachetools' __setitem__, under the writer lock when there is one. User code (getsizeof,
+        # arithmetic on its sizes, ttu, expiry comparisons, an overriding popitem, choice) runs
+        # first; then, with _ver unchanged since it was last checked, the structural change runs
+        # without any. Returns what the caller must release (replaced value, size, total).
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
-        cdef object now = None, exp = None, size, diff, old
+        cdef int32_t anchor = -1
+        cdef object now = None, exp = None, size, diff = None, total = None, old
         cdef PyObject* p
-        cdef size_t before
+        cdef size_t ver
+        cdef bint runs_code = self._hook or self._pol == _POL_RR
         if self._is_ttl:
             now = self._now()
-            exp = now + self._ttl  # may raise (overflow): nothing changed yet
-            if not self._objmode:
-                exp = float(exp)
+            exp = self._expiry(key, value, now)
         if self._getsizeof is None:
             size = 1
         else:
@@ -1151,22 +1529,42 @@ cdef class _CacheCore:
         _cache_check_size(size, self._maxsize)
         if self._is_ttl:
             self._expire_into(now, evicted)
+            if self._is_tlru and not (now < exp):
+                # cachetools: an item that would be expired already is not stored (and replaces
+                # nothing)
+                ix = self._find(key, h)
+                if ix >= 0:
+                    return self._take(<int32_t>ix, self._slot)
+                return None
         ix = self._find(key, h)
         if ix >= 0:
-            # Update in place: most recent first, so that making extra room never evicts it.
-            self._touch(<int32_t>ix)
-            if self._is_ttl:
-                self._set_exp(<int32_t>ix, exp)
-            self._mod += 1
-            while True:
-                diff = size - self._size_of(ix)
-                if not (self._currsize() + diff > self._maxsize):
-                    break
-                self._evict_one(evicted)
-                ix = self._find(key, h)
-                if ix < 0:  # an overriding popitem() removed it after all
-                    break
+            # Update in place, used first: making extra room never evicts the key itself.
+            self._on_update(<int32_t>ix)
+            self._keep = <int32_t>ix
+            try:
+                while True:
+                    ver = self._ver
+                    diff = size - self._size_of(ix)
+                    over = self._currsize() + diff > self._maxsize
+                    if self._ver != ver:
+                        raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                    if not over:
+                        break
+                    self._evict_one(evicted)
+                    ix = self._keep     # renumbered by the removal, or -1: an overriding popitem()
+                    if ix < 0:          # removed it after all
+                        break
+            finally:
+                self._keep = -1
             if ix >= 0:
+                ver = self._ver
+                if self._getsizeof is not None:
+                    total = self._currsize_obj + diff
+                if self._objmode and self._is_tlru:
+                    anchor = self._plan_anchor(exp, ix)
+                if self._ver != ver:
+                    raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                # no user code from here on
                 p = self._ents[ix].value
                 Py_INCREF(value)
                 self._ents[ix].value = <PyObject*>value
@@ -1176,25 +1574,41 @@ cdef class _CacheCore:
                     p = self._sizes[ix]
                     Py_INCREF(size)
                     self._sizes[ix] = <PyObject*>size
-                    Py_DECREF(<object>p)
-                    self._currsize_obj = self._currsize_obj + diff
+                    size = <object>p
+                    Py_DECREF(size)
+                    total, self._currsize_obj = self._currsize_obj, total
+                if self._is_ttl:
+                    self._set_exp(<int32_t>ix, exp, anchor)
                 self._mod += 1
-                return old
-        if self._currsize() + size > self._maxsize:
-            while self._currsize() + size > self._maxsize:
-                self._evict_one(evicted)
-            if self._hook and self._find(key, h) >= 0:
-                # the overriding popitem() stored key meanwhile
+                return (old, size, total)
+        while True:
+            ver = self._ver
+            over = self._currsize() + size > self._maxsize
+            if self._ver != ver:
                 raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if not over:
+                break
+            self._evict_one(evicted)
+        ver = self._ver
+        if runs_code and self._find(key, h) >= 0:
+            # the overriding popitem() or choice() stored key meanwhile
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        if self._getsizeof is not None:
+            total = self._currsize_obj + size
+        if self._objmode and self._is_tlru:
+            anchor = self._plan_anchor(exp, -1)
+        if self._ver != ver:
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        # no user code from here on
         self._reserve()
         ix = self._insert(key, value, h)
         if self._is_ttl:
-            self._set_exp(<int32_t>ix, exp)
+            self._set_exp(<int32_t>ix, exp, anchor)
         if self._sizes != NULL:
             Py_INCREF(size)
             self._sizes[ix] = <PyObject*>size
-            self._currsize_obj = self._currsize_obj + size
-        return None
+            total, self._currsize_obj = self._currsize_obj, total
+        return total
 
     @cython.final
     cdef object _size_of(self, Py_ssize_t ix):
@@ -1210,6 +1624,27 @@ cdef class _CacheCore:
         return self._currsize_obj
 
     @cython.final
+    cdef tuple _take_victim(self):
+        # Remove the policy's next victim, never the entry being updated (_keep): the head of
+        # the entry list, or for RRCache the key choice() picks (user code; then looked up again).
+        cdef Py_ssize_t ix
+        cdef int32_t victim
+        if self._pol != _POL_RR:
+            victim = self._head
+            if victim == self._keep:
+                victim = self._ents[victim].next
+            if victim < 0:
+                raise KeyError(f"{type(self).__name__} is empty")
+            return self._take(victim, self._slot_of(victim))
+        if self._n - (self._keep >= 0) <= 0:
+            raise KeyError(f"{type(self).__name__} is empty")
+        key = self._choice(_cache_RRKeys._new(self))
+        ix = self._find(key, hash(key))
+        if ix < 0 or ix == self._keep:
+            raise KeyError(key)
+        return self._take(<int32_t>ix, self._slot)
+
+    @cython.final
     cdef int _evict_one(self, list evicted) except -1:
         # Make room: one item out, through an overriding popitem() when the subclass has one.
         cdef size_t before
@@ -1223,83 +1658,90 @@ cdef class _CacheCore:
         else:
             if self._n == 0:
                 raise KeyError(f"{type(self).__name__} is empty")
-            pair = self._take(self._head, self._slot_of(self._head))
+            pair = self._take_victim()
         self._evictions += 1
         evicted.append(pair)
         return 0
 
     # ------------------------------------------------------------------ removal
 
-    def __delitem__(self, key):
-        cdef Py_hash_t h = hash(key)
-        cdef Py_ssize_t ix, slot
-        cdef object now = None
-        if self._is_ttl:
-            now = self._now()
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix < 0 or (self._is_ttl and not self._alive(<int32_t>ix, now)):
-            raise KeyError(key)
-        if self._objmode:  # the expiry comparison ran Python code: look again
-            ix = self._find(key, h)
-            slot = self._slot
-            if ix < 0:
-                raise KeyError(key)
-        pair = self._take(<int32_t>ix, slot)
-
-    def pop(self, key, default=_cache_MISSING):
-        """Remove key and return its value; default (or KeyError) when absent or expired."""
-        cdef Py_hash_t h = hash(key)
-        cdef Py_ssize_t ix, slot
-        cdef object now = None
-        if self._is_ttl:
-            now = self._now()
-        ix = self._find(key, h)
-        slot = self._slot
-        if ix >= 0 and self._is_ttl and not self._alive(<int32_t>ix, now):
-            ix = -1
-        if ix >= 0 and self._objmode:  # the expiry comparison ran Python code: look again
-            ix = self._find(key, h)
-            slot = self._slot
-        if ix < 0:
-            if default is _cache_MISSING:
-                raise KeyError(key)
-            return default
-        return self._take(<int32_t>ix, slot)[1]
-
-    def popitem(self):
-        """Remove and return the least recently used (key, value) pair (expired items first go)."""
-        cdef list evicted
-        if not self._is_ttl:
-            if self._n == 0:
-                raise KeyError(f"{type(self).__name__} is empty")
-            return self._take(self._head, self._slot_of(self._head))
-        evicted = []
-        try:
-            self._expire_into(self._now(), evicted)
-            if self._n == 0:
-                raise KeyError(f"{type(self).__name__} is empty")
-            return self._take(self._head, self._slot_of(self._head))
-        finally:
-            self._notify(evicted)
-
-    def setdefault(self, key, default=None):
-        """Return the value for key if present (making it most recent), else store default."""
+    @cython.final
+    cdef object _pop(self, object key, object default):
+        # del c[key] (default _cache_MISSING) and pop(): the removed value, or default.
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
         cdef object now = None
         if self._is_ttl:
             now = self._now()
         ix = self._find(key, h)
-        if ix >= 0 and (not self._is_ttl or self._alive(<int32_t>ix, now)):
-            self._touch(<int32_t>ix)
-            self._mod += 1
-            return <object>self._ents[ix].value
+        if ix >= 0 and self._is_ttl and not self._alive(<int32_t>ix, now):
+            ix = -1         # expired: stays until expired items are removed
+        elif ix >= 0 and self._objmode:
+            ix = self._find(key, h)     # the expiry comparison ran user code: locate it again
+        if ix < 0:
+            if default is _cache_MISSING:
+                raise KeyError(key)
+            return default
+        return self._take(<int32_t>ix, self._slot)[1]
+
+    def __delitem__(self, key):
+        if self._wlock is None:
+            self._pop(key, _cache_MISSING)
+            return
+        with self._wlock:
+            value = self._pop(key, _cache_MISSING)
+        value = None        # released outside the lock
+
+    def pop(self, key, default=_cache_MISSING):
+        """Remove key and return its value; default (or KeyError) when absent or expired."""
+        if self._wlock is None:
+            return self._pop(key, default)
+        with self._wlock:
+            return self._pop(key, default)
+
+    def popitem(self):
+        """Remove and return the item the policy evicts next (expired items go first)."""
+        cdef list evicted
         if not self._is_ttl:
+            if self._wlock is None:
+                if self._n == 0:
+                    raise KeyError(f"{type(self).__name__} is empty") from None
+                return self._take_victim()
+            with self._wlock:
+                if self._n == 0:
+                    raise KeyError(f"{type(self).__name__} is empty") from None
+                return self._take_victim()
+        evicted = []
+        try:
+            if self._wlock is not None:
+                self._wlock.acquire()
+            try:
+                self._expire_into(self._now(), evicted)
+                if self._n == 0:
+                    raise KeyError(f"{type(self).__name__} is empty") from None
+                return self._take_victim()
+            finally:
+                if self._wlock is not None:
+                    self._wlock.release()
+        finally:
+            self._notify(evicted)
+
+    def setdefault(self, key, default=None):
+        """Return the value for key if present (counting a use of it), else store default."""
+        cdef Py_ssize_t ix
+        if not self._is_ttl:
+            ix = self._lookup(key)
+            if ix >= 0:
+                self._use(<int32_t>ix)
+                return <object>self._ents[ix].value
             self[key] = default
             return default
-        self._freeze(now)      # store at the time already read: no second timer read
+        self._freeze(self._now())      # look up and store at one time read
         try:
+            ix = self._lookup(key)
+            if ix >= 0:
+                self._use(<int32_t>ix)
+                return <object>self._ents[ix].value
             self[key] = default
         finally:
             self._thaw()
@@ -1307,6 +1749,7 @@ cdef class _CacheCore:
 
     def update(self, other=(), /, **kwds):
         """Store every pair of a mapping or iterable of pairs, then the keyword arguments."""
+        # MutableMapping.update (iteration is a snapshot, so `other` may be this cache)
         if isinstance(other, _cache_abc.Mapping):
             for key in other:
                 self[key] = other[key]
@@ -1321,41 +1764,41 @@ cdef class _CacheCore:
 
     def clear(self):
         """Remove every item (counters are kept; see reset_stats())."""
-        cdef _cache_ent* ents = self._ents
-        cdef PyObject** xexp = self._xexp
-        cdef PyObject** sizes = self._sizes
-        cdef Py_ssize_t n = self._n, i
+        if self._wlock is None:
+            self._clear()
+            return
+        with self._wlock:
+            self._clear()
+
+    @cython.final
+    cdef int _clear(self) except -1:
         cdef int32_t* idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
+        cdef _cache_store old
         if idx == NULL:
             raise MemoryError()
-        memset(idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
+        old = self._detach()
         PyMem_Free(self._idx)
-        PyMem_Free(self._tl)
+        memset(idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
         self._idx = idx
         self._mask = _CACHE_MINSIZE - 1
-        self._ents = NULL
-        self._tl = NULL
-        self._xexp = NULL
-        self._sizes = NULL
-        self._n = self._cap = 0
         self._shift = 61
-        self._head = self._tail = self._thead = self._ttail = -1
-        self._currsize_obj = 0
-        self._bump()
-        self._mod += 1
-        # the cache is empty and consistent: now release the old contents (may run __del__)
-        for i in range(n):
-            Py_DECREF(<object>ents[i].key)
-            Py_DECREF(<object>ents[i].value)
-            if xexp != NULL:
-                Py_XDECREF(xexp[i])
-            if sizes != NULL:
-                Py_XDECREF(sizes[i])
-        PyMem_Free(ents)
-        PyMem_Free(xexp)
-        PyMem_Free(sizes)
+        _cache_release(old)    # the cache is empty and consistent: now the old contents may go
+        return 0
 
     # ------------------------------------------------------------------ iteration and views
+
+    @cython.final
+    cdef inline double _seq_of(self, int32_t ix) noexcept:
+        # Entry ix's insertion number.
+        return self._seqs[ix] if self._is_ttl else self._ents[ix].exp
+
+    @cython.final
+    cdef list _snapshot(self):
+        # [(insertion number, key), ...] of every entry, in first-insertion order.
+        cdef Py_ssize_t i
+        cdef list snap = [(self._seq_of(<int32_t>i), <object>self._ents[i].key) for i in range(self._n)]
+        snap.sort(key=_cache_first)
+        return snap
 
     def __iter__(self):
         return _cache_Iter._new(self, 0)
@@ -1408,11 +1851,10 @@ cdef class _CacheCore:
             return self._currsize()
         return self._currsize() - self._expired_prefix(self._now())[1]
 
-    def getsizeof(self, value):
-        """Return the size of a cache element's value (1 unless getsizeof was given)."""
-        if self._getsizeof is None:
-            return 1
-        return self._getsizeof(value)
+    @property
+    def getsizeof(self):
+        """The function giving a value's size: the getsizeof passed in, or one returning 1."""
+        return _cache_py._default_getsizeof if self._getsizeof is None else self._getsizeof
 
     @property
     def on_evict(self):
@@ -1447,93 +1889,277 @@ cdef class _CacheCore:
         return _cache_copyreg.__newobj__, (type(self),), self.__getstate__()
 
     def __getstate__(self):
-        cdef list items = []
-        cdef list expires = []
-        cdef list xorder = []
-        cdef Py_ssize_t k = 0
-        cdef int32_t ix = self._head
+        """The twin's state: (tag, version, settings, items, order, timing, counters, attributes)."""
+        cdef list snap = self._snapshot()
         cdef dict pos = {}
-        while ix >= 0:
+        cdef list items = []
+        cdef list order = None
+        cdef list expires, xorder
+        cdef Py_ssize_t k, ix
+        cdef int32_t j
+        for k in range(len(snap)):
+            ix = self._find_entry(snap[k][1])
+            pos[ix] = k
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
-            if self._is_ttl:
-                expires.append(<object>self._xexp[ix] if self._objmode else self._ents[ix].exp)
-                pos[ix] = k
-            k += 1
-            ix = self._ents[ix].next
+        if self._pol != _POL_INS and self._pol != _POL_RR:
+            order = []
+            j = self._head
+            while j >= 0:
+                order.append((pos[j], self._bks[self._lfb[j]].count) if self._pol == _POL_LFU else pos[j])
+                j = self._ents[j].next
+        timing = None
         if self._is_ttl:
-            ix = self._thead
-            while ix >= 0:
-                xorder.append(pos[ix])
-                ix = self._tl[ix].next
-            if self._objmode:
-                last = self._last_o
+            expires = [None] * len(items)
+            for ix in range(self._n):
+                expires[pos[ix]] = <object>self._xexp[ix] if self._objmode else self._ents[ix].exp
+            if self._use_heap:
+                xorder = sorted(range(len(items)), key=expires.__getitem__)
             else:
-                last = self._last_d if self._has_last else None
-            ttl_part = (expires, xorder, last)
-            settings = (self._maxsize, self._getsizeof, self._on_evict, self._ttl, self._tw._timer)
-        else:
-            ttl_part = None
-            settings = (self._maxsize, self._getsizeof, self._on_evict, None, None)
-        return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, ttl_part,
-                (self._hits, self._misses, self._evictions, self._expirations))
+                xorder = []
+                j = self._thead
+                while j >= 0:
+                    xorder.append(pos[j])
+                    j = self._tl[j].next
+            last = self._last_o if self._objmode else (self._last_d if self._has_last else None)
+            timing = (expires, xorder, last)
+        getsizeof = None if self._size_override else self._getsizeof
+        settings = (self._maxsize, getsizeof, self._on_evict, self._param,
+                    self._tw._timer if self._is_ttl else None)
+        attributes = getattr(self, "__dict__", None) or None
+        return (_CACHE_STATE_TAG, _CACHE_STATE_VERSION, settings, items, order, timing,
+                (self._hits, self._misses, self._evictions, self._expirations), attributes)
+
+    @cython.final
+    cdef Py_ssize_t _find_entry(self, object key) noexcept:
+        # The entry holding this very key object (identity only: no user code).
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            if self._ents[i].key == <PyObject*>key:
+                return i
+        return -1
 
     def __setstate__(self, state):
-        cdef Py_ssize_t ix
+        """Restore a state made by __getstate__ (either backend's); an invalid one changes nothing."""
+        cdef _CacheCore new
+        cdef Py_ssize_t k, n, ix
         cdef list idxs = []
-        name = type(self).__name__
-        if not (isinstance(state, tuple) and len(state) == 6 and state[0] == _CACHE_STATE_TAG):
-            raise TypeError(f"invalid {name} state")
+        cdef int timing_kind
+        cls = type(self)
+        invalid = f"invalid {cls.__name__} state"
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == _CACHE_STATE_TAG):
+            raise TypeError(invalid)
         if state[1] != _CACHE_STATE_VERSION:
-            raise ValueError(f"unsupported {name} state version {state[1]!r}")
-        _, _, settings, items, ttl_part, counters = state
-        maxsize, getsizeof, on_evict, ttl, timer = settings
-        _cache_check_maxsize(maxsize)
-        _cache_check_callable("getsizeof", getsizeof)
-        _cache_check_callable("on_evict", on_evict)
-        if self._n:
-            self.clear()
-        if isinstance(self, TTLCache):
-            self._setup_ttl(ttl, timer)
-            expires, xorder, last = ttl_part
-            if len(expires) != len(items) or sorted(xorder) != list(range(len(items))):
-                raise ValueError(f"invalid {name} state")
-        self._configure(maxsize, getsizeof, on_evict)
-        self._hits = self._misses = self._evictions = self._expirations = 0
+            raise ValueError(f"unsupported {cls.__name__} state version {state[1]!r}")
+        _, _, settings, items, order, timing, counters, attributes = state
+        if not (isinstance(settings, tuple) and len(settings) == 5):
+            raise ValueError(invalid)
+        maxsize, getsizeof, on_evict, param, timer = settings
+        if not (isinstance(counters, tuple) and len(counters) == 4
+                and all(type(c) is int and c >= 0 for c in counters)):
+            raise ValueError(invalid)
+        if attributes is not None and not isinstance(attributes, dict):
+            raise ValueError(invalid)
+        if not isinstance(items, list):
+            raise ValueError(invalid)
+        # Build the whole new structure in a fresh object: validation and user __hash__/__eq__ run
+        # there; this cache changes only at the end, in one step without user code.
+        new = cls.__new__(cls)
+        pol, timing_kind = _cache_kind_of(cls)
+        if not timing_kind and (timer is not None or (param is not None and pol != _POL_RR)):
+            raise ValueError(invalid)
+        new._setup(pol, timing_kind, maxsize, getsizeof, on_evict, param, timer)
+        n = len(items)
+        if n > new._maxcap or not (n <= maxsize):
+            raise ValueError(invalid)
+        total = 0
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 3):
+                raise ValueError(invalid)
+            key, value, size = item
+            if new._getsizeof is None and not (type(size) is int and size == 1):
+                raise ValueError(invalid)
+            try:
+                _cache_check_size(size, maxsize)
+            except (TypeError, ValueError):
+                raise ValueError(invalid) from None
+            h = hash(key)
+            if new._find(key, h) >= 0:
+                raise ValueError(invalid)
+            new._reserve()
+            ix = new._insert(key, value, h)
+            idxs.append(ix)
+            if new._sizes != NULL:
+                Py_INCREF(size)
+                new._sizes[ix] = <PyObject*>size
+            total = total + size
+        if total > maxsize:
+            raise ValueError(invalid)
+        if new._sizes != NULL:
+            new._currsize_obj = total
+        new._restore_order(order, idxs, invalid)
+        if new._is_ttl:
+            new._restore_timing(timing, idxs, invalid)
+        elif timing is not None:
+            raise ValueError(invalid)
+        new._hits, new._misses, new._evictions, new._expirations = counters
+        # everything checked: this cache takes the new contents, `new` the old ones
+        if self._wlock is not None:
+            with self._wlock:
+                self._swap(new)
+        else:
+            self._swap(new)
+        if attributes:
+            self.__dict__.update(attributes)
+        # `new` (holding the old contents) is released when this returns
+
+    @cython.final
+    cdef int _restore_order(self, object order, list idxs, str invalid) except -1:
+        # The eviction order of a state: item indices (LFU: (index, count) pairs, counts ascending).
+        cdef Py_ssize_t n = len(idxs), k
+        cdef int32_t ix, b = -1
+        cdef int64_t count, prev = 0
+        if self._pol == _POL_INS or self._pol == _POL_RR:
+            if order is not None:
+                raise ValueError(invalid)
+            return 0
+        if not isinstance(order, list) or len(order) != n:
+            raise ValueError(invalid)
+        seen = set()
+        for o in order:
+            k = o[0] if self._pol == _POL_LFU and isinstance(o, tuple) and len(o) == 2 else o
+            if type(k) is not int or not 0 <= k < n or k in seen:
+                raise ValueError(invalid)
+            seen.add(k)
+            if self._pol == _POL_LFU:
+                if not isinstance(o, tuple) or type(o[1]) is not int or not (prev <= o[1]) or o[1] < 1:
+                    raise ValueError(invalid)
+                prev = o[1]
+        # relink the entry list in that order (and for LFU rebuild the buckets)
+        self._head = self._tail = -1
+        if self._pol == _POL_LFU:
+            self._bfree = -1
+            for k in range(self._cap):
+                self._bks[k].first = self._bfree
+                self._bfree = <int32_t>k
+        for o in order:
+            if self._pol == _POL_LFU:
+                ix = <int32_t>idxs[o[0]]
+                count = o[1]
+                self._lru_append(ix)
+                if b >= 0 and self._bks[b].count == count:
+                    self._bks[b].last = ix
+                    self._lfb[ix] = b
+                else:
+                    b = self._bk_new(count, ix)
+            else:
+                self._lru_append(<int32_t>idxs[o])
+        return 0
+
+    @cython.final
+    cdef int _restore_timing(self, object timing, list idxs, str invalid) except -1:
+        # Expiries per item, the expiry order (indices) and the latest time read.
+        cdef Py_ssize_t n = len(idxs), k
+        cdef int32_t ix
+        if not (isinstance(timing, tuple) and len(timing) == 3):
+            raise ValueError(invalid)
+        expires, xorder, last = timing
+        if not (isinstance(expires, list) and len(expires) == n and isinstance(xorder, list)
+                and len(xorder) == n):
+            raise ValueError(invalid)
+        if sorted(x for x in xorder if type(x) is int) != list(range(n)):
+            raise ValueError(invalid)
+        for k in range(1, n):
+            if expires[xorder[k]] < expires[xorder[k - 1]]:
+                raise ValueError(invalid)
+        for x in expires:
+            if not self._objmode and (isinstance(x, bool) or not isinstance(x, _cache_numbers.Real)):
+                raise ValueError(invalid)
+            if isinstance(x, float) and x != x:
+                raise ValueError(invalid)
+        if last is not None and not self._objmode:
+            if isinstance(last, bool) or not isinstance(last, _cache_numbers.Real) or last != last:
+                raise ValueError(invalid)
+        if not self._use_heap:
+            self._thead = self._ttail = -1
+        for k in range(n):
+            ix = <int32_t>idxs[xorder[k]]
+            x = expires[xorder[k]]
+            if self._objmode:
+                Py_INCREF(x)
+                self._xexp[ix] = <PyObject*>x
+            else:
+                self._ents[ix].exp = float(x)
+            if self._use_heap:
+                self._heap_put(k, ix)       # sorted: a valid heap
+            else:
+                self._ttl_append(ix)
+        if last is None:
+            self._has_last = False
+            self._last_o = None
+        elif self._objmode:
+            self._last_o = last
+        else:
+            self._last_d = float(last)
+            self._has_last = True
+        return 0
+
+    @cython.final
+    cdef void _swap(self, _CacheCore o) noexcept:
+        # Exchange every setting and all contents with `o` (a fresh object of the same class).
+        self._ents, o._ents = o._ents, self._ents
+        self._idx, o._idx = o._idx, self._idx
+        self._tl, o._tl = o._tl, self._tl
+        self._heap, o._heap = o._heap, self._heap
+        self._hpos, o._hpos = o._hpos, self._hpos
+        self._lfb, o._lfb = o._lfb, self._lfb
+        self._bks, o._bks = o._bks, self._bks
+        self._bfree, o._bfree = o._bfree, self._bfree
+        self._seqs, o._seqs = o._seqs, self._seqs
+        self._seq, o._seq = o._seq, self._seq
+        self._xexp, o._xexp = o._xexp, self._xexp
+        self._sizes, o._sizes = o._sizes, self._sizes
+        self._mask, o._mask = o._mask, self._mask
+        self._n, o._n = o._n, self._n
+        self._cap, o._cap = o._cap, self._cap
+        self._shift, o._shift = o._shift, self._shift
+        self._ibits, o._ibits = o._ibits, self._ibits
+        self._imask, o._imask = o._imask, self._imask
+        self._tagmask, o._tagmask = o._tagmask, self._tagmask
+        self._maxcap, o._maxcap = o._maxcap, self._maxcap
+        self._head, o._head = o._head, self._head
+        self._tail, o._tail = o._tail, self._tail
+        self._thead, o._thead = o._thead, self._thead
+        self._ttail, o._ttail = o._ttail, self._ttail
+        self._maxsize_c, o._maxsize_c = o._maxsize_c, self._maxsize_c
+        self._maxsize, o._maxsize = o._maxsize, self._maxsize
+        self._currsize_obj, o._currsize_obj = o._currsize_obj, self._currsize_obj
+        self._getsizeof, o._getsizeof = o._getsizeof, self._getsizeof
+        self._on_evict, o._on_evict = o._on_evict, self._on_evict
+        self._hits, o._hits = o._hits, self._hits
+        self._misses, o._misses = o._misses, self._misses
+        self._evictions, o._evictions = o._evictions, self._evictions
+        self._expirations, o._expirations = o._expirations, self._expirations
+        self._is_ttl, o._is_ttl = o._is_ttl, self._is_ttl
+        self._objmode, o._objmode = o._objmode, self._objmode
+        self._cclock, o._cclock = o._cclock, self._cclock
+        self._fast_set, o._fast_set = o._fast_set, self._fast_set
+        self._is_tlru, o._is_tlru = o._is_tlru, self._is_tlru
+        self._use_heap, o._use_heap = o._use_heap, self._use_heap
+        self._pol, o._pol = o._pol, self._pol
+        self._choice, o._choice = o._choice, self._choice
+        self._ttu, o._ttu = o._ttu, self._ttu
+        self._ttl, o._ttl = o._ttl, self._ttl
+        self._ttl_d, o._ttl_d = o._ttl_d, self._ttl_d
+        self._last_d, o._last_d = o._last_d, self._last_d
+        self._has_last, o._has_last = o._has_last, self._has_last
+        self._last_o, o._last_o = o._last_o, self._last_o
+        self._tw, o._tw = o._tw, self._tw
+        if self._wlock is None:     # a lock once given stays: writers may be waiting on it
+            self._wlock = o._wlock
+        if self._size_override and o._getsizeof is not None:
+            self._getsizeof = self.getsizeof        # bound to this object, not to `o`
         self._bump()
         self._mod += 1
-        for key, value, size in items:
-            h = hash(key)
-            self._reserve()
-            if self._find(key, h) >= 0:
-                raise ValueError(f"invalid {name} state")
-            ix = self._insert(key, value, h)
-            idxs.append(ix)
-            if self._sizes != NULL:
-                Py_INCREF(size)
-                self._sizes[ix] = <PyObject*>size
-                self._currsize_obj = self._currsize_obj + size
-        if self._is_ttl:
-            for k in range(len(idxs)):
-                ix = idxs[k]
-                if self._objmode:
-                    exp = expires[k]
-                    Py_INCREF(exp)
-                    self._xexp[ix] = <PyObject*>exp
-                else:
-                    self._ents[ix].exp = float(expires[k])
-            for k in xorder:
-                ix = idxs[k]
-                self._ttl_unlink(<int32_t>ix)
-                self._ttl_append(<int32_t>ix)
-            if last is None:
-                self._has_last = False
-                self._last_o = None
-            elif self._objmode:
-                self._last_o = last
-            else:
-                self._last_d = float(last)
-                self._has_last = True
-        self._hits, self._misses, self._evictions, self._expirations = counters
 
     def __copy__(self):
         cls = type(self)
@@ -1542,22 +2168,77 @@ cdef class _CacheCore:
         return new
 
     @cython.final
-    cdef int _setup_ttl(self, object ttl, object timer) except -1:
-        _cache_check_ttl(ttl)
-        if not callable(timer):
+    cdef int _setup(self, int pol, int timing, object maxsize, object getsizeof, object on_evict,
+                    object param, object timer) except -1:
+        # Validate every setting, then (re)configure the empty cache. timing: 0 none, 1 ttl=param,
+        # 2 ttu=param; RRCache's choice is param too.
+        _cache_py._check_maxsize(maxsize)
+        if pol == _POL_RR and not callable(param):
+            raise TypeError(f"choice must be callable, got {param!r}")
+        if timing == 1:
+            _cache_py._check_ttl(param)
+        elif timing == 2 and not callable(param):
+            raise TypeError(f"ttu must be callable, got {param!r}")
+        if timing and not callable(timer):
             raise TypeError(f"timer must be callable, got {timer!r}")
+        _cache_py._check_callable("getsizeof", getsizeof)
+        _cache_py._check_callable("on_evict", on_evict)
         if self._n:
             raise RuntimeError(f"{type(self).__name__} is already initialized")
-        self._release_arrays()
-        self._objmode = not (type(ttl) is float or type(ttl) is int)
-        self._ttl_d = float(ttl) if not self._objmode else 0.0
-        self._is_ttl = True
-        self._ttl = ttl
-        self._cclock = timer is _cache_monotonic
-        self._tw = _cache_Timer(timer)
+        _cache_release(self._detach())
+        self._pol = pol
+        self._choice = param if pol == _POL_RR else None
+        self._is_ttl = timing != 0
+        self._is_tlru = timing == 2
+        self._ttl = param if timing == 1 else None
+        self._ttu = param if timing == 2 else None
+        if timing == 1:
+            self._objmode = not (type(param) is float or type(param) is int)
+        else:
+            # ttu's results are compared as doubles only with the built-in clock
+            self._objmode = timing == 2 and timer is not _cache_monotonic
+        self._use_heap = timing == 2 and not self._objmode
+        self._ttl_d = float(param) if timing == 1 and not self._objmode else 0.0
+        self._cclock = timing != 0 and timer is _cache_monotonic
+        self._tw = _cache_Timer(timer) if timing else None
         self._has_last = False
         self._last_o = None
+        self._configure(maxsize, getsizeof, on_evict)
+        # User code inside a write (getsizeof and its sizes' arithmetic, expiry comparisons, an
+        # overriding popitem): writers of other threads wait for it, so that nothing they do
+        # lands between this write's lookup and its structural change.
+        self._wlock = (_cache_threading.RLock()
+                       if self._getsizeof is not None or self._objmode or self._hook else None)
         return 0
+
+    @property
+    def _param(self):
+        # RRCache's choice, TTLCache's ttl, TLRUCache's ttu (else None), as the state holds it
+        if self._pol == _POL_RR:
+            return self._choice
+        if self._is_tlru:
+            return self._ttu
+        return self._ttl
+
+    @cython.final
+    cdef list _expire_public(self, object time):
+        # TTLCache.expire and TLRUCache.expire
+        cdef list evicted = []
+        try:
+            if self._wlock is not None:
+                self._wlock.acquire()
+            try:
+                if time is None:
+                    time = self._now()
+                elif not self._objmode:
+                    time = self._to_double(time)
+                self._expire_into(time, evicted)
+            finally:
+                if self._wlock is not None:
+                    self._wlock.release()
+        finally:
+            self._notify(evicted)
+        return list(evicted)
 
     # ------------------------------------------------------------------ consistency check
 
@@ -1565,6 +2246,7 @@ cdef class _CacheCore:
         """Walk the table, the entries and both lists; raise AssertionError on any inconsistency."""
         cdef Py_ssize_t i, j, used = 0, count = 0
         cdef int32_t ix, prev
+        cdef _cache_bk* bk
         assert self._n <= self._cap, "n > cap"
         assert (self._mask + 1) & self._mask == 0, "table size not a power of two"
         seen = [False] * self._n
@@ -1596,7 +2278,23 @@ cdef class _CacheCore:
             assert count <= self._n, "LRU list has a cycle"
         assert prev == self._tail, "LRU tail wrong"
         assert count == self._n, "LRU list misses entries"
-        if self._is_ttl:
+        if self._pol == _POL_LFU:
+            ix = self._head
+            while ix >= 0:      # buckets: runs of one count, counts ascending
+                bk = &self._bks[self._lfb[ix]]
+                assert bk.first == ix, "bucket does not start where its run starts"
+                while ix != bk.last:
+                    ix = self._ents[ix].next
+                    assert ix >= 0 and self._lfb[ix] == self._lfb[bk.first], "bucket run broken"
+                ix = self._ents[ix].next
+                assert ix < 0 or self._bks[self._lfb[ix]].count > bk.count, "counts not ascending"
+        if self._use_heap:
+            for i in range(self._n):
+                assert self._hpos[self._heap[i]] == i, "heap position wrong"
+                if i:
+                    assert not (self._ents[self._heap[i]].exp < self._ents[self._heap[(i - 1) >> 1]].exp), \
+                        "heap order broken"
+        elif self._is_ttl:
             count = 0
             prev = -1
             ix = self._thead
@@ -1617,7 +2315,7 @@ cdef class _CacheCore:
                 total = total + <object>self._sizes[i]
             assert total == self._currsize_obj, "currsize disagrees with the item sizes"
         assert not (self._currsize() > self._maxsize), "currsize > maxsize"
-        if self._is_ttl and not self._objmode:
+        if self._is_ttl and not self._objmode and not self._use_heap:
             ix = self._thead
             while ix >= 0 and self._tl[ix].next >= 0:
                 assert self._ents[ix].exp <= self._ents[self._tl[ix].next].exp, "expiry order is not sorted"
@@ -1626,22 +2324,24 @@ cdef class _CacheCore:
 
 
 cdef class _cache_Iter:
+    # A snapshot iterator, as cachetools 8's: the keys present when iteration starts, in
+    # first-insertion order; each is yielded if it is still there (the same insertion, not a
+    # re-insertion) and, for timed caches, not expired at the time read when iteration started.
+    # It never raises "changed during iteration": the cache may change meanwhile.
     cdef _CacheCore _c
-    cdef int32_t _pos
-    cdef size_t _mod
+    cdef list _snap
+    cdef Py_ssize_t _pos
     cdef int _kind
     cdef object _now
-    cdef bint _started
 
     @staticmethod
     cdef _cache_Iter _new(_CacheCore c, int kind):
         cdef _cache_Iter it = _cache_Iter.__new__(_cache_Iter)
         it._c = c
-        it._pos = c._head
-        it._mod = c._mod
+        it._snap = None
+        it._pos = 0
         it._kind = kind
         it._now = None
-        it._started = False
         return it
 
     def __iter__(self):
@@ -1649,33 +2349,38 @@ cdef class _cache_Iter:
 
     def __next__(self):
         cdef _CacheCore c = self._c
-        cdef int32_t ix
-        if not self._started:
-            # the time is read once, when iteration starts
-            self._started = True
-            self._pos = c._head
-            self._mod = c._mod
+        cdef Py_ssize_t ix
+        cdef double seq
+        if self._snap is None:
             if c._is_ttl:
-                if c._n:
-                    self._now = c._now()
-                else:
+                if not c._n:
                     c._observe(c._tw())     # the one read; nothing to compare it with
-                    return self.__next__()
-        while True:
-            if c._mod != self._mod:
-                self._pos = -1
-                raise RuntimeError(f"{type(c).__name__} changed during iteration")
-            ix = self._pos
-            if ix < 0:
-                raise StopIteration
-            self._pos = c._ents[ix].next
-            if c._is_ttl and not c._alive(ix, self._now):
+                    self._snap = []
+                    raise StopIteration
+                self._now = c._now()
+            self._snap = c._snapshot()
+        while self._pos < len(self._snap):
+            seq, key = self._snap[self._pos]
+            self._pos += 1
+            ix = c._find(key, hash(key))
+            if ix < 0 or c._seq_of(<int32_t>ix) != seq:
                 continue
+            if c._is_ttl:
+                if c._objmode:
+                    if not c._alive_o(<int32_t>ix, self._now):
+                        continue
+                    ix = c._find(key, hash(key))    # the comparison was user code
+                    if ix < 0 or c._seq_of(<int32_t>ix) != seq:
+                        continue
+                elif not (<double>self._now < c._ents[ix].exp):
+                    continue
             if self._kind == 0:
                 return <object>c._ents[ix].key
             if self._kind == 1:
                 return <object>c._ents[ix].value
             return (<object>c._ents[ix].key, <object>c._ents[ix].value)
+        self._snap = []
+        raise StopIteration
 
 
 class _cache_KeysView(_cache_abc.KeysView):
@@ -1713,31 +2418,74 @@ class _cache_ItemsView(_cache_abc.ItemsView):
 
 
 @cython.no_gc_clear
-cdef class LRUCache(_CacheCore):
-    """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
+cdef class Cache(_CacheCore):
+    """A bounded mapping evicting the item inserted first (an update keeps its place)."""
+
+    __signature__ = _cache_Signature("Cache")
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
-        _cache_check_maxsize(maxsize)
-        _cache_check_callable("getsizeof", getsizeof)
-        _cache_check_callable("on_evict", on_evict)
         self._reinit()
-        self._configure(maxsize, getsizeof, on_evict)
+        self._setup(_POL_INS, 0, maxsize, getsizeof, on_evict, None, None)
 
 
 @cython.no_gc_clear
-cdef class TTLCache(LRUCache):
+cdef class FIFOCache(Cache):
+    """First In First Out cache: evicts the item set longest ago (an update re-queues it)."""
+
+    __signature__ = _cache_Signature("FIFOCache")
+
+    def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
+        self._reinit()
+        self._setup(_POL_FIFO, 0, maxsize, getsizeof, on_evict, None, None)
+
+
+@cython.no_gc_clear
+cdef class LFUCache(Cache):
+    """Least Frequently Used cache: O(1) use-count buckets, least recent first within a count."""
+
+    __signature__ = _cache_Signature("LFUCache")
+
+    def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
+        self._reinit()
+        self._setup(_POL_LFU, 0, maxsize, getsizeof, on_evict, None, None)
+
+
+@cython.no_gc_clear
+cdef class LRUCache(Cache):
+    """Least Recently Used cache: an O(1) C hash table threaded by a doubly linked list."""
+
+    __signature__ = _cache_Signature("LRUCache")
+
+    def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
+        self._reinit()
+        self._setup(_POL_LRU, 0, maxsize, getsizeof, on_evict, None, None)
+
+
+@cython.no_gc_clear
+cdef class RRCache(Cache):
+    """Random Replacement cache: evicts choice(keys) (random.choice by default)."""
+
+    __signature__ = _cache_Signature("RRCache")
+
+    def __init__(self, maxsize, choice=_cache_random.choice, getsizeof=None, *, on_evict=None):
+        self._reinit()
+        self._setup(_POL_RR, 0, maxsize, getsizeof, on_evict, choice, None)
+
+    @property
+    def choice(self):
+        """The function that picks the key to evict."""
+        return self._choice
+
+
+@cython.no_gc_clear
+cdef class TTLCache(Cache):
     """LRU cache whose items expire ttl after they were set (valid while timer() < set + ttl)."""
 
+    __signature__ = _cache_Signature("TTLCache")
+
     def __init__(self, maxsize, ttl, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
-        _cache_check_maxsize(maxsize)
-        _cache_check_ttl(ttl)
-        if not callable(timer):
-            raise TypeError(f"timer must be callable, got {timer!r}")
-        _cache_check_callable("getsizeof", getsizeof)
-        _cache_check_callable("on_evict", on_evict)
         self._reinit()
-        self._setup_ttl(ttl, timer)
-        self._configure(maxsize, getsizeof, on_evict)
+        self._setup(_POL_LRU, 1, maxsize, getsizeof, on_evict, ttl, timer)
 
     @property
     def ttl(self):
@@ -1751,20 +2499,50 @@ cdef class TTLCache(LRUCache):
 
     def expire(self, time=None):
         """Remove expired items and return them as a list of (key, value) pairs."""
-        cdef list evicted = []
-        try:
-            if time is None:
-                time = self._now()
-            elif not self._objmode:
-                time = self._to_double(time)
-            self._expire_into(time, evicted)
-        finally:
-            self._notify(evicted)
-        return list(evicted)
+        return self._expire_public(time)
 
 
-_cache_abc.MutableMapping.register(LRUCache)
-_cache_abc.MutableMapping.register(TTLCache)
+@cython.no_gc_clear
+cdef class TLRUCache(Cache):
+    """LRU cache whose items expire at ttu(key, value, now) (an O(log n) expiry heap)."""
+
+    __signature__ = _cache_Signature("TLRUCache")
+
+    def __init__(self, maxsize, ttu, timer=_cache_time.monotonic, getsizeof=None, *, on_evict=None):
+        self._reinit()
+        self._setup(_POL_LRU, 2, maxsize, getsizeof, on_evict, ttu, timer)
+
+    @property
+    def ttu(self):
+        """The function ``ttu(key, value, now)`` giving each item's expiry time."""
+        return self._ttu
+
+    @property
+    def timer(self):
+        """The timer wrapper: call it, or ``with cache.timer as now:`` to freeze time."""
+        return self._tw
+
+    def expire(self, time=None):
+        """Remove expired items and return them as a list of (key, value) pairs."""
+        return self._expire_public(time)
+
+
+cdef tuple _cache_classes = (Cache, FIFOCache, LFUCache, LRUCache, RRCache, TTLCache, TLRUCache)
+cdef dict _cache_kinds = {
+    Cache: (_POL_INS, 0), FIFOCache: (_POL_FIFO, 0), LFUCache: (_POL_LFU, 0),
+    LRUCache: (_POL_LRU, 0), RRCache: (_POL_RR, 0), TTLCache: (_POL_LRU, 1), TLRUCache: (_POL_LRU, 2),
+}
+
+
+cdef tuple _cache_kind_of(type cls):
+    # (policy, timing) of a compiled cache class or of a Python subclass of one
+    for c in cls.__mro__:
+        if c in _cache_kinds:
+            return _cache_kinds[c]
+    raise TypeError(f"{cls.__name__} is not a cache class")
+for _cache_t in _cache_classes:
+    _cache_abc.MutableMapping.register(_cache_t)
+_cache_abc.Sequence.register(_cache_RRKeys)
 
 
 cdef _cache_traverseproc _cache_base_traverse = (<_cache_TypeObject*>_CacheCore).tp_traverse
@@ -1779,11 +2557,11 @@ cdef int _cache_traverse(PyObject* o, _cache_visitproc visit, void* arg) noexcep
 
 cdef int _cache_clear(PyObject* o) noexcept:
     # Breaks reference cycles through a cache's contents (the settings are kept).
-    (<_CacheCore>o)._drop_all()
+    _cache_release((<_CacheCore>o)._detach())
     return 0
 
 
-for _cache_t in (_CacheCore, LRUCache, TTLCache):
+for _cache_t in (_CacheCore,) + _cache_classes:
     (<_cache_TypeObject*>_cache_t).tp_traverse = _cache_traverse
     (<_cache_TypeObject*>_cache_t).tp_clear = _cache_clear
 del _cache_t

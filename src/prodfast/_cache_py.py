@@ -1,56 +1,84 @@
-"""Pure-Python LRUCache and TTLCache: the readable reference twin of the compiled caches.
+"""The pure-Python caches: the readable reference twin of the compiled ones.
+
+Seven classes with cachetools 8's constructors and semantics, each a ``MutableMapping``:
+
+    Cache      evicts the first inserted key (an update keeps the key's place)
+    FIFOCache  evicts the first inserted key (an update re-queues the key at the back)
+    LFUCache   evicts the least frequently used key, the least recently used among equals
+    LRUCache   evicts the least recently used key
+    RRCache    evicts ``choice(keys)`` (``random.choice`` by default)
+    TTLCache   an LRUCache whose items expire ``ttl`` after they were set
+    TLRUCache  an LRUCache whose items expire at ``ttu(key, value, now)``
 
 Layout of one cache::
 
-    _map    dict      key -> _Node(key, value, size, expires)   the only table hashing user keys
-    _order  OrderedDict[_Node, None]   recency, least recently used first
-    _xorder OrderedDict[_Node, None]   TTLCache only: expiry order (= order of the last set)
+    _map    dict  key -> _Node(key, value, size, expires, linked, aux)
+            the only table hashing user keys; its order (first insertion) is the iteration order
+    policy  FIFO/LRU/TTL/TLRU: ``_order`` OrderedDict[_Node, None], next victim first
+            LFU: a ring of _Bucket(count, nodes) in ascending count, ``node.aux`` its bucket
+            RR: ``_slots`` list of nodes, ``node.aux`` its index (swap-remove)
+    expiry  TTL: ``_xorder`` OrderedDict[_Node, None] in set order = expiry order
+            TLRU: ``_heap`` of [expires, seq, node] (a removed item leaves node None)
 
-Nodes hash by identity, so moving a node in ``_order``/``_xorder`` never runs user code.
-User code can run inside ``_map`` lookups (``__hash__``/``__eq__``), in the timer, in
-``getsizeof``, ``on_evict``, ``__missing__``, an overriding ``popitem`` and the ``__del__`` of a
-released key or value. The rules that keep the cache consistent whatever that code does:
+Nodes hash by identity, so moving a node in the policy structures never runs user code.
+User code can run inside ``_map`` lookups (``__hash__``/``__eq__``), in the timer, ``ttu``,
+``choice``, ``getsizeof``, ``on_evict``, ``__missing__``, an overriding ``popitem`` and the
+``__del__`` of a released key or value. The rules that keep the cache consistent whatever that
+code does:
 
-* Every change bumps ``_mod`` (structure and recency) and structural changes bump ``_version``;
-  a lookup that ran user code re-checks ``_version`` and raises RuntimeError if it moved.
+* Structural changes bump ``_version``; a lookup that ran user code re-checks it and raises
+  RuntimeError if it moved.
 * While a method is rewiring the structure (``_busy``), a re-entrant mutation from the same
   thread raises RuntimeError instead of interleaving with half-done work.
 * Removed keys and values are released, and ``on_evict`` is called, only after the structure is
   consistent again and the lock is released.
 * One ``threading.RLock`` serialises threads; the same thread may re-enter it.
+* Iteration walks a snapshot of the nodes taken at its start and yields those still linked (and
+  alive at the time read then), so changing the cache while iterating is allowed: keys added
+  meanwhile are not visited, removed ones are skipped.
 
-TTL semantics: an item set at time ``t`` is valid while ``timer() < t + ttl``. A timer that goes
-backwards is treated as "no time passed" (times are clamped to the latest one seen), so the
-expiry order is always sorted and expired items are a prefix of ``_xorder``.
+Timed caches: an item is valid while ``timer() < expires``. A timer that goes backwards is
+treated as "no time passed" (times are clamped to the latest one seen), so TTLCache's expiry
+order is always sorted and its expired items are a prefix of ``_xorder``. A float reading that is
+NaN or infinite is refused.
 """
 
 from __future__ import annotations
 
 import collections
 import copyreg
+import heapq
 import math
 import numbers
+import random
 import reprlib
 import threading
 import time
 import types
-from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
+from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
 
-__all__ = ["LRUCache", "TTLCache"]
+__all__ = ["Cache", "FIFOCache", "LFUCache", "LRUCache", "RRCache", "TLRUCache", "TTLCache"]
 
 _MISSING = object()
 _STATE_TAG = "prodfast.cache"
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class _Node:
-    __slots__ = ("key", "value", "size", "expires")
+    __slots__ = ("key", "value", "size", "expires", "linked", "aux")
 
     def __init__(self, key, value, size, expires):
         self.key = key
         self.value = value
         self.size = size
         self.expires = expires
+        self.linked = True
+        self.aux = None  # LFU: its _Bucket; RR: its index in _slots; TLRU: its heap entry
+
+
+def _default_getsizeof(value):
+    """The size of every value of a cache without a getsizeof function: 1."""
+    return 1
 
 
 class _Timer:
@@ -89,9 +117,12 @@ class _Timer:
         return getattr(self._timer, name)
 
 
+# ---------------------------------------------------------------------- argument checks
+
+
 def _check_maxsize(maxsize):
     if isinstance(maxsize, bool) or not (
-        isinstance(maxsize, int) or (isinstance(maxsize, float) and maxsize == math.inf)
+        isinstance(maxsize, int) or (isinstance(maxsize, float) and math.isinf(maxsize))
     ):
         raise TypeError(f"maxsize must be a non-negative int or math.inf, got {maxsize!r}")
     if maxsize < 0:
@@ -101,6 +132,11 @@ def _check_maxsize(maxsize):
 def _check_callable(name, fn):
     if fn is not None and not callable(fn):
         raise TypeError(f"{name} must be callable or None, got {fn!r}")
+
+
+def _check_required_callable(name, fn):
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {fn!r}")
 
 
 def _check_ttl(ttl):
@@ -122,17 +158,27 @@ def _check_ttl(ttl):
 
 
 def _check_size(size, maxsize):
-    # getsizeof(value) must give a non-negative real number no larger than maxsize
+    # getsizeof(value) must give a finite, non-negative real number no larger than maxsize
     if isinstance(size, bool) or not isinstance(size, numbers.Real):
         raise TypeError(f"getsizeof must return a non-negative number, got {size!r}")
     if size > maxsize:
         raise ValueError("value too large")
     if not size >= 0:
         raise ValueError("value size must be non-negative")
+    if size == math.inf:
+        raise ValueError("value size must be finite")
+
+
+def _check_time(now):
+    if isinstance(now, float) and not math.isfinite(now):
+        raise ValueError(f"timer must return a finite time, got {now!r}")
+
+
+# ---------------------------------------------------------------------- views
 
 
 class _CacheValuesView(ValuesView):
-    """Values in recency order; reading them does not touch recency or the counters."""
+    """Values in iteration order; reading them does not touch recency or the counters."""
 
     __slots__ = ()
 
@@ -145,7 +191,7 @@ class _CacheValuesView(ValuesView):
 
 
 class _CacheItemsView(ItemsView):
-    """(key, value) pairs in recency order; reading them does not touch recency or the counters."""
+    """(key, value) pairs in iteration order; reading them does not touch recency or counters."""
 
     __slots__ = ()
 
@@ -158,28 +204,94 @@ class _CacheItemsView(ItemsView):
         return v is not _MISSING and (v is value or v == value)
 
 
-class LRUCache(MutableMapping):
-    """A mapping that keeps at most ``maxsize`` worth of items, evicting the least recently used.
+class _RRKeys(Sequence):
+    """The keys an RRCache's ``choice`` picks from: a read-only view of its slots.
 
-    ``LRUCache(maxsize, getsizeof=None, *, on_evict=None)`` is a drop-in for
-    ``cachetools.LRUCache``: ``maxsize`` is an int >= 0 or ``math.inf``; ``getsizeof(value)``
-    gives each value's size (1 when omitted) and ``currsize`` their sum; a value larger than
-    ``maxsize`` raises ``ValueError("value too large")``. ``on_evict(key, value)`` is called for
-    each item removed to make room (not by ``del``, ``pop``, ``popitem`` or ``clear``), after the
-    cache is consistent again; an exception it raises reaches the caller.
+    With ``keep`` (the node of a key being updated) the view leaves that key out: the last slot's
+    key stands in its place, so the view has one key fewer and no slot moves.
+    """
 
-    Recency: ``c[k]``, ``c.get(k)`` and ``c[k] = v`` make ``k`` the most recent; ``k in c``,
-    ``peek``, ``len`` and iteration do not. Iteration yields the least recently used key first.
-    Updating an existing key never evicts another one unless ``getsizeof`` makes the new value
-    larger than the room left. ``stats()`` counts lookups (``c[k]`` and ``get``) only.
+    __slots__ = ("_slots", "_keep")
 
-    A subclass may define ``__missing__(key)`` (called by ``c[k]`` on a miss) and may override
-    ``popitem()``: every eviction for room then goes through it, as in cachetools.
+    def __init__(self, slots, keep):
+        self._slots = slots
+        self._keep = keep
+
+    def __len__(self):
+        return len(self._slots) - (self._keep is not None)
+
+    def _key_at(self, i):
+        keep = self._keep
+        if keep is not None and i == keep.aux:
+            return self._slots[-1].key
+        return self._slots[i].key
+
+    def __getitem__(self, i):
+        n = len(self)
+        if isinstance(i, slice):
+            return [self._key_at(j) for j in range(*i.indices(n))]
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("index out of range")
+        return self._key_at(i)
+
+
+class _Bucket:
+    """LFUCache: the nodes used ``count`` times, least recently used first; a ring link."""
+
+    __slots__ = ("count", "nodes", "prev", "next")
+
+    def __init__(self, count):
+        self.count = count
+        self.nodes = collections.OrderedDict()
+        self.prev = self.next = self
+
+    def insert_after(self, prev):
+        self.prev = prev
+        self.next = nxt = prev.next
+        prev.next = nxt.prev = self
+
+    def unlink(self):
+        self.prev.next = self.next
+        self.next.prev = self.prev
+
+
+# ---------------------------------------------------------------------- the base class
+
+
+class Cache(MutableMapping):
+    """A mapping that keeps at most ``maxsize`` worth of items, evicting the first inserted.
+
+    ``Cache(maxsize, getsizeof=None, *, on_evict=None)`` is a drop-in for ``cachetools.Cache``
+    and the base of every prodfast cache. ``maxsize`` is an int >= 0 or ``math.inf``;
+    ``getsizeof(value)`` gives each value's size (a finite number >= 0; 1 when omitted, and a
+    subclass may override the ``getsizeof`` method instead) and ``currsize`` their sum; a value
+    larger than ``maxsize`` raises ``ValueError("value too large")``. ``cache.getsizeof`` is the
+    function given (or one returning 1). ``on_evict(key, value)`` is called for each item removed
+    to make room or, in timed caches, because it expired (not by ``del``, ``pop``, ``popitem`` or
+    ``clear``), after the cache is consistent again; an exception it raises reaches the caller.
+
+    Iteration yields the keys in first-insertion order, as a dict does (an update keeps the key's
+    place; reads never move it). It walks a snapshot: the cache may change meanwhile, keys added
+    are not visited, removed ones are skipped. ``k in c``, ``peek``, ``len`` and iteration never
+    touch the eviction order or the counters; ``stats()`` counts lookups (``c[k]`` and ``get``).
+    Updating an existing key evicts other keys only when ``getsizeof`` makes the new value larger
+    than the room left, and never the key itself.
+
+    A subclass may define ``__missing__(key)`` (called by ``c[k]`` on a miss, never by ``get``,
+    ``pop`` or ``setdefault``) and may override ``popitem()``: every eviction for room then goes
+    through it, as in cachetools. The cache is thread-safe and safe against re-entrant user code.
     """
 
     __class_getitem__ = classmethod(types.GenericAlias)
+    __slots__ = (
+        "_maxsize", "_getsizeof", "_size_fn", "_on_evict", "_map", "_currsize", "_hits",
+        "_misses", "_evictions", "_expirations", "_version", "_busy", "_lock", "_hook",
+        "_has_missing",
+    )
 
-    _is_ttl = False
+    _timed = False
 
     def __init__(self, maxsize, getsizeof=None, *, on_evict=None):
         _check_maxsize(maxsize)
@@ -194,23 +306,24 @@ class LRUCache(MutableMapping):
         self._getsizeof = getsizeof
         self._on_evict = on_evict
         self._map = {}
-        self._order = collections.OrderedDict()
         self._currsize = 0
         self._hits = 0
         self._misses = 0
         self._evictions = 0
         self._expirations = 0
         self._version = 0
-        self._mod = 0
         self._busy = False
         self._lock = threading.RLock()
         cls = type(self)
-        self._hook = cls.popitem is not self._base_popitem()
+        if getsizeof is not None:
+            self._size_fn = getsizeof
+        elif cls.getsizeof is not Cache.getsizeof:  # a subclass overrides the method
+            self._size_fn = self.getsizeof
+        else:
+            self._size_fn = None
+        self._hook = cls.popitem is not Cache.popitem
         self._has_missing = hasattr(cls, "__missing__")
-
-    @classmethod
-    def _base_popitem(cls):
-        return LRUCache.popitem
+        self._setup_policy()
 
     def _enter(self):
         # Called with the lock held, before rewiring the structure.
@@ -228,18 +341,24 @@ class LRUCache(MutableMapping):
         return node
 
     def _unlink(self, node):
-        # Remove node from every structure (the map lookup may run the key's __hash__/__eq__).
+        # Remove node from every structure; only the map deletion may run user code (the key's
+        # __hash__/__eq__), and it comes first, so a failure there changes nothing.
         del self._map[node.key]
-        del self._order[node]
+        self._unlink_policy(node)
+        self._unlink_expiry(node)
+        node.linked = False
         self._currsize -= node.size
         self._version += 1
-        self._mod += 1
 
-    def _now(self):
-        return None
-
-    def _alive(self, node, now):
-        return True
+    def _size_of(self, value):
+        fn = self._size_fn
+        if fn is None:
+            if self._maxsize < 1:
+                raise ValueError("value too large")
+            return 1
+        size = fn(value)
+        _check_size(size, self._maxsize)
+        return size
 
     def _notify(self, evicted):
         # Call on_evict for each evicted pair; the first exception is raised after all ran.
@@ -259,6 +378,65 @@ class LRUCache(MutableMapping):
             finally:
                 error = None
 
+    # policy hooks: Cache itself evicts in first-insertion order, which is _map's own order
+
+    def _setup_policy(self):
+        pass
+
+    def _link_policy(self, node):
+        pass
+
+    def _unlink_policy(self, node):
+        pass
+
+    def _clear_policy(self):
+        pass
+
+    def _on_read(self, node):
+        # a hit of c[k], get or setdefault
+        pass
+
+    def _on_update(self, node):
+        # c[k] = v of a present key, before any eviction for room
+        pass
+
+    def _victim(self, keep):
+        # The node to evict next, never ``keep`` (the key being updated).
+        for node in self._map.values():
+            if node is not keep:
+                return node
+        raise KeyError(f"{type(self).__name__} is empty")
+
+    def _policy_order(self):
+        # the nodes in eviction order (for pickling and _check)
+        return list(self._map.values())
+
+    # timed hooks, filled in by TTLCache and TLRUCache
+
+    def _now(self):
+        return None
+
+    def _alive(self, node, now):
+        return True
+
+    def _expires_for(self, key, value, now):
+        return None
+
+    def _expire_into(self, now, evicted):
+        pass
+
+    def _link_expiry(self, node):
+        pass
+
+    def _unlink_expiry(self, node):
+        pass
+
+    def _restamp(self, node, expires):
+        pass
+
+    def _clear_expiry(self):
+        pass
+
     # ------------------------------------------------------------------ properties
 
     @property
@@ -268,14 +446,14 @@ class LRUCache(MutableMapping):
 
     @property
     def currsize(self):
-        """The total size of the items held (for TTLCache: of the items not yet expired)."""
+        """The total size of the items held (timed caches: of the items not yet expired)."""
         return self._currsize
 
-    def getsizeof(self, value):
-        """The size of value as this cache counts it (1 without a getsizeof function)."""
-        if self._getsizeof is None:
-            return 1
-        return self._getsizeof(value)
+    @property
+    def getsizeof(self):
+        """The function giving a value's size: the ``getsizeof`` passed in, or one returning 1."""
+        fn = self._getsizeof
+        return _default_getsizeof if fn is None else fn
 
     @property
     def on_evict(self):
@@ -286,14 +464,10 @@ class LRUCache(MutableMapping):
 
     def __getitem__(self, key):
         with self._lock:
-            now = self._now() if self._is_ttl else None
-            version = self._version
-            node = self._map.get(key)  # user __hash__/__eq__ may run
-            if self._version != version:
-                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-            if node is not None and (now is None or now < node.expires):
-                self._order.move_to_end(node)
-                self._mod += 1
+            now = self._now()
+            node = self._lookup(key)
+            if node is not None and self._alive(node, now):
+                self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
@@ -302,23 +476,19 @@ class LRUCache(MutableMapping):
         raise KeyError(key)
 
     def get(self, key, default=None):
-        """The value for key, making it the most recent, or default (counts as a lookup)."""
+        """The value for key (a use of it, counted in stats), or default; never __missing__."""
         with self._lock:
-            now = self._now() if self._is_ttl else None
-            version = self._version
-            node = self._map.get(key)  # user __hash__/__eq__ may run
-            if self._version != version:
-                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-            if node is not None and (now is None or now < node.expires):
-                self._order.move_to_end(node)
-                self._mod += 1
+            now = self._now()
+            node = self._lookup(key)
+            if node is not None and self._alive(node, now):
+                self._on_read(node)
                 self._hits += 1
                 return node.value
             self._misses += 1
             return default
 
     def peek(self, key, default=None):
-        """The value for key, or default, without making it most recent or counting a lookup."""
+        """The value for key, or default, without using it or counting a lookup."""
         with self._lock:
             now = self._now()
             node = self._lookup(key)
@@ -341,34 +511,26 @@ class LRUCache(MutableMapping):
 
     def _iter_nodes(self):
         with self._lock:
-            mod = self._mod
             now = self._now()
-            it = iter(self._order)
-        while True:
-            with self._lock:
-                if self._mod != mod:
-                    raise RuntimeError(f"{type(self).__name__} changed during iteration")
-                node = next(it, None)
-                if node is None:
-                    return
-                if not self._alive(node, now):
-                    continue
-            yield node
+            nodes = list(self._map.values())
+        for node in nodes:
+            if node.linked and self._alive(node, now):
+                yield node
 
     def _iter_items(self):
         for node in self._iter_nodes():
             yield node.key, node.value
 
     def keys(self):
-        """A view of the keys, least recently used first."""
+        """A view of the keys, in first-insertion order."""
         return KeysView(self)
 
     def values(self):
-        """A view of the values, least recently used first (does not touch recency)."""
+        """A view of the values, in first-insertion order (does not use them)."""
         return _CacheValuesView(self)
 
     def items(self):
-        """A view of the (key, value) pairs, least recently used first (does not touch recency)."""
+        """A view of the (key, value) pairs, in first-insertion order (does not use them)."""
         return _CacheItemsView(self)
 
     # ------------------------------------------------------------------ insertion
@@ -377,7 +539,7 @@ class LRUCache(MutableMapping):
         evicted = []  # released (and reported to on_evict) after the lock is dropped
         try:
             with self._lock:
-                if self._hook and self._is_ttl:
+                if self._hook and self._timed:
                     # an overriding popitem() reads the timer too: freeze it for the operation
                     with self._timer:
                         old = self._set(key, value, evicted)
@@ -396,46 +558,32 @@ class LRUCache(MutableMapping):
         # Returns the replaced value (released by the caller once everything is done).
         if self._busy:
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-        is_ttl = self._is_ttl
-        if is_ttl:
-            now = self._now()
-            expires = now + self._ttl  # may raise (overflow): nothing changed yet
-        else:
-            now = expires = None
-        maxsize = self._maxsize
-        getsizeof = self._getsizeof
-        if getsizeof is None:
-            size = 1
-            if maxsize < 1:
-                raise ValueError("value too large")
-        else:
-            size = getsizeof(value)
-            _check_size(size, maxsize)
-        if is_ttl:
+        now = self._now()
+        size = self._size_of(value)
+        expires = self._expires_for(key, value, now)  # TLRU: ttu(); may raise: nothing changed
+        if self._timed:
             self._expire_into(now, evicted)
+            if not now < expires:  # TLRU: stored already expired: drop the key, store nothing
+                return self._drop(key)
         if self._hook:
             return self._set_hooked(key, value, size, expires, evicted)
-        # No user code below except the __hash__/__eq__ of keys, which cannot mutate: busy.
+        # User code below: __hash__/__eq__ of keys and RRCache's choice; mutations refused: busy.
         self._enter()
         try:
             node = self._map.get(key)
-            order = self._order
             if node is not None:
-                # Update in place, most recent first: evicting for extra room (only when the
-                # new value is larger) then never picks the key itself.
-                order.move_to_end(node)
-                if is_ttl:
-                    node.expires = expires
-                    self._xorder.move_to_end(node)
+                # Update in place, used first: evicting for extra room (only when the new value
+                # is larger) then never picks the key itself.
+                self._on_update(node)
+                self._restamp(node, expires)
                 diff = size - node.size
             else:
                 diff = size
-            while self._currsize + diff > maxsize:
-                victim = next(iter(order))
+            while self._currsize + diff > self._maxsize:
+                victim = self._victim(node)
                 self._unlink(victim)
                 self._evictions += 1
                 evicted.append((victim.key, victim.value))
-            self._mod += 1
             if node is not None:
                 old = node.value
                 node.value = value
@@ -444,35 +592,43 @@ class LRUCache(MutableMapping):
                 return old
             node = _Node(key, value, size, expires)
             self._map[key] = node  # may run __hash__/__eq__ again
-            order[node] = None
-            if is_ttl:
-                self._xorder[node] = None
+            self._link_policy(node)
+            self._link_expiry(node)
             self._currsize += size
             self._version += 1
             return None
         finally:
             self._busy = False
 
+    def _drop(self, key):
+        node = self._lookup(key)
+        if node is None:
+            return None
+        self._enter()
+        try:
+            self._unlink(node)
+        finally:
+            self._busy = False
+        return node.value
+
     def _set_hooked(self, key, value, size, expires, evicted):
         # __setitem__ of a subclass that overrides popitem(): every eviction goes through it.
         maxsize = self._maxsize
         node = self._lookup(key)
         if node is not None:
-            # Update in place: make it the most recent first, so that evicting for extra room
-            # (only possible when the new value is larger) never picks the key itself.
             self._enter()
             try:
-                self._order.move_to_end(node)
+                self._on_update(node)
                 self._restamp(node, expires)
-                self._mod += 1
             finally:
                 self._busy = False
             diff = size - node.size
             while self._currsize + diff > maxsize:
                 self._evict_one(evicted)
                 node = self._lookup(key)
-                if node is None:  # an overriding popitem() removed it after all
+                if node is None:  # the overriding popitem() removed it after all
                     diff = size
+                    break
             if node is not None:
                 self._enter()
                 try:
@@ -480,67 +636,40 @@ class LRUCache(MutableMapping):
                     node.value = value
                     node.size = size
                     self._currsize += diff
-                    self._mod += 1
                 finally:
                     self._busy = False
                 return old
-        if self._currsize + size > maxsize:
-            while self._currsize + size > maxsize:
-                self._evict_one(evicted)
-            if self._hook and self._lookup(key) is not None:
-                # the overriding popitem() stored key meanwhile
-                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        while self._currsize + size > maxsize:
+            self._evict_one(evicted)
+        if self._lookup(key) is not None:
+            # the overriding popitem() stored key meanwhile
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         node = _Node(key, value, size, expires)
         self._enter()
         try:
             self._map[key] = node  # may run __hash__/__eq__ again (mutations refused: busy)
-            self._order[node] = None
+            self._link_policy(node)
             self._link_expiry(node)
             self._currsize += size
             self._version += 1
-            self._mod += 1
         finally:
             self._busy = False
         return None
 
     def _evict_one(self, evicted):
-        # Make room: one item out, through an overriding popitem() when there is one.
-        if self._hook:
-            busy = self._busy
-            self._busy = False
-            before = self._version
-            try:
-                pair = self.popitem()
-            finally:
-                self._busy = busy
-            key, value = pair
-            if self._version == before:
-                raise RuntimeError(f"{type(self).__name__}.popitem() removed nothing")
-        else:
-            if not self._order:
-                raise KeyError(f"{type(self).__name__} is empty")
-            node = next(iter(self._order))
-            self._enter()
-            try:
-                self._unlink(node)
-            finally:
-                self._busy = False
-            key, value = node.key, node.value
+        # Make room through the overriding popitem().
+        busy = self._busy
+        self._busy = False
+        before = self._version
+        try:
+            pair = self.popitem()
+        finally:
+            self._busy = busy
+        key, value = pair
+        if self._version == before:
+            raise RuntimeError(f"{type(self).__name__}.popitem() removed nothing")
         self._evictions += 1
         evicted.append((key, value))
-
-    # hooks filled in by TTLCache
-    def _expires_at(self, now):
-        return None
-
-    def _expire_into(self, now, evicted):
-        pass
-
-    def _restamp(self, node, expires):
-        pass
-
-    def _link_expiry(self, node):
-        pass
 
     # ------------------------------------------------------------------ removal
 
@@ -574,52 +703,58 @@ class LRUCache(MutableMapping):
             return node.value
 
     def setdefault(self, key, default=None):
-        """The value for key if present (without counting a lookup), else store default."""
+        """The value for key if present (a use of it, not counted in stats), else store default."""
         with self._lock:
             now = self._now()
             node = self._lookup(key)
             if node is not None and self._alive(node, now):
-                self._order.move_to_end(node)
-                self._mod += 1
+                self._on_read(node)
                 return node.value
         self._store_at(key, default, now)  # outside the lock: it may call on_evict
         return default
 
     def _store_at(self, key, value, now):
-        # __setitem__ at an already-read time (TTLCache: no second timer read)
+        # __setitem__ at an already-read time (timed caches: no second timer read)
         self[key] = value
 
     def popitem(self):
-        """Remove and return the least recently used ``(key, value)`` pair."""
-        with self._lock:
-            if not self._order:
-                raise KeyError(f"{type(self).__name__} is empty")
-            node = next(iter(self._order))
-            self._enter()
-            try:
-                self._unlink(node)
-            finally:
-                self._busy = False
-            return node.key, node.value
+        """Remove and return the ``(key, value)`` pair the policy evicts next.
+
+        Timed caches first remove the expired items (reported to on_evict).
+        """
+        evicted = []
+        try:
+            with self._lock:
+                if self._timed:
+                    self._expire_into(self._now(), evicted)
+                if not self._map:
+                    raise KeyError(f"{type(self).__name__} is empty") from None
+                self._enter()
+                try:
+                    node = self._victim(None)
+                    self._unlink(node)
+                finally:
+                    self._busy = False
+                return node.key, node.value
+        finally:
+            self._notify(evicted)
 
     def clear(self):
         """Remove every item (counters are kept; see reset_stats)."""
         with self._lock:
             self._enter()
             try:
-                old = self._map, self._order
+                old = self._map
                 self._map = {}
-                self._order = collections.OrderedDict()
+                for node in old.values():
+                    node.linked = False
+                self._clear_policy()
                 self._clear_expiry()
                 self._currsize = 0
                 self._version += 1
-                self._mod += 1
             finally:
                 self._busy = False
         del old  # keys and values released outside the lock
-
-    def _clear_expiry(self):
-        pass
 
     # ------------------------------------------------------------------ statistics
 
@@ -661,51 +796,129 @@ class LRUCache(MutableMapping):
         return copyreg.__newobj__, (type(self),), self.__getstate__()
 
     def __getstate__(self):
+        """``(tag, version, settings, items, order, timing, counters, attributes)``.
+
+        settings: (maxsize, getsizeof or None, on_evict, param, timer) where param is RRCache's
+        choice, TTLCache's ttl or TLRUCache's ttu (else None) and timer the user's timer (else
+        None); items: [(key, value, size), ...] in iteration order; order: the item indices in
+        eviction order (LFUCache: [(index, count), ...]; Cache and RRCache: None); timing: None,
+        or (expires per item, the item indices in expiry order, the latest time read);
+        counters: (hits, misses, evictions, expirations); attributes: a subclass instance's
+        __dict__, or None.
+        """
         with self._lock:
-            items = [(n.key, n.value, n.size) for n in self._order]
-            ttl_part = self._ttl_state()
+            nodes = list(self._map.values())
+            index = {id(node): i for i, node in enumerate(nodes)}
             return (
                 _STATE_TAG,
                 _STATE_VERSION,
                 self._settings(),
-                items,
-                ttl_part,
+                [(n.key, n.value, n.size) for n in nodes],
+                self._order_state(index),
+                self._timing_state(nodes, index),
                 (self._hits, self._misses, self._evictions, self._expirations),
+                getattr(self, "__dict__", None) or None,
             )
 
     def _settings(self):
         return (self._maxsize, self._getsizeof, self._on_evict, None, None)
 
-    def _ttl_state(self):
+    def _order_state(self, index):
+        return None
+
+    def _timing_state(self, nodes, index):
         return None
 
     def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) == 6 and state[0] == _STATE_TAG):
-            raise TypeError(f"invalid {type(self).__name__} state")
+        """Restore a state made by ``__getstate__``; an invalid one raises and changes nothing."""
+        cls = type(self)
+        invalid = f"invalid {cls.__name__} state"
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == _STATE_TAG):
+            raise TypeError(invalid)
         if state[1] != _STATE_VERSION:
-            raise ValueError(f"unsupported {type(self).__name__} state version {state[1]!r}")
-        _, _, settings, items, ttl_part, counters = state
-        maxsize, getsizeof, on_evict, ttl, timer = settings
+            raise ValueError(f"unsupported {cls.__name__} state version {state[1]!r}")
+        _, _, settings, items, order, timing, counters, attributes = state
+        if not (isinstance(settings, tuple) and len(settings) == 5):
+            raise ValueError(invalid)
+        maxsize, getsizeof, on_evict, param, timer = settings
         _check_maxsize(maxsize)
         _check_callable("getsizeof", getsizeof)
         _check_callable("on_evict", on_evict)
-        self._restore_settings(ttl, timer)
-        self._setup(maxsize, getsizeof, on_evict)
-        nodes = []
-        for key, value, size in items:
-            node = _Node(key, value, size, None)
-            self._map[key] = node
-            self._order[node] = None
-            self._currsize += size
-            nodes.append(node)
-        self._restore_ttl(nodes, ttl_part)
-        self._hits, self._misses, self._evictions, self._expirations = counters
+        self._check_settings(param, timer)
+        if not (isinstance(counters, tuple) and len(counters) == 4 and all(
+            type(n) is int and n >= 0 for n in counters
+        )):
+            raise ValueError(invalid)
+        if attributes is not None and not isinstance(attributes, dict):
+            raise ValueError(invalid)
+        if not isinstance(items, list):
+            raise ValueError(invalid)
+        # Build the whole new structure aside: user __hash__/__eq__ run here, before any change.
+        unit_sizes = getsizeof is None and cls.getsizeof is Cache.getsizeof
+        table = {}
+        total = 0
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 3):
+                raise ValueError(invalid)
+            key, value, size = item
+            if unit_sizes and not (type(size) is int and size == 1):
+                raise ValueError(invalid)
+            try:
+                _check_size(size, maxsize)
+            except (TypeError, ValueError):
+                raise ValueError(invalid) from None
+            table[key] = _Node(key, value, size, None)
+            total += size
+        if len(table) != len(items) or total > maxsize:
+            raise ValueError(invalid)
+        nodes = list(table.values())
+        new = cls.__new__(cls)
+        Cache._setup_fields(new, maxsize, getsizeof, on_evict, param, timer)
+        new._map = table
+        new._currsize = total
+        new._restore_order(nodes, order, invalid)
+        new._restore_timing(nodes, timing, invalid)
+        new._hits, new._misses, new._evictions, new._expirations = counters
+        # Everything checked: swap the new structure in at once.
+        lock = getattr(self, "_lock", None) or new._lock
+        with lock:
+            if getattr(self, "_busy", False):
+                raise RuntimeError(f"{cls.__name__} changed size during key lookup")
+            old = getattr(self, "_map", None)
+            version = getattr(self, "_version", 0)
+            for name in _all_slots(cls):
+                if name != "_lock":
+                    setattr(self, name, getattr(new, name))
+            self._lock = lock
+            self._version = version + 1
+            if self._size_fn is not None and getsizeof is None:
+                self._size_fn = self.getsizeof  # the subclass's method, bound to self
+            if old is not None:
+                for node in old.values():
+                    node.linked = False
+            if attributes:
+                self.__dict__.update(attributes)
+        del old
 
-    def _restore_settings(self, ttl, timer):
+    @staticmethod
+    def _setup_fields(new, maxsize, getsizeof, on_evict, param, timer):
+        new._set_params(param, timer)
+        new._setup(maxsize, getsizeof, on_evict)
+
+    def _check_settings(self, param, timer):
+        if param is not None or timer is not None:
+            raise ValueError(f"invalid {type(self).__name__} state")
+
+    def _set_params(self, param, timer):
         pass
 
-    def _restore_ttl(self, nodes, ttl_part):
-        pass
+    def _restore_order(self, nodes, order, invalid):
+        if order is not None:
+            raise ValueError(invalid)
+
+    def _restore_timing(self, nodes, timing, invalid):
+        if timing is not None:
+            raise ValueError(invalid)
 
     def __copy__(self):
         cls = type(self)
@@ -720,32 +933,447 @@ class LRUCache(MutableMapping):
         with self._lock:
             if self._busy:
                 raise AssertionError("busy flag left set")
-            if len(self._map) != len(self._order):
-                raise AssertionError(f"map has {len(self._map)} items, order {len(self._order)}")
             # identity checks only: _check() never runs user __hash__/__eq__
+            total = 0
             for key, node in self._map.items():
                 if node.key is not key:
                     raise AssertionError(f"map key {key!r} and its node disagree")
-            in_map = {id(node) for node in self._map.values()}
-            total = 0
-            for node in self._order:
-                if id(node) not in in_map:
-                    raise AssertionError(f"order node {node.key!r} is not in the map")
+                if not node.linked:
+                    raise AssertionError(f"node {key!r} in the map is marked unlinked")
                 total += node.size
             if total != self._currsize:
                 raise AssertionError(f"currsize {self._currsize!r} != sum of sizes {total!r}")
             if self._currsize > self._maxsize:
                 raise AssertionError(f"currsize {self._currsize!r} > maxsize {self._maxsize!r}")
+            in_map = {id(node) for node in self._map.values()}
+            order = self._policy_order()
+            if len(order) != len(in_map) or {id(node) for node in order} != in_map:
+                raise AssertionError("eviction order and map hold different nodes")
             for name in ("_hits", "_misses", "_evictions", "_expirations"):
                 if getattr(self, name) < 0:
                     raise AssertionError(f"{name} is negative")
-            self._check_expiry()
+            self._check_policy()
+            self._check_expiry(in_map)
 
-    def _check_expiry(self):
+    def _check_policy(self):
+        pass
+
+    def _check_expiry(self, in_map):
         pass
 
 
-class TTLCache(LRUCache):
+def _all_slots(cls):
+    names = []
+    for klass in reversed(cls.__mro__):
+        if klass.__module__ != __name__:
+            continue
+        for name in klass.__dict__.get("__slots__", ()):
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    return names
+
+
+def _index_list(order, n, invalid):
+    # order must be a permutation of range(n)
+    if not (isinstance(order, list) and len(order) == n and all(type(i) is int for i in order)):
+        raise ValueError(invalid)
+    if sorted(order) != list(range(n)):
+        raise ValueError(invalid)
+    return order
+
+
+# ---------------------------------------------------------------------- FIFO and LRU
+
+
+class _OrderedCache(Cache):
+    """A cache whose victim is the first node of ``_order``; subclasses say what moves a node."""
+
+    __slots__ = ("_order",)
+
+    def _setup_policy(self):
+        self._order = collections.OrderedDict()
+
+    def _link_policy(self, node):
+        self._order[node] = None
+
+    def _unlink_policy(self, node):
+        del self._order[node]
+
+    def _clear_policy(self):
+        self._order = collections.OrderedDict()
+
+    def _victim(self, keep):
+        for node in self._order:
+            if node is not keep:
+                return node
+        raise KeyError(f"{type(self).__name__} is empty")
+
+    def _policy_order(self):
+        return list(self._order)
+
+    def _order_state(self, index):
+        return [index[id(node)] for node in self._order]
+
+    def _restore_order(self, nodes, order, invalid):
+        for i in _index_list(order, len(nodes), invalid):
+            self._order[nodes[i]] = None
+
+
+class FIFOCache(_OrderedCache):
+    """A cache that evicts the item first inserted: ``FIFOCache(maxsize, getsizeof=None, *,
+    on_evict=None)``, a drop-in for ``cachetools.FIFOCache``.
+
+    Setting a present key re-queues it at the back (as cachetools does); reads never move it.
+    Everything else is as in :class:`Cache`.
+    """
+
+    __slots__ = ()
+
+    def _on_update(self, node):
+        self._order.move_to_end(node)
+
+
+class LRUCache(_OrderedCache):
+    """A cache that evicts the least recently used item: ``LRUCache(maxsize, getsizeof=None, *,
+    on_evict=None)``, a drop-in for ``cachetools.LRUCache``.
+
+    ``c[k]``, ``c.get(k)``, ``c.setdefault(k)`` of a present key and ``c[k] = v`` make ``k`` the
+    most recently used; ``k in c``, ``peek``, ``len`` and iteration do not. ``popitem()`` removes
+    the least recently used item. Everything else is as in :class:`Cache`.
+    """
+
+    __slots__ = ()
+
+    def _on_read(self, node):
+        self._order.move_to_end(node)
+
+    def _on_update(self, node):
+        self._order.move_to_end(node)
+
+
+# ---------------------------------------------------------------------- LFU
+
+
+class LFUCache(Cache):
+    """A cache that evicts the least frequently used item: ``LFUCache(maxsize, getsizeof=None,
+    *, on_evict=None)``, a drop-in for ``cachetools.LFUCache``.
+
+    A new key has count 1; each hit of ``c[k]``/``get``/``setdefault`` and each update adds 1.
+    The victim is the least recently used key among those with the lowest count. O(1): the keys
+    sit in buckets of equal count, a ring in ascending count order.
+    """
+
+    __slots__ = ("_root",)
+
+    def _setup_policy(self):
+        self._root = _Bucket(0)  # sentinel: root.next is the lowest count
+
+    def _link_policy(self, node):
+        root = self._root
+        bucket = root.next
+        if bucket.count != 1:
+            bucket = _Bucket(1)
+            bucket.insert_after(root)
+        bucket.nodes[node] = None
+        node.aux = bucket
+
+    def _unlink_policy(self, node):
+        bucket = node.aux
+        del bucket.nodes[node]
+        if not bucket.nodes:
+            bucket.unlink()
+        node.aux = None
+
+    def _clear_policy(self):
+        self._root = _Bucket(0)
+
+    def _touch(self, node):
+        bucket = node.aux
+        nxt = bucket.next
+        if nxt.count != bucket.count + 1:
+            if len(bucket.nodes) == 1:
+                bucket.count += 1  # alone in its bucket: the bucket moves up with it
+                return
+            nxt = _Bucket(bucket.count + 1)
+            nxt.insert_after(bucket)
+        del bucket.nodes[node]
+        nxt.nodes[node] = None
+        node.aux = nxt
+        if not bucket.nodes:
+            bucket.unlink()
+
+    _on_read = _touch
+    _on_update = _touch
+
+    def _victim(self, keep):
+        root = self._root
+        bucket = root.next
+        while bucket is not root:
+            for node in bucket.nodes:
+                if node is not keep:
+                    return node
+            bucket = bucket.next
+        raise KeyError(f"{type(self).__name__} is empty")
+
+    def _buckets(self):
+        root = self._root
+        bucket = root.next
+        while bucket is not root:
+            yield bucket
+            bucket = bucket.next
+
+    def _policy_order(self):
+        return [node for bucket in self._buckets() for node in bucket.nodes]
+
+    def _order_state(self, index):
+        return [(index[id(node)], b.count) for b in self._buckets() for node in b.nodes]
+
+    def _restore_order(self, nodes, order, invalid):
+        if not (isinstance(order, list) and all(
+            isinstance(p, tuple) and len(p) == 2 and type(p[1]) is int and p[1] >= 1 for p in order
+        )):
+            raise ValueError(invalid)
+        _index_list([p[0] for p in order], len(nodes), invalid)
+        counts = [p[1] for p in order]
+        if counts != sorted(counts):
+            raise ValueError(invalid)
+        root = self._root
+        for i, count in order:
+            last = root.prev
+            if last.count != count:
+                last = _Bucket(count)
+                last.insert_after(root.prev)
+            last.nodes[nodes[i]] = None
+            nodes[i].aux = last
+
+    def _check_policy(self):
+        prev = 0
+        for bucket in self._buckets():
+            if not bucket.nodes:
+                raise AssertionError(f"empty bucket of count {bucket.count}")
+            if bucket.count <= prev:
+                raise AssertionError("buckets are not in ascending count order")
+            prev = bucket.count
+            for node in bucket.nodes:
+                if node.aux is not bucket:
+                    raise AssertionError(f"node {node.key!r} points at another bucket")
+
+
+# ---------------------------------------------------------------------- RR
+
+
+class RRCache(Cache):
+    """A cache that evicts a randomly chosen item: ``RRCache(maxsize, choice=random.choice,
+    getsizeof=None, *, on_evict=None)``, a drop-in for ``cachetools.RRCache``.
+
+    To make room, ``choice(keys)`` picks the victim from a read-only sequence of the keys in
+    slot order (when updating a key, of the other keys: the last slot's key stands in the updated
+    key's place); a removal moves the last slot's key into the freed slot. ``cache.choice`` is
+    the function given. An
+    exception from ``choice`` reaches the caller and stores nothing. O(1) apart from choice.
+    """
+
+    __slots__ = ("_choice", "_slots")
+
+    def __init__(self, maxsize, choice=random.choice, getsizeof=None, *, on_evict=None):
+        _check_maxsize(maxsize)
+        _check_required_callable("choice", choice)
+        _check_callable("getsizeof", getsizeof)
+        _check_callable("on_evict", on_evict)
+        self._choice = choice
+        self._setup(maxsize, getsizeof, on_evict)
+
+    @property
+    def choice(self):
+        """The function that picks the key to evict."""
+        return self._choice
+
+    def _setup_policy(self):
+        self._slots = []
+
+    def _link_policy(self, node):
+        node.aux = len(self._slots)
+        self._slots.append(node)
+
+    def _unlink_policy(self, node):
+        slots = self._slots
+        i = node.aux
+        last = slots.pop()
+        if last is not node:
+            slots[i] = last
+            last.aux = i
+        node.aux = None
+
+    def _clear_policy(self):
+        self._slots = []
+
+    def _victim(self, keep):
+        if len(self._slots) - (keep is not None) <= 0:
+            raise KeyError(f"{type(self).__name__} is empty")
+        key = self._choice(_RRKeys(self._slots, keep))
+        node = self._map.get(key)
+        if node is None or node is keep:
+            raise KeyError(key)
+        return node
+
+    def _policy_order(self):
+        return list(self._slots)
+
+    def _settings(self):
+        return (self._maxsize, self._getsizeof, self._on_evict, self._choice, None)
+
+    def _check_settings(self, param, timer):
+        if timer is not None:
+            raise ValueError(f"invalid {type(self).__name__} state")
+        _check_required_callable("choice", param)
+
+    def _set_params(self, param, timer):
+        self._choice = param
+
+    def _restore_order(self, nodes, order, invalid):
+        if order is not None:
+            raise ValueError(invalid)
+        for node in nodes:
+            self._link_policy(node)
+
+    def _check_policy(self):
+        for i, node in enumerate(self._slots):
+            if node.aux != i:
+                raise AssertionError(f"node {node.key!r} has slot {node.aux}, not {i}")
+
+
+# ---------------------------------------------------------------------- timed caches
+
+
+class _TimedCache(_OrderedCache):
+    """LRU order plus expiry; the timer wrapper, the clamp and the timed views of len/currsize."""
+
+    __slots__ = ("_timer", "_last")
+
+    _timed = True
+
+    def _setup_policy(self):
+        _OrderedCache._setup_policy(self)
+        self._last = None  # latest time read: a timer that goes backwards is clamped to it
+        self._setup_expiry()
+
+    def _on_read(self, node):
+        self._order.move_to_end(node)
+
+    def _on_update(self, node):
+        self._order.move_to_end(node)
+
+    @property
+    def timer(self):
+        """The timer wrapper: ``cache.timer()`` reads it; ``with cache.timer as now:`` freezes it."""
+        return self._timer
+
+    # one timer read per operation; the clamp keeps expiry times non-decreasing
+    def _now(self):
+        now = self._timer()
+        _check_time(now)
+        last = self._last
+        if last is not None and now < last:
+            return last
+        self._last = now
+        return now
+
+    def _alive(self, node, now):
+        return now < node.expires
+
+    def _store_at(self, key, value, now):
+        timer = self._timer
+        with self._lock:
+            if not timer._nesting:
+                timer._time = now
+            timer._nesting += 1
+        try:
+            self[key] = value
+        finally:
+            timer._nesting -= 1
+
+    def __len__(self):
+        with self._lock:
+            if not self._map:
+                return 0
+            return len(self._map) - self._expired(self._now())[0]
+
+    @property
+    def currsize(self):
+        """The total size of the items not yet expired."""
+        with self._lock:
+            if not self._map:
+                return self._currsize
+            return self._currsize - self._expired(self._now())[1]
+
+    def expire(self, time=None):
+        """Remove the items expired at ``time`` (default: now); return the removed pairs."""
+        evicted = []
+        try:
+            with self._lock:
+                if time is None:
+                    time = self._now()
+                else:
+                    _check_time(time)
+                self._expire_into(time, evicted)
+        finally:
+            self._notify(evicted)
+        return list(evicted)
+
+    def _expire_into(self, now, evicted):
+        victim = self._first_expired(now)
+        if victim is None:
+            return
+        self._enter()
+        try:
+            while victim is not None:
+                self._unlink(victim)
+                self._expirations += 1
+                evicted.append((victim.key, victim.value))
+                victim = self._first_expired(now)
+        finally:
+            self._busy = False
+
+    def _settings(self):
+        return (self._maxsize, self._getsizeof, self._on_evict, self._param(), self._timer._timer)
+
+    def _check_settings(self, param, timer):
+        _check_required_callable("timer", timer)
+        self._check_param(param)
+
+    def _timing_state(self, nodes, index):
+        return ([n.expires for n in nodes], [index[id(n)] for n in self._expiry_order()], self._last)
+
+    def _restore_timing(self, nodes, timing, invalid):
+        if not (isinstance(timing, tuple) and len(timing) == 3):
+            raise ValueError(invalid)
+        expires, xorder, last = timing
+        if not (isinstance(expires, list) and len(expires) == len(nodes)):
+            raise ValueError(invalid)
+        _index_list(xorder, len(nodes), invalid)
+        for i in range(1, len(xorder)):
+            if expires[xorder[i]] < expires[xorder[i - 1]]:
+                raise ValueError(invalid)
+        if any(isinstance(x, float) and math.isnan(x) for x in expires):
+            raise ValueError(invalid)
+        for node, exp in zip(nodes, expires, strict=True):
+            node.expires = exp
+        for i in xorder:
+            self._link_expiry(nodes[i])
+        self._last = last
+
+    def _check_expiry(self, in_map):
+        order = self._expiry_order()
+        if len(order) != len(in_map) or {id(node) for node in order} != in_map:
+            raise AssertionError("expiry order and map hold different nodes")
+        prev = None
+        for node in order:
+            if prev is not None and node.expires < prev:
+                raise AssertionError("expiry order is not sorted")
+            prev = node.expires
+
+
+class TTLCache(_TimedCache):
     """An LRUCache whose items also expire ``ttl`` after they were last set.
 
     ``TTLCache(maxsize, ttl, timer=time.monotonic, getsizeof=None, *, on_evict=None)`` matches
@@ -759,74 +1387,42 @@ class TTLCache(LRUCache):
     least recently used live item.
 
     The timer may return any ordered value supporting ``+ ttl`` (e.g. ``datetime.now`` with a
-    ``timedelta`` ttl); ``cache.timer`` wraps it (``with cache.timer as now:`` freezes time for
-    the block). Each operation reads the timer once.
+    ``timedelta`` ttl); a float reading that is NaN or infinite raises ValueError and changes
+    nothing. ``cache.timer`` wraps it (``with cache.timer as now:`` freezes time for the block).
+    Each operation reads the timer once.
     """
 
-    _is_ttl = True
+    __slots__ = ("_ttl", "_xorder")
 
     def __init__(self, maxsize, ttl, timer=time.monotonic, getsizeof=None, *, on_evict=None):
         _check_maxsize(maxsize)
         _check_ttl(ttl)
-        if not callable(timer):
-            raise TypeError(f"timer must be callable, got {timer!r}")
+        _check_required_callable("timer", timer)
         _check_callable("getsizeof", getsizeof)
         _check_callable("on_evict", on_evict)
-        self._restore_settings(ttl, timer)
+        self._set_params(ttl, timer)
         self._setup(maxsize, getsizeof, on_evict)
 
-    @classmethod
-    def _base_popitem(cls):
-        return TTLCache.popitem
-
-    def _setup(self, maxsize, getsizeof, on_evict):
-        LRUCache._setup(self, maxsize, getsizeof, on_evict)
-        self._xorder = collections.OrderedDict()
-        self._last = None  # latest time read: a timer that goes backwards is clamped to it
-
-    def _restore_settings(self, ttl, timer):
-        _check_ttl(ttl)
-        if not callable(timer):
-            raise TypeError(f"timer must be callable, got {timer!r}")
+    def _set_params(self, ttl, timer):
         self._ttl = ttl
         self._timer = _Timer(timer)
+
+    def _param(self):
+        return self._ttl
+
+    def _check_param(self, ttl):
+        _check_ttl(ttl)
 
     @property
     def ttl(self):
         """The time-to-live of every item."""
         return self._ttl
 
-    @property
-    def timer(self):
-        """The timer wrapper: ``cache.timer()`` reads it; ``with cache.timer as now:`` freezes it."""
-        return self._timer
-
-    # one timer read per operation; the clamp keeps expiry times non-decreasing
-    def _now(self):
-        now = self._timer()
-        last = self._last
-        if last is not None and now < last:
-            return last
-        self._last = now
-        return now
-
-    def _alive(self, node, now):
-        return now < node.expires
-
-    def _expires_at(self, now):
+    def _expires_for(self, key, value, now):
         return now + self._ttl
 
-    def _store_at(self, key, value, now):
-        timer = self._timer
-        with self._lock:
-            frozen = timer._nesting
-            if not frozen:
-                timer._time = now
-            timer._nesting += 1
-        try:
-            self[key] = value
-        finally:
-            timer._nesting -= 1
+    def _setup_expiry(self):
+        self._xorder = collections.OrderedDict()
 
     def _restamp(self, node, expires):
         node.expires = expires
@@ -835,18 +1431,25 @@ class TTLCache(LRUCache):
     def _link_expiry(self, node):
         self._xorder[node] = None
 
-    def _unlink(self, node):
-        LRUCache._unlink(self, node)
+    def _unlink_expiry(self, node):
         del self._xorder[node]
 
     def _clear_expiry(self):
         self._xorder = collections.OrderedDict()
 
+    def _expiry_order(self):
+        return list(self._xorder)
+
     def _stats_ttl(self):
         return self._ttl
 
-    def _expired_prefix(self, now):
-        # (count, total size) of the expired items at the front of the expiry order
+    def _first_expired(self, now):
+        for node in self._xorder:
+            return None if now < node.expires else node
+        return None
+
+    def _expired(self, now):
+        # (count, total size) of the expired items: a prefix of the expiry order
         count = 0
         size = 0
         for node in self._xorder:
@@ -856,99 +1459,124 @@ class TTLCache(LRUCache):
             size += node.size
         return count, size
 
-    def _expire_into(self, now, evicted):
-        xorder = self._xorder
-        if not xorder:
-            return
-        first = next(iter(xorder))
-        if now < first.expires:
-            return
-        self._enter()
-        try:
-            while xorder:
-                node = next(iter(xorder))
-                if now < node.expires:
-                    break
-                self._unlink(node)
-                self._expirations += 1
-                evicted.append((node.key, node.value))
-        finally:
-            self._busy = False
 
-    def __len__(self):
-        with self._lock:
-            n = len(self._map)
-            if not n:
-                return 0
-            return n - self._expired_prefix(self._now())[0]
+class TLRUCache(_TimedCache):
+    """An LRUCache whose items expire at a time chosen per item.
+
+    ``TLRUCache(maxsize, ttu, timer=time.monotonic, getsizeof=None, *, on_evict=None)`` matches
+    ``cachetools.TLRUCache``: each set stores its item until ``ttu(key, value, now)`` (the
+    "time to use", a time on the timer's scale); the item is valid while ``timer() < expires``.
+    A set whose ``ttu`` gives a time not after ``now`` removes the key and stores nothing; a NaN
+    ``ttu`` raises ValueError and changes nothing. Expiry, ``len``, iteration, ``popitem``,
+    ``expire()`` and the timer behave as in :class:`TTLCache`; the expiry order is a binary heap,
+    so a set is O(log n) and removing an expired item O(log n).
+    """
+
+    __slots__ = ("_ttu", "_heap", "_seq", "_removed")
+
+    def __init__(self, maxsize, ttu, timer=time.monotonic, getsizeof=None, *, on_evict=None):
+        _check_maxsize(maxsize)
+        _check_required_callable("ttu", ttu)
+        _check_required_callable("timer", timer)
+        _check_callable("getsizeof", getsizeof)
+        _check_callable("on_evict", on_evict)
+        self._set_params(ttu, timer)
+        self._setup(maxsize, getsizeof, on_evict)
+
+    def _set_params(self, ttu, timer):
+        self._ttu = ttu
+        self._timer = _Timer(timer)
+
+    def _param(self):
+        return self._ttu
+
+    def _check_param(self, ttu):
+        _check_required_callable("ttu", ttu)
 
     @property
-    def currsize(self):
-        """The total size of the items not yet expired."""
-        with self._lock:
-            if not self._map:
-                return self._currsize
-            return self._currsize - self._expired_prefix(self._now())[1]
+    def ttu(self):
+        """The function ``ttu(key, value, now)`` giving each item's expiry time."""
+        return self._ttu
 
-    def expire(self, time=None):
-        """Remove the items expired at ``time`` (default: now); return the removed pairs."""
-        evicted = []
-        try:
-            with self._lock:
-                if time is None:
-                    time = self._now()
-                self._expire_into(time, evicted)
-        finally:
-            self._notify(evicted)
-        return list(evicted)
+    def _expires_for(self, key, value, now):
+        expires = self._ttu(key, value, now)
+        if expires != expires:  # NaN (of any type): no place in the expiry order
+            raise ValueError(f"ttu must not return NaN, got {expires!r}")
+        return expires
 
-    def popitem(self):
-        """Remove expired items, then remove and return the least recently used live pair."""
-        evicted = []
-        try:
-            with self._lock:
-                now = self._now()
-                self._expire_into(now, evicted)
-                if not self._order:
-                    raise KeyError(f"{type(self).__name__} is empty")
-                node = next(iter(self._order))
-                self._enter()
-                try:
-                    self._unlink(node)
-                finally:
-                    self._busy = False
-                return node.key, node.value
-        finally:
-            self._notify(evicted)
+    def _setup_expiry(self):
+        self._heap = []  # [expires, seq, node]; node is None once the item left
+        self._seq = 0
+        self._removed = 0
 
-    # ------------------------------------------------------------------ pickle
+    def _push(self, node):
+        entry = [node.expires, self._seq, node]
+        self._seq += 1
+        heapq.heappush(self._heap, entry)
+        node.aux = entry
 
-    def _settings(self):
-        return (self._maxsize, self._getsizeof, self._on_evict, self._ttl, self._timer._timer)
+    def _link_expiry(self, node):
+        self._push(node)
 
-    def _ttl_state(self):
-        index = {node: i for i, node in enumerate(self._order)}
-        expires = [node.expires for node in self._order]
-        xorder = [index[node] for node in self._xorder]
-        return (expires, xorder, self._last)
+    def _unlink_expiry(self, node):
+        entry = node.aux
+        if entry is not None:
+            entry[2] = None
+            node.aux = None
+            self._removed += 1
 
-    def _restore_ttl(self, nodes, ttl_part):
-        expires, xorder, last = ttl_part
-        if len(expires) != len(nodes) or sorted(xorder) != list(range(len(nodes))):
-            raise ValueError(f"invalid {type(self).__name__} state")
-        for node, exp in zip(nodes, expires, strict=True):
-            node.expires = exp
-        for i in xorder:
-            self._xorder[nodes[i]] = None
-        self._last = last
+    def _restamp(self, node, expires):
+        self._unlink_expiry(node)
+        node.expires = expires
+        self._push(node)
+        if self._removed > len(self._map):  # more dead entries than live ones: rebuild
+            self._heap = [entry for entry in self._heap if entry[2] is not None]
+            heapq.heapify(self._heap)
+            self._removed = 0
 
-    def _check_expiry(self):
-        if len(self._xorder) != len(self._order):
-            raise AssertionError(f"expiry order has {len(self._xorder)} items, map {len(self._map)}")
-        prev = None
-        for node in self._xorder:
-            if node not in self._order:
-                raise AssertionError(f"expiry node {node.key!r} is not in the recency order")
-            if prev is not None and node.expires < prev:
-                raise AssertionError("expiry order is not sorted")
-            prev = node.expires
+    def _clear_expiry(self):
+        self._setup_expiry()
+
+    def _expiry_order(self):
+        return [entry[2] for entry in sorted(self._heap) if entry[2] is not None]
+
+    def _first_expired(self, now):
+        heap = self._heap
+        while heap:
+            entry = heap[0]
+            if entry[2] is None:
+                heapq.heappop(heap)
+                self._removed -= 1
+                continue
+            return None if now < entry[0] else entry[2]
+        return None
+
+    def _expired(self, now):
+        # (count, total size) of the expired items: the heap's nodes not after now
+        heap = self._heap
+        count = 0
+        size = 0
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            entry = heap[i]
+            if now < entry[0]:
+                continue  # its children expire later still
+            if entry[2] is not None:
+                count += 1
+                size += entry[2].size
+            stack.extend(j for j in (2 * i + 1, 2 * i + 2) if j < len(heap))
+        return count, size
+
+    def _check_expiry(self, in_map):
+        _TimedCache._check_expiry(self, in_map)
+        heap = self._heap
+        for i in range(1, len(heap)):
+            if heap[i][:2] < heap[(i - 1) // 2][:2]:
+                raise AssertionError("expiry heap order broken")
+        dead = sum(entry[2] is None for entry in heap)
+        if dead != self._removed:
+            raise AssertionError(f"{dead} dead heap entries, counted {self._removed}")
+        for entry in heap:
+            if entry[2] is not None and (entry[2].aux is not entry or entry[0] != entry[2].expires):
+                raise AssertionError(f"heap entry of {entry[2].key!r} disagrees with its node")

@@ -18,16 +18,20 @@ dropped), which is the same state seen from ``now`` on.
 
 from libc.stdlib cimport free, realloc
 from libc.string cimport memmove
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
 # ---- clock ---------------------------------------------------------------------------------
 
+cdef extern from "prodfast/_platform.h" nogil:
+    # time.monotonic()'s value on every platform, and a fast lower bound of it (the coarse
+    # clock where there is one, else -inf)
+    double prodfast_monotonic() noexcept
+    double prodfast_monotonic_floor() noexcept
+
+
 cdef inline double rl_now() noexcept nogil:
-    """CLOCK_MONOTONIC in seconds: the clock of time.monotonic() on POSIX systems."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+    """time.monotonic() in seconds, read in C."""
+    return prodfast_monotonic()
 
 
 # ---- token bucket: tokens = min(capacity, tokens + rate*dt); allow iff tokens >= cost -------

@@ -6,5 +6,8 @@ Each area lives in its own include file; all of them share this one extension mo
 
 cimport cython
 include "_cache.pxi"
+include "_cached.pxi"
 include "_ratelimit.pxi"
 include "_stats.pxi"
+include "_sketch.pxi"
+include "_signatures.pxi"  # last: it covers every class above

@@ -1,5 +1,15 @@
 """The pure-Python twin of prodfast._core: the same names, behaviour and error messages."""
 
-from ._cache_py import LRUCache, TTLCache  # noqa: F401
+from ._cache_py import (  # noqa: F401
+    Cache,
+    FIFOCache,
+    LFUCache,
+    LRUCache,
+    RRCache,
+    TLRUCache,
+    TTLCache,
+)
+from ._cached_py import _CachedCall, _CachedMethodCall, _fast_call  # noqa: F401
 from ._ratelimit_py import LeakyBucket, Reservation, SlidingWindowLimiter, TokenBucket  # noqa: F401
+from ._sketch_py import QuantileSketch  # noqa: F401
 from ._stats_py import LatencySummary, P2Quantile, Quantiles, RunningStats  # noqa: F401

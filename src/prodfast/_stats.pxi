@@ -560,6 +560,9 @@ cdef class RunningStats:
     def __cinit__(self):
         _st_w_reset(&self._w)
 
+    def __init__(self):
+        pass  # refuses arguments, as the twin does (a lone __cinit__(self) would ignore them)
+
     def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         _st_w_push(&self._w, _st_coerce(x))
@@ -803,6 +806,9 @@ cdef class LatencySummary:
         _st_p2_init(&self._es[0], 0.5)
         _st_p2_init(&self._es[1], 0.95)
         _st_p2_init(&self._es[2], 0.99)
+
+    def __init__(self):
+        pass  # refuses arguments, as the twin does (a lone __cinit__(self) would ignore them)
 
     def push(self, x, /):
         """Add one real number (a latency, in any unit)."""

@@ -74,6 +74,12 @@ def _as_float_block(values, name="values"):
     converted once; any other iterable is consumed exactly once. Raises TypeError for
     non-numeric content and ValueError for NaN/infinity or a shape that is not flat.
     """
+    if isinstance(values, np.ma.MaskedArray):
+        # its data holds whatever sits under the mask: refuse rather than guess
+        raise TypeError(
+            f"{name} must not be a masked array (pass values.compressed() to drop the masked "
+            f"entries)"
+        )
     if isinstance(values, np.ndarray):
         arr = values
     else:
@@ -136,8 +142,18 @@ def _check_state(state, cls_name, size):
         raise ValueError(f"state must be a tuple of {size} items for {cls_name}")
 
 
-def _state_count(count):
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+_MAX_COUNT = (1 << 63) - 1  # counts are signed 64-bit integers in the compiled core
+
+
+def _state_count(count, buffered=0):
+    """A state's count, checked: an int from 0 to 2**63 - 1 (with ``buffered`` values on top),
+    one rule for both backends, so the compiled core never meets a count it cannot hold."""
+    if (
+        isinstance(count, bool)
+        or not isinstance(count, int)
+        or count < 0
+        or count > _MAX_COUNT - buffered
+    ):
         raise ValueError(f"state has an invalid count: {count!r}")
     return count
 
@@ -145,11 +161,11 @@ def _state_count(count):
 def _check_welford_state(state):
     """Validate a RunningStats state tuple; return it with floats in place of numbers."""
     _check_state(state, "RunningStats", 7)
-    count = _state_count(state[0])
     shift, mean, m2, mn, mx = (float(v) for v in state[1:6])
     if not isinstance(state[6], tuple):
         raise ValueError("state is not a valid RunningStats state")
     buf = tuple(float(v) for v in state[6])
+    count = _state_count(state[0], len(buf))
     ok = (
         len(buf) < _BLOCK
         and all(math.isfinite(v) for v in buf)

@@ -5,7 +5,10 @@ Traces arrive as bytes of float64 (``array.tobytes()``): plain C pointers keep t
 small, so it compiles quickly inside the test.
 """
 
+from libc.stdint cimport int64_t
+
 from prodfast._core cimport (
+    prodfast_monotonic_floor,
     rl_bucket,
     rl_bucket_init,
     rl_bucket_tokens,
@@ -79,3 +82,19 @@ def now():
     with nogil:
         t = rl_now()
     return t
+
+
+def floor():
+    cdef double t
+    with nogil:
+        t = prodfast_monotonic_floor()
+    return t
+
+
+cdef extern from "prodfast/_platform.h":
+    double prodfast_ns_to_s(int64_t ns)
+
+
+def seconds(int64_t ns):
+    """The core's conversion of a clock reading in nanoseconds to seconds."""
+    return prodfast_ns_to_s(ns)

@@ -105,6 +105,16 @@ def push_groups(settings: Settings) -> Iterator[Group]:
     )
     yield Group(
         AREA,
+        "push(x): mergeable quantile sketch",
+        [
+            floor,
+            *pushes("QuantileSketch"),
+            Case("ddsketch DDSketch.add", PEER, _pushes(_ddsketch, values)),
+            Case("fastdigest TDigest.update", PEER, _pushes(_tdigest, values)),
+        ],
+    )
+    yield Group(
+        AREA,
         "push(x): latency summary",
         [
             floor,
@@ -164,9 +174,89 @@ def batch_groups(settings: Settings) -> Iterator[Group]:
         [
             Case("numpy percentile", FLOOR, _batch(_numpy_percentiles, arr)),
             *push_many("Quantiles", PS),
+            *push_many("QuantileSketch"),
             Case("fastdigest TDigest.batch_update", PEER, _batch(_tdigest_batch, arr)),
         ],
         unit="value",
+    )
+    yield merge_group(settings, arr)
+
+
+MERGES = 100  # merges per timed call
+
+
+def _merges(build: Callable[[np.ndarray], tuple[object, object]], merge_name: str, values):
+    """A setup timing ``a.<merge_name>(b)`` for two sketches built from the halves of values."""
+
+    def setup() -> Timed:
+        a, b = build(values)
+        merge = getattr(a, merge_name)
+
+        def run() -> None:
+            for _ in range(MERGES):
+                merge(b)
+
+        return Timed(run, MERGES)
+
+    return setup
+
+
+def _prodfast_pair(module: str):
+    def build(values: np.ndarray):
+        cls = require(module, "QuantileSketch")
+        half = len(values) // 2
+        a, b = cls(), cls()
+        a.push_many(values[:half])
+        b.push_many(values[half:])
+        return a, b
+
+    return build
+
+
+def _ddsketch_pair(values: np.ndarray):
+    cls = require("ddsketch", "DDSketch")
+    half = len(values) // 2
+    a, b = cls(), cls()
+    for x in values[:half].tolist():
+        a.add(x)
+    for x in values[half:].tolist():
+        b.add(x)
+    return a, b
+
+
+def _tdigest_pair(values: np.ndarray):
+    cls = require("fastdigest", "TDigest")
+    half = len(values) // 2
+    return cls.from_values(values[:half]), cls.from_values(values[half:])
+
+
+def merge_group(settings: Settings, arr: np.ndarray) -> Group:
+    """Merging two sketches of n values each (the compiled ones; the pure-Python contenders,
+    whose merge cost depends on the buckets, not on n, are built from a shorter slice)."""
+    n = min(len(arr) // 2, 1_000_000)
+    both = arr[: 2 * n]
+    short = arr[: settings.pure_array]
+    return Group(
+        AREA,
+        f"merge two sketches of {n:,} values",
+        [
+            Case(
+                "prodfast QuantileSketch.merge [cy]",
+                PRODFAST,
+                _merges(_prodfast_pair("prodfast._core"), "merge", both),
+            ),
+            Case(
+                "prodfast QuantileSketch.merge [py]",
+                PRODFAST,
+                _merges(_prodfast_pair("prodfast._core_py"), "merge", short),
+            ),
+            Case("ddsketch DDSketch.merge", PEER, _merges(_ddsketch_pair, "merge", short)),
+            Case(
+                "fastdigest TDigest.merge_inplace",
+                PEER,
+                _merges(_tdigest_pair, "merge_inplace", both),
+            ),
+        ],
     )
 
 

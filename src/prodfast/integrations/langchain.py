@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ..monitor import CallbackManager, Run
-from ..monitor.usage import _normalize_usage
+from ..monitor.usage import _normalize_usage, extract_response_model
 
 __all__ = ["ProdfastCallbackHandler", "AsyncProdfastCallbackHandler"]
 
@@ -86,6 +86,20 @@ def _usage_of(response):
     for key in ("token_usage", "usage"):
         if output.get(key):
             return _normalize_usage(output[key], f"llm_output[{key!r}]")
+    return None
+
+
+def _response_model_of(response):
+    """The model that answered: llm_output's ``model_name``, else a generation message's."""
+    output = getattr(response, "llm_output", None) or {}
+    name = output.get("model_name") if isinstance(output, dict) else None
+    if type(name) is str and name:
+        return name
+    for generations in getattr(response, "generations", None) or ():
+        for gen in generations:
+            name = extract_response_model(getattr(gen, "message", None))
+            if name is not None:
+                return name
     return None
 
 
@@ -145,7 +159,7 @@ class ProdfastCallbackHandler(BaseCallbackHandler):
             usage = _usage_of(response)
         except (TypeError, ValueError):
             usage = None
-        run.end(_text_of(response), usage=usage)
+        run.end(_text_of(response), usage=usage, response_model=_response_model_of(response))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._pop(run_id)
@@ -204,7 +218,8 @@ class AsyncProdfastCallbackHandler(AsyncCallbackHandler):
             usage = _usage_of(response)
         except (TypeError, ValueError):
             usage = None
-        await run.aend(_text_of(response), usage=usage)
+        await run.aend(_text_of(response), usage=usage,
+                       response_model=_response_model_of(response))
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._pop(run_id)

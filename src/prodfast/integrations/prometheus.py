@@ -1,66 +1,105 @@
-"""Export a CallbackManager's metrics to Prometheus, with real quantiles.
+"""Export a CallbackManager's metrics to Prometheus: histograms by call attributes, and quantiles.
 
-prometheus_client's own ``Summary`` exports only ``_sum`` and ``_count``; this collector
-reads prodfast's streaming statistics at scrape time and writes the p50/p95/p99 estimates as
-``quantile`` samples, in O(1) memory however many calls were seen::
+One process::
 
     from prometheus_client import REGISTRY
     from prodfast.integrations.prometheus import PrometheusCollector
 
-    REGISTRY.register(PrometheusCollector(manager, attributes={
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4o"}))
+    REGISTRY.register(PrometheusCollector(manager))
+
+Several worker processes (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``
+set before the workers start): each worker writes its manager's aggregate into that directory
+and the scrape reads every worker's::
+
+    # in each worker, once (e.g. at app start-up)
+    writer = MultiProcessWriter(manager)          # flushes every second and at exit
+
+    # in the process that serves /metrics
+    registry = multiprocess_registry()            # the documented registry, plus prodfast's sketches
+    generate_latest(registry)
+
+The histograms go into prometheus_client's own multiprocess files, so the documented
+``MultiProcessCollector`` merges them like its own (bucket counts and sums added over the
+workers; a dead worker's counts are kept, as prometheus_client keeps its counters'); the
+quantile sketches go into prodfast's files beside them, merged exactly at scrape time by
+:class:`MultiProcessSketchCollector` (which :func:`multiprocess_registry` registers with
+prometheus_client's collector). A worker's numbers reach the directory at its next flush
+(``interval`` seconds, at most; ``writer.flush()`` forces one).
 
 Names follow the OpenTelemetry GenAI semantic conventions, translated the way the
-OpenTelemetry-to-Prometheus compatibility rules do, because Prometheus names and label
-names may only contain ``[a-zA-Z0-9_]`` (and ``:`` in metric names):
+OpenTelemetry-to-Prometheus compatibility rules do (``.`` -> ``_``, a unit becomes a suffix,
+an annotation unit in braces adds none, counters get ``_total``):
 
-==================================================  ==============================================
-OpenTelemetry                                       Prometheus (what this collector exports)
-==================================================  ==============================================
-``gen_ai.client.operation.duration`` (unit ``s``)   ``gen_ai_client_operation_duration_seconds``
-                                                    summary: ``{quantile="0.5|0.95|0.99"}``,
-                                                    ``_sum``, ``_count``
-``gen_ai.client.operation.time_to_first_chunk``     ``gen_ai_client_operation_time_to_first_chunk_seconds``
-(unit ``s``; streamed calls only)                   summary, same samples
-``gen_ai.client.token.usage`` (unit ``{token}``)    ``gen_ai_client_token_usage`` summary without
-by ``gen_ai.token.type`` = ``input``/``output``     quantiles, ``_sum`` (tokens) and ``_count``
-                                                    (calls) by label ``gen_ai_token_type``
-``error.type`` attribute                            ``gen_ai_client_operation_errors_total``
-                                                    counter by label ``error_type``
-(calls)                                             ``gen_ai_client_operations_total`` counter
-==================================================  ==============================================
+===================================================  ============================================
+OpenTelemetry                                        Prometheus
+===================================================  ============================================
+``gen_ai.client.operation.duration`` (``s``)         ``gen_ai_client_operation_duration_seconds``
+                                                     histogram; failed calls too, by ``error_type``
+``gen_ai.client.operation.time_to_first_chunk``      ``..._time_to_first_chunk_seconds`` histogram
+``gen_ai.client.operation.time_per_output_chunk``    ``..._time_per_output_chunk_seconds`` histogram
+``gen_ai.client.token.usage`` (``{token}``)          ``gen_ai_client_token_usage`` histogram, by
+                                                     ``gen_ai_token_type`` = ``input``/``output``
+(the sketch of each histogram)                       ``<histogram>_quantile{quantile="0.5"}`` gauge
+                                                     (also 0.95, 0.99)
+(calls; failed calls)                                ``gen_ai_client_operations_total``,
+                                                     ``gen_ai_client_operation_errors_total``
+===================================================  ============================================
 
-The mapping: every ``.`` (and any other character Prometheus does not allow) becomes
-``_``; a unit becomes a suffix (``s`` -> ``_seconds``), while an annotation unit in braces
-such as ``{token}`` adds none; counters get ``_total``. Attribute keys you pass in
-``attributes`` are mapped the same way (``gen_ai.request.model`` -> ``gen_ai_request_model``).
-
-OpenTelemetry records errors as the ``error.type`` attribute of the duration histogram and
-has no error metric of its own; the duration summary here covers successful calls (as
-``TimingCallback`` does), so failures are exported as their own counter by ``error_type``.
-The quantiles are P-square estimates (exact up to five calls) and, as with any Prometheus
-summary, cannot be aggregated across instances; ``_sum`` and ``_count`` can.
+Every series is labelled with its call's attributes (``gen_ai_operation_name``,
+``gen_ai_provider_name``, ``gen_ai_request_model``, ``gen_ai_response_model``, ``error_type``;
+see :mod:`prodfast.monitor.series`), the overflow set with ``otel_metric_overflow="true"``.
+The buckets are the GenAI recommended boundaries, with exact counts. The quantiles are
+:class:`~prodfast.QuantileSketch` estimates, within its relative accuracy (1%).
 """
 
 from __future__ import annotations
 
+import atexit
+import glob
+import json
+import logging
 import math
+import os
 import re
+import struct
+import threading
+import time
+import weakref
 from collections.abc import Mapping
+from itertools import accumulate
 
 try:
-    from prometheus_client.metrics_core import CounterMetricFamily, Metric, SummaryMetricFamily
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.samples import Sample
+    from prometheus_client.utils import floatToGoString
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "prodfast.integrations.prometheus needs prometheus_client: "
         "pip install 'prodfast[prometheus]'"
     ) from exc
 
+from .._backend import impl
 from ..monitor import CallbackManager
+from ..monitor.series import OVERFLOW_KEY
 
-__all__ = ["PrometheusCollector", "prometheus_name", "OPERATION_DURATION", "TIME_TO_FIRST_CHUNK",
-           "TOKEN_USAGE", "OPERATION_ERRORS", "OPERATIONS"]
+__all__ = [
+    "PrometheusCollector",
+    "MultiProcessWriter",
+    "MultiProcessSketchCollector",
+    "multiprocess_registry",
+    "prometheus_name",
+    "OPERATION_DURATION",
+    "TIME_TO_FIRST_CHUNK",
+    "TIME_PER_OUTPUT_CHUNK",
+    "TOKEN_USAGE",
+    "OPERATION_ERRORS",
+    "OPERATIONS",
+]
+
+logger = logging.getLogger("prodfast.integrations.prometheus")
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
@@ -87,12 +126,31 @@ def prometheus_name(otel_name: str, unit: str = "") -> str:
 
 OPERATION_DURATION = prometheus_name("gen_ai.client.operation.duration", "s")
 TIME_TO_FIRST_CHUNK = prometheus_name("gen_ai.client.operation.time_to_first_chunk", "s")
+TIME_PER_OUTPUT_CHUNK = prometheus_name("gen_ai.client.operation.time_per_output_chunk", "s")
 TOKEN_USAGE = prometheus_name("gen_ai.client.token.usage", "{token}")
 OPERATION_ERRORS = "gen_ai_client_operation_errors"  # exported with the counter's _total
 OPERATIONS = "gen_ai_client_operations"
 _TOKEN_TYPE = prometheus_name("gen_ai.token.type")
 _ERROR_TYPE = prometheus_name("error.type")
-_QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
+_QUANTILES = ((0.5, "0.5"), (0.95, "0.95"), (0.99, "0.99"))
+
+_SERIES_LABELS = tuple(prometheus_name(a) for a in (
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
+    "gen_ai.response.model", "error.type",
+))  # fmt: skip
+_RESERVED = frozenset(_SERIES_LABELS) | {_TOKEN_TYPE, "quantile", "le", "otel_metric_overflow"}
+
+_HELP = {
+    OPERATION_DURATION: "GenAI operation duration (gen_ai.client.operation.duration).",
+    TIME_TO_FIRST_CHUNK: "Time to the first streamed chunk "
+                         "(gen_ai.client.operation.time_to_first_chunk).",
+    TIME_PER_OUTPUT_CHUNK: "Time per output chunk after the first "
+                           "(gen_ai.client.operation.time_per_output_chunk).",
+    TOKEN_USAGE: "Number of input and output tokens used (gen_ai.client.token.usage).",
+    OPERATIONS: "Finished GenAI operations, failed ones included.",
+    OPERATION_ERRORS: "Failed GenAI operations (error.type).",
+}  # fmt: skip
+_QUANTILE_HELP = " Quantile estimate of the same values (prodfast QuantileSketch)."
 
 
 def _label_map(attributes, name="attributes"):
@@ -107,20 +165,104 @@ def _label_map(attributes, name="attributes"):
         label = prometheus_name(key)
         if label.startswith("__"):
             raise ValueError(f"{name} key {key!r} maps to a reserved label name {label!r}")
-        if label in (_TOKEN_TYPE, _ERROR_TYPE, "quantile") or label in out:
-            raise ValueError(f"{name} key {key!r} maps to a label name already in use: {label!r}")
+        if label in _RESERVED or label in out:
+            raise ValueError(
+                f"{name} key {key!r} maps to a label name already in use: {label!r} (the "
+                f"per-call attributes come from each call: track(), instrument(), the manager)"
+            )
         out[label] = str(value)
     return out
 
 
-class PrometheusCollector:
-    """A prometheus_client custom collector for one or more CallbackManagers.
+def _series_labels(key, constant):
+    """The labels of a series: the constant ones and the call attributes it has."""
+    labels = dict(constant)
+    if key == OVERFLOW_KEY:
+        labels["otel_metric_overflow"] = "true"
+        return labels
+    for label, value in zip(_SERIES_LABELS, key, strict=True):
+        if value is not None:
+            labels[label] = value
+    return labels
 
-    ``manager``: the manager to export; ``attributes``: constant OpenTelemetry attributes
-    for its series (e.g. ``{"gen_ai.request.model": "gpt-4o"}``), dots mapped to
-    underscores. ``add(manager, attributes)`` exports another manager in the same metric
-    families; every source must use the same attribute keys, and different values.
-    Register it with ``registry.register(collector)``.
+
+def _le_strings(bounds):
+    return tuple(floatToGoString(b) for b in bounds) + ("+Inf",)
+
+
+_LE_CACHE: dict[tuple, tuple] = {}
+
+
+def _les(bounds):
+    les = _LE_CACHE.get(bounds)
+    if les is None:
+        les = _LE_CACHE[bounds] = _le_strings(bounds)
+    return les
+
+
+def _histograms_of(series):
+    """``(family name, extra labels, histogram, always)`` for each histogram of a series."""
+    return (
+        (OPERATION_DURATION, None, series.duration, True),
+        (TIME_TO_FIRST_CHUNK, None, series.time_to_first_chunk, False),
+        (TIME_PER_OUTPUT_CHUNK, None, series.time_per_output_chunk, False),
+        (TOKEN_USAGE, "input", series.input_tokens, False),
+        (TOKEN_USAGE, "output", series.output_tokens, False),
+    )
+
+
+_HISTOGRAM_FAMILIES = (OPERATION_DURATION, TIME_TO_FIRST_CHUNK, TIME_PER_OUTPUT_CHUNK, TOKEN_USAGE)
+
+
+def _new_families():
+    hist = {name: Metric(name, _HELP[name], "histogram") for name in _HISTOGRAM_FAMILIES}
+    quant = {name: Metric(name + "_quantile", _HELP[name] + _QUANTILE_HELP, "gauge")
+             for name in _HISTOGRAM_FAMILIES}  # fmt: skip
+    return hist, quant
+
+
+# Sample(name, labels, value) is built as tuple.__new__(Sample, (name, labels, value) + _REST),
+# without the named tuple's keyword-defaults wrapper: a scrape of 100 attribute sets makes
+# thousands of them
+_REST = (None,) * (len(Sample._fields) - 3)  # timestamp, exemplar, ...: none
+_new = tuple.__new__
+
+
+def _sample(name, labels, value):
+    return _new(Sample, (name, labels, value, *_REST))
+
+
+def _add_histogram(family, labels, h):
+    samples = family.samples
+    name = family.name
+    bucket = name + "_bucket"
+    rest = _REST
+    samples += [
+        _new(Sample, (bucket, {**labels, "le": le}, float(n), *rest))
+        for le, n in zip(_les(h.bounds), accumulate(h.counts), strict=True)
+    ]
+    samples.append(_new(Sample, (name + "_count", labels, float(h.count), *rest)))
+    samples.append(_new(Sample, (name + "_sum", labels, float(h.sum), *rest)))
+
+
+def _add_quantiles(family, labels, values):
+    name = family.name
+    rest = _REST
+    family.samples += [
+        _new(Sample, (name, {**labels, "quantile": text}, value, *rest))
+        for (_, text), value in zip(_QUANTILES, values, strict=True)
+    ]
+
+
+class PrometheusCollector:
+    """A prometheus_client custom collector for one or more CallbackManagers (one process).
+
+    ``manager``: the manager to export; ``attributes``: constant labels for all its series
+    (OpenTelemetry spelling, dots mapped to underscores, e.g. ``{"service.name": "api"}``);
+    the per-call attributes cannot be among them, they come from the calls. ``add(manager,
+    attributes)`` exports another manager in the same metric families; every source must use
+    the same attribute keys, and different values. Register it with
+    ``registry.register(collector)``.
     """
 
     def __init__(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None):
@@ -144,57 +286,276 @@ class PrometheusCollector:
 
     def describe(self):
         """The metric families (no samples), so registering does not run a collection."""
-        return list(self._families([]))
+        hist, quant = _new_families()
+        return [*hist.values(), *quant.values(), Metric(OPERATIONS, _HELP[OPERATIONS], "counter"),
+                Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")]
 
     def collect(self):
-        """One read of every manager's metrics, as Prometheus metric families."""
-        snapshots = [(m.metrics(), labels) for m, labels in self._sources]
-        return self._families(snapshots)
-
-    def _families(self, snapshots):
-        keys = sorted(self._sources[0][1])
-
-        duration = Metric(
-            OPERATION_DURATION,
-            "GenAI operation duration of successful calls (gen_ai.client.operation.duration).",
-            "summary",
-        )
-        ttft = Metric(
-            TIME_TO_FIRST_CHUNK,
-            "Time to the first streamed chunk (gen_ai.client.operation.time_to_first_chunk).",
-            "summary",
-        )
-        usage = SummaryMetricFamily(
-            TOKEN_USAGE,
-            "Number of input and output tokens used (gen_ai.client.token.usage).",
-            labels=keys + [_TOKEN_TYPE],
-        )
-        errors = CounterMetricFamily(
-            OPERATION_ERRORS,
-            "Failed GenAI operations by error type (error.type).",
-            labels=keys + [_ERROR_TYPE],
-        )
-        calls = CounterMetricFamily(
-            OPERATIONS, "Finished GenAI operations, failed ones included.", labels=keys
-        )
-        for metrics, labels in snapshots:
-            values = [labels[k] for k in keys]
-            _add_summary(duration, metrics["latency"], labels)
-            _add_summary(ttft, metrics["ttft"], labels)
-            tokens = metrics["tokens"]
-            usage.add_metric(values + ["input"], tokens["calls"], tokens["prompt_tokens"])
-            usage.add_metric(values + ["output"], tokens["calls"], tokens["completion_tokens"])
-            for error_type, count in sorted(metrics["errors_by_type"].items()):
-                errors.add_metric(values + [error_type], count)
-            calls.add_metric(values, metrics["calls"])
-        return iter((duration, ttft, usage, errors, calls))
+        """One consistent copy of every manager's series, as Prometheus metric families."""
+        hist, quant = _new_families()
+        calls = Metric(OPERATIONS, _HELP[OPERATIONS], "counter")
+        errors = Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")
+        for manager, constant in self._sources:
+            series_list, _ = manager.series()
+            for series in series_list:
+                labels = _series_labels(series.key, constant)
+                for name, token_type, h, always in _histograms_of(series):
+                    if not (always or h.count):
+                        continue
+                    hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
+                    _add_histogram(hist[name], hl, h)
+                    _add_quantiles(quant[name], hl, h.quantiles)
+                n = float(series.duration.count)
+                calls.samples.append(_sample(OPERATIONS + "_total", labels, n))
+                if _ERROR_TYPE in labels:
+                    errors.samples.append(_sample(OPERATION_ERRORS + "_total", labels, n))
+        return [*hist.values(), *quant.values(), calls, errors]
 
 
-def _add_summary(family, snapshot, labels):
-    count = snapshot["count"]
-    for q, key in _QUANTILES:
-        family.add_sample(family.name, {**labels, "quantile": q}, snapshot[key] if count else math.nan)
-    total = snapshot["mean"] * count if count else 0.0
-    family.add_sample(family.name + "_sum", dict(labels), total)
-    family.add_sample(family.name + "_count", dict(labels), float(count))
+# ---------------------------------------------------------------------------------------------
+# several worker processes
 
+_SKETCH_MAGIC = b"PFSKETCH1\n"
+_SKETCH_GLOB = "prodfast_sketches_*.bin"
+_LEN = struct.Struct("<I")
+
+
+def _multiprocess_dir(path):
+    if path is None:
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            raise ValueError("path is None and PROMETHEUS_MULTIPROC_DIR is not set")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"path {path!r} is not a directory")
+    return path
+
+
+class MultiProcessWriter:
+    """Writes one worker's manager into the multiprocess directory, for the scrape to merge.
+
+    ``manager``: this worker's CallbackManager; ``path``: the directory (default:
+    ``PROMETHEUS_MULTIPROC_DIR``); ``attributes``: constant labels, as for
+    :class:`PrometheusCollector`; ``interval``: seconds between background flushes (None: no
+    background thread, only ``flush()`` and the flush at exit). Recording costs nothing more:
+    a flush copies the manager's series (as a scrape does) and writes the totals.
+
+    Histograms and counters go to ``histogram_prodfast_<pid>.db`` and
+    ``counter_prodfast_<pid>.db``, in prometheus_client's own format (its
+    ``MultiProcessCollector`` merges them), the sketches to ``prodfast_sketches_<pid>.bin``
+    (replaced whole on each flush). Create it in each worker process, after the fork. The
+    files hold totals, so ``manager.reset()`` in a worker makes its counters go back, which
+    Prometheus reads as a counter reset: leave the managers of exported workers unreset.
+    """
+
+    def __init__(self, manager: CallbackManager, path=None, *, attributes=None,
+                 interval: float | None = 1.0) -> None:
+        if not isinstance(manager, CallbackManager):
+            raise TypeError(f"manager must be a CallbackManager, got {type(manager).__name__}")
+        if interval is not None:
+            if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+                raise TypeError(f"interval must be a number or None, got {type(interval).__name__}")
+            if not (interval > 0 and math.isfinite(interval)):
+                raise ValueError(f"interval must be finite and > 0, got {interval!r}")
+        self._labels = _label_map(attributes)
+        self._path = _multiprocess_dir(path)
+        self._manager = manager
+        self._pid = os.getpid()
+        self._keep_files_of_an_earlier_process()
+        self._lock = threading.Lock()
+        self._files: dict[str, MmapedDict] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread = None
+        atexit.register(_close_at_exit, weakref.ref(self))
+        if interval is not None:
+            self._thread = threading.Thread(target=self._run, args=(float(interval),),
+                                            name="prodfast-prometheus-writer", daemon=True)
+            self._thread.start()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def _names(self):
+        pid = self._pid
+        return [os.path.join(self._path, name) for name in (
+            f"histogram_prodfast_{pid}.db", f"counter_prodfast_{pid}.db",
+            f"prodfast_sketches_{pid}.bin")]  # fmt: skip
+
+    def _keep_files_of_an_earlier_process(self):
+        # a dead worker whose pid this process reuses: keep its totals under another name
+        # (the scrape still sums them) rather than overwrite them with this worker's
+        stamp = time.time_ns()
+        for name in self._names():
+            if os.path.exists(name):
+                stem, ext = os.path.splitext(name)
+                os.replace(name, f"{stem}-{stamp}{ext}")
+
+    def _run(self, interval):
+        while not self._stop.wait(interval):
+            try:
+                self.flush()
+            except Exception:  # keep flushing: one failed write must not end the worker's export
+                logger.exception("prodfast: writing the multiprocess metrics failed")
+
+    def _file(self, typ):
+        f = self._files.get(typ)
+        if f is None:
+            name = os.path.join(self._path, f"{typ}_prodfast_{self._pid}.db")
+            f = self._files[typ] = MmapedDict(name)
+        return f
+
+    def flush(self) -> None:
+        """Write this worker's totals now."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            if os.getpid() != self._pid:
+                raise RuntimeError("a MultiProcessWriter belongs to the process that made it")
+            series_list, _ = self._manager.series(with_sketches=True)
+            hist_file = self._file("histogram")
+            counter_file = self._file("counter")
+            blobs = []
+            for series in series_list:
+                labels = _series_labels(series.key, self._labels)
+                names = sorted(labels)
+                for name, token_type, h, always in _histograms_of(series):
+                    if not (always or h.count):
+                        continue
+                    hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
+                    hn = names if token_type is None else sorted(hl)
+                    values = [hl[k] for k in hn]
+                    bucket = name + "_bucket"
+                    for le, n in zip(_les(h.bounds), h.counts, strict=True):
+                        key = mmap_key(name, bucket, hn + ["le"], values + [le], _HELP[name])
+                        hist_file.write_value(key, float(n), 0.0)
+                    key = mmap_key(name, name + "_sum", hn, values, _HELP[name])
+                    hist_file.write_value(key, float(h.sum), 0.0)
+                    blobs.append((json.dumps([name, hl], sort_keys=True).encode(), h.sketch))
+                values = [labels[k] for k in names]
+                n = float(series.duration.count)
+                key = mmap_key(OPERATIONS, OPERATIONS + "_total", names, values, _HELP[OPERATIONS])
+                counter_file.write_value(key, n, 0.0)
+                if _ERROR_TYPE in labels:
+                    key = mmap_key(OPERATION_ERRORS, OPERATION_ERRORS + "_total", names, values,
+                                   _HELP[OPERATION_ERRORS])
+                    counter_file.write_value(key, n, 0.0)
+            self._write_sketches(blobs)
+
+    def _write_sketches(self, blobs):
+        parts = [_SKETCH_MAGIC, _LEN.pack(len(blobs))]
+        for key, blob in blobs:
+            parts += [_LEN.pack(len(key)), key, _LEN.pack(len(blob)), blob]
+        final = os.path.join(self._path, f"prodfast_sketches_{self._pid}.bin")
+        tmp = final + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(b"".join(parts))
+        os.replace(tmp, final)  # a reader sees the old file or the new one, whole
+
+    def close(self) -> None:
+        """Stop the background thread and write a last time (also done at interpreter exit)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            if self._closed:
+                return
+        if os.getpid() == self._pid:
+            self.flush()
+        with self._lock:
+            self._closed = True
+            for f in self._files.values():
+                f.close()
+            self._files = {}
+
+
+def _close_at_exit(ref):
+    writer = ref()
+    if writer is not None:
+        writer.close()
+
+
+def _read_sketch_file(filename):
+    """``[(family name, labels, sketch bytes), ...]`` from one worker's sketch file."""
+    with open(filename, "rb") as f:
+        data = f.read()
+    if not data.startswith(_SKETCH_MAGIC):
+        raise ValueError("not a prodfast sketch file")
+    pos = len(_SKETCH_MAGIC)
+    out = []
+
+    def take(n):
+        nonlocal pos
+        if pos + n > len(data):
+            raise ValueError("truncated prodfast sketch file")
+        chunk = data[pos:pos + n]
+        pos += n
+        return chunk
+
+    (count,) = _LEN.unpack(take(4))
+    for _ in range(count):
+        (n,) = _LEN.unpack(take(4))
+        name, labels = json.loads(take(n))
+        (n,) = _LEN.unpack(take(4))
+        out.append((name, labels, take(n)))
+    if pos != len(data):
+        raise ValueError("trailing bytes in a prodfast sketch file")
+    return out
+
+
+class MultiProcessSketchCollector:
+    """The p50/p95/p99 of every worker's sketches, merged exactly, at each scrape.
+
+    Reads every ``prodfast_sketches_<pid>.bin`` in ``path`` (default:
+    ``PROMETHEUS_MULTIPROC_DIR``), a dead worker's included, and exports the
+    ``<histogram>_quantile`` gauges. ``registry``: register into it now (as
+    prometheus_client's ``MultiProcessCollector`` does). ``sketch_type``: the sketch class
+    to read them with (default: the active backend's QuantileSketch). A file that cannot be
+    read is left out of the scrape and logged.
+    """
+
+    def __init__(self, registry=None, path=None, *, sketch_type=None) -> None:
+        self._path = _multiprocess_dir(path)
+        self._sketch_type = impl.QuantileSketch if sketch_type is None else sketch_type
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self):
+        return list(_new_families()[1].values())
+
+    def collect(self):
+        merged: dict[tuple, tuple] = {}
+        from_bytes = self._sketch_type.from_bytes
+        for filename in sorted(glob.glob(os.path.join(self._path, _SKETCH_GLOB))):
+            try:
+                records = [(n, lab, from_bytes(b)) for n, lab, b in _read_sketch_file(filename)]
+            except (OSError, ValueError) as exc:
+                logger.error("prodfast: skipping the unreadable sketch file %s: %s", filename, exc)
+                continue
+            for name, labels, sketch in records:
+                key = (name, tuple(sorted(labels.items())))
+                seen = merged.get(key)
+                if seen is None:
+                    merged[key] = (labels, sketch)
+                else:
+                    seen[1].merge(sketch)
+        quant = _new_families()[1]
+        for (name, _), (labels, sketch) in merged.items():
+            _add_quantiles(quant[name], labels, [sketch.quantile(q) for q, _ in _QUANTILES])
+        return list(quant.values())
+
+
+def multiprocess_registry(path=None) -> CollectorRegistry:
+    """A registry for the scrape under several workers: prometheus_client's documented
+    ``MultiProcessCollector`` (histograms and counters, summed over the workers) and
+    :class:`MultiProcessSketchCollector` (the merged quantiles), both over ``path`` (default:
+    ``PROMETHEUS_MULTIPROC_DIR``)."""
+    path = _multiprocess_dir(path)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    MultiProcessSketchCollector(registry, path)
+    return registry

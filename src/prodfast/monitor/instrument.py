@@ -7,19 +7,26 @@ import inspect
 from typing import Any
 
 from .run import _RUNNING, Run, _joined
-from .usage import extract_usage
+from .usage import extract_response_model, extract_usage
 
 __all__ = ["instrument"]
 
 
-def instrument(manager, model: Any, prompt_arg: str):
-    """The decorator ``manager.instrument(model, prompt_arg=...)`` returns (see there)."""
+def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=None):
+    """The decorator ``manager.instrument(model, prompt_arg=..., operation=..., provider=...)``
+    returns (see there)."""
     if callable(model):
-        return instrument(manager, None, prompt_arg)(model)
+        return instrument(manager, None, prompt_arg, operation, provider)(model)
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str or None, got {type(model).__name__}")
     if not isinstance(prompt_arg, str):
         raise TypeError(f"prompt_arg must be a str, got {type(prompt_arg).__name__}")
+    if operation is not None and not isinstance(operation, str):
+        raise TypeError(f"operation must be a str or None, got {type(operation).__name__}")
+    if provider is not None and not isinstance(provider, str):
+        raise TypeError(f"provider must be a str or None, got {type(provider).__name__}")
+    op = manager.operation if operation is None else str(operation)
+    prov = manager.provider if provider is None else str(provider)
 
     def decorate(fn):
         if not callable(fn):
@@ -47,33 +54,36 @@ def instrument(manager, model: Any, prompt_arg: str):
             @functools.wraps(fn)
             async def agen_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = await Run(manager, name, prompt, None, None)._start_async()
+                run = await Run(manager, name, prompt, None, None, op, prov)._start_async()
                 try:
                     agen = fn(*args, **kwargs)
                 except BaseException as exc:
                     await run.aerror(exc)
                     raise
                 parts = []
-                usage = None
+                usage = response_model = None
                 try:
                     async for item in agen:
                         found = extract_usage(item)
                         if found is not None:
                             usage = found
+                        found = extract_response_model(item)
+                        if found is not None:
+                            response_model = found
                         parts.append(item)
                         await run.anew_token(item)
                         yield item
                 except GeneratorExit:
                     # the consumer stopped early: what it took is the response
                     await agen.aclose()
-                    await run.aend(_joined(parts), usage=usage)
+                    await run.aend(_joined(parts), usage=usage, response_model=response_model)
                     raise
                 except BaseException as exc:
                     await agen.aclose()
                     if run._state == _RUNNING:
                         await run.aerror(exc)
                     raise
-                await run.aend(_joined(parts), usage=usage)
+                await run.aend(_joined(parts), usage=usage, response_model=response_model)
 
             return agen_wrapper
 
@@ -82,7 +92,7 @@ def instrument(manager, model: Any, prompt_arg: str):
             @functools.wraps(fn)
             async def async_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = await Run(manager, name, prompt, None, None)._start_async()
+                run = await Run(manager, name, prompt, None, None, op, prov)._start_async()
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
@@ -98,39 +108,42 @@ def instrument(manager, model: Any, prompt_arg: str):
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = Run(manager, name, prompt, None, None)._start_sync()
+                run = Run(manager, name, prompt, None, None, op, prov)._start_sync()
                 try:
                     gen = fn(*args, **kwargs)
                 except BaseException as exc:
                     run.error(exc)
                     raise
                 parts = []
-                usage = None
+                usage = response_model = None
                 try:
                     for item in gen:
                         found = extract_usage(item)
                         if found is not None:
                             usage = found
+                        found = extract_response_model(item)
+                        if found is not None:
+                            response_model = found
                         parts.append(item)
                         run.new_token(item)
                         yield item
                 except GeneratorExit:
                     gen.close()
-                    run.end(_joined(parts), usage=usage)
+                    run.end(_joined(parts), usage=usage, response_model=response_model)
                     raise
                 except BaseException as exc:
                     gen.close()
                     if run._state == _RUNNING:
                         run.error(exc)
                     raise
-                run.end(_joined(parts), usage=usage)
+                run.end(_joined(parts), usage=usage, response_model=response_model)
 
             return gen_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             name, prompt = describe(args, kwargs)
-            run = Run(manager, name, prompt, None, None)._start_sync()
+            run = Run(manager, name, prompt, None, None, op, prov)._start_sync()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from .hooks import (
 )
 from .instrument import instrument
 from .run import Run
+from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series, SeriesView
 from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _empty_snapshot
 
 __all__ = ["CallbackManager"]
@@ -29,6 +31,14 @@ def _check_model(model):
         raise TypeError(f"model must be a str, got {type(model).__name__}")
 
 
+def _check_attribute(value, name):
+    if value is not None and type(value) is not str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        value = str(value)
+    return value
+
+
 
 class CallbackManager:
     """Runs callbacks around LLM calls and keeps the dashboard numbers (``metrics()``).
@@ -37,6 +47,15 @@ class CallbackManager:
     call starts nothing in the others). ``raise_errors``: let a callback's exception reach
     the caller (after the other callbacks of that hook ran) instead of logging it.
     ``clock``: the clock latency is measured on, in seconds.
+
+    Per-call dimensions: every call is also recorded under its attribute set (see
+    :mod:`prodfast.monitor.series`): ``gen_ai.operation.name`` and ``gen_ai.provider.name``
+    from the call's ``operation=``/``provider=`` or the manager's (``operation`` defaults to
+    ``"chat"``, ``provider`` to none), ``gen_ai.request.model`` from the call,
+    ``gen_ai.response.model`` from the response and ``error.type`` for a failed call.
+    ``max_attribute_sets`` bounds how many sets are kept (calls beyond go to one overflow set
+    and are counted). ``sketch_factory`` builds their quantile sketches (default: the active
+    backend's ``QuantileSketch``).
     """
 
     def __init__(
@@ -45,7 +64,26 @@ class CallbackManager:
         *,
         raise_errors: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        operation: str | None = "chat",
+        provider: str | None = None,
+        max_attribute_sets: int = MAX_ATTRIBUTE_SETS,
+        sketch_factory: Callable[[], Any] | None = None,
     ) -> None:
+        if sketch_factory is not None:
+            if not callable(sketch_factory):
+                raise TypeError("sketch_factory must be callable")
+            probe = sketch_factory()
+            for method in ("push", "quantile", "to_bytes"):
+                if not callable(getattr(probe, method, None)):
+                    raise TypeError(f"sketch_factory must build sketches with a {method}() method")
+        operation = _check_attribute(operation, "operation")
+        provider = _check_attribute(provider, "provider")
+        if isinstance(max_attribute_sets, bool) or not isinstance(max_attribute_sets, int):
+            raise TypeError(
+                f"max_attribute_sets must be an int, got {type(max_attribute_sets).__name__}"
+            )
+        if max_attribute_sets < 1:
+            raise ValueError(f"max_attribute_sets must be >= 1, got {max_attribute_sets}")
         if not isinstance(raise_errors, bool):
             raise TypeError(f"raise_errors must be a bool, got {type(raise_errors).__name__}")
         if not callable(clock):
@@ -58,6 +96,12 @@ class CallbackManager:
         self._calls = 0
         self._errors = 0
         self._by_type: dict[str, int] = {}
+        self._operation = operation
+        self._provider = provider
+        self._max_sets = max_attribute_sets
+        self._sketch_factory = impl.QuantileSketch if sketch_factory is None else sketch_factory
+        self._series: dict[tuple, Series] = {}
+        self._overflow_calls = 0
         since = clock()
         if isinstance(since, bool) or not isinstance(since, (int, float)):
             raise TypeError(f"clock must return a number of seconds, got {type(since).__name__}")
@@ -116,6 +160,20 @@ class CallbackManager:
     @property
     def clock(self) -> Callable[[], float]:
         return self._clock
+
+    @property
+    def operation(self) -> str | None:
+        """The default ``gen_ai.operation.name`` of the calls."""
+        return self._operation
+
+    @property
+    def provider(self) -> str | None:
+        """The default ``gen_ai.provider.name`` of the calls."""
+        return self._provider
+
+    @property
+    def max_attribute_sets(self) -> int:
+        return self._max_sets
 
     def add_callback(self, callback) -> None:
         """Append ``callback`` (calls already running keep the list they started with)."""
@@ -179,38 +237,141 @@ class CallbackManager:
         if first is not None:
             raise first
 
-    def _count(self, error):
+    def _series_for(self, key):
+        """The series of ``key``, made on first use; the overflow one past the cap.
+
+        Called with the lock held and returns with it held, but releases it while the new
+        series' sketches are built: ``sketch_factory`` is user code, which may call back
+        into this manager.
+        """
+        fresh = None
+        while True:
+            series = self._series
+            found = series.get(key)
+            if found is not None:
+                return found
+            full = len(series) - (OVERFLOW_KEY in series) >= self._max_sets
+            target = OVERFLOW_KEY if full else key
+            found = series.get(target)
+            if found is None and fresh is not None and fresh.key == target:
+                found = series[target] = fresh
+            if found is not None:
+                if full:
+                    self._overflow_calls += 1
+                return found
+            lock = self._lock
+            lock.release()
+            try:
+                fresh = Series(target, self._sketch_factory)
+            finally:
+                lock.acquire()
+            # and look again: another thread may have made it, or filled the last place
+
+    def _record_end(self, run, latency, ttft, usage):
+        key = (run.operation, run.provider, run.model, run.response_model, None)
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._calls += 1
+            s = self._series.get(key)
+            if s is None:
+                s = self._series_for(key)
+            # Histogram.record, inlined for the duration and the tokens (the hot path)
+            h = s.duration
+            h.counts[bisect_left(h.bounds, latency)] += 1
+            h.count += 1
+            h.sum += latency
+            h.sketch.push(latency)
+            if usage is not None:
+                n = usage["prompt_tokens"]
+                h = s.input_tokens
+                h.counts[bisect_left(h.bounds, n)] += 1
+                h.count += 1
+                h.sum += n
+                h.sketch.push(n)
+                n = usage["completion_tokens"]
+                h = s.output_tokens
+                h.counts[bisect_left(h.bounds, n)] += 1
+                h.count += 1
+                h.sum += n
+                h.sketch.push(n)
+            if ttft is not None:
+                s.time_to_first_chunk.record(ttft)
+                gaps = run._gaps
+                if gaps:
+                    record = s.time_per_output_chunk.record
+                    for gap in gaps:
+                        record(gap)
+        finally:
+            lock.release()
+
+    def _record_error(self, run, error, latency):
+        name = type(error).__name__
+        key = (run.operation, run.provider, run.model, run.response_model, name)
         with self._lock:
             self._calls += 1
-            if error is not None:
-                self._errors += 1
-                name = type(error).__name__
-                self._by_type[name] = self._by_type.get(name, 0) + 1
+            self._errors += 1
+            self._by_type[name] = self._by_type.get(name, 0) + 1
+            s = self._series.get(key)
+            if s is None:
+                s = self._series_for(key)
+            s.duration.record(latency)
+            ttft = run._ttft()
+            if ttft is not None:
+                s.time_to_first_chunk.record(ttft)
+                for gap in run._gaps or ():
+                    s.time_per_output_chunk.record(gap)
 
     # -- entry points
 
-    def track(self, model: str, prompt: Any = None, *, run_id: Any = None, **kwargs: Any) -> Run:
+    def _run(self, model, prompt, run_id, operation, provider, kwargs):
+        if type(model) is not str:
+            _check_model(model)
+        if operation is None:
+            operation = self._operation
+        elif type(operation) is not str:
+            operation = _check_attribute(operation, "operation")
+        if provider is None:
+            provider = self._provider
+        elif type(provider) is not str:
+            provider = _check_attribute(provider, "provider")
+        return Run(self, model, prompt, run_id, kwargs, operation, provider)
+
+    def track(self, model: str, prompt: Any = None, *, run_id: Any = None,
+              operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
         """A context manager (``with`` or ``async with``) around one call; yields its Run.
 
+        ``model`` is the call's ``gen_ai.request.model``; ``operation`` and ``provider`` its
+        ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
         Extra keyword arguments reach every ``on_llm_start`` hook.
         """
         if type(model) is not str:
             _check_model(model)
-        return Run(self, model, prompt, run_id, kwargs)
+        # _run's checks, inlined for the common cases (the hot path)
+        if operation is None:
+            operation = self._operation
+        elif type(operation) is not str:
+            operation = _check_attribute(operation, "operation")
+        if provider is None:
+            provider = self._provider
+        elif type(provider) is not str:
+            provider = _check_attribute(provider, "provider")
+        return Run(self, model, prompt, run_id, kwargs, operation, provider)
 
-    def start(self, model: str, prompt: Any = None, *, run_id: Any = None, **kwargs: Any) -> Run:
+    def start(self, model: str, prompt: Any = None, *, run_id: Any = None,
+              operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
         """Start a run now (``on_llm_start``); finish it with ``run.end()`` or ``run.error()``."""
-        if type(model) is not str:
-            _check_model(model)
-        return Run(self, model, prompt, run_id, kwargs)._start_sync()
+        return self._run(model, prompt, run_id, operation, provider, kwargs)._start_sync()
 
-    async def astart(self, model: str, prompt: Any = None, *, run_id: Any = None, **kwargs: Any) -> Run:
+    async def astart(self, model: str, prompt: Any = None, *, run_id: Any = None,
+                     operation: str | None = None, provider: str | None = None,
+                     **kwargs: Any) -> Run:
         """``start`` for async code: awaits the async hooks (a gate waits without blocking)."""
-        if type(model) is not str:
-            _check_model(model)
-        return await Run(self, model, prompt, run_id, kwargs)._start_async()
+        run = self._run(model, prompt, run_id, operation, provider, kwargs)
+        return await run._start_async()
 
-    def instrument(self, model: Any = None, *, prompt_arg: str = "prompt"):
+    def instrument(self, model: Any = None, *, prompt_arg: str = "prompt",
+                   operation: str | None = None, provider: str | None = None):
         """Decorator: track every call of a sync or async function, or a (async) generator.
 
         ``model`` defaults to the call's ``model=`` keyword argument, else the function's
@@ -219,10 +380,12 @@ class CallbackManager:
         ``cls``. A function's result is the response (usage read from its ``usage``). A generator's
         items are streamed tokens: the first one sets time-to-first-token, the response is
         their concatenation (strings) or list, and an item reporting ``usage`` gives the
-        call's usage. Exceptions reach the caller after the error hooks ran. Usable bare
+        call's usage (and an item naming its ``model`` the response model). ``operation`` and
+        ``provider``: the calls' ``gen_ai.operation.name`` / ``gen_ai.provider.name`` (default:
+        the manager's). Exceptions reach the caller after the error hooks ran. Usable bare
         (``@manager.instrument``) or called.
         """
-        return instrument(self, model, prompt_arg)
+        return instrument(self, model, prompt_arg, operation, provider)
 
     # -- reporting
 
@@ -241,9 +404,16 @@ class CallbackManager:
         first TokenUsageCallback's stats, zeros without it), ``throughput`` (calls per second
         on the manager's clock since it was built or reset), ``uptime`` (those seconds) and,
         with a RateLimitingCallback, ``rate_limit`` (its stats).
+
+        Per attribute set: ``by_attributes``, a list of :meth:`Series.snapshot
+        <prodfast.monitor.series.Series.snapshot>` dicts (``attributes``, ``calls`` and the
+        ``duration``, ``time_to_first_chunk``, ``time_per_output_chunk``, ``input_tokens`` and
+        ``output_tokens`` histograms with their p50/p95/p99), and ``overflow_calls``: the calls
+        recorded in the overflow set because ``max_attribute_sets`` sets existed already.
         """
         with self._lock:
             calls, errors, by_type, since = self._calls, self._errors, dict(self._by_type), self._since
+            series, overflow_calls = self._copy_series()
         elapsed = self._clock() - since
         rate = errors / calls if calls else 0.0
         timing = self._first(TimingCallback)
@@ -264,11 +434,29 @@ class CallbackManager:
             "tokens": usage.get_stats() if usage is not None else TokenUsageCallback().get_stats(),
             "throughput": calls / elapsed if elapsed > 0.0 else 0.0,
             "uptime": elapsed if elapsed > 0.0 else 0.0,
+            "by_attributes": [s.snapshot() for s in series],
+            "overflow_calls": overflow_calls,
         }
         gate = self._first(RateLimitingCallback)
         if gate is not None:
             out["rate_limit"] = gate.get_stats()
         return out
+
+    def _copy_series(self, with_sketches=False):
+        """Views of every series (the overflow one last) and the overflow count. Under the lock."""
+        items = [s for k, s in self._series.items() if k != OVERFLOW_KEY]
+        overflow = self._series.get(OVERFLOW_KEY)
+        if overflow is not None:
+            items.append(overflow)
+        return [s.view(with_sketches) for s in items], self._overflow_calls
+
+    def series(self, with_sketches: bool = False) -> tuple[list[SeriesView], int]:
+        """A consistent copy of the per-attribute-set statistics, for exporters: a
+        :class:`~prodfast.monitor.series.SeriesView` of every set (in the order they appeared,
+        the overflow set last; with each sketch's bytes when ``with_sketches``) and the
+        overflow call count."""
+        with self._lock:
+            return self._copy_series(with_sketches)
 
     def reset(self) -> None:
         """Zero the manager's counters and restart its throughput clock, and ``reset()`` every
@@ -277,6 +465,8 @@ class CallbackManager:
             self._calls = 0
             self._errors = 0
             self._by_type = {}
+            self._series = {}
+            self._overflow_calls = 0
             self._since = self._clock()
         for cb in self._tables[0]:
             if isinstance(cb, RateLimitingCallback):

@@ -320,9 +320,10 @@ class TokenUsageCallback(BaseCallback):
     """Prompt, completion and total tokens over successful calls, and output tokens per second.
 
     Counts come from ``usage=`` (the manager reads it from the result, OpenAI style); a call
-    that reports only ``tokens_used`` adds to the total; a streamed call that reports nothing
-    counts each streamed token as one completion token. ``output_tokens_per_second`` is
-    completion tokens over the summed latency of the calls counted (0.0 before any time).
+    that reports only ``tokens_used`` adds to the total. Streamed chunks are counted as
+    ``chunks``, never as tokens (a chunk may hold any number of tokens, or none): a stream that
+    reports no usage adds chunks and no tokens. ``output_tokens_per_second`` is completion
+    tokens over the summed latency of the calls counted (0.0 before any time).
     """
 
     def __init__(self) -> None:
@@ -331,6 +332,7 @@ class TokenUsageCallback(BaseCallback):
         self._prompt = 0
         self._completion = 0
         self._total = 0
+        self._chunks = 0
         self._seconds = 0.0
 
     def on_llm_end(self, model, response, tokens_used, **kwargs):
@@ -352,8 +354,7 @@ class TokenUsageCallback(BaseCallback):
             prompt = completion = 0
             total = _token_count(tokens_used, "tokens_used")
         else:
-            prompt = 0
-            completion = total = streamed or 0
+            prompt = completion = total = 0
         lock = self._lock
         lock.acquire()
         try:
@@ -361,13 +362,16 @@ class TokenUsageCallback(BaseCallback):
             self._prompt += prompt
             self._completion += completion
             self._total += total
+            if streamed:
+                self._chunks += streamed
             self._seconds += latency or 0.0
         finally:
             lock.release()
 
 
     def get_stats(self) -> dict:
-        """``calls, prompt_tokens, completion_tokens, total_tokens, output_tokens_per_second``."""
+        """``calls, prompt_tokens, completion_tokens, total_tokens, chunks,
+        output_tokens_per_second``."""
         with self._lock:
             seconds = self._seconds
             return {
@@ -375,10 +379,11 @@ class TokenUsageCallback(BaseCallback):
                 "prompt_tokens": self._prompt,
                 "completion_tokens": self._completion,
                 "total_tokens": self._total,
+                "chunks": self._chunks,
                 "output_tokens_per_second": self._completion / seconds if seconds > 0.0 else 0.0,
             }
 
     def reset(self) -> None:
         with self._lock:
-            self._calls = self._prompt = self._completion = self._total = 0
+            self._calls = self._prompt = self._completion = self._total = self._chunks = 0
             self._seconds = 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 
-__all__ = ["extract_usage"]
+__all__ = ["extract_usage", "extract_response_model"]
 
 
 _USAGE_KEYS = (
@@ -102,3 +102,30 @@ def extract_usage(result) -> dict | None:
         return _normalize_usage(usage)
     except Exception:
         return None
+
+
+def extract_response_model(result) -> str | None:
+    """The model a result says answered (``result["model"]`` or ``result.model``), or None.
+
+    OpenAI and Anthropic responses (and their stream chunks) carry it as ``model``; LangChain
+    messages as ``response_metadata["model_name"]``. Anything that is not a non-empty str
+    gives None: reading it never breaks a call.
+    """
+    t = type(result)
+    if t is dict:
+        name = result.get("model")
+    elif result is None or t is str or t is bytes or t is list:
+        return None
+    else:
+        try:
+            if isinstance(result, Mapping):
+                name = result.get("model")
+            else:
+                name = getattr(result, "model", None)
+                if name is None:
+                    metadata = getattr(result, "response_metadata", None)
+                    if isinstance(metadata, Mapping):
+                        name = metadata.get("model_name") or metadata.get("model")
+        except Exception:
+            return None
+    return name if type(name) is str and name else None

@@ -1,0 +1,274 @@
+"""The compiled core and its pure-Python twin present the same public classes, signatures and
+argument errors.
+
+The test walks the public classes of both backend modules, so a class exported from both is
+covered without a line here; a constructor parameter this file has no valid value for fails
+``test_every_constructor_can_be_sampled`` by name. Annotations are not compared (the types
+live in _core.pyi, checked by stubtest), and the operators' slot methods (``__getitem__`` ...)
+compare as positional-only, as CPython declares its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import pytest
+
+import prodfast._core_py as twins
+
+pytestmark = pytest.mark.cython_backend
+
+EMPTY = inspect.Parameter.empty
+POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+# A valid value for each required constructor parameter, by name.
+SAMPLES: dict[str, Any] = {
+    "maxsize": 8,
+    "ttl": 10.0,
+    "ttu": lambda key, value, now: now + 10.0,
+    "rate": 5.0,
+    "capacity": 10.0,
+    "max_calls": 5,
+    "window": 1.0,
+    "p": 0.5,
+    "relative_accuracy": 0.01,
+}
+
+# The protocol methods whose signatures are compared besides the public ones (not the
+# operators, nor pickling's, which users do not call by name and Cython writes its own way).
+DUNDERS = (
+    "__init__",
+    "__getitem__",
+    "__setitem__",
+    "__delitem__",
+    "__contains__",
+    "__iter__",
+    "__len__",
+    "__copy__",
+    "__deepcopy__",
+    "__missing__",
+    "__enter__",
+    "__exit__",
+    "__aenter__",
+    "__aexit__",
+)
+
+
+class Alien:
+    """A value of no type any parameter expects."""
+
+    def __repr__(self) -> str:
+        return "Alien()"
+
+
+ALIEN = Alien()
+
+
+def public_classes(module) -> dict[str, type]:
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and isinstance(value, type)
+        and value.__module__.startswith("prodfast.")
+    }
+
+
+NAMES = sorted(public_classes(twins))
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return importlib.import_module("prodfast._core")
+
+
+@pytest.fixture(params=NAMES)
+def pair(request, compiled) -> tuple[type, type]:
+    name = request.param
+    assert hasattr(compiled, name), f"prodfast._core has no {name}"
+    return getattr(compiled, name), getattr(twins, name)
+
+
+def comparable(sig: inspect.Signature, *, drop_self: bool = False, slot: bool = False):
+    params = list(sig.parameters.values())
+    if drop_self and params and params[0].name == "self":
+        params = params[1:]
+    if slot:
+        params = [
+            p.replace(kind=inspect.Parameter.POSITIONAL_ONLY) if p.kind in POSITIONAL else p
+            for p in params
+        ]
+    params = [p.replace(annotation=EMPTY) for p in params]
+    return sig.replace(parameters=params, return_annotation=EMPTY)
+
+
+def outcome(function, args, kwargs) -> tuple[str, str] | None:
+    """None when the call returns, else the type and text of what it raised."""
+    try:
+        result = function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any exception is compared between the backends
+        return type(exc).__name__, str(exc)
+    if inspect.isawaitable(result):
+        result.close()
+    return None
+
+
+def sample_args(sig: inspect.Signature) -> tuple[list[Any], dict[str, Any]]:
+    """Valid arguments for every required parameter: positional-only ones positionally, the
+    others by keyword."""
+    args, kwargs = [], {}
+    for p in sig.parameters.values():
+        if p.default is not EMPTY or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.kind is p.POSITIONAL_ONLY:
+            args.append(SAMPLES[p.name])
+        else:
+            kwargs[p.name] = SAMPLES[p.name]
+    return args, kwargs
+
+
+def bad_calls(sig: inspect.Signature) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """Calls that do not bind to ``sig``: each required argument left out, one positional too
+    many, an unknown keyword, an argument given twice."""
+    params = list(sig.parameters.values())
+    kinds = {p.kind for p in params}
+    positional = [p for p in params if p.kind in POSITIONAL]
+    required = [p for p in positional if p.default is EMPTY]
+    required_kw = {p.name: ALIEN for p in params if p.kind is p.KEYWORD_ONLY and p.default is EMPTY}
+    calls = []
+    for i, p in enumerate(required):
+        calls.append((f"without {p.name}", [ALIEN] * i, dict(required_kw)))
+    for name in required_kw:
+        calls.append(
+            (
+                f"without {name}",
+                [ALIEN] * len(required),
+                {n: ALIEN for n in required_kw if n != name},
+            )
+        )
+    if inspect.Parameter.VAR_POSITIONAL not in kinds:
+        calls.append(
+            ("one positional too many", [ALIEN] * (len(positional) + 1), dict(required_kw))
+        )
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        calls.append(
+            (
+                "an unknown keyword",
+                [ALIEN] * len(required),
+                {**required_kw, "no_such_argument": ALIEN},
+            )
+        )
+    twice = next((p for p in positional if p.kind is p.POSITIONAL_OR_KEYWORD), None)
+    if twice is not None:
+        before = positional.index(twice) + 1
+        calls.append(
+            (
+                f"{twice.name} twice",
+                [ALIEN] * max(before, len(required)),
+                {**required_kw, twice.name: ALIEN},
+            )
+        )
+    return calls
+
+
+def test_both_backends_have_the_same_public_classes(compiled):
+    assert sorted(public_classes(compiled)) == NAMES
+
+
+def test_every_constructor_can_be_sampled(pair):
+    _, twin = pair
+    sig = inspect.signature(twin)
+    unknown = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is EMPTY
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in SAMPLES
+    ]
+    assert not unknown, f"add a valid value for {unknown} to SAMPLES in this file"
+
+
+def test_class_signatures_are_equal(pair):
+    cy, twin = pair
+    assert comparable(inspect.signature(cy)) == comparable(inspect.signature(twin))
+
+
+def test_same_public_attributes(pair):
+    cy, twin = pair
+    public = {n for n in dir(twin) if not n.startswith("_")}
+    assert {n for n in dir(cy) if not n.startswith("_")} == public
+    for name in public:
+        assert inspect.isdatadescriptor(
+            inspect.getattr_static(cy, name)
+        ) == inspect.isdatadescriptor(inspect.getattr_static(twin, name)), (
+            f"{name}: a property on one backend only"
+        )
+
+
+def _methods(cls: type) -> list[str]:
+    """Public methods, the protocol methods above, and the private ones (``_check``...) the
+    Python layers call on either backend."""
+    names = [n for n in dir(cls) if not n.startswith("__") or n in DUNDERS]
+    return [
+        n
+        for n in names
+        if callable(getattr(cls, n, None)) and not isinstance(getattr(cls, n), type)
+    ]
+
+
+def test_method_signatures_are_equal(pair):
+    cy, twin = pair
+    for name in _methods(twin):
+        if not hasattr(cy, name):
+            assert name.startswith("_"), f"{name} is missing from the compiled class"
+            continue
+        slot = type(inspect.getattr_static(cy, name)).__name__ == "wrapper_descriptor"
+        got = comparable(inspect.signature(getattr(cy, name)), drop_self=True, slot=slot)
+        want = comparable(inspect.signature(getattr(twin, name)), drop_self=True, slot=slot)
+        assert got == want, name
+
+
+def test_constructors_refuse_bad_calls_in_the_same_words(pair):
+    cy, twin = pair
+    calls = bad_calls(inspect.signature(twin))
+    assert calls
+    for label, args, kwargs in calls:
+        want = outcome(twin, args, kwargs)
+        assert want is not None and want[0] == "TypeError", label
+        assert outcome(cy, args, kwargs) == want, label
+
+
+def test_constructors_refuse_wrong_types_in_the_same_words(pair):
+    cy, twin = pair
+    sig = inspect.signature(twin)
+    args, kwargs = sample_args(sig)
+    assert outcome(cy, args, kwargs) is None and outcome(twin, args, kwargs) is None
+    for i, p in enumerate(sig.parameters.values()):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.kind is p.POSITIONAL_ONLY:
+            wrong_args, wrong_kwargs = [*args[:i], ALIEN, *args[i + 1 :]], kwargs
+        else:
+            wrong_args, wrong_kwargs = args, {**kwargs, p.name: ALIEN}
+        want = outcome(twin, wrong_args, wrong_kwargs)
+        assert outcome(cy, wrong_args, wrong_kwargs) == want, p.name
+        if want is not None:
+            assert p.name in want[1], f"the error for {p.name} does not name it: {want[1]}"
+
+
+def test_methods_refuse_bad_calls_on_both(pair):
+    cy, twin = pair
+    args, kwargs = sample_args(inspect.signature(twin))
+    objects = (cy(*args, **kwargs), twin(*args, **kwargs))
+    for name in _methods(twin):
+        if name.startswith("_"):
+            continue
+        sig = inspect.signature(getattr(objects[1], name))
+        for label, bad, bad_kw in bad_calls(sig):
+            for obj in objects:
+                got = outcome(getattr(obj, name), bad, bad_kw)
+                assert got is not None and got[0] == "TypeError", (
+                    f"{type(obj).__module__}.{name}: {label}"
+                )
