@@ -194,10 +194,10 @@ def test_group_reservation(core, clock):
 def test_twins_agree_on_reservation_api():
     cy = importlib.import_module("prodfast._core")
     py = importlib.import_module("prodfast._core_py")
-    public = sorted(n for n in dir(py.Reservation) if not n.startswith("_"))
-    assert public == sorted(n for n in dir(cy.Reservation) if not n.startswith("_"))
+    public = sorted(n for n in dir(py._Reservation) if not n.startswith("_"))
+    assert public == sorted(n for n in dir(cy._Reservation) if not n.startswith("_"))
     for name in ("settle", "cancel", "__enter__", "__exit__", "__aenter__", "__aexit__"):
-        assert callable(getattr(cy.Reservation, name)), name
+        assert callable(getattr(cy._Reservation, name)), name
 
 
 ops = st.lists(
