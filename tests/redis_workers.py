@@ -27,6 +27,25 @@ def serve(conn, barrier):
     conn.close()
 
 
+def hammer(kind, port, key, params, duration, barrier):
+    """``try_acquire()`` on a plain limiter -> (granted, attempts)."""
+    from prodfast.redis import RedisSlidingWindow, RedisTokenBucket
+
+    client = _client(port)
+    cls = RedisTokenBucket if kind == "token_bucket" else RedisSlidingWindow
+    limiter = cls(client, key, *params)
+    limiter.wait_time()  # connect and load the script before the start line
+    barrier.wait()
+    granted = attempts = 0
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        attempts += 1
+        if limiter.try_acquire():
+            granted += 1
+    client.close()
+    return granted, attempts
+
+
 def group_hammer(port, keys, costs, duration, barrier):
     """A RedisSlidingWindow + RedisTokenBucket group: ``try_acquire(costs)`` -> (granted, attempts)."""
     from prodfast.limiters import LimiterGroup

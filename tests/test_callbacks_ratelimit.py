@@ -351,3 +351,26 @@ def test_a_call_cost_the_bucket_refuses_refuses_the_call(core, cost, exc, match)
             await g.on_llm_start_async("m", "p", cost=cost)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(("cost", "exc", "match"), BAD_COSTS)
+def test_a_manager_never_runs_a_call_whose_cost_the_gate_refuses(core, cost, exc, match):
+    # regression: 7 of 8 such calls ran unthrottled (the error was logged as a callback bug)
+    m = CallbackManager([gate(core, FakeClock(), block=False), ErrorTrackingCallback()])
+    ran = []
+    for i in range(4):
+        with pytest.raises(exc, match=match):
+            with m.track("m", cost=cost):
+                ran.append(i)
+    with pytest.raises(exc, match=match):
+        asyncio.run(_in_async_track(m, cost, ran))
+    assert ran == []
+    assert m.metrics()["errors_by_type"] == {exc.__name__: 5}
+    with m.track("m", cost=1):  # a good cost still passes
+        ran.append("ok")
+    assert ran == ["ok"]
+
+
+async def _in_async_track(m, cost, ran):
+    async with m.track("m", cost=cost):
+        ran.append("async")

@@ -19,7 +19,7 @@ def run_example(core, *args):
     if core is not None and core.__name__ == "prodfast._core_py":
         env["PRODFAST_PURE_PYTHON"] = "1"
     out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--json", "--calls", "15", *args],
+        [sys.executable, str(EXAMPLE), "--json", "--calls", "10", *args],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
@@ -31,10 +31,10 @@ def check(figures, limits):
     observed, blind = figures["observed"], figures["not_observed"]
     for f in (observed, blind):
         assert f["limits"] == limits
-        assert f["served"] == f["calls"] == 15  # every call got through in the end
-        assert f["tokens_used"] == 15 * 235  # settled with the real usage
-    # 3 windows of 0.5 s: the headers leave at most a 429 or two per window; blind, many more
-    assert observed["refused_429"] <= 6
+        assert f["served"] == f["calls"] == 10  # every call got through in the end
+        assert f["tokens_used"] == 10 * 235  # settled with the real usage
+    # 2 or 3 windows of 0.5 s: the headers leave at most a 429 or two per window; blind, more
+    assert observed["refused_429"] <= 4
     assert observed["refused_429"] < blind["refused_429"]
 
 

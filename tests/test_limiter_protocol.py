@@ -203,3 +203,16 @@ def test_async_limiter_reads_the_patched_loop_clock():
             assert limiter._level == pytest.approx(1.0)
 
     asyncio.run(main())
+
+
+def test_limiters_and_reservations_have_the_protocols_methods(core, clock):
+    from prodfast._limiter_protocol import LimiterProtocol, ReservationProtocol
+
+    for lim in (
+        core.TokenBucket(1, 5, clock=clock),
+        core.LeakyBucket(1, 5, clock=clock),
+        core.SlidingWindowLimiter(5, 1, clock=clock),
+        LimiterGroup([core.TokenBucket(1, 5, clock=clock)]),
+    ):
+        assert isinstance(lim, LimiterProtocol), lim
+        assert isinstance(lim.reserve(1), ReservationProtocol)

@@ -8,11 +8,16 @@ nothing and are warned about once.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import os
 import time
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from conftest import FakeClock
 from prodfast import RateLimitError
 from prodfast._rl_headers import (
     ProviderLimit,
@@ -22,6 +27,8 @@ from prodfast._rl_headers import (
     parse_rate_limit_headers,
 )
 from prodfast.limiters import LimiterGroup
+
+LONG = os.environ.get("PRODFAST_LONG_TESTS") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -181,7 +188,7 @@ def test_settle_gives_back_to_the_budget(core, clock):
     assert b.try_acquire(80) is True  # 100 - 20 - 80 = 0 left
     assert b.try_acquire(1) is False
     b.reserve(0).settle(5)  # a debt the provider counts too
-    b.observe(openai(10, "60s", "tokens"), resource="tokens")  # a newer budget replaces it
+    b.observe(openai(10, "61s", "tokens"), resource="tokens")  # a later reset: a new budget
     assert b.try_acquire(10) is True and b.try_acquire(1) is False
 
 
@@ -229,3 +236,66 @@ def test_observe_is_measured_on_the_limiters_clock(core):
     start = time.monotonic()
     assert b.acquire(1, timeout=1.0) is True  # waits for the provider's reset
     assert 0.03 < time.monotonic() - start < 0.5
+
+
+def test_answers_out_of_order_only_tighten_the_active_budget(core, clock):
+    b = core.TokenBucket(100, 100, clock=clock)
+    b.observe(openai(0, "10s"))  # the newest answer: nothing left in this window
+    b.observe(openai(4, "9s"))  # an older answer arriving late (same window): no loosening
+    assert b.try_acquire() is False
+    b.observe(openai(2, "20s"))  # a window that resets later: the newest truth
+    assert [b.try_acquire() for _ in range(3)] == [True, True, False]
+
+
+observe_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("tick"), st.floats(0.0, 2.0), st.just(0.0)),
+        st.tuples(st.just("budget"), st.integers(0, 30), st.floats(0.0, 3.0)),
+        st.tuples(st.just("hold"), st.floats(0.0, 2.0), st.just(0.0)),
+        st.tuples(st.just("try"), st.integers(0, 10), st.just(0.0)),
+        st.tuples(st.just("reserve"), st.integers(0, 10), st.just(0.0)),
+        st.tuples(st.just("settle"), st.integers(0, 20), st.just(0.0)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _replay_observed(core, kind, steps):
+    clock = FakeClock()
+    make = {
+        "token": lambda: core.TokenBucket(5, 20, clock=clock),
+        "leaky": lambda: core.LeakyBucket(5, 20, clock=clock),
+        "window": lambda: core.SlidingWindowLimiter(20, 4.0, clock=clock),
+    }[kind]
+    lim, open_, out = make(), [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RateLimitHeaderWarning)
+        for op, a, b in steps:
+            if op == "tick":
+                clock.tick(a)
+            elif op == "budget":
+                lim.observe(openai(a, f"{b}s"))
+            elif op == "hold":
+                lim.observe({"retry-after": str(a)}, status=429)
+            elif op == "try":
+                out.append(lim.try_acquire(a))
+            elif op == "reserve":
+                try:
+                    open_.append(lim.reserve(a, timeout=0))
+                    out.append(True)
+                except RateLimitError:
+                    out.append(False)
+            elif open_:
+                open_.pop(0).settle(a)
+            out.append(round(lim.wait_time(1), 9))
+    return out
+
+
+@pytest.mark.cython_backend
+@settings(max_examples=200 if LONG else 25, deadline=None)
+@given(kind=st.sampled_from(["token", "leaky", "window"]), steps=observe_ops)
+def test_twins_observe_alike(kind, steps):
+    cy = importlib.import_module("prodfast._core")
+    py = importlib.import_module("prodfast._core_py")
+    assert _replay_observed(cy, kind, steps) == _replay_observed(py, kind, steps)

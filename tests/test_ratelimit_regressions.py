@@ -154,3 +154,16 @@ def test_async_acquire_with_a_wait_beyond_timeout_max(core):
 
     asyncio.run(main())
     assert slow._gate.aqueues == {}
+
+
+def test_an_infinite_wait_refuses_at_once(core):
+    never = core.TokenBucket(5e-324, 1, initial=0)  # (1 - 0) / 5e-324 overflows: never
+    assert never.wait_time(1) == float("inf")
+    assert never.acquire(1) is False
+    assert never.stats()["denied"] == 1
+    assert LimiterGroup([never]).acquire(1) is False
+
+    async def main():
+        return await never.acquire_async(1)
+
+    assert asyncio.run(main()) is False

@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-from redis_server import RedisServer, find_redis_server, hammer  # noqa: E402
+import redis_workers  # noqa: E402
+from redis_server import RedisServer, find_redis_server  # noqa: E402
 
 import prodfast.redis.limiters as predis  # noqa: E402
 from prodfast.redis import (  # noqa: E402
@@ -397,45 +398,58 @@ def test_threads_sharing_one_limiter_get_exactly_the_tokens(client):
 # Several processes sharing one limit
 
 
-def _run_processes(server, key, kind, params, duration):
+@pytest.fixture(scope="module")
+def workers():
+    """Four worker processes, spawned once per module, running tasks of redis_workers by name:
+    ``workers(task, *args)`` runs it in all four at once and returns their results."""
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(5)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=hammer, args=(kind, server.port, key, params, duration, barrier, results))
-        for _ in range(4)
-    ]
-    for p in procs:
-        p.start()
+    barrier = ctx.Barrier(4)
+    pipes, procs = [], []
+    for _ in range(4):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=redis_workers.serve, args=(child, barrier), daemon=True)
+        proc.start()
+        child.close()
+        pipes.append(parent)
+        procs.append(proc)
+
+    def run(task, *args):
+        for conn in pipes:
+            conn.send((task, args))
+        return [conn.recv() for conn in pipes]
+
+    yield run
+    for conn in pipes:
+        conn.send(None)
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _run_processes(server, workers, key, kind, params, duration):
     probe = redis.Redis(**_fast_client_kwargs(server.port))
     try:
-        t0 = _server_us(probe)  # before the start line: no decision has been made yet
-        barrier.wait(timeout=60)
-        out = [results.get(timeout=60) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        t0 = _server_us(probe)  # before the tasks are sent: no decision has been made yet
+        out = workers("hammer", kind, server.port, key, params, duration)
         t1 = _server_us(probe)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
         probe.close()
     return out, (t1 - t0) / 1e6
 
 
-def test_four_processes_share_one_token_bucket(server):
+def test_four_processes_share_one_token_bucket(server, workers):
     rate, capacity = 20.0, 5.0
-    out, elapsed = _run_processes(server, _new_key(), "token_bucket", (rate, capacity), 0.5)
+    out, elapsed = _run_processes(server, workers, _new_key(), "token_bucket", (rate, capacity), 0.5)
     granted = sum(g for g, _ in out)
     attempts = sum(a for _, a in out)
     assert granted <= capacity + rate * elapsed
     assert capacity < granted < attempts  # it refilled, and it refused some
 
 
-def test_four_processes_share_one_sliding_window(server):
+def test_four_processes_share_one_sliding_window(server, workers):
     max_calls, window = 5, 0.2
-    out, elapsed = _run_processes(server, _new_key(), "sliding_window", (max_calls, window), 0.5)
+    out, elapsed = _run_processes(server, workers, _new_key(), "sliding_window", (max_calls, window), 0.5)
     granted = sum(g for g, _ in out)
     attempts = sum(a for _, a in out)
     # any half-open stretch of one window holds at most max_calls grants
@@ -443,10 +457,10 @@ def test_four_processes_share_one_sliding_window(server):
     assert max_calls < granted < attempts
 
 
-def test_four_processes_split_a_frozen_bucket_exactly(server, client):
+def test_four_processes_split_a_frozen_bucket_exactly(server, client, workers):
     key = _new_key()
     _seed_bucket(client, key, 57.0)
-    out, _ = _run_processes(server, key, "token_bucket", (1.0, 100.0), 0.3)
+    out, _ = _run_processes(server, workers, key, "token_bucket", (1.0, 100.0), 0.3)
     assert sum(g for g, _ in out) == 57
 
 

@@ -8,7 +8,6 @@ refills and every call of a window lands at one "now".
 from __future__ import annotations
 
 import math
-import multiprocessing
 import pathlib
 import subprocess
 import sys
@@ -29,7 +28,6 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-import redis_workers  # noqa: E402
 import test_redis  # noqa: E402
 from test_redis import (  # noqa: E402
     _fast_client_kwargs,
@@ -45,6 +43,7 @@ server = test_redis.server
 own_server = test_redis.own_server
 client = test_redis.client
 aclient = test_redis.aclient
+workers = test_redis.workers
 
 from prodfast import LimiterGroup, RateLimitError  # noqa: E402
 from prodfast._rl_headers import RateLimitHeaderWarning  # noqa: E402
@@ -258,7 +257,7 @@ def test_wrong_or_missing_headers_change_nothing_and_warn_once(client):
     lim = RedisTokenBucket(client, key, 1000.0, 2.0)
     with pytest.warns(RateLimitHeaderWarning):
         lim.observe({"x-ratelimit-remaining-requests": "lots", "x-ratelimit-reset-requests": "1s"})
-    assert not client.exists(key + ":provider")
+    assert not client.exists(key)  # nothing stored
     assert lim.try_acquire(2) is True
     with pytest.raises(ValueError, match="resource"):
         lim.observe(OPENAI, resource="calls")
@@ -375,34 +374,6 @@ async def test_async_group(aclient, client):
     r = await group.reserve([1, 40])
     await r.settle([1, 10])
     assert _tokens(client, tpm_key) == 30.0
-
-
-@pytest.fixture(scope="module")
-def workers():
-    """Four worker processes (spawned once for this module) running redis_workers tasks."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    pipes, procs = [], []
-    for _ in range(4):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=redis_workers.serve, args=(child, barrier), daemon=True)
-        proc.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(proc)
-
-    def run(task, *args):
-        for conn in pipes:
-            conn.send((task, args))
-        return [conn.recv() for conn in pipes]
-
-    yield run
-    for conn in pipes:
-        conn.send(None)
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
 
 
 def test_group_is_all_or_nothing_across_four_processes(server, client, workers):
@@ -682,3 +653,93 @@ def test_a_reservation_settles_once_even_from_two_threads(client):
             t.join()
         assert sorted(outcomes) == ["refused", "settled"]
         assert _tokens(client, key) == 10.0
+
+
+def test_an_older_answer_of_the_same_window_only_tightens(client):
+    lim = RedisTokenBucket(client, _new_key(), 1000.0, 1000.0)
+
+    def answer(remaining, reset):
+        return {"x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": reset}
+
+    lim.observe(answer(1, "20s"))
+    lim.observe(answer(4, "19s"))  # sent before the first, arrived after it
+    assert [lim.try_acquire(), lim.try_acquire()] == [True, False]
+    lim.observe(answer(3, "40s"))  # the next window: a new budget
+    assert [lim.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_group_refused_outright_during_an_outage_does_not_wait(own_server):
+    c = redis.Redis(**_fast_client_kwargs(own_server.port, timeout=0.5))
+    try:
+        group = LimiterGroup([RedisTokenBucket(c, "a", 1, 1, on_error="deny"),
+                              RedisTokenBucket(c, "b", 1, 1, on_error="deny")])
+        own_server.stop()
+        t0 = time.monotonic()
+        assert group.acquire() is False
+        with pytest.raises(RateLimitError):
+            group.reserve()
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("cls", [RedisTokenBucket, RedisSlidingWindow])
+def test_a_budget_ends_at_its_reset(client, cls):
+    lim = cls(client, _new_key(), 1000, 1000.0)
+    lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "60ms"})
+    assert lim.try_acquire() is False and 0 < lim.wait_time() <= 0.06
+    time.sleep(0.1)
+    assert [lim.try_acquire(), lim.try_acquire()] == [True, True]  # on its own rules again
+
+
+def test_window_members_never_collide_with_older_names_at_the_same_time(client):
+    # regression: next to "<t>:0", "<t>:1" (an earlier version's names, as _seed_window writes
+    # them) a padded "<t>:...2" sorted below "<t>:1", and the next call at t reused its name
+    key = _new_key()
+    _seed_window(client, key, [0, 0])  # three calls at the frozen now: "<t>:0" .. "<t>:2"
+    lim = RedisSlidingWindow(client, key, 10, 60.0)
+    for expected in range(4, 8):
+        assert lim.try_acquire()
+        assert client.zcard(key) == expected
+    assert lim.reserve(2).cancel() is None and client.zcard(key) == 7
+    assert lim.try_acquire(3) and client.zcard(key) == 10
+
+
+ROOMY_BUDGET = {"x-ratelimit-remaining-requests": "1000000000", "x-ratelimit-reset-requests": "1h"}
+
+
+@test_redis.MODEL
+@given(
+    fill=st.floats(0.0, 1.0),
+    ops=st.lists(st.tuples(st.sampled_from(["try", "wait"]), st.integers(0, 8)), max_size=10),
+)
+def test_the_hot_paths_decide_as_the_general_script(client, fill, ops):
+    """A limiter under a budget that never binds takes the script's general path; its twin
+    without one takes the hot path: the same answers and the same stored state, decision by
+    decision (frozen clocks)."""
+    keys = {name: (_new_key(), _new_key()) for name in ("tb", "sw")}
+    pairs = {}
+    for name, (plain, budgeted) in keys.items():
+        if name == "tb":
+            for k in (plain, budgeted):
+                _seed_bucket(client, k, 8.0 * fill)
+            make = lambda k: RedisTokenBucket(client, k, 3.0, 8.0)  # noqa: E731
+        else:
+            ages = [int(a * 1e5) for a in range(int(8 * fill))]
+            for k in (plain, budgeted):
+                _seed_window(client, k, ages)
+            make = lambda k: RedisSlidingWindow(client, k, 9, 0.5)  # noqa: E731
+        pairs[name] = (make(plain), make(budgeted))
+        pairs[name][1].observe(ROOMY_BUDGET)
+    for op, cost in ops:
+        for name, (plain, budgeted) in pairs.items():
+            if op == "try":
+                assert plain.try_acquire(cost) == budgeted.try_acquire(cost)
+            else:
+                assert plain.wait_time(cost) == pytest.approx(budgeted.wait_time(cost), abs=1e-6)
+            if name == "tb":
+                a, b = client.hget(plain.key, "tokens"), client.hget(budgeted.key, "tokens")
+                assert (a is None and b is None) or float(a) == float(b)
+            else:
+                assert client.zcard(plain.key) == client.zcard(budgeted.key)

@@ -178,16 +178,19 @@ cdef inline void rl_window_purge(rl_window* w, double now) noexcept nogil:
 
 
 cdef inline int rl_window_reserve(rl_window* w, Py_ssize_t need) noexcept nogil:
-    """Make room for ``need`` calls (need <= max_calls); -1 if memory ran out (state intact)."""
-    cdef Py_ssize_t new_size, first
+    """Make room for ``need`` calls; -1 if memory ran out (state intact). The ring stays within
+    max_calls slots unless ``need`` itself is above (a reservation settled for more calls than
+    it reserved: a debt, waited off as those calls leave the window)."""
+    cdef Py_ssize_t new_size, first, limit
     cdef double* nb
     if need <= w.size:
         return 0
     new_size = w.size * 2 if w.size >= 8 else 8
     if new_size < need:
         new_size = need
-    if new_size > w.max_calls:
-        new_size = w.max_calls
+    limit = w.max_calls if need <= w.max_calls else need
+    if new_size > limit:
+        new_size = limit
     nb = <double*>realloc(w.buf, <size_t>new_size * sizeof(double))
     if nb == NULL:
         return -1
@@ -201,13 +204,10 @@ cdef inline int rl_window_reserve(rl_window* w, Py_ssize_t need) noexcept nogil:
     return 0
 
 
-cdef inline int rl_window_try(rl_window* w, double now, Py_ssize_t k) noexcept nogil:
-    """1 if the k calls were logged, 0 if denied, -1 if memory ran out (state intact)."""
+cdef inline int rl_window_add(rl_window* w, double now, Py_ssize_t k) noexcept nogil:
+    """Log k calls at ``now`` (clamped) whether or not they fit: 1, or -1 if memory ran out."""
     cdef Py_ssize_t i, tail
     now = rl_window_clamp(w, now)
-    rl_window_purge(w, now)
-    if w.count + k > w.max_calls:
-        return 0
     if k == 0:
         return 1
     if rl_window_reserve(w, w.count + k) < 0:
@@ -222,6 +222,15 @@ cdef inline int rl_window_try(rl_window* w, double now, Py_ssize_t k) noexcept n
             tail = 0
     w.count += k
     return 1
+
+
+cdef inline int rl_window_try(rl_window* w, double now, Py_ssize_t k) noexcept nogil:
+    """1 if the k calls were logged, 0 if denied, -1 if memory ran out (state intact)."""
+    now = rl_window_clamp(w, now)
+    rl_window_purge(w, now)
+    if w.count + k > w.max_calls:
+        return 0
+    return rl_window_add(w, now, k)
 
 
 cdef inline Py_ssize_t rl_window_in_window(rl_window* w, double now) noexcept nogil:

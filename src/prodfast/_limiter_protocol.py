@@ -25,7 +25,7 @@ work is a TypeError then, never a logged error and an unlimited call at run time
 
 Reservations (``reserve(cost=1, timeout=None)``, ``await reserve_async(cost=1, timeout=None)``,
 a group's ``reserve(costs=1, timeout=None)``): take the estimated cost under the limiter's usual
-waiting rules (as ``acquire``; ``timeout=0`` decides once) and return a :class:`Reservation`;
+waiting rules (as ``acquire``; ``timeout=0`` decides once) and return a reservation (:class:`ReservationProtocol`);
 when the wait would exceed ``timeout`` they raise :class:`RateLimitError` with ``retry_after``.
 ``settle(actual)`` gives back (``actual < cost``) or takes (``actual > cost``) the difference;
 ``cancel()`` gives everything back; leaving a ``with`` block that settled nothing keeps the
@@ -33,7 +33,9 @@ estimate (fail closed: an exception in the block does not refund what the provid
 counted). A reservation settles once. From an ``"async"`` limiter, ``settle``/``cancel`` are
 coroutines and the reservation is an async context manager.
 
-Provider headers (``observe(headers, resource=..., status=None)``, see ``prodfast._rl_headers``).
+Provider headers: ``observe(headers, resource="requests", status=None)`` (a group's:
+``observe(headers, resources=None, status=None)``, one resource per member) parses the headers
+with ``prodfast._rl_headers`` and applies them; see ``_ratelimit_py._Limiter.observe``.
 
 LimiterGroup members: besides the public methods, a limiter that can sit in a LimiterGroup has
 
@@ -58,8 +60,8 @@ __all__ = [
     "ASYNC",
     "BOTH",
     "LIMITER_KINDS",
-    "Limiter",
-    "Reservation",
+    "LimiterProtocol",
+    "ReservationProtocol",
     "GroupEngine",
     "limiter_kind",
     "check_limiter",
@@ -82,7 +84,7 @@ class RateLimitError(Exception):
 
 
 @runtime_checkable
-class Reservation(Protocol):
+class ReservationProtocol(Protocol):
     """A cost taken ahead of a call whose real cost is known only afterwards."""
 
     @property
@@ -97,7 +99,7 @@ class Reservation(Protocol):
 
 
 @runtime_checkable
-class Limiter(Protocol):
+class LimiterProtocol(Protocol):
     """The methods of every limiter. For ``limiter_kind == "async"`` each returns an awaitable."""
 
     limiter_kind: str

@@ -16,6 +16,7 @@ import time as _rl_timemod
 import numpy as _rl_np
 
 from prodfast._ratelimit_py import (
+    _RL_SAME_WINDOW,
     _RLGate,
     _rl_acquire,
     _rl_acquire_async,
@@ -263,6 +264,8 @@ cdef class _RLBase:
 
     def _settle_at(self, reserved, actual, tuple receipt, double now):
         cdef double r = reserved, a = actual
+        if a > r and self._prepare_c(a - r) < 0:
+            raise MemoryError()
         self._settle_c(r, a, receipt[0], now)
         self._observed_settle(a - r, receipt[1], now)
 
@@ -270,11 +273,16 @@ cdef class _RLBase:
         if budget is None and retry_after is None:
             return
         cdef double now = self._now()
+        cdef double remaining, until
         if budget is not None:
-            remaining, reset_after = budget
-            self._gen += 1
-            self._left = self._top = remaining
-            self._until = now + reset_after
+            remaining, until = budget[0], now + budget[1]
+            if now < self._until and until <= self._until + _RL_SAME_WINDOW:
+                if remaining < self._left:  # the active budget's window: only tightens
+                    self._left = remaining
+            else:
+                self._gen += 1
+                self._left = self._top = remaining
+                self._until = until
         if retry_after is not None and now + retry_after > self._hold:
             self._hold = now + retry_after
         self._guard = self._until if self._until > self._hold else self._hold
@@ -300,11 +308,11 @@ cdef class _RLBase:
             if self._grant_c(c, now):  # the fast path: granted now, nobody queued
                 self._allowed += 1
                 return _rl_reservation(self, c, self._stamp_c(now))
-        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), Reservation)
+        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), _Reservation)
 
     def reserve_async(self, cost=1, timeout=None):
         """``reserve`` for asyncio: an awaitable of the Reservation."""
-        return _rl_reserve_async(self, self._check(cost), _rl_timeout(timeout), Reservation)
+        return _rl_reserve_async(self, self._check(cost), _rl_timeout(timeout), _Reservation)
 
     def observe(self, headers, resource="requests", status=None):
         """Take the provider's word from a response's headers (see _ratelimit_py)."""
@@ -314,10 +322,10 @@ cdef class _RLBase:
         return report
 
 
-cdef class Reservation
+cdef class _Reservation
 
 
-cdef inline double _rl_actual(Reservation r, object actual) except? -1.0:
+cdef inline double _rl_actual(_Reservation r, object actual) except? -1.0:
     """A checked settled cost; a C fast path for a plain int/float on a bucket."""
     cdef _RLBase lim = r._lim
     cdef double a = -1.0
@@ -334,8 +342,8 @@ cdef inline double _rl_actual(Reservation r, object actual) except? -1.0:
     return lim._check_actual(actual, r._cost_value())
 
 
-cdef inline Reservation _rl_reservation(_RLBase lim, double c, double stamp):
-    cdef Reservation r = Reservation.__new__(Reservation)
+cdef inline _Reservation _rl_reservation(_RLBase lim, double c, double stamp):
+    cdef _Reservation r = _Reservation.__new__(_Reservation)
     r._lim = lim
     r._c = c
     r._stamp = stamp
@@ -347,7 +355,7 @@ cdef inline Reservation _rl_reservation(_RLBase lim, double c, double stamp):
 @cython.final
 @cython.freelist(16)
 @cython.no_gc  # it only refers to its limiter, which never refers back: no cycle to collect
-cdef class Reservation:
+cdef class _Reservation:
     """A cost taken ahead of a call whose real cost is known later (see _ratelimit_py)."""
 
     cdef _RLBase _lim
@@ -394,6 +402,8 @@ cdef class Reservation:
         cdef double now = self._lim._now()
         if self._settled:
             raise RuntimeError("reservation already settled")
+        if a > self._c and self._lim._prepare_c(a - self._c) < 0:
+            raise MemoryError()
         self._apply(a, now)
 
     def cancel(self):
@@ -711,7 +721,12 @@ cdef class SlidingWindowLimiter(_RLBase):
         return self._w.last
 
     cdef void _settle_c(self, double reserved, double actual, double stamp, double now) noexcept:
-        _rl_window_unlog(&self._w, <Py_ssize_t>(reserved - actual), stamp)
+        # fewer calls: unlog them; more: log them now, above max_calls if need be (memory for
+        # them was reserved by _prepare_c before the reservation was marked settled)
+        if actual > reserved:
+            rl_window_add(&self._w, now, <Py_ssize_t>(actual - reserved))
+        else:
+            _rl_window_unlog(&self._w, <Py_ssize_t>(reserved - actual), stamp)
 
     cdef double _cost_c(self, object cost) except? -1.0:
         return 1.0 if cost is _rl_one else <double>_rl_whole(cost, self._w.max_calls)

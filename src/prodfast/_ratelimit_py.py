@@ -13,8 +13,21 @@ Time comes from an injectable clock (``time.monotonic`` by default), read once p
 clock that goes backwards means that no time passed. A denied request takes nothing: the state
 seen from then on (tokens, level, calls in the window, counters but ``denied``) is unchanged.
 
-The compiled core imports the argument checks, the trace checks of ``simulate`` and the waiting
-logic of ``acquire``/``acquire_async`` from here, so both twins accept, reject and wait alike.
+Beyond deciding, every limiter
+
+- reserves: ``reserve(cost)`` takes an estimate under acquire's waiting rules and returns a
+  :class:`Reservation`, settled later with the real cost (a debt may leave a bucket below zero
+  or a window above ``max_calls``; later callers wait it off);
+- observes: ``observe(headers, resource)`` takes a provider's rate-limit headers as the truth:
+  until the provider's reset, grants never total more than its ``remaining``, and after a 429
+  nothing is granted until the retry time (:class:`_RLObserved`);
+- can sit in a LimiterGroup, whose engine (:class:`_RLGroupEngine`) checks every member and
+  then takes from each, all-or-nothing, never taking and giving back.
+
+The compiled core imports the argument checks, the trace checks of ``simulate``, the waiting
+logic of ``acquire``/``acquire_async``/``reserve`` and the observation rules from here, so both
+twins accept, reject and wait alike. See ``prodfast._limiter_protocol`` for the protocol every
+limiter (these, the Redis ones, groups) follows.
 """
 
 from __future__ import annotations
@@ -65,13 +78,10 @@ _rl_timeout = check_timeout
 
 
 def _rl_calls_actual(actual, reserved):
-    """A sliding window's settled cost: a whole number of calls, at most the reserved ones."""
+    """A sliding window's settled cost: a whole number of calls (more than reserved: a debt)."""
     a = check_actual(actual)
-    if not (a.is_integer() and a <= reserved):
-        raise ValueError(
-            f"actual must be a whole number of calls, at most the {reserved!r} reserved "
-            f"(a window cannot log calls it did not grant), got {actual!r}"
-        )
+    if not a.is_integer():
+        raise ValueError(f"actual must be a whole number of calls, got {actual!r}")
     return int(a)
 
 
@@ -173,8 +183,9 @@ def _rl_nap(seconds):
 
 def _rl_wait_for(lim, cost, timeout):
     """Wait, first come first served, until ``lim._take(cost)`` grants; return its receipt, or
-    None when ``timeout`` runs out first (at once when the computed wait already exceeds it).
-    ``_take`` returns the seconds to wait (a float) or a receipt; it counts nothing."""
+    None when ``timeout`` runs out first (at once when the computed wait already exceeds it, or
+    is infinite: never). ``_take`` returns the seconds to wait (a float) or a receipt; it counts
+    nothing."""
     gate = lim._gate
     deadline = None if timeout is None else time.monotonic() + timeout
     with gate.cond:
@@ -184,8 +195,8 @@ def _rl_wait_for(lim, cost, timeout):
             if type(r) is not float:
                 lim._note(True)
                 return r
-            if timeout is not None and r > timeout:
-                lim._note(False)
+            if r == math.inf or (timeout is not None and r > timeout):
+                lim._note(False)  # never (a Redis outage with on_error="deny"), or too late
                 return None
         ticket = object()
         queue.append(ticket)
@@ -197,6 +208,9 @@ def _rl_wait_for(lim, cost, timeout):
                     if type(r) is not float:
                         lim._note(True)
                         return r
+                    if r == math.inf:
+                        lim._note(False)
+                        return None
                     wait = r
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
@@ -222,7 +236,7 @@ async def _rl_wait_for_async(lim, cost, timeout):
         if type(r) is not float:
             lim._note(True)
             return r
-        if timeout is not None and r > timeout:
+        if r == math.inf or (timeout is not None and r > timeout):
             lim._note(False)
             return None
     me = loop.create_future()
@@ -239,6 +253,9 @@ async def _rl_wait_for_async(lim, cost, timeout):
                 if type(r) is not float:
                     lim._note(True)
                     return r
+                if r == math.inf:
+                    lim._note(False)
+                    return None
                 wait = r
             if deadline is not None:
                 remaining = deadline - loop.time()
@@ -294,12 +311,17 @@ async def _rl_reserve_async(lim, cost, timeout, make):
 # ---- what the provider said (observe) -------------------------------------------------------
 
 
+_RL_SAME_WINDOW = 1e-3  # resets this close to the active budget's end: the same window
+
+
 class _RLObserved:
     """A limiter's extra constraints from the provider's headers (shared with the compiled twin).
 
     Until ``until``, grants never total more than ``left`` (the provider's ``remaining`` when
-    observed); until ``hold`` (a 429's retry time), nothing is granted. ``gen`` counts the
-    budgets observed, so a reservation made under an older budget does not settle into a newer.
+    observed); until ``hold`` (a 429's retry time), nothing is granted. A report whose reset
+    falls within the active budget (1 ms slack) only lowers ``left``; one that resets later
+    replaces the budget. ``gen`` counts the budgets, so a reservation made under an older
+    budget does not settle into a newer one.
     """
 
     __slots__ = ("left", "top", "until", "hold", "gen")
@@ -317,9 +339,16 @@ class _RLObserved:
     def apply(self, now, budget, retry_after):
         if budget is not None:
             remaining, reset_after = budget
-            self.gen += 1
-            self.left = self.top = remaining
-            self.until = now + reset_after
+            until = now + reset_after
+            if now < self.until and until <= self.until + _RL_SAME_WINDOW:
+                # an answer for the active budget's window, maybe older than the one that set
+                # it (answers arrive out of order): it can only tighten the budget
+                if remaining < self.left:
+                    self.left = remaining
+            else:  # a window that resets later: the newest truth
+                self.gen += 1
+                self.left = self.top = remaining
+                self.until = until
         if retry_after is not None and now + retry_after > self.hold:
             self.hold = now + retry_after
 
@@ -909,7 +938,14 @@ class SlidingWindowLimiter(_Limiter):
 
     def _settle_locked(self, reserved, actual, receipt, now):
         """Remove ``reserved - actual`` of the calls logged at the receipt's time (later calls
-        stay in order; calls that already left the window are not there to remove)."""
+        stay in order; calls that already left the window are not there to remove), or log the
+        calls made beyond the reservation now, even above max_calls (a debt: later callers
+        wait until enough calls have left the window)."""
+        if actual > reserved:
+            if now > self._last:
+                self._last = now
+            self._log.extend([self._last] * (actual - reserved))
+            return
         k, stamp = reserved - actual, receipt[0]
         log, newer = self._log, []
         while log and log[-1] > stamp:

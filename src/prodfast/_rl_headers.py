@@ -92,8 +92,11 @@ def _duration(text: str) -> float | None:
 
 def _rfc3339_after(text: str, wall_now: float) -> float | None:
     """Seconds from ``wall_now`` (time.time()) until an RFC 3339 time, 0.0 if it has passed."""
+    text = text.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"  # fromisoformat reads "Z" only from Python 3.11 on
     try:
-        when = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        when = datetime.fromisoformat(text)
     except ValueError:
         return None
     if when.tzinfo is None:

@@ -1,11 +1,15 @@
-"""Python layers over the rate limiters of the active backend.
+"""Python layers over the rate limiters of the active backend (and over the Redis limiters).
 
 - :class:`RateLimitError` -- raised when a request is refused, with ``retry_after`` seconds.
-- :func:`rate_limit` -- a decorator for sync and async functions (wait, or raise).
+- :func:`rate_limit` -- a decorator for sync and async functions (wait, or raise); the cost may
+  be computed from each call's arguments.
 - :func:`parse_rate` -- ``"100/minute"`` -> ``(100, 60.0)``.
 - :class:`LimiterGroup` -- all-or-nothing decisions across several limiters (requests per
-  minute AND tokens per minute, as LLM APIs impose them).
+  minute AND tokens per minute, as LLM APIs impose them), with reservations
+  (:class:`GroupReservation`) and the provider's headers mapped onto its members.
 - :class:`AsyncLimiter` -- a drop-in for ``aiolimiter.AsyncLimiter``.
+- :func:`check_limiter`, :func:`limiter_kind` -- the limiter protocol's checks, for layers
+  (see ``prodfast._limiter_protocol``).
 """
 
 from __future__ import annotations
@@ -268,13 +272,17 @@ class LimiterGroup:
             for m in self._members:
                 m._note(True)
 
-    def _settle(self, reserved, actuals, receipts) -> None:
+    def _settle(self, reserved, actuals, receipts, close) -> None:
+        """Settle every member's share; ``close()`` marks the reservation settled once nothing
+        can fail any more (in-memory: after every member's clock was read)."""
         members = self._members
-        if self.limiter_kind == BOTH:  # every clock read first: nothing applied if one raises
+        if self.limiter_kind == BOTH:
             nows = [_rl_read(m.clock) for m in members]
+            close()
             for m, r, a, receipt, now in zip(members, reserved, actuals, receipts, nows, strict=True):
                 m._settle_at(r, a, receipt, now)
             return
+        close()
         for m, r, a, receipt in zip(members, reserved, actuals, receipts, strict=True):
             m._settle(r, a, receipt)
 
@@ -413,7 +421,8 @@ class _AsyncLimiterGroup(LimiterGroup):
 
     reserve_async = reserve
 
-    async def _settle(self, reserved, actuals, receipts) -> None:
+    async def _settle(self, reserved, actuals, receipts, close) -> None:
+        close()
         for m, r, a, receipt in zip(self._members, reserved, actuals, receipts, strict=True):
             await m._settle(r, a, receipt)
 
@@ -468,13 +477,11 @@ class GroupReservation:
     def settle(self, actuals):
         """The call's real costs: give back or take each member's difference."""
         each = self._group._check_actual(actuals, self._cost)
-        self._close()
-        return self._group._settle(self._cost, each, self._receipts)
+        return self._group._settle(self._cost, each, self._receipts, self._close)
 
     def cancel(self):
         """Give every member its whole reservation back."""
-        self._close()
-        return self._group._settle(self._cost, [0] * len(self._cost), self._receipts)
+        return self._group._settle(self._cost, [0] * len(self._cost), self._receipts, self._close)
 
     def __enter__(self):
         return self

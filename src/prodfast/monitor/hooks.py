@@ -21,7 +21,8 @@ def _make_refusal(retry_after: float) -> Exception:
 
 
 def _is_refusal(exc: BaseException) -> bool:
-    return isinstance(exc, RateLimitError)
+    # a rate limit's refusal, or a gate refusing a call it cannot limit (a bad cost, a wrong path)
+    return isinstance(exc, RateLimitError) or getattr(exc, "refuses_call", False) is True
 
 
 class BaseCallback:

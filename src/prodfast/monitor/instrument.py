@@ -33,6 +33,11 @@ def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=No
             raise TypeError(f"instrument() decorates a callable, got {type(fn).__name__}")
         default_model = model if model is not None else getattr(fn, "__name__", repr(fn))
         index = _prompt_index(fn, prompt_arg)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        path = "async" if is_async else "sync"
+        for cb in manager.callbacks:  # a gate that cannot serve this call path refuses it now
+            if path not in getattr(cb, "call_paths", (path,)):
+                raise cb.path_error(is_async)
 
         def describe(args, kwargs):
             name = kwargs.get("model", default_model) if model is None else model

@@ -39,20 +39,22 @@ skewed clocks still agree.  A server clock that steps backwards is treated as "n
 Every write sets ``PEXPIRE``: a key disappears by itself once it holds nothing a fresh key
 would not (the bucket would be full again / the window is empty / the provider's budget reset).
 
-Each limiter uses two keys: ``key`` (its state) and ``key + ":provider"`` (the budget and hold
-``observe`` stored; usually absent).  In Redis Cluster give ``key`` a hash tag (``{name}``) so
-both, and every member of a group, live in one slot.
+Each limiter names two keys: ``key`` (its state; a token bucket keeps the budget and hold
+``observe`` stored in the same hash, so a decision reads one hash) and ``key + ":provider"`` (a
+sliding window's budget and hold; usually absent).  In Redis Cluster give ``key`` a hash tag
+(``{name}``) so both, and every member of a group, live in one slot.
 
-Token bucket: one hash ``{tokens, ts}`` per key (``ts`` in server microseconds).  O(1) time and
+Token bucket: one hash ``{tokens, ts}`` per key (``ts`` in server microseconds; plus ``{left,
+top, until, hold, gen}`` while a provider budget or hold is in force).  O(1) time and
 memory per decision.  The key expires when the bucket would be full again,
 ``ceil(1000 * (capacity - tokens) / rate)`` milliseconds after the last grant; a grant that
 leaves the bucket full deletes the key.
 
 Sliding window: an exact log, kept as a sorted set with one member per granted call, scored by
-the server time of the call in microseconds.  Members are ``"<time>:<i>"``, ``i`` zero-padded
+the server time of the call in microseconds.  Members are ``"<time>:~<i>"``, ``i`` zero-padded
 to 16 digits and one more than the newest member of the same time, so two calls in one
 microsecond never collide (the script's "now" never decreases), not even after a give-back
-removed some.  A decision runs ``ZRANGE -1 -1`` (the newest entry, to keep time monotonic),
+removed some or next to members an earlier version named ``"<time>:<i>"``.  A decision runs ``ZRANGE -1 -1`` (the newest entry, to keep time monotonic),
 ``ZREMRANGEBYSCORE -inf now-window`` (forget calls that left the window), ``ZCARD`` and, when
 granted, one ``ZADD`` of ``cost`` members; a denial reads the entry whose departure would make
 room with one ``ZRANGE`` by rank to compute the wait.  Cost per decision: O((k + 1) log n + m)
@@ -60,8 +62,9 @@ server time and one round trip, where n <= max_calls is the log's size, k = cost
 number of expired entries removed (each entry is removed once, so m is O(1) amortized).
 Memory: at most ``max_calls`` members, and only for calls still in the window; measured on
 Redis 7 (``MEMORY USAGE``) about 52 bytes per call while the set is small (listpack encoding,
-up to 128 members by default) and 140-160 bytes per call above that (skiplist: 139 at 1,000
-calls, 162 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window`` after the newest call.
+up to 128 members by default) and 135-170 bytes per call above that (skiplist: 135 at 1,000
+calls, 169 at 10,000), against 80 bytes for a whole token bucket.  The key expires ``window``
+after the newest call.
 
 Leases (``lease=``)
 -------------------
@@ -160,19 +163,29 @@ _ON_ERROR = ("raise", "allow", "deny")
 _STRICTNESS = {"raise": 0, "deny": 1, "allow": 2}
 
 
+def _key_encoding(client: Any) -> tuple[str, str]:
+    """The encoding and error handler redis-py's client encodes str arguments with."""
+    get_encoder = getattr(client, "get_encoder", None)
+    encoding, errors = "utf-8", "strict"
+    if callable(get_encoder):
+        encoder = get_encoder()
+        encoding = getattr(encoder, "encoding", encoding)
+        errors = getattr(encoder, "encoding_errors", errors)
+    return encoding, errors
+
+
+def _encode_key(key: str, client: Any) -> bytes:
+    return key.encode(*_key_encoding(client))
+
+
 def _check_key(key: Any, client: Any) -> str | bytes:
     if not isinstance(key, (str, bytes)):
         raise TypeError(f"key must be str or bytes, got {type(key).__name__}")
     if not key:
         raise ValueError("key must not be empty")
     if isinstance(key, str):
-        # encoded as redis-py will encode it on every call, so a key it cannot send is refused now
-        get_encoder = getattr(client, "get_encoder", None)
-        encoding, errors = "utf-8", "strict"
-        if callable(get_encoder):
-            encoder = get_encoder()
-            encoding = getattr(encoder, "encoding", encoding)
-            errors = getattr(encoder, "encoding_errors", errors)
+        # encoded as redis-py would encode it on every call, so a key it cannot send is refused now
+        encoding, errors = _key_encoding(client)
         try:
             key.encode(encoding, errors)
         except UnicodeError as exc:
@@ -204,14 +217,20 @@ def _check_on_error(on_error: Any) -> str:
     return on_error
 
 
-def _num(x: float | int) -> str:
-    return repr(float(x))
+def _num(x: float | int) -> bytes:
+    return repr(float(x)).encode()
 
 
-def _pack(op: str, members: Sequence[_Limiter], args: Sequence[tuple[str, ...]]) -> tuple:
-    """KEYS and ARGV of one script call over ``members`` (their own arguments in ``args``)."""
+_OPS = {op: op.encode() for op in ("look", "take", "lease", "adjust", "observe")}
+_COUNTS = [str(n).encode() for n in range(64)]
+
+
+def _pack(op: str, members: Sequence[_Limiter], args: Sequence[tuple[bytes, ...]]) -> tuple:
+    """KEYS and ARGV of one script call over ``members`` (their own arguments in ``args``),
+    already bytes, so redis-py has nothing to encode on the hot path."""
     keys: list[Any] = []
-    argv: list[str] = [op, str(len(members))]
+    n = len(members)
+    argv: list[bytes] = [_OPS[op], _COUNTS[n] if n < 64 else str(n).encode()]
     for m, a in zip(members, args, strict=True):
         keys.extend(m._keys)
         argv.extend(m._params)
@@ -254,7 +273,8 @@ class _Limiter:
         _check_client(client, asynchronous, type(self).__name__)
         self._client = client
         self._key = _check_key(key, client)
-        self._keys = (self._key, self._key + (b":provider" if isinstance(key, bytes) else ":provider"))
+        raw = self._key if isinstance(self._key, bytes) else _encode_key(self._key, client)
+        self._keys = (raw, raw + b":provider")
         self._on_error = _check_on_error(on_error)
         self._lock = threading.Lock()
         self._allowed = 0
@@ -300,9 +320,10 @@ class _Limiter:
         return False, math.inf, None
 
     def _answer(self, reply: Any) -> tuple[bool, float, str]:
-        granted, wait, ((state, stamp, _),) = _parse(reply)
-        self._remember(state)
-        return granted, wait, stamp
+        """(granted, wait, receipt) from a reply about this limiter alone."""
+        stamp = reply[3]
+        self._remember(float(reply[2]))
+        return int(reply[0]) == 1, float(reply[1]), stamp.decode() if type(stamp) is bytes else stamp
 
     def _pool_allowed(self) -> int:
         return 0
@@ -349,21 +370,27 @@ class _Limiter:
             f"Redis unavailable for limiter key {self._key!r}: {exc}", exc, self._key
         )
 
-    def _args(self, a: Any, b: str = "", c: str = "", d: str = "") -> tuple[str, ...]:
-        return (_num(a), b, c, d)
+    @staticmethod
+    def _args(a: Any) -> tuple[bytes]:
+        """A member's arguments for ``look`` and ``take``: its cost."""
+        return (_num(a),)
 
     @staticmethod
-    def _observation_args(budget: Any, retry_after: Any) -> tuple[str, ...] | None:
+    def _args4(a: Any, b: bytes, c: bytes, d: str | None) -> tuple[bytes, ...]:
+        """A member's arguments for ``lease`` and ``adjust`` (``d``: a receipt)."""
+        return (_num(a), b, c, (d or "0/").encode())
+
+    @staticmethod
+    def _observation_args(budget: Any, retry_after: Any) -> tuple[bytes, ...] | None:
         """The script's arguments for a provider report, or None when nothing applies."""
         if budget is None and retry_after is None:
             return None
         remaining, reset_after = budget if budget is not None else (0.0, 0.0)
-        # the budget's remaining may be fractional only when a provider sends one
         return (
-            "" if budget is None else _num(max(0.0, remaining)),
-            "" if budget is None else _num(max(0.0, reset_after)),
-            "" if retry_after is None else _num(max(0.0, retry_after)),
-            "",
+            b"" if budget is None else _num(max(0.0, remaining)),
+            b"" if budget is None else _num(max(0.0, reset_after)),
+            b"" if retry_after is None else _num(max(0.0, retry_after)),
+            b"",
         )
 
 
@@ -373,7 +400,8 @@ class _TokenBucketConfig(_Limiter):
     def _setup(self, rate: Any, capacity: Any) -> None:
         self._rate = check_positive(rate, "rate")
         self._capacity = check_positive(capacity, "capacity")
-        self._params = ("tb", repr(self._rate), repr(self._capacity))
+        self._params = (b"tb", repr(self._rate).encode(), repr(self._capacity).encode())
+        self._prefix = {op: (_OPS[op], b"1", *self._params) for op in ("look", "take")}
 
     @property
     def rate(self) -> float:
@@ -405,7 +433,8 @@ class _SlidingWindowConfig(_Limiter):
     def _setup(self, max_calls: Any, window: Any) -> None:
         self._max_calls = check_max_calls(max_calls)
         self._window = check_positive(window, "window")
-        self._params = ("sw", str(self._max_calls), repr(self._window * 1e6))
+        self._params = (b"sw", str(self._max_calls).encode(), repr(self._window * 1e6).encode())
+        self._prefix = {op: (_OPS[op], b"1", *self._params) for op in ("look", "take")}
 
     @property
     def max_calls(self) -> int:
@@ -750,19 +779,16 @@ class _Sync(_Leasing):
         # EVAL sends the script with the call (and caches it): no flush can come in between
         return client.eval(_script.LUA, len(keys), *keys, *argv)
 
-    def _call(self: Any, op: str, args: tuple[str, ...]) -> tuple[bool, float, str | None]:
-        keys, argv = _pack(op, (self,), (args,))
+    def _decide(self: Any, cost: float | int, op: str) -> tuple[bool, float, str | None]:
+        """One ``look`` or ``take`` of ``cost`` by this limiter alone (the hot path)."""
         try:
-            reply = self._run(keys, argv)
+            reply = self._run(self._keys, (*self._prefix[op], _num(cost)))
         except _OUTAGE as exc:
             return self._outage(exc)
         return self._answer(reply)
 
-    def _decide(self: Any, cost: float | int, op: str) -> tuple[bool, float, str | None]:
-        return self._call(op, self._args(cost))
-
     def _adjust(self: Any, delta: float, stamp: str | None) -> None:
-        keys, argv = _pack("adjust", (self,), (self._args(delta, d=stamp or "0/"),))
+        keys, argv = _pack("adjust", (self,), (self._args4(delta, b"", b"", stamp),))
         try:
             self._answer(self._run(keys, argv))
         except _OUTAGE as exc:
@@ -884,7 +910,7 @@ class _Sync(_Leasing):
             self._retire(self._new_pool(0, None))
             batch = max(self._lease, cost)
             deadline = time.monotonic() + self._lease_ttl
-            args = self._args(cost, _num(batch), _num(left), pool.stamp or "0/")
+            args = self._args4(cost, _num(batch), _num(left), pool.stamp)
             keys, argv = _pack("lease", (self,), (args,))
             try:
                 reply = self._run(keys, argv)
@@ -989,7 +1015,7 @@ class _AsyncLeases:
             self._retire(self._new_pool(0, None))
             batch = max(self._lease, cost)
             loop = asyncio.get_running_loop()
-            args = self._args(cost, _num(batch), _num(left), pool.stamp or "0/")
+            args = self._args4(cost, _num(batch), _num(left), pool.stamp)
             keys, argv = _pack("lease", (self,), (args,))
             try:
                 reply = await self._run(keys, argv)
@@ -1062,15 +1088,14 @@ class _Async(_AsyncLeases, _Leasing):
         return await client.eval(_script.LUA, len(keys), *keys, *argv)
 
     async def _decide(self: Any, cost: float | int, op: str) -> tuple[bool, float, str | None]:
-        keys, argv = _pack(op, (self,), (self._args(cost),))
         try:
-            reply = await self._run(keys, argv)
+            reply = await self._run(self._keys, (*self._prefix[op], _num(cost)))
         except _OUTAGE as exc:
             return self._outage(exc)
         return self._answer(reply)
 
     async def _adjust(self: Any, delta: float, stamp: str | None) -> None:
-        keys, argv = _pack("adjust", (self,), (self._args(delta, d=stamp or "0/"),))
+        keys, argv = _pack("adjust", (self,), (self._args4(delta, b"", b"", stamp),))
         try:
             self._answer(await self._run(keys, argv))
         except _OUTAGE as exc:
