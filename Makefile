@@ -8,6 +8,10 @@ STAMP  := $(VENV)/.installed
 
 export PRODFAST_REQUIRE_EXTENSION = 1
 
+# pytest workers for the suite (pytest-xdist); each test file stays in one worker
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 BENCH_ARGS ?=
 BENCH_DIR  ?= bench-results
 PORTABLE   := build/portable-clock
@@ -35,9 +39,9 @@ build: $(STAMP)
 
 test: build
 	bash scripts/ensure-redis.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 	$(PY) -m pytest -q bench --benchmark-disable
-	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q --no-cython
+	PRODFAST_PURE_PYTHON=1 $(PY) -m pytest -q $(XDIST) --no-cython
 	$(MAKE) test-portable-clock
 	$(MAKE) aiolimiter-suite
 	$(MAKE) cachetools-suite
