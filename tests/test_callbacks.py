@@ -847,17 +847,17 @@ def test_instrument_keeps_the_function_and_finds_model_and_prompt():
     rec = Recorder()
     m = CallbackManager([rec])
 
-    @m.instrument
-    def complete(prompt, *, model="default-model"):
+    def original(prompt, *, model="default-model"):
         """Doc."""
         return prompt.upper()
 
-    assert complete.__name__ == "complete" and complete.__doc__ == "Doc."
-    assert complete.__wrapped__ is not None
+    complete = m.instrument(original)
+    assert complete.__name__ == "original" and complete.__doc__ == "Doc."
+    assert complete.__wrapped__ is original
     assert complete("hi") == "HI"
     assert complete(prompt="yo", model="gpt-x") == "YO"
     starts = [(e[1], e[2]) for e in rec.events if e[0] == "start"]
-    assert starts == [("complete", "hi"), ("gpt-x", "yo")]
+    assert starts == [("original", "hi"), ("gpt-x", "yo")]
 
     @m.instrument(model="fixed")
     def other(prompt, model="ignored"):

@@ -541,27 +541,6 @@ def test_simulate_window_costs_must_be_whole(core):
     assert w.simulate([0, 0, 0.5, 1.0], [2, 2, 1, 2]).tolist() == [True, False, True, True]
 
 
-# ---- the twins mirror each other -------------------------------------------------------------
-
-
-@pytest.mark.cython_backend
-@pytest.mark.parametrize("kind", KINDS)
-def test_twins_have_the_same_methods_and_signatures(kind):
-    import importlib
-    import inspect
-
-    cy = getattr(importlib.import_module("prodfast._core"), kind)
-    py = getattr(importlib.import_module("prodfast._core_py"), kind)
-    public = sorted(n for n in dir(py) if not n.startswith("_"))
-    assert public == sorted(n for n in dir(cy) if not n.startswith("_"))
-    for name in public + ["_note", "_check", "_check_actual", "_take", "_settle", "_settle_at"]:
-        a, b = getattr(cy, name), getattr(py, name)
-        if isinstance(b, property) or not callable(b):
-            assert a == b or isinstance(b, property), name
-            continue
-        assert str(inspect.signature(a)) == str(inspect.signature(b)), name
-
-
 def test_window_simulate_sizes(core):
     """The window's simulate() keeps min(max_calls, calls in the trace) times: huge max_calls,
     free requests and a trace longer than the window's capacity all replay exactly."""

@@ -178,7 +178,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ._common import BackendUnavailable
+from ._common import BackendUnavailable, check_client
 from ._keys import decode_key, encode_key
 
 __all__ = ["AsyncRedisCache", "AsyncTieredCache", "RedisCache", "TieredCache"]
@@ -271,21 +271,7 @@ def _make_serializer(serializer: Any) -> _Serializer:
 
 
 def _check_client(client: Any, asynchronous: bool, cls: str) -> None:
-    for attr in ("execute_command", "get", "set", "register_script"):
-        if not callable(getattr(client, attr, None)):
-            want = "redis.asyncio.Redis" if asynchronous else "redis.Redis"
-            raise TypeError(f"client must be a {want}, got {type(client).__name__}")
-    is_async = inspect.iscoroutinefunction(client.execute_command)
-    if is_async and not asynchronous:
-        raise TypeError(
-            f"client must be a synchronous redis.Redis, got the asyncio client "
-            f"{type(client).__name__}; use Async{cls} with it"
-        )
-    if asynchronous and not is_async:
-        raise TypeError(
-            f"client must be a redis.asyncio.Redis, got the synchronous client "
-            f"{type(client).__name__}; use {cls[len('Async') :]} with it"
-        )
+    check_client(client, asynchronous, cls, ("execute_command", "get", "set", "register_script"))
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", {})
     if kwargs.get("decode_responses"):

@@ -119,7 +119,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import heapq
-import inspect
 import itertools
 import math
 import numbers
@@ -144,7 +143,7 @@ from .._rl_checks import (
     check_timeout,
 )
 from . import _script
-from ._common import BackendUnavailable
+from ._common import BackendUnavailable, check_client
 
 __all__ = [
     "AsyncRedisSlidingWindow",
@@ -194,21 +193,7 @@ def _check_key(key: Any, client: Any) -> str | bytes:
 
 
 def _check_client(client: Any, asynchronous: bool, cls: str) -> None:
-    for attr in ("execute_command", "evalsha", "eval"):
-        if not callable(getattr(client, attr, None)):
-            want = "redis.asyncio.Redis" if asynchronous else "redis.Redis"
-            raise TypeError(f"client must be a {want}, got {type(client).__name__}")
-    is_async = inspect.iscoroutinefunction(client.execute_command)
-    if is_async and not asynchronous:
-        raise TypeError(
-            f"client must be a synchronous redis.Redis, got the asyncio client "
-            f"{type(client).__name__}; use Async{cls} with it"
-        )
-    if asynchronous and not is_async:
-        raise TypeError(
-            f"client must be a redis.asyncio.Redis, got the synchronous client "
-            f"{type(client).__name__}; use {cls[len('Async'):]} with it"
-        )
+    check_client(client, asynchronous, cls, ("execute_command", "evalsha", "eval"))
 
 
 def _check_on_error(on_error: Any) -> str:
