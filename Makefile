@@ -49,15 +49,13 @@ test: build
 
 # The core as macOS and Windows compile it (no coarse clock; src/prodfast/_platform.h), built out
 # of tree into $(PORTABLE) so the in-place build stays as it is (at -O1: a third of the compile
-# time), under the [cy] cases of every area that reads the core's clock: the caches, the
-# limiters, the decorators over them, and the parity of every class (statistics, sketches and
-# the integrations read no clock in C; leaving them out halves the leg's CPU time).
+# time), under every [cy] case of the suite. The packaging and cimport tests build modules of
+# their own, so they are left out.
 test-portable-clock: build
 	PRODFAST_PORTABLE_CLOCK=1 PRODFAST_QUICK_BUILD=1 $(PY) setup.py --quiet build --build-base $(PORTABLE) --build-lib $(PORTABLE)/lib
 	PYTHONPATH=$(PORTABLE)/lib $(PY) -c "import prodfast._core as c, sys; sys.exit(0 if '$(PORTABLE)/lib/' in c.__file__ else f'not the portable build: {c.__file__}')"
-	PYTHONPATH=$(PORTABLE)/lib $(PY) -m pytest -q -p no:cacheprovider -m cython_backend \
-		tests/test_cache*.py tests/test_ratelimit*.py tests/test_limiter*.py tests/test_decorators*.py \
-		tests/test_parity.py
+	PYTHONPATH=$(PORTABLE)/lib $(PY) -m pytest -q $(XDIST) -p no:cacheprovider -m cython_backend \
+		--ignore=tests/test_wheel.py --ignore=tests/test_cimport.py
 
 $(AIOLIMITER_TESTS): $(STAMP)
 	mkdir -p $(AIOLIMITER_DIR)
