@@ -134,27 +134,16 @@ class RedisServer:
         self._dir.cleanup()
 
 
-def hammer(kind, port, key, params, duration, barrier, results):
-    """Child-process body for the multi-process tests: call try_acquire() for ``duration`` s.
+def fast_client_kwargs(port: int, timeout: float = 2.0) -> dict:
+    """redis.Redis arguments for the test server with no retries inside redis-py, so an outage
+    reaches ``on_error`` at once."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    ``kind`` is "token_bucket" or "sliding_window", ``params`` the limiter's two numbers.
-    Waits on ``barrier`` so all processes start together, then puts ``(granted, attempts)``
-    on ``results``.
-    """
-    import redis as redis_py
-
-    from prodfast.redis import RedisSlidingWindow, RedisTokenBucket
-
-    client = redis_py.Redis(host="127.0.0.1", port=port, socket_timeout=5)
-    cls = RedisTokenBucket if kind == "token_bucket" else RedisSlidingWindow
-    limiter = cls(client, key, *params)
-    limiter.wait_time()  # connect and load the script before the start line
-    barrier.wait()
-    granted = attempts = 0
-    end = time.monotonic() + duration
-    while time.monotonic() < end:
-        attempts += 1
-        if limiter.try_acquire():
-            granted += 1
-    client.close()
-    results.put((granted, attempts))
+    return dict(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )

@@ -33,8 +33,6 @@ try:
     import redis
     import redis.asyncio
     import redis.exceptions
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError:  # pragma: no cover - depends on the environment
     if REQUIRE:
         raise
@@ -42,6 +40,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 import redis_workers  # noqa: E402
 from redis_server import RedisServer, find_redis_server  # noqa: E402
+from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.limiters as predis  # noqa: E402
 from prodfast.redis import (  # noqa: E402
@@ -59,17 +58,6 @@ MODEL = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-
-
-def _fast_client_kwargs(port: int, timeout: float = 2.0) -> dict:
-    # No retries inside redis-py, so an outage reaches on_error at once.
-    return dict(
-        host="127.0.0.1",
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 def _new_key() -> str:

@@ -36,8 +36,6 @@ try:
     import redis
     import redis.asyncio
     import redis.exceptions
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError:  # pragma: no cover - depends on the environment
     if REQUIRE:
         raise
@@ -47,6 +45,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 import test_redis_cache_workers as workers  # noqa: E402
 from redis_server import RedisServer, find_redis_server  # noqa: E402
+from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.cache as cache_module  # noqa: E402
 from prodfast.redis import (  # noqa: E402
@@ -64,16 +63,6 @@ MODEL = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 BOUND = 1.0  # health_interval + health_timeout given to the caches below: the staleness bound
-
-
-def _fast_client_kwargs(port: int, timeout: float = 2.0) -> dict:
-    return dict(
-        host="127.0.0.1",
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 def _ns() -> str:
