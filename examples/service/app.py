@@ -141,6 +141,8 @@ class Service:
                     response = await self.http.post(
                         "/v1/chat/completions",
                         json={"model": model, "prompt": prompt, "max_tokens": max_tokens},
+                        # when the limits let this call go (the fake provider logs it, so a
+                        # test can check the limits held across the workers)
                         headers={"x-granted-at": repr(time.monotonic())},
                     )
                     # the provider's headers are the truth: every worker learns them at once
