@@ -118,19 +118,23 @@ class Service:
             deadline = time.monotonic() + 30
             while not pool.full(per_worker):
                 assert time.monotonic() < deadline, f"connections per worker: {pool.counts()}"
-                client = httpx.AsyncClient(
-                    base_url=self.url, timeout=60.0,
-                    # one connection, never closed for idling (it would reconnect elsewhere)
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
-                                        keepalive_expiry=None),
-                )
-                pid = _pid(await client.get("/healthz"))
-                if len(pool.by_pid.get(pid, ())) < per_worker:
-                    pool.by_pid.setdefault(pid, []).append(client)
-                    pool.pid_of[id(client)] = pid
-                else:
-                    spare.append(client)
-                await asyncio.sleep(0.002)
+                clients = [
+                    httpx.AsyncClient(
+                        base_url=self.url, timeout=60.0,
+                        # one connection, never closed for idling (it would reconnect elsewhere)
+                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
+                                            keepalive_expiry=None),
+                    )
+                    for _ in range(WORKERS)
+                ]
+                answers = await asyncio.gather(*[c.get("/healthz") for c in clients])
+                for client, answer in zip(clients, answers, strict=True):
+                    pid = _pid(answer)
+                    if len(pool.by_pid.get(pid, ())) < per_worker:
+                        pool.by_pid.setdefault(pid, []).append(client)
+                        pool.pid_of[id(client)] = pid
+                    else:
+                        spare.append(client)
             for client in spare:  # closed at once, so they do not hold the workers
                 await client.aclose()
             spare = []
