@@ -37,8 +37,12 @@ TINY = [
 ]
 
 
+def _ok() -> None:
+    """A check that passes (the engine's own tests time stand-ins, not real work)."""
+
+
 def _logging_case(name: str, role: str, log: list[str], ops: int = 10) -> Case:
-    return Case(name, role, lambda: Timed(lambda: log.append(name), ops))
+    return Case(name, role, lambda: Timed(lambda: log.append(name), ops, _ok))
 
 
 def test_contenders_are_interleaved_round_robin():
@@ -55,7 +59,7 @@ def test_median_per_op_from_the_clock(monkeypatch):
     # Each timed call reads the clock twice; elapsed times 100, 300, 200 ns for 10 ops each.
     readings = iter([0, 100, 1000, 1300, 2000, 2200])
     monkeypatch.setattr(runner.time, "perf_counter_ns", lambda: next(readings))
-    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 10))])
+    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 10, _ok))])
     (result,) = runner.time_group(group, Budget(min_rounds=3, max_rounds=3, seconds=0.0), [])
     assert result.samples == [10.0, 30.0, 20.0]
     assert result.ns_per_op == 20.0
@@ -86,7 +90,7 @@ def test_failing_and_missing_contenders_are_skipped_with_a_note():
         raise ValueError("boom")
 
     def absent() -> Timed:
-        return Timed(runner.require("prodfast_no_such_peer"), 1)
+        return Timed(runner.require("prodfast_no_such_peer"), 1, _ok)
 
     group = Group(
         "t", "op", [_logging_case("A", PEER, log), Case("B", PEER, broken), Case("C", PEER, absent)]
@@ -107,8 +111,8 @@ def test_timed_close_runs_after_timing_and_after_a_failed_warm_up():
         raise RuntimeError("no")
 
     cases = [
-        Case("ok", PEER, lambda: Timed(lambda: None, 1, close=lambda: closed.append("ok"))),
-        Case("bad", PEER, lambda: Timed(failing_run, 1, close=lambda: closed.append("bad"))),
+        Case("ok", PEER, lambda: Timed(lambda: None, 1, _ok, close=lambda: closed.append("ok"))),
+        Case("bad", PEER, lambda: Timed(failing_run, 1, _ok, close=lambda: closed.append("bad"))),
     ]
     skips: list[runner.Skip] = []
     runner.time_group(Group("t", "op", cases), Budget(1, 1, 0.0), skips)
@@ -376,8 +380,8 @@ def test_contender_failing_midway_is_dropped_with_a_note():
             raise KeyError("gone")
 
     cases = [
-        Case("flaky", PEER, lambda: Timed(flaky, 1)),
-        Case("ok", PEER, lambda: Timed(lambda: None, 1)),
+        Case("flaky", PEER, lambda: Timed(flaky, 1, _ok)),
+        Case("ok", PEER, lambda: Timed(lambda: None, 1, _ok)),
     ]
     skips: list[runner.Skip] = []
     results = runner.time_group(Group("t", "op", cases), Budget(4, 4, 0.0), skips)
