@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -17,6 +19,7 @@ from prodfast.bench.peers import EmbeddingCache, PureTokenBucket
 from prodfast.bench.runner import FLOOR, PEER, PRODFAST, Budget, Case, Group, Result, Timed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 TINY = [
     "--quick",
@@ -158,11 +161,17 @@ def tiny_run(tmp_path_factory):
     return code, json.loads(json_path.read_text()), plots
 
 
+REDIS_AREAS = {"redis-limiters", "shared-caches"}
+HAVE_REDIS = shutil.which("redis-server") is not None
+
+
 def test_tiny_run_writes_json_with_every_area(tiny_run):
     code, data, _ = tiny_run
     assert code == 0
     results = data["results"]
-    assert {r["area"] for r in results} == {"caches", "limiters", "stats"}
+    expected = set(cli.AREAS) if HAVE_REDIS else set(cli.AREAS) - REDIS_AREAS
+    assert {r["area"] for r in results} == expected
+    assert {"caches", "decorators", "limiters", "stats", "monitoring"} <= expected
     assert {r["n"] for r in results if r["area"] == "caches"} == {100, 1000}
     for r in results:
         assert r["ns_per_op"] > 0 and r["rounds"] >= 1
@@ -179,16 +188,84 @@ def test_tiny_run_writes_json_with_every_area(tiny_run):
     assert data["settings"]["sizes"] == [100, 1000]
 
 
+def test_tiny_run_every_case_passes_its_check(tiny_run):
+    """Every case of every area has a check() and passes it; the only contenders left out are
+    those that cannot run here, each with its reason."""
+    _, data, _ = tiny_run
+    failed = [n for n in data["notes"] if "failed" in n or "Error" in n]
+    assert failed == []
+    for note in data["notes"]:
+        assert "redis-py's client-side cache needs Redis 7.4" in note or "not installed" in note or (
+            not HAVE_REDIS and "no redis-server" in note
+        ), note
+
+
+def test_a_case_whose_run_does_the_wrong_work_fails_its_check(monkeypatch, capsys):
+    pure = importlib.import_module("prodfast._core_py")
+    monkeypatch.setattr(pure.LRUCache, "get", lambda self, key, default=None: None)
+    assert cli.main([*TINY, "--area", "caches", "--sizes", "100"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "caches: prodfast LRUCache [py] skipped in hit c.get(k) (failed its check: "
+        "100 of 100 hits did not return the stored value)" in out
+    )
+    assert "prodfast LRUCache [cy]" in out  # the others are still timed
+
+
+def test_a_case_without_a_check_is_refused():
+    with pytest.raises(runner.CheckFailed, match="no check"):
+        Timed(lambda: None, 1).first_run()
+    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 1))])
+    skips: list[runner.Skip] = []
+    assert runner.time_group(group, Budget(1, 1, 0.0), skips) == []
+    assert skips[0].reason == "failed its check: this case has no check()"
+
+
+def test_redis_areas_without_a_server_are_skipped_with_a_note(monkeypatch, capsys):
+    from prodfast.bench import servers
+
+    monkeypatch.setattr(servers.shutil, "which", lambda name: None)
+    assert cli.main([*TINY, "--area", "redis-limiters", "--area", "shared-caches"]) == 0
+    out = capsys.readouterr().out
+    assert "redis-limiters: prodfast RedisTokenBucket skipped in 2 operations (no redis-server on PATH: run" in out
+    assert "shared-caches: prodfast TieredCache.get [cy] skipped in hit on the local tier (no redis-server" in out
+    assert "== redis-limiters ==" in out  # the in-memory floor of the lease group still runs
+
+
+def test_pytest_wrappers_list_every_case_of_every_area():
+    """bench/ defines no workload of its own: its tests are the cases of prodfast.bench."""
+    from prodfast.bench.runner import Settings
+
+    expected = 0
+    for area in cli.AREAS.values():
+        expected += sum(len(g.cases) for g in area.groups(Settings.smoke()))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--benchmark-disable",
+         "-p", "no:cacheprovider", "bench", "-k", "not test_cache_memory"],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    )
+    ids = [line for line in done.stdout.splitlines() if "::test_" in line]
+    assert len(ids) == expected
+    assert any("hit on the local tier | prodfast TieredCache.get [cy]" in i for i in ids)
+
+
 def test_tiny_run_draws_every_chart(tiny_run):
     _, _, plots = tiny_run
     names = sorted(p.name for p in plots.iterdir())
-    assert names == [
+    expected = [
         "caches_n100.png",
         "caches_n1000.png",
         "caches_scaling.png",
+        "decorators.png",
         "limiters.png",
+        "monitoring.png",
+        "redis-limiters.png",
+        "shared-caches.png",
         "stats.png",
     ]
+    if not HAVE_REDIS:
+        expected = [n for n in expected if n[: -len(".png")] not in REDIS_AREAS]
+    assert names == expected
     for p in plots.iterdir():
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 5000
 

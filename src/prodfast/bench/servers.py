@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from .runner import NoServer, require
 
-HINT = "no redis-server on PATH (run scripts/ensure-redis.sh or install Redis)"
+HINT = "no redis-server on PATH: run scripts/ensure-redis.sh or install Redis"
 
 
 def _free_port() -> int:
