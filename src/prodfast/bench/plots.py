@@ -19,10 +19,10 @@ from .runner import FLOOR, PEER, PRODFAST, Missing, Report, Result
 ROLE_COLORS = {FLOOR: "#9e9e9e", PEER: "#4c78a8", PRODFAST: "#f58518"}
 PURE_COLOR = "#fdc086"  # prodfast's pure-Python twin
 BAR_KEY = (
-    (PRODFAST, ROLE_COLORS[PRODFAST], "prodfast, compiled core"),
-    (PRODFAST, PURE_COLOR, "prodfast, pure-Python twin [py]"),
+    (PRODFAST, ROLE_COLORS[PRODFAST], "prodfast: compiled core [cy], or code the same on both"),
+    (PRODFAST, PURE_COLOR, "prodfast: pure-Python twin [py]"),
     (PEER, ROLE_COLORS[PEER], "peer library"),
-    (FLOOR, ROLE_COLORS[FLOOR], "floor: the cheapest possible way (dict, bare clock call, numpy)"),
+    (FLOOR, ROLE_COLORS[FLOOR], "floor: the least the operation costs (dict, bare call, numpy, ...)"),
 )
 MARKERS = "osD^vP*Xh<>p"
 
