@@ -1,6 +1,7 @@
 """A throw-away redis-server for the Redis areas, and a pool of worker processes.
 
-The server is found on PATH (``scripts/ensure-redis.sh`` installs Debian's), started on a free
+The server is ``PRODFAST_BENCH_REDIS_SERVER`` (a path) if set, else redis-server on PATH
+(``scripts/ensure-redis.sh`` installs Debian's); it is started on a free
 loopback port with persistence off when the first case of an area needs it, and stopped when
 the area is done. No server: every case of the area raises :class:`NoServer`, so it is skipped
 with that reason (``PRODFAST_REQUIRE_REDIS=1`` makes the pytest wrappers fail instead).
@@ -46,7 +47,7 @@ class RedisServer:
         if self._failed:
             raise NoServer(self._failed)
         require("redis", dist="redis-py")
-        binary = self.binary or shutil.which("redis-server")
+        binary = self.binary or os.environ.get("PRODFAST_BENCH_REDIS_SERVER") or shutil.which("redis-server")
         if binary is None:
             self._failed = HINT
             raise NoServer(HINT)
