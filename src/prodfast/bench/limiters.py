@@ -75,6 +75,9 @@ def _prodfast_decision(module: str, cls_name: str, *args, fill: int = 0):
         for _ in range(fill):
             if not limiter.try_acquire():
                 raise RuntimeError(f"{cls_name} refused while being filled")
+        if fill:  # the window really holds the calls it is said to
+            held = limiter.stats()["in_window"]
+            expect(held >= fill, f"the window holds {held} calls, not {fill}")
         return limiter.try_acquire
 
     return make
@@ -87,6 +90,9 @@ def _limits(strategy: str, limit: str, fill: int = 0):
         item = limits.parse(limit)
         for _ in range(fill):
             limiter.hit(item, "bench")
+        if fill:  # the window really holds the calls it is said to
+            held = item.amount - limiter.get_window_stats(item, "bench").remaining
+            expect(held >= fill, f"the window holds {held} calls, not {fill}")
         return lambda: limiter.hit(item, "bench")
 
     return make
