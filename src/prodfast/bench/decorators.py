@@ -3,7 +3,9 @@
 Each run calls a memoized one-argument function ``batch`` times over 100 keys already cached
 (every call a hit), on the active backend (``prodfast.BACKEND``):
 
-- ``lru_cache``: ``functools.lru_cache`` (the floor), ``prodfast.lru_cache`` (also with
+``functools.lru_cache`` is the floor of every group (the cheapest memoized call in Python):
+
+- ``lru_cache``: ``prodfast.lru_cache`` (also with
   ``ttl=``), ``cachetools.func.lru_cache`` and ``prodfast.compat.cachetools.func.lru_cache``;
 - ``cached``: ``prodfast.cached(LRUCache)`` beside ``cachetools.cached(cachetools.LRUCache)``,
   also with ``lock=threading.Lock()`` and ``info=True``;
@@ -59,13 +61,19 @@ def _cached(name: str) -> Callable[[Callable], Callable]:
 
 
 def _method(name: str) -> Callable[[Callable], Callable]:
-    lib = require("cachetools") if name.startswith("cachetools") else require("prodfast")
-    deco = lib.cachedmethod(lambda self: self.cache)
+    """A method memoized by ``name``; the floor: ``functools.lru_cache`` on the method itself
+    (keyed by ``self`` and the argument; the cheapest memoized method call in Python)."""
+    if name == "functools.lru_cache":
+        lib = None
+        deco = functools.lru_cache(maxsize=1000)
+    else:
+        lib = require("cachetools") if name.startswith("cachetools") else require("prodfast")
+        deco = lib.cachedmethod(lambda self: self.cache)
 
     def wrap(f: Callable) -> Callable:
         class Service:
             def __init__(self) -> None:
-                self.cache = lib.LRUCache(1000)
+                self.cache = lib.LRUCache(1000) if lib is not None else None
 
             m = deco(f)
 
@@ -130,6 +138,13 @@ def groups(settings: Settings) -> Iterator[Group]:
         "prodfast cached(LRUCache, lock=Lock())",
         "cachetools.cached(LRUCache, lock=Lock())",
     )
-    yield Group(AREA, "hit: cached", [case(n, functools.partial(_cached, n)) for n in cached])
-    methods = ("prodfast cachedmethod", "cachetools.cachedmethod")
-    yield Group(AREA, "hit: cachedmethod", [case(n, functools.partial(_method, n), True) for n in methods])
+    floor = case("functools.lru_cache", functools.partial(_lru, "functools.lru_cache"))
+    yield Group(
+        AREA, "hit: cached", [floor, *(case(n, functools.partial(_cached, n)) for n in cached)]
+    )
+    methods = ("functools.lru_cache", "prodfast cachedmethod", "cachetools.cachedmethod")
+    yield Group(
+        AREA,
+        "hit: cachedmethod",
+        [case(n, functools.partial(_method, n), True) for n in methods],
+    )
