@@ -130,13 +130,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Skip:
-    """A contender that did not run for one operation, and why."""
+    """A contender that did not run for one operation, and why (``reason_is_missing``: it
+    cannot run here; otherwise it failed its check or raised, which is a bug)."""
 
     area: str
     operation: str
     n: int | None
     contender: str
     reason: str
+    reason_is_missing: bool = False
 
 
 @dataclass
@@ -176,7 +178,10 @@ def _prepare(group: Group, skips: list[Skip]) -> list[tuple[Case, Timed]]:
         except Exception as exc:  # a contender that cannot run is skipped, never fatal
             if timed is not None:
                 _close(timed)
-            skips.append(Skip(group.area, group.operation, group.n, case.contender, _describe(exc)))
+            missing = isinstance(exc, Missing)
+            skips.append(
+                Skip(group.area, group.operation, group.n, case.contender, _describe(exc), missing)
+            )
             continue
         ready.append((case, timed))
     return ready
