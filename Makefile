@@ -92,14 +92,21 @@ lint: build
 	$(PY) -m ruff check src tests bench conftest.py setup.py
 	MYPYPATH=src $(PY) -m mypy.stubtest prodfast._core --allowlist tests/stubtest-allowlist.txt --ignore-unused-allowlist
 
-# The side-by-side report: every area, both backends and the installed peers, interleaved in
-# one process; tables on stdout, JSON and PNG charts in $(BENCH_DIR). `make bench BENCH_ARGS=--quick`
+# The side-by-side report: every area (caches, decorators, limiters, redis-limiters,
+# shared-caches, stats, monitoring), both backends and the installed peers, interleaved in one
+# process; tables on stdout, JSON and PNG charts in $(BENCH_DIR) (it says where). The Redis areas
+# start their own redis-server (ensure-redis.sh installs one where it can; without one they are
+# skipped with a note). `make bench BENCH_ARGS=--quick`, `BENCH_ARGS="--area shared-caches"`
 bench: build
+	bash scripts/ensure-redis.sh
 	$(PY) -m prodfast.bench --json $(BENCH_DIR)/results.json --plot-dir $(BENCH_DIR) $(BENCH_ARGS)
 
-# The per-area pytest-benchmark files under bench/
+# The same cases under pytest-benchmark (bench/ wraps prodfast.bench; the quick preset unless
+# PRODFAST_BENCH_PRESET=full). `make bench-pytest BENCH_PYTEST_ARGS="-k shared"`
+BENCH_PYTEST_ARGS ?=
 bench-pytest: build
-	$(PY) -m pytest bench --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
+	bash scripts/ensure-redis.sh
+	$(PY) -m pytest bench --benchmark-only --benchmark-group-by=group --benchmark-columns=median,iqr,rounds $(BENCH_PYTEST_ARGS)
 
 clean:
 	rm -rf build dist $(BENCH_DIR) $(VENV) src/prodfast/*.c src/prodfast/*.so src/prodfast/*.html .pytest_cache .benchmarks

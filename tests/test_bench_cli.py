@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -17,6 +19,7 @@ from prodfast.bench.peers import EmbeddingCache, PureTokenBucket
 from prodfast.bench.runner import FLOOR, PEER, PRODFAST, Budget, Case, Group, Result, Timed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 TINY = [
     "--quick",
@@ -37,8 +40,12 @@ TINY = [
 ]
 
 
+def _ok() -> None:
+    """A check that passes (the engine's own tests time stand-ins, not real work)."""
+
+
 def _logging_case(name: str, role: str, log: list[str], ops: int = 10) -> Case:
-    return Case(name, role, lambda: Timed(lambda: log.append(name), ops))
+    return Case(name, role, lambda: Timed(lambda: log.append(name), ops, _ok))
 
 
 def test_contenders_are_interleaved_round_robin():
@@ -55,7 +62,7 @@ def test_median_per_op_from_the_clock(monkeypatch):
     # Each timed call reads the clock twice; elapsed times 100, 300, 200 ns for 10 ops each.
     readings = iter([0, 100, 1000, 1300, 2000, 2200])
     monkeypatch.setattr(runner.time, "perf_counter_ns", lambda: next(readings))
-    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 10))])
+    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 10, _ok))])
     (result,) = runner.time_group(group, Budget(min_rounds=3, max_rounds=3, seconds=0.0), [])
     assert result.samples == [10.0, 30.0, 20.0]
     assert result.ns_per_op == 20.0
@@ -86,7 +93,7 @@ def test_failing_and_missing_contenders_are_skipped_with_a_note():
         raise ValueError("boom")
 
     def absent() -> Timed:
-        return Timed(runner.require("prodfast_no_such_peer"), 1)
+        return Timed(runner.require("prodfast_no_such_peer"), 1, _ok)
 
     group = Group(
         "t", "op", [_logging_case("A", PEER, log), Case("B", PEER, broken), Case("C", PEER, absent)]
@@ -107,8 +114,8 @@ def test_timed_close_runs_after_timing_and_after_a_failed_warm_up():
         raise RuntimeError("no")
 
     cases = [
-        Case("ok", PEER, lambda: Timed(lambda: None, 1, close=lambda: closed.append("ok"))),
-        Case("bad", PEER, lambda: Timed(failing_run, 1, close=lambda: closed.append("bad"))),
+        Case("ok", PEER, lambda: Timed(lambda: None, 1, _ok, close=lambda: closed.append("ok"))),
+        Case("bad", PEER, lambda: Timed(failing_run, 1, _ok, close=lambda: closed.append("bad"))),
     ]
     skips: list[runner.Skip] = []
     runner.time_group(Group("t", "op", cases), Budget(1, 1, 0.0), skips)
@@ -154,11 +161,17 @@ def tiny_run(tmp_path_factory):
     return code, json.loads(json_path.read_text()), plots
 
 
+REDIS_AREAS = {"redis-limiters", "shared-caches"}
+HAVE_REDIS = shutil.which("redis-server") is not None
+
+
 def test_tiny_run_writes_json_with_every_area(tiny_run):
     code, data, _ = tiny_run
     assert code == 0
     results = data["results"]
-    assert {r["area"] for r in results} == {"caches", "limiters", "stats"}
+    expected = set(cli.AREAS) if HAVE_REDIS else set(cli.AREAS) - REDIS_AREAS
+    assert {r["area"] for r in results} == expected
+    assert {"caches", "decorators", "limiters", "stats", "monitoring"} <= expected
     assert {r["n"] for r in results if r["area"] == "caches"} == {100, 1000}
     for r in results:
         assert r["ns_per_op"] > 0 and r["rounds"] >= 1
@@ -175,16 +188,86 @@ def test_tiny_run_writes_json_with_every_area(tiny_run):
     assert data["settings"]["sizes"] == [100, 1000]
 
 
+def test_tiny_run_every_case_passes_its_check(tiny_run):
+    """Every case of every area has a check() and passes it; the only contenders left out are
+    those that cannot run here, each with its reason."""
+    _, data, _ = tiny_run
+    failed = [n for n in data["notes"] if "failed" in n or "Error" in n]
+    assert failed == []
+    for note in data["notes"]:
+        assert "redis-py's client-side cache needs Redis 7.4" in note or "not installed" in note or (
+            not HAVE_REDIS and "no redis-server" in note
+        ), note
+
+
+def test_a_case_whose_run_does_the_wrong_work_fails_its_check(monkeypatch, capsys):
+    pure = importlib.import_module("prodfast._core_py")
+    monkeypatch.setattr(pure.LRUCache, "get", lambda self, key, default=None: None)
+    # the run goes on (the others are still timed), and its exit status says a case is broken
+    assert cli.main([*TINY, "--area", "caches", "--sizes", "100"]) == 1
+    out, err = capsys.readouterr()
+    assert (
+        "caches: prodfast LRUCache [py] skipped in hit c.get(k) (failed its check: "
+        "100 of 100 hits did not return the stored value)" in out
+    )
+    assert "prodfast LRUCache [cy]" in out
+    assert "1 case(s) failed their check or raised (see the notes): exit status 1" in err
+
+
+def test_a_case_without_a_check_is_refused():
+    with pytest.raises(runner.CheckFailed, match="no check"):
+        Timed(lambda: None, 1).first_run()
+    group = Group("t", "op", [Case("A", PEER, lambda: Timed(lambda: None, 1))])
+    skips: list[runner.Skip] = []
+    assert runner.time_group(group, Budget(1, 1, 0.0), skips) == []
+    assert skips[0].reason == "failed its check: this case has no check()"
+
+
+def test_redis_areas_without_a_server_are_skipped_with_a_note(monkeypatch, capsys):
+    from prodfast.bench import servers
+
+    monkeypatch.setattr(servers.shutil, "which", lambda name: None)
+    assert cli.main([*TINY, "--area", "redis-limiters", "--area", "shared-caches"]) == 0
+    out = capsys.readouterr().out
+    assert "redis-limiters: prodfast RedisTokenBucket skipped in 2 operations (no redis-server on PATH: run" in out
+    assert "shared-caches: prodfast TieredCache.get [cy] skipped in hit on the local tier (no redis-server" in out
+    assert "== redis-limiters ==" in out  # the in-memory floor of the lease group still runs
+
+
+def test_pytest_wrappers_list_every_case_of_every_area():
+    """bench/ defines no workload of its own: its tests are the cases of prodfast.bench."""
+    from prodfast.bench.runner import Settings
+
+    expected = 0
+    for area in cli.AREAS.values():
+        expected += sum(len(g.cases) for g in area.groups(Settings.smoke()))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--benchmark-disable",
+         "-p", "no:cacheprovider", "bench", "-k", "not test_cache_memory"],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    )
+    ids = [line for line in done.stdout.splitlines() if "::test_" in line]
+    assert len(ids) == expected
+    assert any("hit on the local tier | prodfast TieredCache.get [cy]" in i for i in ids)
+
+
 def test_tiny_run_draws_every_chart(tiny_run):
     _, _, plots = tiny_run
     names = sorted(p.name for p in plots.iterdir())
-    assert names == [
+    expected = [
         "caches_n100.png",
         "caches_n1000.png",
         "caches_scaling.png",
+        "decorators.png",
         "limiters.png",
+        "monitoring.png",
+        "redis-limiters.png",
+        "shared-caches.png",
         "stats.png",
     ]
+    if not HAVE_REDIS:
+        expected = [n for n in expected if n[: -len(".png")] not in REDIS_AREAS]
+    assert names == expected
     for p in plots.iterdir():
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 5000
 
@@ -376,8 +459,8 @@ def test_contender_failing_midway_is_dropped_with_a_note():
             raise KeyError("gone")
 
     cases = [
-        Case("flaky", PEER, lambda: Timed(flaky, 1)),
-        Case("ok", PEER, lambda: Timed(lambda: None, 1)),
+        Case("flaky", PEER, lambda: Timed(flaky, 1, _ok)),
+        Case("ok", PEER, lambda: Timed(lambda: None, 1, _ok)),
     ]
     skips: list[runner.Skip] = []
     results = runner.time_group(Group("t", "op", cases), Budget(4, 4, 0.0), skips)

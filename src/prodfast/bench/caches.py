@@ -38,6 +38,7 @@ from .runner import (
     call_each_pair,
     chunks,
     cycle_runs,
+    expect,
     getitem_each,
     require,
     setitem_each,
@@ -227,19 +228,118 @@ POLICIES: dict[str, list[Contender]] = {
 CONTENDERS = [c for contenders in POLICIES.values() for c in contenders]
 
 
-# --- the operations: for each kind of contender, how one batch is run --------------------
+# --- the operations: for each kind of contender, how one batch is run and checked -------
+#
+# A binder returns (run, check): run() is timed; check() runs once after the first run and
+# raises CheckFailed unless that run did the work (see runner.Timed).
 
 
-def _inserts(c, w: Workload):
-    return cycle_runs([setitem_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+def _size(c, kind: str) -> int:
+    if kind == "function":
+        return c.cache_info().currsize
+    if kind == "seed":
+        return len(c.cache)
+    return len(c)
+
+
+def _holds(c, kind: str, k: Key) -> bool:
+    return k in (c.cache if kind == "seed" else c)
+
+
+def _lookup(c, kind: str, k: Key):
+    if kind == "function":
+        return c(k)
+    if kind in ("dict", "mapping", "vttl"):
+        return c[k]
+    return c.get(k)
+
+
+def _hits_check(c, kind: str, w: Workload, via_get: bool):
+    def check() -> None:
+        if kind == "function":
+            before = c.cache_info()
+            got = [c(k) for k in w.hits]
+            after = c.cache_info()
+            expect(after.misses == before.misses, f"{after.misses - before.misses} calls missed")
+            expect(got == w.hits, "a hit returned another value")
+            return
+        get = c.get if via_get else c.__getitem__
+        bad = [k for k in w.hits if get(k) is not VALUE]
+        expect(not bad, f"{len(bad)} of {len(w.hits)} hits did not return the stored value")
+
+    return check
+
+
+def _miss_check(c, w: Workload):
+    def check() -> None:
+        found = [k for k in w.misses if c.get(k) is not None]
+        expect(not found, f"{len(found)} absent keys were found")
+
+    return check
+
+
+def _update_check(c, kind: str, w: Workload):
+    def check() -> None:
+        bad = [k for k in w.hits if _lookup(c, kind, k) is not VALUE]
+        expect(not bad, f"{len(bad)} updated keys do not hold the value")
+        if kind != "seed":  # the seed's set() evicts when full, even for a present key
+            expect(_size(c, kind) == w.n, f"size {_size(c, kind)} after updates, not {w.n}")
+
+    return check
+
+
+def _insert_check(c, kind: str, w: Workload, last: list):
+    """After a run of insert+evict: still N entries, and the key inserted last is in (not the
+    whole batch: random replacement, or an LFU whose new keys are its least used, may have
+    evicted the batch's earlier keys again)."""
+
+    def check() -> None:
+        expect(_size(c, kind) == w.n, f"size {_size(c, kind)} after inserts, not {w.n}")
+        batch = w.fresh[last[0]]
+        if kind == "function":
+            info = c.cache_info()
+            expect(info.misses >= w.n + w.batch, "the inserted calls did not all miss")
+            return
+        expect(_holds(c, kind, batch[-1]), "the key inserted last is absent")
+
+    return check
+
+
+def _tracked_cycle(runs: list[Callable[[], None]]) -> tuple[Callable[[], None], list]:
+    """cycle_runs, also recording in ``last[0]`` the index of the batch run last."""
+    last = [-1]
+    step = cycle_runs([_recording(run, i, last) for i, run in enumerate(runs)])
+    return step, last
+
+
+def _recording(run: Callable[[], None], i: int, last: list) -> Callable[[], None]:
+    def recorded() -> None:
+        run()
+        last[0] = i
+
+    return recorded
+
+
+def _inserts(c, w: Workload, kind: str = "mapping"):
+    run, last = _tracked_cycle([setitem_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+    return run, _insert_check(c, kind, w, last)
 
 
 def _fifo_inserts(_shared: dict, w: Workload):
     # The floor's own dict, filled with the stream's first N keys.
-    return _fifo_run({k: VALUE for batch in w.fresh[: w.n // w.batch] for k in batch}, w)
+    d = {k: VALUE for batch in w.fresh[: w.n // w.batch] for k in batch}
+    runs, lag = _fifo_steps(d, w)
+    run, last = _tracked_cycle(runs)
+
+    def check() -> None:
+        expect(len(d) == w.n, f"size {len(d)} after inserts, not {w.n}")
+        batch = w.fresh[(last[0] + lag) % len(w.fresh)]
+        expect(all(k in d for k in batch), "the batch just added is absent")
+
+    return run, check
 
 
-def _fifo_run(d: dict, w: Workload):
+def _fifo_steps(d: dict, w: Workload) -> tuple[list[Callable[[], None]], int]:
     """Each step adds the next batch of the stream to ``d`` and deletes the keys added N
     steps before, as an LRU evicting its oldest would; ``d`` stays at N keys."""
     lag = w.n // w.batch
@@ -253,11 +353,16 @@ def _fifo_run(d: dict, w: Workload):
 
         return run
 
-    return cycle_runs([step(w.fresh[(i + lag) % steps], w.fresh[i]) for i in range(steps)])
+    return [step(w.fresh[(i + lag) % steps], w.fresh[i]) for i in range(steps)], lag
+
+
+def _fifo_run(d: dict, w: Workload):
+    return cycle_runs(_fifo_steps(d, w)[0])
 
 
 def _vttl_inserts(c, w: Workload):
-    return cycle_runs([_insert_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+    run, last = _tracked_cycle([_insert_each(c, [(k, VALUE) for k in batch]) for batch in w.fresh])
+    return run, _insert_check(c, "vttl", w, last)
 
 
 def _insert_each(c, pairs: list) -> Callable[[], None]:
@@ -272,40 +377,47 @@ def _insert_each(c, pairs: list) -> Callable[[], None]:
 
 
 def _calls(f, w: Workload):
-    return cycle_runs([call_each(f, batch) for batch in w.fresh])
+    run, last = _tracked_cycle([call_each(f, batch) for batch in w.fresh])
+    return run, _insert_check(f, "function", w, last)
 
 
 def _seed_inserts(c, w: Workload):
-    return cycle_runs([call_each_pair(c.set, [(k, VALUE) for k in batch]) for batch in w.fresh])
+    run, last = _tracked_cycle(
+        [call_each_pair(c.set, [(k, VALUE) for k in batch]) for batch in w.fresh]
+    )
+    return run, _insert_check(c, "seed", w, last)
 
 
-Binder = Callable[[object, Workload], Callable[[], None]]
+Binder = Callable[[object, Workload], tuple[Callable[[], None], Callable[[], None]]]
+
+
+def _hit_item(kind: str) -> Binder:
+    if kind == "function":
+        return lambda f, w: (call_each(f, w.hits), _hits_check(f, kind, w, False))
+    return lambda c, w: (getitem_each(c, w.hits), _hits_check(c, kind, w, False))
+
+
+def _hit_get(kind: str) -> Binder:
+    return lambda c, w: (call_each(c.get, w.hits), _hits_check(c, kind, w, True))
+
+
+def _miss(_kind: str) -> Binder:
+    return lambda c, w: (call_each(c.get, w.misses), _miss_check(c, w))
+
+
+def _update(kind: str) -> Binder:
+    if kind == "seed":
+        return lambda c, w: (call_each_pair(c.set, w.updates), _update_check(c, kind, w))
+    if kind == "vttl":
+        return lambda c, w: (_insert_each(c, w.updates), _update_check(c, kind, w))
+    return lambda c, w: (setitem_each(c, w.updates), _update_check(c, kind, w))
+
 
 OPERATIONS: dict[str, dict[str, Binder]] = {
-    "hit c[k]": {
-        "dict": lambda c, w: getitem_each(c, w.hits),
-        "mapping": lambda c, w: getitem_each(c, w.hits),
-        "function": lambda f, w: call_each(f, w.hits),
-        "vttl": lambda c, w: getitem_each(c, w.hits),
-    },
-    "hit c.get(k)": {
-        "dict": lambda c, w: call_each(c.get, w.hits),
-        "mapping": lambda c, w: call_each(c.get, w.hits),
-        "seed": lambda c, w: call_each(c.get, w.hits),
-        "vttl": lambda c, w: call_each(c.get, w.hits),
-    },
-    "miss c.get(k)": {
-        "dict": lambda c, w: call_each(c.get, w.misses),
-        "mapping": lambda c, w: call_each(c.get, w.misses),
-        "seed": lambda c, w: call_each(c.get, w.misses),
-        "vttl": lambda c, w: call_each(c.get, w.misses),
-    },
-    "update c[k]=v": {
-        "dict": lambda c, w: setitem_each(c, w.updates),
-        "mapping": lambda c, w: setitem_each(c, w.updates),
-        "seed": lambda c, w: call_each_pair(c.set, w.updates),
-        "vttl": lambda c, w: _insert_each(c, w.updates),
-    },
+    "hit c[k]": {k: _hit_item(k) for k in ("dict", "mapping", "function", "vttl")},
+    "hit c.get(k)": {k: _hit_get(k) for k in ("dict", "mapping", "seed", "vttl")},
+    "miss c.get(k)": {k: _miss(k) for k in ("dict", "mapping", "seed", "vttl")},
+    "update c[k]=v": {k: _update(k) for k in ("dict", "mapping", "seed", "vttl")},
     # Last: it replaces the keys the other operations rely on.
     "insert+evict": {
         "dict": _fifo_inserts,
@@ -320,7 +432,8 @@ OPERATIONS: dict[str, dict[str, Binder]] = {
 def _case(contender: Contender, bind: Binder, w: Workload) -> Case:
     def setup() -> Timed:
         built = w.structure(contender.name, contender.build)
-        return Timed(bind(built, w), w.batch)
+        run, check = bind(built, w)
+        return Timed(run, w.batch, check)
 
     return Case(contender.name, contender.role, setup)
 

@@ -28,6 +28,7 @@ from .runner import (
     Missing,
     Settings,
     Timed,
+    expect,
     repeat_calls,
     require,
 )
@@ -37,10 +38,33 @@ HUGE = 1e12  # a rate and capacity no benchmark loop can exhaust
 
 
 def _decisions(make: Callable[[], Callable[[], object]], batch: int) -> Callable[[], Timed]:
-    """A setup timing ``batch`` calls of the zero-argument decision that ``make`` returns."""
+    """A setup timing ``batch`` calls of the zero-argument decision that ``make`` returns;
+    its check makes ``batch`` more decisions and wants every one granted."""
 
     def setup() -> Timed:
-        return Timed(repeat_calls(make(), batch), batch)
+        decide = make()
+
+        def check() -> None:
+            granted = sum(1 for _ in range(batch) if decide() is True)
+            expect(granted == batch, f"{batch - granted} of {batch} decisions refused")
+
+        return Timed(repeat_calls(decide, batch), batch, check)
+
+    return setup
+
+
+def _clock_floor(batch: int) -> Callable[[], Timed]:
+    """The floor: ``batch`` bare ``time.monotonic()`` calls; the check wants the clock to move
+    forward (or stand still), never back."""
+
+    def setup() -> Timed:
+        clock = time.monotonic
+
+        def check() -> None:
+            readings = [clock() for _ in range(batch)]
+            expect(readings == sorted(readings), "time.monotonic() went back")
+
+        return Timed(repeat_calls(clock, batch), batch, check)
 
     return setup
 
@@ -51,6 +75,9 @@ def _prodfast_decision(module: str, cls_name: str, *args, fill: int = 0):
         for _ in range(fill):
             if not limiter.try_acquire():
                 raise RuntimeError(f"{cls_name} refused while being filled")
+        if fill:  # the window really holds the calls it is said to
+            held = limiter.stats()["in_window"]
+            expect(held >= fill, f"the window holds {held} calls, not {fill}")
         return limiter.try_acquire
 
     return make
@@ -63,6 +90,9 @@ def _limits(strategy: str, limit: str, fill: int = 0):
         item = limits.parse(limit)
         for _ in range(fill):
             limiter.hit(item, "bench")
+        if fill:  # the window really holds the calls it is said to
+            held = item.amount - limiter.get_window_stats(item, "bench").remaining
+            expect(held >= fill, f"the window holds {held} calls, not {fill}")
         return lambda: limiter.hit(item, "bench")
 
     return make
@@ -85,7 +115,7 @@ def _pure_bucket():
 
 def decision_cases(settings: Settings) -> list[Case]:
     batch = settings.batch
-    cases = [Case("time.monotonic()", FLOOR, _decisions(lambda: time.monotonic, batch))]
+    cases = [Case("time.monotonic()", FLOOR, _clock_floor(batch))]
     for cls_name, args in (
         ("TokenBucket", (HUGE, HUGE)),
         ("LeakyBucket", (HUGE, HUGE)),
@@ -112,13 +142,21 @@ def _reserve_settle(module: str, cls_name: str, batch: int) -> Callable[[], Time
     one call per round: no extra Python frame between the two."""
 
     def setup() -> Timed:
-        reserve = require(module, cls_name)(HUGE, HUGE).reserve
+        bucket = require(module, cls_name)(HUGE, HUGE)
+        reserve = bucket.reserve
 
         def run() -> None:
             for _ in itertools.repeat(None, batch):
                 reserve(1).settle(1)
 
-        return Timed(run, batch)
+        def check() -> None:
+            r = reserve(1)  # granted at once, or it would wait (and the check time out)
+            r.settle(1)
+            expect(r.settled, "the reservation did not settle")
+            allowed = bucket.stats()["allowed"]
+            expect(allowed >= batch + 1, f"stats() counts {allowed} grants, not {batch + 1}")
+
+        return Timed(run, batch, check)
 
     return setup
 
@@ -126,7 +164,7 @@ def _reserve_settle(module: str, cls_name: str, batch: int) -> Callable[[], Time
 def reserve_cases(settings: Settings) -> list[Case]:
     """reserve(1) then settle(1) (one function call) beside try_acquire() on the same bucket."""
     batch = settings.batch
-    cases = [Case("time.monotonic()", FLOOR, _decisions(lambda: time.monotonic, batch))]
+    cases = [Case("time.monotonic()", FLOOR, _clock_floor(batch))]
     for tag, module in BACKENDS:
         try_make = _prodfast_decision(module, "TokenBucket", HUGE, HUGE)
         cases.append(
@@ -144,7 +182,7 @@ def reserve_cases(settings: Settings) -> list[Case]:
 
 def full_window_cases(settings: Settings) -> list[Case]:
     batch, fill = settings.batch, settings.window_fill
-    cases = [Case("time.monotonic()", FLOOR, _decisions(lambda: time.monotonic, batch))]
+    cases = [Case("time.monotonic()", FLOOR, _clock_floor(batch))]
     for tag, module in BACKENDS:
         make = _prodfast_decision(module, "SlidingWindowLimiter", 10**9, 3600.0, fill=fill)
         cases.append(
@@ -172,7 +210,15 @@ def simulate_cases(settings: Settings) -> list[Case]:
         def setup() -> Timed:
             bucket = require(module, "TokenBucket")(500.0, 50.0)
             times = _trace(size)
-            return Timed(lambda: bucket.simulate(times), size)
+
+            def check() -> None:
+                # 1,000 requests/s against 500/s: about half are granted
+                out = bucket.simulate(times)
+                expect(out.shape == (size,), f"simulate() returned shape {out.shape}")
+                share = float(out.mean())
+                expect(0.3 < share < 0.8, f"simulate() granted {share:.0%} of a 2x overload")
+
+            return Timed(lambda: bucket.simulate(times), size, check)
 
         return setup
 
@@ -180,12 +226,19 @@ def simulate_cases(settings: Settings) -> list[Case]:
         # The same decisions, one Python call each, the trace standing in for the clock.
         times = _trace(settings.pure_array).tolist()
 
-        def run() -> None:
+        def run() -> int:
             bucket = PureTokenBucket(500.0, 50.0, clock=iter(times).__next__)
             for _ in itertools.repeat(None, len(times) - 1):
                 bucket.try_acquire()
+            return 0
 
-        return Timed(run, len(times) - 1)
+        def check() -> None:
+            bucket = PureTokenBucket(500.0, 50.0, clock=iter(times).__next__)
+            granted = sum(bucket.try_acquire() for _ in range(len(times) - 1))
+            share = granted / (len(times) - 1)
+            expect(0.3 < share < 0.8, f"the replay granted {share:.0%} of a 2x overload")
+
+        return Timed(run, len(times) - 1, check)
 
     sizes = {"cy": settings.trace, "py": settings.pure_array}
     return [
@@ -224,7 +277,21 @@ def _async_with(make: Callable[[], object], batch: int) -> Callable[[], Timed]:
                 async with limiter:
                     pass
 
-        return Timed(lambda: loop.run_until_complete(body()), batch, close=loop.close)
+        async def counted() -> int:
+            entered = 0
+            for _ in range(batch):
+                async with limiter:
+                    entered += 1
+            return entered
+
+        def check() -> None:
+            started = time.perf_counter()
+            entered = loop.run_until_complete(asyncio.wait_for(counted(), 10.0))
+            expect(entered == batch, f"entered {entered} of {batch} times")
+            waited = time.perf_counter() - started
+            expect(waited < 5.0, f"{batch} entries took {waited:.1f}s: the limiter made them wait")
+
+        return Timed(lambda: loop.run_until_complete(body()), batch, check, close=loop.close)
 
     return setup
 

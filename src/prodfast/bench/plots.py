@@ -19,10 +19,10 @@ from .runner import FLOOR, PEER, PRODFAST, Missing, Report, Result
 ROLE_COLORS = {FLOOR: "#9e9e9e", PEER: "#4c78a8", PRODFAST: "#f58518"}
 PURE_COLOR = "#fdc086"  # prodfast's pure-Python twin
 BAR_KEY = (
-    (PRODFAST, ROLE_COLORS[PRODFAST], "prodfast, compiled core"),
-    (PRODFAST, PURE_COLOR, "prodfast, pure-Python twin [py]"),
+    (PRODFAST, ROLE_COLORS[PRODFAST], "prodfast: compiled core [cy], or code the same on both"),
+    (PRODFAST, PURE_COLOR, "prodfast: pure-Python twin [py]"),
     (PEER, ROLE_COLORS[PEER], "peer library"),
-    (FLOOR, ROLE_COLORS[FLOOR], "floor: the cheapest possible way (dict, bare clock call, numpy)"),
+    (FLOOR, ROLE_COLORS[FLOOR], "floor: the least the operation costs (dict, bare call, numpy, ...)"),
 )
 MARKERS = "osD^vP*Xh<>p"
 
@@ -122,7 +122,8 @@ def bars(
                 va="center",
                 fontsize=7,
             )
-        ax.set_xlim(right=max(r.ns_per_op for r in rs) * 4)
+        # every bar visible (a log axis starts where it likes), room for the labels on the right
+        ax.set_xlim(min(r.ns_per_op for r in rs) / 2, max(r.ns_per_op for r in rs) * 4)
     for ax in list(axes.flat)[len(operations) :]:
         ax.set_visible(False)
     shown = {(r.role, _bar_color(r)) for r in results}
@@ -134,44 +135,76 @@ def bars(
     return path
 
 
+def _family(operation: str) -> tuple[str, str]:
+    """("hit c[k]", "FIFO") for "hit c[k] · FIFO"; the family of a bare operation is ""."""
+    base, _, family = operation.partition(" · ")
+    return base, family
+
+
 def scaling(
     plt, results: list[Result], title: str, path: str, env: dict[str, object] | None = None
 ) -> str:
-    """One panel per operation: ns/op against N, log-log, one line per contender (its own
-    colour and marker; dashed black: the floor, dotted: the pure-Python twin, thick: prodfast)."""
-    per_op: dict[str, list[Result]] = defaultdict(list)
-    for r in results:
-        per_op[r.operation].append(r)
-    names = _contenders(results)
-    colors = _colors(plt, names)
-    markers = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
-    cols = min(3, len(per_op))
-    rows = -(-len(per_op) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
-    for ax, (op, rs) in zip(axes.flat, per_op.items(), strict=False):
-        for name in names:
-            mine = sorted((r for r in rs if r.contender == name), key=lambda r: r.n)
-            if mine:
-                style = {"color": colors[name], **_style(mine[0])}
-                xs, ys = [r.n for r in mine], [r.ns_per_op for r in mine]
-                ax.plot(xs, ys, marker=markers[name], markersize=4, label=name, **style)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(op, fontsize=10)
-        ax.set_xlabel("N (entries)")
-        ax.set_ylabel("median ns/op")
-        ax.grid(which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(per_op) :]:
-        ax.set_visible(False)
-    legend: dict[str, object] = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(label, handle)
-    labels = [name for name in names if name in legend]
-    handles = [legend[name] for name in labels]
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.02))
-    rows_of_key = -(-len(labels) // 4)
-    _finish(fig, title, env, path, min(0.4, (0.4 + 0.22 * rows_of_key) / fig.get_figheight()))
+    """ns/op against N, log-log: one row of panels per family of contenders (the caches: one
+    per policy), one panel per operation, one line per contender with its own colour and
+    marker, keyed at the end of its row (dashed black: the floor, dotted: the pure-Python
+    twin, thick: prodfast's compiled core)."""
+    from matplotlib.ticker import NullFormatter
+
+    families = list(dict.fromkeys(_family(r.operation)[1] for r in results))
+    bases = list(dict.fromkeys(_family(r.operation)[0] for r in results))
+    cols = len(bases)
+    fig, axes = plt.subplots(
+        len(families), cols, figsize=(3.6 * cols + 3.2, 3.1 * len(families)), squeeze=False
+    )
+    for row, family in zip(axes, families, strict=True):
+        mine = [r for r in results if _family(r.operation)[1] == family]
+        names = _contenders(mine)
+        cmap = plt.get_cmap("tab10")
+        colors = {name: cmap(i % 10) for i, name in enumerate(n for n in names)}
+        markers = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
+        for ax, base in zip(row, bases, strict=True):
+            op = f"{base} · {family}" if family else base
+            rs = [r for r in mine if r.operation == op]
+            if not rs:
+                ax.set_visible(False)
+                continue
+            for name in names:
+                line = sorted((r for r in rs if r.contender == name), key=lambda r: r.n)
+                if line:
+                    style = {"color": colors[name], **_style(line[0])}
+                    if line[0].role == FLOOR:
+                        style["color"] = "black"
+                    ax.plot(
+                        [r.n for r in line],
+                        [r.ns_per_op for r in line],
+                        marker=markers[name],
+                        markersize=4,
+                        label=name,
+                        **style,
+                    )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # minor labels would overlap
+            ax.set_title(op, fontsize=9)
+            ax.set_xlabel("N (entries)", fontsize=8)
+            ax.set_ylabel(f"median ns per {rs[0].unit}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(which="both", alpha=0.3)
+        handles: dict[str, object] = {}
+        for ax in row:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        labels = [n for n in names if n in handles]
+        shown = [ax for ax in row if ax.get_visible()]
+        shown[-1].legend(
+            [handles[n] for n in labels],
+            labels,
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.03, 1.0),
+            borderaxespad=0.0,
+        )
+    _finish(fig, title, env, path, 0.35 / fig.get_figheight())
     plt.close(fig)
     return path
 

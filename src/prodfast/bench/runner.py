@@ -14,7 +14,14 @@ it are fair. The cyclic garbage collector is switched off inside the rounds and 
 them, so that no contender pays for another's garbage.
 
 A contender whose library is not installed, or a prodfast class that does not exist yet,
-raises :class:`Missing` from its setup: the runner skips it and keeps a note.
+raises :class:`Missing` from its setup: the runner skips it and keeps a note (an area that needs
+a redis-server it cannot find raises :class:`NoServer`, a kind of Missing).
+
+Every ``Timed`` carries a ``check()``: after the first (untimed) run, it verifies that the
+contender did the work it is timed for (a hit returned the value, a limiter granted, a peer
+counted every value), and raises :class:`CheckFailed` otherwise. ``python -m prodfast.bench``
+and the pytest-benchmark wrappers in ``bench/`` both run it before timing, so that a figure
+never comes from a contender that silently did something else.
 """
 
 from __future__ import annotations
@@ -38,13 +45,37 @@ class Missing(Exception):
     """A contender cannot run here (library not installed, class not available)."""
 
 
+class NoServer(Missing):
+    """A contender needs a server (redis-server) that cannot be found or started here."""
+
+
+class CheckFailed(AssertionError):
+    """A contender's first run did not do the work it is timed for."""
+
+
+def expect(condition: object, message: str) -> None:
+    """Raise :class:`CheckFailed` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
 @dataclass(frozen=True)
 class Timed:
-    """What one setup returns: ``run()`` performs ``ops`` operations of the measured kind."""
+    """What one setup returns: ``run()`` performs ``ops`` operations of the measured kind;
+    ``check()``, called once after the first run, raises :class:`CheckFailed` unless that run
+    did the work (required: a case that checks nothing cannot fail)."""
 
     run: Callable[[], object]
     ops: int
+    check: Callable[[], object] | None = None
     close: Callable[[], object] | None = None  # called once timing is over
+
+    def first_run(self) -> None:
+        """The warm-up run and its check (both harnesses call this before timing)."""
+        if self.check is None:
+            raise CheckFailed("this case has no check()")
+        self.run()
+        self.check()
 
 
 @dataclass(frozen=True)
@@ -99,13 +130,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Skip:
-    """A contender that did not run for one operation, and why."""
+    """A contender that did not run for one operation, and why (``reason_is_missing``: it
+    cannot run here; otherwise it failed its check or raised, which is a bug)."""
 
     area: str
     operation: str
     n: int | None
     contender: str
     reason: str
+    reason_is_missing: bool = False
 
 
 @dataclass
@@ -129,21 +162,26 @@ class Report:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, CheckFailed):
+        return f"failed its check: {text}"
     return text if isinstance(exc, Missing) else f"{type(exc).__name__}: {text}"
 
 
 def _prepare(group: Group, skips: list[Skip]) -> list[tuple[Case, Timed]]:
-    """Set up every case and run each once (a warm-up, and a check that it works)."""
+    """Set up every case and run each once (a warm-up), then its check."""
     ready = []
     for case in group.cases:
         timed = None
         try:
             timed = case.setup()
-            timed.run()
+            timed.first_run()
         except Exception as exc:  # a contender that cannot run is skipped, never fatal
             if timed is not None:
                 _close(timed)
-            skips.append(Skip(group.area, group.operation, group.n, case.contender, _describe(exc)))
+            missing = isinstance(exc, Missing)
+            skips.append(
+                Skip(group.area, group.operation, group.n, case.contender, _describe(exc), missing)
+            )
             continue
         ready.append((case, timed))
     return ready
@@ -352,6 +390,19 @@ class Settings:
     @classmethod
     def full(cls) -> Settings:
         return cls()
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        """The least that runs every case once (``pytest bench --benchmark-disable``)."""
+        return cls(
+            sizes=(1_000,),
+            batch=100,
+            array=20_000,
+            pure_array=2_000,
+            trace=2_000,
+            window_fill=200,
+            budget=Budget(min_rounds=1, max_rounds=1, seconds=0.0),
+        )
 
     @classmethod
     def quick(cls) -> Settings:

@@ -20,9 +20,11 @@ from .runner import (
     PRODFAST,
     Case,
     Group,
+    Missing,
     Settings,
     Timed,
     call_each,
+    expect,
     require,
 )
 
@@ -34,40 +36,60 @@ def _latencies(size: int) -> np.ndarray:
     return np.random.default_rng(11).lognormal(mean=-3.0, sigma=0.8, size=size)
 
 
-def _pushes(make: Callable[[], Callable[[float], object]], values: list[float]):
-    """A setup timing ``fn(x)`` over the prepared values, ``fn = make()``."""
+Counted = Callable[[], float]  # how many values the contender has taken in
+
+
+def _pushes(make: Callable[[], tuple[Callable[[float], object], Counted]], values: list[float]):
+    """A setup timing ``fn(x)`` over the prepared values, ``fn, count = make()``; the check
+    wants ``count()`` to say every value of the first run was taken in."""
 
     def setup() -> Timed:
-        return Timed(call_each(make(), values), len(values))
+        push, count = make()
+
+        def check() -> None:
+            taken = count()
+            expect(taken == len(values), f"counted {taken} values after a run of {len(values)}")
+
+        return Timed(call_each(push, values), len(values), check)
 
     return setup
 
 
 def _floor_append():
     kept: list[float] = []
-    return kept.append
+    return kept.append, lambda: len(kept)
 
 
 def _prodfast(module: str, cls_name: str, *args):
-    return lambda: require(module, cls_name)(*args).push
+    def make():
+        stat = require(module, cls_name)(*args)
+        if cls_name == "LatencySummary":
+            return stat.push, lambda: stat.snapshot()["count"]
+        return stat.push, lambda: stat.count
+
+    return make
 
 
 def _runstats():
-    return require("runstats", "Statistics")().push
+    s = require("runstats", "Statistics")()
+    return s.push, lambda: len(s)
 
 
 def _prometheus():
     prom = require("prometheus_client", dist="prometheus-client")
-    summary = prom.Summary("bench_latency_seconds", "latency", registry=prom.CollectorRegistry())
-    return summary.observe
+    registry = prom.CollectorRegistry()
+    summary = prom.Summary("bench_latency_seconds", "latency", registry=registry)
+    return summary.observe, lambda: registry.get_sample_value("bench_latency_seconds_count")
 
 
 def _ddsketch():
-    return require("ddsketch", "DDSketch")().add
+    sk = require("ddsketch", "DDSketch")()
+    return sk.add, lambda: sk.count
 
 
 def _tdigest():
-    return require("fastdigest", "TDigest")().update
+    td = require("fastdigest", "TDigest")()
+    return td.update, lambda: td.n_values
 
 
 def push_groups(settings: Settings) -> Iterator[Group]:
@@ -125,24 +147,54 @@ def push_groups(settings: Settings) -> Iterator[Group]:
     )
 
 
-def _batch(run_on: Callable[[], Callable[[np.ndarray], object]], arr: np.ndarray):
+def _batch(run_on: Callable[[], tuple[Callable[[np.ndarray], object], Counted]], arr: np.ndarray):
+    """A setup timing ``fn(arr)``; the check wants ``count()`` to be ``len(arr)`` after it."""
+
     def setup() -> Timed:
-        fn = run_on()
-        return Timed(lambda: fn(arr), len(arr))
+        fn, count = run_on()
+
+        def check() -> None:
+            taken = count()
+            expect(taken == len(arr), f"counted {taken} values after a batch of {len(arr)}")
+
+        return Timed(lambda: fn(arr), len(arr), check)
 
     return setup
 
 
+def _numpy(fn: Callable[[np.ndarray], object]):
+    """A numpy floor: ``fn(arr)``, its last result kept so the check can see its size."""
+
+    def make():
+        last: list[object] = []
+
+        def run(a: np.ndarray) -> None:
+            last[:] = [fn(a), len(a)]
+
+        return run, lambda: last[1] if last else 0
+
+    return make
+
+
 def _numpy_mean_var():
-    return lambda a: (a.mean(), a.var())
+    return _numpy(lambda a: (a.mean(), a.var()))()
 
 
 def _numpy_percentiles():
-    return lambda a: np.percentile(a, [50, 95, 99])
+    return _numpy(lambda a: np.percentile(a, [50, 95, 99]))()
 
 
 def _tdigest_batch():
-    return require("fastdigest", "TDigest")().batch_update
+    td = require("fastdigest", "TDigest")()
+    return td.batch_update, lambda: td.n_values
+
+
+def _push_many(module: str, cls_name: str, *args):
+    def make():
+        stat = require(module, cls_name)(*args)
+        return stat.push_many, lambda: stat.count
+
+    return make
 
 
 def batch_groups(settings: Settings) -> Iterator[Group]:
@@ -154,7 +206,7 @@ def batch_groups(settings: Settings) -> Iterator[Group]:
             Case(
                 f"prodfast {cls_name}.push_many [{tag}]",
                 PRODFAST,
-                _batch(lambda m=module: require(m, cls_name)(*args).push_many, short[tag]),
+                _batch(_push_many(module, cls_name, *args), short[tag]),
             )
             for tag, module in BACKENDS
         ]
@@ -191,14 +243,26 @@ def _merges(build: Callable[[np.ndarray], tuple[object, object]], merge_name: st
     def setup() -> Timed:
         a, b = build(values)
         merge = getattr(a, merge_name)
+        count_a, count_b = _count(a), _count(b)
 
         def run() -> None:
             for _ in range(MERGES):
                 merge(b)
 
-        return Timed(run, MERGES)
+        def check() -> None:
+            want = count_a + MERGES * count_b
+            expect(_count(a) == want, f"merged sketch counts {_count(a)} values, not {want}")
+
+        return Timed(run, MERGES, check)
 
     return setup
+
+
+def _count(sketch) -> float:
+    for attr in ("count", "n_values"):
+        if hasattr(sketch, attr):
+            return getattr(sketch, attr)
+    raise Missing(f"{type(sketch).__name__} has no count")
 
 
 def _prodfast_pair(module: str):
