@@ -13,6 +13,7 @@ import importlib
 import pytest
 
 CYTHON_BACKEND = pytest.mark.cython_backend
+PYTHON_BACKEND = pytest.mark.python_backend
 
 
 def pytest_addoption(parser):
@@ -26,6 +27,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cython_backend: runs against prodfast._core")
+    # the wheels' test-command (pyproject.toml) leaves these out: no wheel changes the twin
+    config.addinivalue_line("markers", "python_backend: runs against prodfast._core_py")
 
 
 def pytest_report_header(config):
@@ -52,7 +55,7 @@ def pytest_collection_modifyitems(config, items):
     scope="session",
     params=[
         pytest.param("prodfast._core", id="cy", marks=CYTHON_BACKEND),
-        pytest.param("prodfast._core_py", id="py"),
+        pytest.param("prodfast._core_py", id="py", marks=PYTHON_BACKEND),
     ],
 )
 def core(request):

@@ -61,6 +61,21 @@ def test_compiled_core_is_default_in_a_fresh_process():
 
 
 def test_every_public_name_is_exported():
-    for name in prodfast.__all__:
-        assert hasattr(prodfast, name), name
-    assert len(set(prodfast.__all__)) == len(prodfast.__all__)
+    # `from prodfast import *` gives exactly __all__, each name the object it stands for: the
+    # active backend's class, or the Python layer's own function, class or module of that name
+    namespace: dict = {}
+    exec("from prodfast import *", namespace)
+    namespace.pop("__builtins__")
+    assert sorted(namespace) == sorted(set(prodfast.__all__)) and len(namespace) == len(prodfast.__all__)
+    impl = prodfast.impl
+    for name, value in namespace.items():
+        if name in ("BACKEND", "BACKEND_ERROR"):
+            continue
+        if name == "Reservation":
+            assert value is impl._Reservation
+        elif hasattr(impl, name):
+            assert value is getattr(impl, name), name
+        elif name == "keys":
+            assert value is sys.modules["prodfast.keys"]
+        else:
+            assert value.__name__ == name and value.__module__.startswith("prodfast."), name

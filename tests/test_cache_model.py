@@ -7,10 +7,13 @@ cache's ``_check()`` must pass and everything observable must equal the model.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import os
+import pickle
 import random
+import types
 
 import pytest
 from hypothesis import settings
@@ -487,8 +490,17 @@ def test_same_public_surface(name):
     cy = getattr(importlib.import_module("prodfast._core"), name)
     py = getattr(importlib.import_module("prodfast._core_py"), name)
     assert _public(cy) == _public(py)
-    for attr in ("_check", "__reduce__", "__setstate__", "__class_getitem__", "__copy__"):
-        assert hasattr(cy, attr) and hasattr(py, attr), attr
+    # the private protocol both twins keep: _check, pickling, copying, subscripting
+    for module in (importlib.import_module("prodfast._core"), importlib.import_module("prodfast._core_py")):
+        c = make_cache(module, name, 4, FakeClock(), False, None)
+        for k in range(6):
+            c[k] = k * 10
+        assert c._check() is None
+        for again in (copy.copy(c), pickle.loads(pickle.dumps(c))):
+            assert type(again) is type(c) and list(again.items()) == list(c.items()), name
+            assert again._check() is None
+        alias = getattr(module, name)[int, int]
+        assert isinstance(alias, types.GenericAlias) and alias.__origin__ is getattr(module, name)
 
 
 BAD_CALLS = [

@@ -196,8 +196,32 @@ def test_twins_agree_on_reservation_api():
     py = importlib.import_module("prodfast._core_py")
     public = sorted(n for n in dir(py._Reservation) if not n.startswith("_"))
     assert public == sorted(n for n in dir(cy._Reservation) if not n.startswith("_"))
-    for name in ("settle", "cancel", "__enter__", "__exit__", "__aenter__", "__aexit__"):
-        assert callable(getattr(cy._Reservation, name)), name
+
+
+    def walk(module):
+        # the reservation protocol, end to end: with, async with, settle, cancel
+        b = module.TokenBucket(1.0, 10.0, clock=FakeClock())
+        seen = []
+        with b.reserve(4) as r:
+            seen.append((type(r) is module._Reservation, b.stats()["tokens"], r.settled))
+            r.settle(1)
+        seen.append((r.settled, b.stats()["tokens"]))
+        with b.reserve(2) as kept:  # left unsettled: the estimate stays taken
+            pass
+        seen.append((kept.settled, b.stats()["tokens"]))
+
+        async def held():
+            async with b.reserve(3) as r:
+                seen.append((type(r) is module._Reservation, b.stats()["tokens"]))
+                r.cancel()
+            seen.append((r.settled, b.stats()["tokens"]))
+
+        asyncio.run(held())
+        return seen
+
+    assert walk(cy) == walk(py) == [
+        (True, 6.0, False), (True, 9.0), (True, 7.0), (True, 4.0), (True, 7.0),
+    ]
 
 
 ops = st.lists(

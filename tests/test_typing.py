@@ -1,6 +1,7 @@
 """What a type checker makes of prodfast: tests/typing/usage.py type-checks cleanly under
 ``mypy --strict`` and pyright, and every line of tests/typing/mistakes.py marked ``# mistake``
-(and no other) is an error for both. usage.py also runs, on both backends.
+(and no other) is an error for both. usage.py also runs, on both backends, with warnings as
+errors, and uses every public name of prodfast and of its public subpackages.
 
 The types come from _core.pyi whichever backend is active, so this runs once, in the leg with
 the compiled core (the cython_backend marker).
@@ -8,6 +9,8 @@ the compiled core (the cython_backend marker).
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import re
@@ -23,6 +26,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TYPING = Path(__file__).resolve().parent / "typing"
 USAGE = TYPING / "usage.py"
 MISTAKES = TYPING / "mistakes.py"
+
+
+# The public modules a user imports from, each with its __all__; usage.py must use every name.
+PUBLIC_MODULES = (
+    "prodfast",
+    "prodfast.keys",
+    "prodfast.limiters",
+    "prodfast.decorators",
+    "prodfast.monitor",
+    "prodfast.callbacks",
+    "prodfast.redis",
+    "prodfast.integrations.prometheus",
+    "prodfast.integrations.otel",
+    "prodfast.integrations.langchain",
+    "prodfast.compat.cachetools",
+    "prodfast.compat.cachetools.keys",
+    "prodfast.compat.cachetools.func",
+)
 
 
 def _marked(path: Path) -> set[int]:
@@ -64,8 +85,60 @@ def pyright_errors() -> dict[Path, set[int]]:
     return errors
 
 
+UNKNOWN = object()
+
+
+def _used_objects(path: Path) -> list[object]:
+    """The objects of prodfast that ``path`` uses: every name or dotted attribute read outside
+    the import statements, resolved through those imports to what it is at run time."""
+    tree = ast.parse(path.read_text())
+    bound: dict[str, object] = {}  # local name -> the module or object it was imported as
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    bound[alias.asname] = importlib.import_module(alias.name)
+                else:
+                    top = alias.name.split(".")[0]
+                    bound[top] = importlib.import_module(top)
+                    importlib.import_module(alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                value = getattr(module, alias.name, None)
+                if value is None:
+                    value = importlib.import_module(f"{node.module}.{alias.name}")
+                bound[alias.asname or alias.name] = value
+
+    def resolve(expr: ast.expr) -> object:
+        if isinstance(expr, ast.Name):
+            return bound.get(expr.id, UNKNOWN)
+        if isinstance(expr, ast.Attribute):
+            base = resolve(expr.value)
+            return UNKNOWN if base is UNKNOWN else getattr(base, expr.attr, UNKNOWN)
+        return UNKNOWN
+
+    used = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+            value = resolve(node)
+            if value is not UNKNOWN:
+                used.append(value)
+    return used
+
+
+def test_usage_uses_every_public_name():
+    used = {id(value) for value in _used_objects(USAGE)}
+    unused = []
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert module.__all__, name
+        unused += [f"{name}.{n}" for n in module.__all__ if id(getattr(module, n)) not in used]
+    assert unused == [], "not used in tests/typing/usage.py"
+
+
 def test_mistakes_file_marks_mistakes():
-    assert len(_marked(MISTAKES)) >= 15
+    assert len(_marked(MISTAKES)) >= 40
 
 
 def test_usage_passes_mypy_strict(mypy_errors):
@@ -89,6 +162,6 @@ def test_usage_runs(pure):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRODFAST_")}
     env["PRODFAST_PURE_PYTHON"] = pure
     done = subprocess.run(
-        [sys.executable, str(USAGE)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-W", "error", str(USAGE)], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr

@@ -1,15 +1,18 @@
 """Packaging: the sdist and the wheel that `python -m build` makes, and the wheel at work.
 
 The sdist must carry the Cython sources but no generated C; the wheel, built from that sdist
-with the extension required, must contain the compiled core. The wheel is then installed
-into a fresh virtual environment and a representative part of the suite runs against the
-installed package from a directory outside the source tree, so nothing can be imported
-from src/ by accident.
+with the extension required, must contain the compiled core. The wheel is then tested as
+cibuildwheel tests each wheel it builds, following [tool.cibuildwheel] in pyproject.toml: installed
+into a fresh virtual environment with its test extras and requirements, the configured
+test-command runs the suite against it from a directory outside the source tree, so nothing can
+be imported from src/ by accident. cibuildwheel itself lists the wheels it would build for
+Linux, macOS and Windows (building them needs Docker, a Mac and a Windows machine).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,50 +22,32 @@ from pathlib import Path
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Deselected by --no-cython with the rest of the compiled-core tests: the wheel's point is the
 # compiled module, and the pure-Python leg of the suite need not build it twice.
 pytestmark = [pytest.mark.cython_backend, pytest.mark.timeout(400)]
 
-# The suite run against the installed wheel: the behaviour tests of each compiled area
-# (caches, limiters, statistics, the sketch), the parity of every compiled class with its twin,
-# backend selection, and the cimport of the installed _core.pxd, without the pure-Python twin's
-# cases, which the wheel does not change (the plugin below deselects those). The rest (model,
-# thread and property runs, integrations, Redis) needs nothing from a wheel that these do not
-# already show, and runs in the main suite.
-SAMPLE = (
-    "test_backend.py",
-    "test_parity.py",
-    "test_cache.py",
-    "test_ratelimit.py",
-    "test_stats.py",
-    "test_sketch.py",
-    "test_cimport.py",
-)
-# What those tests import besides prodfast: the test tools, the libraries they compare with,
-# and Cython with setuptools to build a module that cimports the installed _core.pxd.
-REQUIREMENTS = (
-    "pytest",
-    "hypothesis",
-    "numpy",
-    "pytest-asyncio",
-    "pytest-timeout",
-    "cachetools",
-    "aiolimiter",
-    "Cython>=3.1,<4",
-    "setuptools",
-)
-SAMPLE_PLUGIN = """
-def pytest_collection_modifyitems(config, items):
-    def pure(item):
-        spec = getattr(item, "callspec", None)
-        return spec is not None and spec.params.get("core") == "prodfast._core_py"
+# The wheel's tests are cibuildwheel's: the [tool.cibuildwheel] table of pyproject.toml says what
+# to install (test-extras, test-requires), what to copy (test-sources) and what to run
+# (test-command), and test_installed_wheel_passes_the_suite does exactly that, so the command CI
+# runs on every wheel is the one this test runs here.
+with open(ROOT / "pyproject.toml", "rb") as _f:
+    CIBW = tomllib.load(_f)["tool"]["cibuildwheel"]
 
-    dropped = [item for item in items if pure(item)]
-    config.hook.pytest_deselected(items=dropped)
-    items[:] = [item for item in items if not pure(item)]
-"""
+# What cibuildwheel builds for each platform (CPython 3.10 to 3.14, 64-bit; the free-threaded
+# builds are not declared compatible, see the README).
+PYTHONS = ("cp310", "cp311", "cp312", "cp313", "cp314")
+EXPECTED_IDENTIFIERS = {
+    "linux": [f"{py}-{tag}" for tag in ("manylinux_x86_64", "musllinux_x86_64") for py in PYTHONS],
+    "macos": [f"{py}-{tag}" for py in PYTHONS for tag in ("macosx_x86_64", "macosx_arm64")],
+    "windows": [f"{py}-win_amd64" for py in PYTHONS],
+}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -144,23 +129,28 @@ def _venv_python(venv: Path) -> Path:
 
 
 def test_installed_wheel_passes_the_suite(dists, tmp_path):
+    """cibuildwheel's test step, as configured, against the wheel in a fresh virtualenv."""
     _, wheel = dists
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=_env())
     python = _venv_python(venv)
-    _run(python, "-m", "pip", "install", "--quiet", wheel, *REQUIREMENTS, cwd=tmp_path, env=_env())
+    extras = ",".join(CIBW.get("test-extras", []))
+    _run(
+        python, "-m", "pip", "install", "--quiet", f"{wheel}[{extras}]" if extras else wheel,
+        *CIBW["test-requires"], cwd=tmp_path, env=_env(),
+    )  # fmt: skip
 
-    # The suite without the source tree: tests, the shared conftest and the pytest settings.
+    # cibuildwheel copies test-sources into an empty directory and runs the command there, so
+    # nothing can be imported from src/ by accident
     work = tmp_path / "work"
+    work.mkdir()
     skip = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.so", "*.c")
-    shutil.copytree(ROOT / "tests", work / "tests", ignore=skip)
-    files = sorted(
-        {f"tests/{p.name}" for pattern in SAMPLE for p in (work / "tests").glob(pattern)}
-    )
-    assert "tests/test_backend.py" in files
-    for name in ("conftest.py", "pyproject.toml"):
-        shutil.copy(ROOT / name, work / name)
-    env = _env(PRODFAST_REQUIRE_EXTENSION="1")
+    for source in CIBW["test-sources"]:
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, work / source, ignore=skip)
+        else:
+            shutil.copy(ROOT / source, work / source)
+    env = _env(**CIBW["environment"])
 
     probe = _run(
         python,
@@ -173,19 +163,19 @@ def test_installed_wheel_passes_the_suite(dists, tmp_path):
     assert Path(probe[1]).resolve().is_relative_to(venv.resolve())
     assert not Path(probe[1]).resolve().is_relative_to(ROOT)
 
-    (work / "wheel_sample.py").write_text(SAMPLE_PLUGIN)
-    out = _run(
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "wheel_sample",
-        *files,
-        cwd=work,
-        env=env,
-        timeout=200,
-    )
+    command = shlex.split(CIBW["test-command"])
+    assert command[:3] == ["python", "-m", "pytest"] and "{" not in CIBW["test-command"]
+    out = _run(python, *command[1:], cwd=work, env=env, timeout=200)
     assert " passed" in out and " failed" not in out and " error" not in out
+
+
+@pytest.mark.parametrize("platform", sorted(EXPECTED_IDENTIFIERS))
+def test_cibuildwheel_builds_the_promised_wheels(platform):
+    """cibuildwheel, reading pyproject.toml, would build exactly these wheels on each platform
+    (it lists them without a Docker engine, a Mac or a Windows machine)."""
+    pytest.importorskip("cibuildwheel", reason="the test extra installs cibuildwheel")
+    out = _run(
+        sys.executable, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", platform,
+        ROOT, cwd=ROOT, env=_env(),
+    )  # fmt: skip
+    assert out.split() == EXPECTED_IDENTIFIERS[platform]

@@ -125,7 +125,7 @@ cdef object _sig_vectorcall(PyObject* t, const _sig_ref* args, size_t nargsf, Py
 # function object and, when the call raises TypeError, rewords it as for constructors (the
 # checker binds self and the arguments to the method of the twin of self's class: a function
 # that compiled classes share, as _CacheCore's, may be several twin methods). Methods made with
-# cython.binding(False) are called without that pointer and keep Cython's words.
+# cython.binding(False) are called without that pointer: see the trampolines below.
 
 DEF _SIG_MAX_METHODS = 1024   # a power of two, well above the number of methods
 
@@ -133,6 +133,7 @@ cdef struct _sig_method:
     PyObject* function          # borrowed: its class's dict holds it for good
     _sig_raw_vectorcallfunc vectorcall
     PyObject* name              # a strong reference, kept for the life of the process
+    bint of_class               # a classmethod's function: args[0] is the class, not self
 
 cdef _sig_method _sig_methods[_SIG_MAX_METHODS]
 cdef int _sig_method_count = 0
@@ -161,8 +162,9 @@ cdef int _sig_raise_for(_sig_method* m, const _sig_ref* args, size_t nargsf, PyO
         positional = tuple([<object>args[i] for i in range(1, n)])  # args[0] is self
         keywords = {names[i]: <object>args[n + i] for i in range(len(names))}
         if n:  # else an unbound call without self, refused by Cython before anything else
-            checker = _sig_method_checker(type(<object>args[0]), <object>m.name)
             try:
+                owner = <object>args[0] if m.of_class else type(<object>args[0])
+                checker = _sig_method_checker(owner, <object>m.name)
                 checker(<object>args[0], *positional, **keywords)
             except TypeError as error:
                 refusal = error
@@ -182,7 +184,7 @@ cdef object _sig_method_call(PyObject* f, const _sig_ref* args, size_t nargsf, P
     return result
 
 
-cdef _sig_register_method(object function, str name):
+cdef _sig_register_method(object function, str name, bint of_class):
     cdef PyObject* f = <PyObject*>function
     cdef _sig_Type* ft = <_sig_Type*>Py_TYPE(function)
     cdef _sig_raw_vectorcallfunc* slot
@@ -199,9 +201,145 @@ cdef _sig_register_method(object function, str name):
     i = _sig_home(f)
     while _sig_methods[i].function is not NULL:
         i = (i + 1) & (_SIG_MAX_METHODS - 1)
-    _sig_methods[i] = _sig_method(f, slot[0], <PyObject*>name)
+    _sig_methods[i] = _sig_method(f, slot[0], <PyObject*>name, of_class)
     _sig_method_count += 1
     slot[0] = <_sig_raw_vectorcallfunc>_sig_method_call
+
+
+# Methods made with cython.binding(False) (LRUCache.get: the hit path) are method descriptors
+# over a PyMethodDef, which the descriptor, the specialized CALL of 3.12+ and a bound method
+# object (`get = c.get`) all call through its ml_meth. That pointer is replaced by a trampoline
+# of its own (one C function per method, so no lookup): a call whose positional count fits and
+# that has no keywords cannot fail to bind, and jumps straight on to the original (a tail call:
+# the hit path gains a compare and a jump); any other call is checked on the way out, and a
+# TypeError is reworded as above.
+
+cdef extern from *:
+    """
+    typedef PyObject *(*prodfast_sig_fastkw)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+    typedef int (*prodfast_sig_reword_t)(PyObject *, PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+    static prodfast_sig_reword_t prodfast_sig_reword = NULL;
+
+    typedef struct {
+        prodfast_sig_fastkw original;
+        PyObject *name;         /* a strong reference, kept for the life of the process */
+        Py_ssize_t lo, hi;      /* the positional arguments (self not counted) that always bind */
+    } prodfast_sig_fast_slot;
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define PRODFAST_SIG_LIKELY(x) __builtin_expect(!!(x), 1)
+    #else
+    #define PRODFAST_SIG_LIKELY(x) (x)
+    #endif
+    #define PRODFAST_SIG_FAST_SLOTS 4
+    static prodfast_sig_fast_slot prodfast_sig_fast[PRODFAST_SIG_FAST_SLOTS];
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define PRODFAST_SIG_NOINLINE __attribute__((noinline))
+    #elif defined(_MSC_VER)
+    #define PRODFAST_SIG_NOINLINE __declspec(noinline)
+    #else
+    #define PRODFAST_SIG_NOINLINE
+    #endif
+
+    /* Out of line, so that the trampolines save no registers: both their exits are tail calls. */
+    static PRODFAST_SIG_NOINLINE PyObject *prodfast_sig_checked(
+            prodfast_sig_fast_slot *s, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames) {
+        PyObject *r = s->original(self, args, nargs, kwnames);
+        if (r == NULL && PyErr_ExceptionMatches(PyExc_TypeError))
+            prodfast_sig_reword(self, s->name, args, nargs, kwnames);
+        return r;
+    }
+
+    #define PRODFAST_SIG_TRAMPOLINE(i)                                                          \
+        static PyObject *prodfast_sig_trampoline_##i(                                           \
+                PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {   \
+            prodfast_sig_fast_slot *s = &prodfast_sig_fast[i];                                  \
+            if (PRODFAST_SIG_LIKELY(kwnames == NULL && nargs >= s->lo && nargs <= s->hi))       \
+                return s->original(self, args, nargs, NULL);                                    \
+            return prodfast_sig_checked(s, self, args, nargs, kwnames);                         \
+        }
+    PRODFAST_SIG_TRAMPOLINE(0)
+    PRODFAST_SIG_TRAMPOLINE(1)
+    PRODFAST_SIG_TRAMPOLINE(2)
+    PRODFAST_SIG_TRAMPOLINE(3)
+    static prodfast_sig_fastkw prodfast_sig_trampolines[PRODFAST_SIG_FAST_SLOTS] = {
+        prodfast_sig_trampoline_0, prodfast_sig_trampoline_1,
+        prodfast_sig_trampoline_2, prodfast_sig_trampoline_3,
+    };
+
+    /* 1: installed; 0: not a METH_FASTCALL|METH_KEYWORDS descriptor, or already done; -1: error */
+    static int prodfast_sig_install_fast(PyObject *descr, PyObject *name, Py_ssize_t lo, Py_ssize_t hi) {
+        PyMethodDef *def;
+        int i;
+        if (!PyObject_TypeCheck(descr, &PyMethodDescr_Type))
+            return 0;
+        def = ((PyMethodDescrObject *)descr)->d_method;
+        if ((def->ml_flags & (METH_FASTCALL | METH_KEYWORDS | METH_VARARGS | METH_NOARGS | METH_O))
+                != (METH_FASTCALL | METH_KEYWORDS))
+            return 0;
+        for (i = 0; i < PRODFAST_SIG_FAST_SLOTS; i++) {
+            if ((prodfast_sig_fastkw)(void (*)(void))def->ml_meth == prodfast_sig_trampolines[i])
+                return 0;
+        }
+        for (i = 0; i < PRODFAST_SIG_FAST_SLOTS && prodfast_sig_fast[i].original != NULL; i++);
+        if (i == PRODFAST_SIG_FAST_SLOTS) {
+            PyErr_SetString(PyExc_SystemError,
+                            "prodfast: raise PRODFAST_SIG_FAST_SLOTS in _signatures.pxi");
+            return -1;
+        }
+        Py_INCREF(name);
+        prodfast_sig_fast[i].original = (prodfast_sig_fastkw)(void (*)(void))def->ml_meth;
+        prodfast_sig_fast[i].name = name;
+        prodfast_sig_fast[i].lo = lo;
+        prodfast_sig_fast[i].hi = hi;
+        def->ml_meth = (PyCFunction)(void (*)(void))prodfast_sig_trampolines[i];
+        return 1;
+    }
+    """
+    ctypedef int (*_sig_reword_t)(PyObject*, PyObject*, const _sig_ref*, Py_ssize_t, PyObject*) except -1
+    _sig_reword_t _sig_reword_hook "prodfast_sig_reword"
+    int _sig_install_fast "prodfast_sig_install_fast" (object descr, object name, Py_ssize_t lo, Py_ssize_t hi) except -1
+
+
+cdef int _sig_fast_failed(PyObject* self, PyObject* name, const _sig_ref* args, Py_ssize_t nargs,
+                          PyObject* kwnames) except -1:
+    # Called with the method's TypeError set: raises it again, or the twin's refusal instead.
+    cdef Py_ssize_t i
+    cdef object refusal = None
+    try:
+        _sig_pending()
+    except TypeError:
+        names = <tuple>kwnames if kwnames is not NULL else ()
+        positional = tuple([<object>args[i] for i in range(nargs)])
+        keywords = {names[i]: <object>args[nargs + i] for i in range(len(names))}
+        checker = _sig_method_checker(type(<object>self), <object>name)
+        try:
+            checker(<object>self, *positional, **keywords)
+        except TypeError as error:
+            refusal = error
+        if refusal is None:
+            raise
+    refusal.__context__ = None
+    raise refusal.with_traceback(None)
+
+
+_sig_reword_hook = _sig_fast_failed
+
+
+cdef _sig_install_trampoline(object descriptor, str name, object twin_method):
+    # lo..hi: the positional counts that bind to the twin's method with no keywords
+    params = list(_sig_inspect.signature(twin_method).parameters.values())[1:]  # without self
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params):
+        lo, hi = 1, 0  # a required keyword: every call is checked on the way out
+    else:
+        lo = sum(1 for p in positional if p.default is p.empty)
+        hi = len(positional)
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            hi = PY_SSIZE_T_MAX
+    _sig_install_fast(descriptor, name, lo, hi)
 
 
 cdef _sig_register_methods(type cls, object twin):
@@ -209,10 +347,19 @@ cdef _sig_register_methods(type cls, object twin):
     # method two classes share is registered once.
     for name in dir(cls):
         function = _sig_inspect.getattr_static(cls, name)
-        if name.startswith("__") or type(function).__name__ != "cython_function_or_method":
+        if name.startswith("__"):
             continue
-        if _sig_inspect.isfunction(_sig_inspect.getattr_static(twin, name, None)):
-            _sig_register_method(function, name)
+        twin_method = _sig_inspect.getattr_static(twin, name, None)
+        of_class = isinstance(function, classmethod) and isinstance(twin_method, classmethod)
+        if of_class:
+            function, twin_method = function.__func__, twin_method.__func__
+        if not _sig_inspect.isfunction(twin_method):
+            continue
+        kind = type(function).__name__
+        if kind == "cython_function_or_method":
+            _sig_register_method(function, name, of_class)
+        elif kind == "method_descriptor":
+            _sig_install_trampoline(function, name, twin_method)
 
 
 cdef _sig_register(type cls, object twin):

@@ -102,10 +102,13 @@ def initializer(original: Callable[..., None], twin_init: Callable[..., None]) -
 @functools.cache
 def method_checker(cls: type, name: str) -> Callable[..., None]:
     """The checker of method ``name`` of the twin of ``cls`` (a compiled class or a Python
-    subclass of one): that of the first compiled class in its MRO that has a twin."""
+    subclass of one): that of the first compiled class in its MRO that has a twin. It takes
+    ``self`` (a classmethod's: the class) first."""
     twins = importlib.import_module("prodfast._core_py")
     for klass in cls.__mro__:
         twin = getattr(twins, klass.__name__, None) if klass.__module__ == "prodfast._core" else None
         if twin is not None:
-            return argument_checker(getattr(twin, name))
+            function = inspect.getattr_static(twin, name)
+            # a classmethod's checker takes the class first, as its function does
+            return argument_checker(getattr(function, "__func__", function))
     raise LookupError(f"no twin for {cls!r}")

@@ -79,6 +79,15 @@ if TYPE_CHECKING:  # what type checkers see of the wrappers (the runtime classes
         @overload
         def __get__(self, obj: None, objtype: type[_S] | None = None) -> Callable[Concatenate[_S, _P], _R]: ...
         @overload
+        def __get__(self, obj: _S, objtype: type[_S] | None = None) -> CachedFunction[_P, _R]: ...
+        def __get__(self, obj: _S | None, objtype: type[_S] | None = None) -> Any: ...
+
+    class CachedMethodInfo(CachedMethod[_S, _P, _R]):
+        """What ``@cachedmethod(..., info=True)`` puts in the class: bound, with cache_info()."""
+
+        @overload  # type: ignore[override]
+        def __get__(self, obj: None, objtype: type[_S] | None = None) -> Callable[Concatenate[_S, _P], _R]: ...
+        @overload
         def __get__(self, obj: _S, objtype: type[_S] | None = None) -> CachedFunctionInfo[_P, _R]: ...
         def __get__(self, obj: _S | None, objtype: type[_S] | None = None) -> Any: ...
 
@@ -802,13 +811,24 @@ class _Unbound:
 _NO_RECEIVER = object()
 
 
+@overload
 def cachedmethod(
     cache: Callable[[Any], MutableMapping[Any, Any]],
-    key: Callable[..., Hashable] = methodkey,
+    key: Callable[..., Hashable] = ...,
     lock: Callable[[Any], AbstractContextManager[Any]] | None = None,
     condition: Callable[[Any], Any] | None = None,
-    info: bool = False,
-) -> Callable[[Callable[Concatenate[_S, _P], _R]], CachedMethod[_S, _P, _R]]:
+    info: Literal[False] = False,
+) -> Callable[[Callable[Concatenate[_S, _P], _R]], CachedMethod[_S, _P, _R]]: ...
+@overload
+def cachedmethod(
+    cache: Callable[[Any], MutableMapping[Any, Any]],
+    key: Callable[..., Hashable] = ...,
+    lock: Callable[[Any], AbstractContextManager[Any]] | None = None,
+    condition: Callable[[Any], Any] | None = None,
+    *,
+    info: Literal[True],
+) -> Callable[[Callable[Concatenate[_S, _P], _R]], CachedMethodInfo[_S, _P, _R]]: ...
+def cachedmethod(cache, key=methodkey, lock=None, condition=None, info=False):
     """Decorator: memoize a method's results (cachetools 8's ``cachedmethod``).
 
     ``cache(self)`` returns the cache to use (looked up at every call), ``key(self, *args,

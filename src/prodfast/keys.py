@@ -9,6 +9,9 @@ out the first positional argument (``self``). Keys are plain tuples laid out as 
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any
+
 __all__ = ["hashkey", "methodkey", "typedkey", "typedmethodkey"]
 
 
@@ -25,21 +28,21 @@ class _KeywordMark(tuple):
 _kwmark = (_KeywordMark,)
 
 
-def hashkey(*args, **kwargs):
+def hashkey(*args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
     """The cache key of a call with these (hashable) arguments."""
     if kwargs:
         return args + _kwmark + tuple(sorted(kwargs.items()))
     return args
 
 
-def methodkey(self, /, *args, **kwargs):
+def methodkey(self: Any, /, *args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
     """The cache key of a method call: ``hashkey`` of the arguments after ``self``."""
     if kwargs:
         return args + _kwmark + tuple(sorted(kwargs.items()))
     return args
 
 
-def typedkey(*args, **kwargs):
+def typedkey(*args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
     """``hashkey`` plus the type of every argument: ``f(1)`` and ``f(1.0)`` differ."""
     if kwargs:
         items = tuple(sorted(kwargs.items()))
@@ -47,7 +50,7 @@ def typedkey(*args, **kwargs):
     return args + tuple(map(type, args))
 
 
-def typedmethodkey(self, /, *args, **kwargs):
+def typedmethodkey(self: Any, /, *args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
     """``typedkey`` of the arguments after ``self``."""
     if kwargs:
         items = tuple(sorted(kwargs.items()))

@@ -27,6 +27,7 @@ import warnings
 from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
 from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._limiter_protocol import ASYNC, BOTH, SYNC, RateLimitError, check_limiter, limiter_kind
 from ._ratelimit_py import (
@@ -43,6 +44,19 @@ from ._ratelimit_py import (
 )
 from ._rl_checks import check_block
 from ._rl_headers import check_resource, read_observation
+
+if TYPE_CHECKING:  # the types the annotations below name
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+    from types import TracebackType
+
+    from typing_extensions import ParamSpec, Self
+
+    from ._rl_headers import ProviderReport
+
+    _P = ParamSpec("_P")
+    _Costs = float | Sequence[float]  # one per member, or one number used for each
+
+_R = TypeVar("_R")
 
 __all__ = [
     "RateLimitError",
@@ -91,7 +105,12 @@ def parse_rate(text: str) -> tuple[int | float, float]:
 # ---- rate_limit decorator -------------------------------------------------------------------
 
 
-def rate_limit(limiter, *, cost=1, block=True):
+def rate_limit(
+    limiter: Any,
+    *,
+    cost: float | Sequence[float] | Callable[..., float | Sequence[float]] = 1,
+    block: bool = True,
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Decorate a sync or async function so each call first acquires ``cost`` from ``limiter``
     (any limiter of the protocol: in-memory, Redis sync or async, or a LimiterGroup).
 
@@ -113,7 +132,7 @@ def rate_limit(limiter, *, cost=1, block=True):
         limiter._check(cost)
     sync_waits = kind != ASYNC
 
-    def decorate(func):
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
         is_async = inspect.iscoroutinefunction(func)
         check_limiter(limiter, sync=not is_async, asynchronous=is_async)
 
@@ -133,7 +152,7 @@ def rate_limit(limiter, *, cost=1, block=True):
                     raise RateLimitError(retry_after=wait)
                 return await func(*args, **kwargs)
 
-            return async_wrapper
+            return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -171,7 +190,9 @@ class LimiterGroup:
     each member's budget, and a 429's retry time to every member.
     """
 
-    def __new__(cls, limiters=(), *, resources=None):
+    def __new__(
+        cls, limiters: Iterable[Any] = (), *, resources: Iterable[str | None] | None = None
+    ) -> Self:
         if cls is LimiterGroup:
             members = list(limiters)
             engine = getattr(members[0], "_rl_group_engine", None) if members else None
@@ -182,7 +203,9 @@ class LimiterGroup:
         group._given = limiters  # so __init__ sees the same members when given an iterator
         return group
 
-    def __init__(self, limiters=(), *, resources=None) -> None:
+    def __init__(
+        self, limiters: Iterable[Any] = (), *, resources: Iterable[str | None] | None = None
+    ) -> None:
         members = list(self.__dict__.pop("_given", limiters))
         if not members:
             raise ValueError("limiters must contain at least one limiter")
@@ -225,11 +248,11 @@ class LimiterGroup:
         self._allowed = self._denied = 0
 
     @property
-    def limiters(self) -> tuple:
+    def limiters(self) -> tuple[Any, ...]:
         return self._members
 
     @property
-    def resources(self):
+    def resources(self) -> tuple[str | None, ...] | None:
         return self._resources
 
     def __len__(self) -> int:
@@ -305,37 +328,39 @@ class LimiterGroup:
                 check_resource(r, "resources")
         return read_observation(headers, resources, status)
 
-    def try_acquire(self, costs=1) -> bool:
+    def try_acquire(self, costs: _Costs = 1) -> bool:
         """Grant every limiter its cost now, or none of them; never blocks."""
         cs = self._check(costs)
         granted = type(self._take(cs)) is not float
         self._note(granted)
         return granted
 
-    def wait_time(self, costs=1) -> float:
+    def wait_time(self, costs: _Costs = 1) -> float:
         """Seconds until every limiter would grant its cost (the longest of their waits)."""
         cs = self._check(costs)
         return max(m.wait_time(c) for m, c in zip(self._members, cs, strict=True))
 
-    def acquire(self, costs=1, timeout=None) -> bool:
+    def acquire(self, costs: _Costs = 1, timeout: float | None = None) -> bool:
         """Block until the whole request is granted; False if ``timeout`` runs out first."""
         cs = self._check(costs)
         return _rl_wait_for(self, cs, _rl_timeout(timeout)) is not None
 
-    def acquire_async(self, costs=1, timeout=None):
+    def acquire_async(self, costs: _Costs = 1, timeout: float | None = None) -> Awaitable[bool]:
         """:meth:`acquire` for asyncio (an awaitable); in-memory members only."""
         self._async_path()
         cs = self._check(costs)
         return _rl_acquire_async(self, cs, _rl_timeout(timeout))
 
-    def reserve(self, costs=1, timeout=None):
+    def reserve(self, costs: _Costs = 1, timeout: float | None = None) -> GroupReservation:
         """Take every estimated cost, waiting as :meth:`acquire`, and return a reservation whose
         ``settle(actuals)`` (one per limiter, or one number for each) gives back or takes each
         member's difference; RateLimitError (with retry_after) if ``timeout`` runs out."""
         cs = self._check(costs)
         return _rl_reserve(self, cs, _rl_timeout(timeout), GroupReservation)
 
-    def reserve_async(self, costs=1, timeout=None):
+    def reserve_async(
+        self, costs: _Costs = 1, timeout: float | None = None
+    ) -> Awaitable[GroupReservation]:
         """:meth:`reserve` for asyncio (an awaitable); in-memory members only."""
         self._async_path()
         cs = self._check(costs)
@@ -345,7 +370,12 @@ class LimiterGroup:
         if self.limiter_kind == SYNC:
             check_limiter(self, name="LimiterGroup", asynchronous=True)
 
-    def observe(self, headers, resources=None, status=None):
+    def observe(
+        self,
+        headers: Mapping[str, str],
+        resources: Iterable[str | None] | None = None,
+        status: int | None = None,
+    ) -> ProviderReport:
         """Apply the provider's headers to the members: each follows its resource (``resources``
         here, else the group's), and a 429's retry time holds every member. Returns the report."""
         report, budgets, retry_after = self._observation(headers, resources, status)
@@ -353,7 +383,7 @@ class LimiterGroup:
             m._apply_observation(budget, retry_after)
         return report
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """The group's own counters and rates (clock of its first limiter), and each limiter's."""
         now = _rl_read(self._clock)
         with self._lock:
@@ -461,7 +491,7 @@ class GroupReservation:
         self._lock = threading.Lock()
 
     @property
-    def cost(self) -> tuple:
+    def cost(self) -> tuple[float, ...]:
         return self._cost
 
     @property
@@ -474,27 +504,31 @@ class GroupReservation:
                 raise RuntimeError("reservation already settled")
             self._settled = True
 
-    def settle(self, actuals):
+    def settle(self, actuals: _Costs) -> None:
         """The call's real costs: give back or take each member's difference."""
         each = self._group._check_actual(actuals, self._cost)
         return self._group._settle(self._cost, each, self._receipts, self._close)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Give every member its whole reservation back."""
         return self._group._settle(self._cost, [0] * len(self._cost), self._receipts, self._close)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         with self._lock:
             self._settled = True
         return False
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type, exc, tb):
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         return self.__exit__(exc_type, exc, tb)
 
 
@@ -635,7 +669,7 @@ class AsyncLimiter(AbstractAsyncContextManager):
         state = f"level: {self._level:f}, waiters: {len(self._waiters)}"
         return f"<AsyncLimiter({args}) at {id(self):#x} [{state}]>"
 
-    def __aenter__(self):
+    def __aenter__(self) -> Awaitable[None]:
         # Fast path of `await self.acquire()`: nobody waits and 1 fits now. Same reads of
         # loop.time() and the same arithmetic as acquire(), without creating a coroutine.
         if self._waiters or self._waker_handle is not None or not 1 <= self.max_rate:
@@ -673,7 +707,9 @@ class AsyncLimiter(AbstractAsyncContextManager):
         self._level += 1
         self._wake_next()
 
-    def __aexit__(self, exc_type, exc, tb):
+    def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Awaitable[None]:
         ready = self._ready
         if ready is None:  # only if __aenter__ never ran: an async no-op as aiolimiter's
             return _noop()

@@ -4,10 +4,14 @@ both mypy --strict and pyright, and no other line may (tests/test_typing.py)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prodfast import (
+    AsyncLimiter,
+    CallbackManager,
     FIFOCache,
     LatencySummary,
+    LimiterGroup,
     LRUCache,
     P2Quantile,
     Quantiles,
@@ -17,8 +21,15 @@ from prodfast import (
     TLRUCache,
     TokenBucket,
     TTLCache,
+    cached,
+    keys,
+    lru_cache,
     parse_rate,
+    rate_limit,
 )
+from prodfast.compat.cachetools import func
+from prodfast.integrations.prometheus import PrometheusCollector
+from prodfast.redis import RedisCache, RedisTokenBucket
 
 cache: LRUCache[str, int] = LRUCache(10)
 cache["b"] = "x"  # mistake
@@ -46,3 +57,68 @@ fifo["k"] = b"v"  # mistake
 TLRUCache[str, int, float](10, ttu=lambda key: 1.0)  # mistake
 QuantileSketch().quantile("p99")  # mistake
 TokenBucket(1, 2).reserve(1).settle("all")  # mistake
+
+# limiter groups and rate_limit: costs are numbers, one per member or one for all
+rpm, tpm = TokenBucket(10, 10), TokenBucket(1000, 1000)
+group = LimiterGroup([rpm, tpm])
+group.try_acquire("1")  # mistake
+group.acquire([1, "1200"])  # mistake
+group.reserve([1, 10]).settle("all")  # mistake
+granted: str = group.try_acquire([1, 10])  # mistake
+rate_limit(rpm, cost="3")  # mistake
+AsyncLimiter("10")  # mistake
+
+
+@rate_limit(group, cost=lambda prompt: [1, len(prompt)])
+def ask(prompt: str) -> str:
+    return prompt
+
+
+ask(42)  # mistake
+answer: int = ask("hi")  # mistake
+
+# decorators keep the function's signature
+@cached(LRUCache[Any, int](10))
+def double(x: int) -> int:
+    return 2 * x
+
+
+double("2")  # mistake
+double.cache_info()  # mistake
+
+
+@lru_cache(maxsize=10)
+def triple(x: int) -> int:
+    return 3 * x
+
+
+triple(1, 2)  # mistake
+keys.hashkey([1, 2])  # mistake
+
+
+@func.ttl_cache(maxsize=10, ttl=60)
+def quadruple(x: int) -> int:
+    return 4 * x
+
+
+quadruple(x="4")  # mistake
+
+# monitoring
+manager = CallbackManager(raise_errors="yes")  # mistake
+manager.track(42)  # mistake
+with manager.track("gpt-4o") as run:
+    run.set_result("done")  # mistake
+
+
+@manager.instrument(model="gpt-4o")
+def chat(prompt: str) -> str:
+    return prompt
+
+
+chat(prompt=1)  # mistake
+PrometheusCollector("manager")  # mistake
+
+# Redis (never run: type-checked only)
+def shared(client: Any) -> None:
+    RedisCache(client, 1)  # mistake
+    RedisTokenBucket(client, "rpm", rate="10", capacity=20)  # mistake

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._backend import impl
 from .hooks import (
@@ -22,6 +22,12 @@ from .instrument import instrument
 from .run import Run
 from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series, SeriesView
 from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _empty_snapshot
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    _P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __all__ = ["CallbackManager"]
 
@@ -377,8 +383,14 @@ class CallbackManager:
         run = self._run(model, prompt, run_id, operation, provider, kwargs)
         return await run._start_async()
 
+    @overload
+    def instrument(self, model: Callable[_P, _R], /) -> Callable[_P, _R]: ...
+    @overload
+    def instrument(self, model: str | None = None, *, prompt_arg: str = "prompt",
+                   operation: str | None = None,
+                   provider: str | None = None) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
     def instrument(self, model: Any = None, *, prompt_arg: str = "prompt",
-                   operation: str | None = None, provider: str | None = None):
+                   operation: str | None = None, provider: str | None = None) -> Any:
         """Decorator: track every call of a sync or async function, or a (async) generator.
 
         ``model`` defaults to the call's ``model=`` keyword argument, else the function's

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Literal
 
 from .hooks import _END, _ERROR, _START, _TOKEN
 from .usage import _normalize_usage, _token_count, extract_response_model, extract_usage
@@ -177,7 +177,7 @@ class Run:
 
     # -- sync
 
-    def _start_sync(self):
+    def _start_sync(self) -> Run:
         # the hot path: _begin and _start_kwargs inlined
         if self._state is not _PENDING:
             raise RuntimeError(f"run {self.run_id!r} was already started")
@@ -263,7 +263,7 @@ class Run:
 
     __enter__ = _start_sync
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         # the hot path of every tracked call: end, count and dispatch inlined
         if self._state is not _RUNNING:
             return False
@@ -370,10 +370,10 @@ class Run:
         await m._afire(self._tables[2][_ERROR], _ERROR, (self.model, error),
                        self._error_kwargs(error, now))
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Run:
         return await self._start_async()
 
-    async def __aexit__(self, exc_type, exc, tb):
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if self._state != _RUNNING:
             return False
         if exc is None:

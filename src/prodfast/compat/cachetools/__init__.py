@@ -6,17 +6,24 @@ classes (from the active backend), ``CacheInfo``, ``cached``, ``cachedmethod`` a
 thread safety).
 """
 
-from ... import _backend
+from typing import TYPE_CHECKING
+
 from ...decorators import CacheInfo, cached, cachedmethod
 from . import func, keys
 
-Cache = _backend.impl.Cache
-FIFOCache = _backend.impl.FIFOCache
-LFUCache = _backend.impl.LFUCache
-LRUCache = _backend.impl.LRUCache
-RRCache = _backend.impl.RRCache
-TLRUCache = _backend.impl.TLRUCache
-TTLCache = _backend.impl.TTLCache
+# as in prodfast/__init__.py: type checkers see the typed contract, _core.pyi
+if TYPE_CHECKING:
+    from ... import _core as impl
+else:
+    from ..._backend import impl
+
+Cache = impl.Cache
+FIFOCache = impl.FIFOCache
+LFUCache = impl.LFUCache
+LRUCache = impl.LRUCache
+RRCache = impl.RRCache
+TLRUCache = impl.TLRUCache
+TTLCache = impl.TTLCache
 
 __all__ = (
     "Cache",
