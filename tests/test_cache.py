@@ -1004,3 +1004,50 @@ def test_memory_bounded_over_cycles(core):
         assert cur <= first + 64 * 1024
     finally:
         tracemalloc.stop()
+
+
+# ---------------------------------------------------------------- RRCache's default choice
+
+
+def _rr_run(module, seed, n, ops):
+    """(contents after each step, the generator's state after) of RRCache(n) with random.choice."""
+    random.seed(seed)
+    c = module.RRCache(n)
+    seen = []
+    for i in range(ops):
+        c[i] = i
+        if i % 7 == 3 and (i - 2) in c:
+            del c[i - 2]
+        if i % 11 == 5:
+            c.popitem()
+        seen.append(tuple(c))
+    return seen, random.getstate()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 100, 700])
+def test_rr_default_choice_replays_random_choice(n):
+    # The compiled eviction draws on random's generator directly: the victims and the state it
+    # leaves are random.choice's, as the pure-Python twin (which calls it) has them.
+    import prodfast._cache_py as py
+    import prodfast._core as cy
+
+    ops = 3 * n + 2000     # past several refills of the generator's 624 words
+    assert _rr_run(cy, 1234 + n, n, ops) == _rr_run(py, 1234 + n, n, ops)
+
+
+def test_rr_default_choice_follows_random_state(core):
+    # seeding or restoring random's state between evictions is seen by the next eviction
+    c = core.RRCache(50)
+    for i in range(50):
+        c[i] = i
+    state = random.getstate()
+    c[50] = 50
+    first = set(c)
+    for i in range(51, 60):
+        c[i] = i
+    random.setstate(state)
+    d = core.RRCache(50)
+    for i in range(50):
+        d[i] = i
+    d[50] = 50
+    assert set(d) == first

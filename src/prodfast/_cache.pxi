@@ -31,7 +31,7 @@
 from cpython.object cimport PyObject, Py_EQ, Py_LT
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF, Py_XINCREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memset, memcpy
 
 import collections.abc as _cache_abc
@@ -189,6 +189,104 @@ cdef bint _cache_rr_replay = (
     and type(_cache_random._inst)._randbelow is _cache_random.Random._randbelow_with_getrandbits
     and type(_cache_random._inst).choice is _cache_random.Random.choice
 )
+
+# getrandbits(k) for k <= 32 is one draw of CPython's Mersenne Twister, shifted right by 32 - k
+# (Modules/_randommodule.c). The replay may make that draw on the generator's own state instead
+# of calling getrandbits() (a Python call per eviction), when the state has the layout below: it
+# is checked at import by drawing from two equal generators, one each way (_cache_mt_check). The
+# draw runs no Python code, so under the GIL it is as atomic as the C method; builds without a
+# GIL keep the call (the C method takes the object's lock there).
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define prodfast_mt_direct 0
+    #else
+    #define prodfast_mt_direct 1
+    #endif
+    typedef struct { PyObject_HEAD int index; uint32_t state[624]; } prodfast_mt_object;
+    static uint32_t prodfast_mt_draw(PyObject* o)
+    {
+        static const uint32_t mag01[2] = {0x0U, 0x9908b0dfU};
+        prodfast_mt_object* r = (prodfast_mt_object*)o;
+        uint32_t* mt = r->state;
+        uint32_t y;
+        int kk;
+        if (r->index >= 624) {          /* the next 624 words at once, as genrand_uint32 does */
+            for (kk = 0; kk < 624 - 397; kk++) {
+                y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+                mt[kk] = mt[kk + 397] ^ (y >> 1) ^ mag01[y & 0x1U];
+            }
+            for (; kk < 623; kk++) {
+                y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+                mt[kk] = mt[kk + (397 - 624)] ^ (y >> 1) ^ mag01[y & 0x1U];
+            }
+            y = (mt[623] & 0x80000000U) | (mt[0] & 0x7fffffffU);
+            mt[623] = mt[396] ^ (y >> 1) ^ mag01[y & 0x1U];
+            r->index = 0;
+        }
+        y = mt[r->index++];
+        y ^= (y >> 11);
+        y ^= (y << 7) & 0x9d2c5680U;
+        y ^= (y << 15) & 0xefc60000U;
+        y ^= (y >> 18);
+        return y;
+    }
+    /* n.bit_length() */
+    static inline int prodfast_bit_length(size_t n)
+    {
+    #if defined(__GNUC__) || defined(__clang__)
+        return n ? (int)(8 * sizeof(unsigned long long)) - __builtin_clzll((unsigned long long)n) : 0;
+    #else
+        int k = 0;
+        while ((n >> k) != 0)
+            k++;
+        return k;
+    #endif
+    }
+    /* The next draw without making it (0 when the words must be refilled first) */
+    static uint32_t prodfast_mt_peek(PyObject* o)
+    {
+        prodfast_mt_object* r = (prodfast_mt_object*)o;
+        uint32_t y;
+        if (r->index >= 624)
+            return 0;
+        y = r->state[r->index];
+        y ^= (y >> 11);
+        y ^= (y << 7) & 0x9d2c5680U;
+        y ^= (y << 15) & 0xefc60000U;
+        y ^= (y >> 18);
+        return y;
+    }
+    """
+    bint prodfast_mt_direct
+    Py_ssize_t prodfast_mt_size "sizeof(prodfast_mt_object)"
+    uint32_t prodfast_mt_draw(PyObject* o) noexcept
+    uint32_t prodfast_mt_peek(PyObject* o) noexcept
+    int prodfast_bit_length(size_t n) noexcept
+
+
+cdef bint _cache_mt_check():
+    # True when drawing on the generator's state gives getrandbits()' results, state included
+    import _random
+    cdef object a, b
+    cdef int i, k
+    if not prodfast_mt_direct or not _cache_rr_replay:
+        return False
+    if not (type(_cache_random._inst).getrandbits is _random.Random.getrandbits
+            and isinstance(_cache_random._inst, _random.Random)
+            and _random.Random.__basicsize__ == prodfast_mt_size):
+        return False
+    a = _cache_random.Random(20261202)
+    b = _cache_random.Random(20261202)
+    for i in range(2000):       # more than three refills of the 624 words
+        k = 1 + i % 31
+        if (prodfast_mt_draw(<PyObject*>a) >> (32 - k)) != b.getrandbits(k):
+            return False
+    return a.getstate() == b.getstate()
+
+
+cdef bint _cache_mt_ok = _cache_mt_check()
+cdef PyObject* _cache_mt_inst = <PyObject*>_cache_random._inst
 
 
 cdef double _cache_tlru_double(object exp) except? -1.0:
@@ -1431,11 +1529,14 @@ cdef class _CacheCore:
         # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
         # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
         # before the lookup.
-        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+        if self._n >= self._maxsize_c and self._head >= 0:
             # a new key will take the next victim's entry: start loading it now
-            _cache_prefetch(&self._ents[self._head])
-            if self._tl != NULL:
-                _cache_prefetch(&self._tl[self._head])
+            if self._pol != _POL_RR:
+                _cache_prefetch(&self._ents[self._head])
+                if self._tl != NULL:
+                    _cache_prefetch(&self._tl[self._head])
+            elif _cache_mt_ok:
+                self._rr_prefetch()
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
@@ -1480,9 +1581,8 @@ cdef class _CacheCore:
             return
         if self._n >= self._maxsize_c:
             if self._pol == _POL_RR:
-                ix = self._rr_pick()
-                victim = self._take(<int32_t>ix, self._slot_of(ix))
-                self._evictions += 1
+                self._rr_replace(key, value, h)
+                return
             else:
                 # the victim's entry takes the new item (no hole to fill)
                 v = self._head
@@ -1551,13 +1651,70 @@ cdef class _CacheCore:
         # random.choice(keys) without the sequence: the same getrandbits() calls as
         # Random._randbelow, so the victim is the one random.choice would pick.
         cdef Py_ssize_t n = self._n, r
-        cdef int k = 0
-        while (n >> k) != 0:        # n.bit_length()
-            k += 1
+        cdef int k = prodfast_bit_length(<size_t>n)
+        if _cache_mt_ok:            # k <= 31: one draw per try, as getrandbits(k) makes
+            r = prodfast_mt_draw(_cache_mt_inst) >> (32 - k)
+            while r >= n:
+                r = prodfast_mt_draw(_cache_mt_inst) >> (32 - k)
+            return r
         r = _cache_getrandbits(k)
         while r >= n:
             r = _cache_getrandbits(k)
         return r
+
+    @cython.final
+    cdef inline void _rr_prefetch(self) noexcept:
+        # The entry the next eviction will most likely take (_rr_pick's first try, not drawn)
+        cdef Py_ssize_t n = self._n, r
+        cdef int k = prodfast_bit_length(<size_t>n)
+        r = prodfast_mt_peek(_cache_mt_inst) >> (32 - k)
+        if r < n:
+            _cache_prefetch(&self._ents[r])
+
+    @cython.final
+    cdef int _rr_replace(self, object key, object value, Py_hash_t h) except -1:
+        # RRCache's eviction on the fast path (a full cache, key absent, no hook): the victim
+        # goes as _remove() takes it (the last entry fills its hole) and the new item is
+        # appended in the freed last entry, as _insert() would; no tuple, no reallocation.
+        cdef Py_ssize_t r = self._rr_pick()
+        cdef int32_t v = <int32_t>r
+        cdef int32_t last = <int32_t>(self._n - 1)
+        cdef Py_ssize_t ls
+        cdef _cache_ent* e = &self._ents[v]
+        cdef PyObject* oldk = e.key
+        cdef PyObject* oldv = e.value
+        self._clear_slot(self._slot_of(v))
+        self._lru_unlink(v)
+        if v != last:
+            # entry `last` becomes entry v: every reference to it is renumbered
+            ls = self._slot_of(last)
+            self._idx[ls] = (self._idx[ls] & ~self._imask) | v
+            e[0] = self._ents[last]
+            if e.prev >= 0:
+                self._ents[e.prev].next = v
+            else:
+                self._head = v
+            if e.next >= 0:
+                self._ents[e.next].prev = v
+            else:
+                self._tail = v
+            e = &self._ents[last]
+        self._idx[self._free_slot(h)] = self._tag(h) | last
+        Py_INCREF(key)
+        Py_INCREF(value)
+        e.key = <PyObject*>key
+        e.value = <PyObject*>value
+        e.hash = h
+        e.exp = self._seq
+        self._seq += 1.0
+        self._lru_append(last)
+        self._bump()
+        self._mod += 1
+        self._evictions += 1
+        # the structure is consistent: the victim's __del__ may use the cache
+        Py_DECREF(<object>oldk)
+        Py_DECREF(<object>oldv)
+        return 0
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
