@@ -541,6 +541,31 @@ def test_missing_is_honoured(core):
     assert t["x"] == -1 and len(t) == 0
 
 
+@pytest.mark.parametrize("kind", CACHE_CLASSES)
+def test_base_missing_raises_keyerror_for_super(core, kind):
+    # cachetools: Cache.__missing__(key) raises KeyError(key), so a subclass may fall back to it
+    args = {"TTLCache": (10,), "TLRUCache": (lambda k, v, now: now + 10,)}.get(kind, ())
+    cls = getattr(core, kind)
+
+    class Fallback(cls):
+        def __missing__(self, key):
+            if isinstance(key, int):
+                return key + 1
+            return super().__missing__(key)
+
+    c = Fallback(3, *args)
+    assert c[1] == 2
+    with pytest.raises(KeyError) as err:
+        c["absent"]
+    assert err.value.args == ("absent",)
+    with pytest.raises(KeyError) as err:
+        cls.__missing__(cls(3, *args), ("t", 1))
+    assert err.value.args == (("t", 1),)
+    assert c.get("absent", 0) == 0 and len(c) == 0
+    s = c.stats()
+    assert (s["hits"], s["misses"]) == (0, 3)
+
+
 @pytest.mark.parametrize("kind", ["lru", "ttl"])
 def test_popitem_override_sees_every_capacity_eviction(core, kind):
     base = core.LRUCache if kind == "lru" else core.TTLCache

@@ -450,7 +450,9 @@ cdef class _CacheCore:
         cls = type(self)
         self._hook = getattr(cls, "popitem", None) is not _CacheCore.popitem
         self._size_override = getattr(cls, "getsizeof", None) is not _CacheCore.getsizeof
-        self._has_missing = hasattr(cls, "__missing__")
+        # c[k] calls __missing__ on a miss only when a subclass overrides it (the base's raises
+        # KeyError(key), which c[k] raises itself)
+        self._has_missing = getattr(cls, "__missing__", None) is not _CacheCore.__missing__
         self._pol = _POL_LRU
         self._is_ttl = False
         self._is_tlru = False
@@ -1483,6 +1485,10 @@ cdef class _CacheCore:
         self._misses += 1
         if self._has_missing:
             return self.__missing__(key)
+        raise KeyError(key)
+
+    def __missing__(self, key):
+        """Called by ``c[key]`` on a miss: raises KeyError(key) (a subclass may return a value)."""
         raise KeyError(key)
 
     @cython.binding(False)

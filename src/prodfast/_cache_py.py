@@ -332,7 +332,9 @@ class Cache(MutableMapping):
         else:
             self._size_fn = None
         self._hook = cls.popitem is not Cache.popitem
-        self._has_missing = hasattr(cls, "__missing__")
+        # c[k] calls __missing__ on a miss only when a subclass overrides it (the base's raises
+        # KeyError(key), which c[k] raises itself)
+        self._has_missing = getattr(cls, "__missing__", None) is not Cache.__missing__
         self._setup_policy()
 
     def _enter(self):
@@ -482,6 +484,10 @@ class Cache(MutableMapping):
             self._misses += 1
         if self._has_missing:
             return self.__missing__(key)
+        raise KeyError(key)
+
+    def __missing__(self, key):
+        """Called by ``c[key]`` on a miss: raises KeyError(key) (a subclass may return a value)."""
         raise KeyError(key)
 
     def get(self, key, default=None):
