@@ -1990,6 +1990,12 @@ cdef class _CacheCore:
         cdef _cache_ent* e = &self._ents[v]
         cdef PyObject* oldk = e.key
         cdef PyObject* oldv = e.value
+        # the victim's list neighbours and its index slot are loaded next: fetch them together
+        if e.prev >= 0:
+            _cache_prefetch(&self._ents[e.prev])
+        if e.next >= 0:
+            _cache_prefetch(&self._ents[e.next])
+        _cache_prefetch(&self._idx[self._home(e.hash)])
         self._clear_slot(self._slot_of(v))
         self._lru_unlink(v)
         if v != last:
