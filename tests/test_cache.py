@@ -541,6 +541,31 @@ def test_missing_is_honoured(core):
     assert t["x"] == -1 and len(t) == 0
 
 
+@pytest.mark.parametrize("kind", CACHE_CLASSES)
+def test_base_missing_raises_keyerror_for_super(core, kind):
+    # cachetools: Cache.__missing__(key) raises KeyError(key), so a subclass may fall back to it
+    args = {"TTLCache": (10,), "TLRUCache": (lambda k, v, now: now + 10,)}.get(kind, ())
+    cls = getattr(core, kind)
+
+    class Fallback(cls):
+        def __missing__(self, key):
+            if isinstance(key, int):
+                return key + 1
+            return super().__missing__(key)
+
+    c = Fallback(3, *args)
+    assert c[1] == 2
+    with pytest.raises(KeyError) as err:
+        c["absent"]
+    assert err.value.args == ("absent",)
+    with pytest.raises(KeyError) as err:
+        cls.__missing__(cls(3, *args), ("t", 1))
+    assert err.value.args == (("t", 1),)
+    assert c.get("absent", 0) == 0 and len(c) == 0
+    s = c.stats()
+    assert (s["hits"], s["misses"]) == (0, 3)
+
+
 @pytest.mark.parametrize("kind", ["lru", "ttl"])
 def test_popitem_override_sees_every_capacity_eviction(core, kind):
     base = core.LRUCache if kind == "lru" else core.TTLCache
@@ -1004,3 +1029,165 @@ def test_memory_bounded_over_cycles(core):
         assert cur <= first + 64 * 1024
     finally:
         tracemalloc.stop()
+
+
+# ---------------------------------------------------------------- RRCache's default choice
+
+
+def _rr_run(module, seed, n, ops):
+    """(contents after each step, the generator's state after) of RRCache(n) with random.choice."""
+    random.seed(seed)
+    c = module.RRCache(n)
+    seen = []
+    for i in range(ops):
+        c[i] = i
+        if i % 7 == 3 and (i - 2) in c:
+            del c[i - 2]
+        if i % 11 == 5:
+            c.popitem()
+        seen.append(tuple(c))
+    return seen, random.getstate()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 100, 700])
+def test_rr_default_choice_replays_random_choice(n):
+    # The compiled eviction draws on random's generator directly: the victims and the state it
+    # leaves are random.choice's, as the pure-Python twin (which calls it) has them.
+    import prodfast._cache_py as py
+    import prodfast._core as cy
+
+    ops = 3 * n + 2000     # past several refills of the generator's 624 words
+    assert _rr_run(cy, 1234 + n, n, ops) == _rr_run(py, 1234 + n, n, ops)
+
+
+def test_rr_default_choice_follows_random_state(core):
+    # seeding or restoring random's state between evictions is seen by the next eviction
+    c = core.RRCache(50)
+    for i in range(50):
+        c[i] = i
+    state = random.getstate()
+    c[50] = 50
+    first = set(c)
+    for i in range(51, 60):
+        c[i] = i
+    random.setstate(state)
+    d = core.RRCache(50)
+    for i in range(50):
+        d[i] = i
+    d[50] = 50
+    assert set(d) == first
+
+
+# ---------------------------------------------------------------- TLRUCache with a user timer
+
+
+class _CountingTime:
+    """A time on a user timer's scale whose comparisons are counted (and are Python code)."""
+
+    compares = 0
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
+
+    def __lt__(self, other):
+        _CountingTime.compares += 1
+        return self.t < other.t
+
+    def __eq__(self, other):
+        return isinstance(other, _CountingTime) and self.t == other.t
+
+    def __add__(self, dt):
+        return _CountingTime(self.t + dt)
+
+    __hash__ = None
+
+
+def test_tlru_user_timer_expiry_is_logarithmic(core):
+    # Items whose expiries come in random order: a sorted list compares each insert with about
+    # half of the items, the heap with about log2(n) of them.
+    now = [_CountingTime(0.0)]
+    rng = random.Random(7)
+    n = 2000
+    c = core.TLRUCache(n, lambda k, v, t: t + rng.uniform(1, 1000), timer=lambda: now[0])
+    _CountingTime.compares = 0
+    for i in range(n):
+        c[i] = i
+    per_insert = _CountingTime.compares / n
+    assert per_insert < 40, per_insert
+    _CountingTime.compares = 0
+    now[0] = _CountingTime(500.0)
+    expired = c.expire()
+    assert expired and all(rng is not None for _ in expired)
+    assert len(c) == n - len(expired)
+    assert _CountingTime.compares < 40 * (len(expired) + 1) + 4 * n, _CountingTime.compares
+
+
+def _tlru_script(module, seed):
+    from fractions import Fraction
+
+    rng = random.Random(seed)
+    clock = [Fraction(0)]
+    c = module.TLRUCache(12, lambda k, v, t: t + Fraction(rng.randrange(1, 40), 4),
+                         timer=lambda: clock[0])
+    out = []
+    for step in range(1500):
+        op = rng.random()
+        k = rng.randrange(30)
+        if op < 0.45:
+            c[k] = step
+        elif op < 0.6:
+            out.append(c.get(k))
+        elif op < 0.7:
+            out.append(c.pop(k, None))
+        elif op < 0.75 and len(c):
+            out.append(c.popitem())
+        elif op < 0.85:
+            clock[0] += Fraction(rng.randrange(0, 12), 4)
+        elif op < 0.9:
+            out.append(c.expire())
+        else:
+            out.append((len(c), list(c.items())))
+        c._check()
+    d = copy.copy(c)
+    d.__setstate__(c.__getstate__())
+    d._check()
+    out.append(d.expire(clock[0] + 100))
+    return out, list(c.items()), c.stats()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tlru_user_timer_heap_matches_twin(seed):
+    # Out-of-order expiries, updates, removals and dead heap records: the compiled heap and the
+    # twin's heapq agree on everything observable
+    import prodfast._cache_py as py
+    import prodfast._core as cy
+
+    assert _tlru_script(cy, seed) == _tlru_script(py, seed)
+
+
+def test_tlru_user_timer_comparison_that_writes_is_refused(core):
+    # an expiry comparison (user code) that sets another key: refused, the cache left intact
+    class Sneaky(_CountingTime):
+        __slots__ = ()
+        armed = None        # the expiry whose comparison writes (once)
+
+        def __lt__(self, other):
+            if Sneaky.armed is not None and self.t == Sneaky.armed:
+                Sneaky.armed = None
+                c["intruder"] = 0
+            return self.t < other.t
+
+    now = [Sneaky(0.0)]
+    c = core.TLRUCache(10, lambda k, v, t: Sneaky(t.t + 10 - (k if isinstance(k, int) else 0)), timer=lambda: now[0])
+    for i in range(5):
+        c[i] = i
+    Sneaky.armed = 4.0      # key 6's expiry, compared while its place is found
+    with pytest.raises(RuntimeError, match="changed size"):
+        c[6] = 6
+    c._check()
+    assert set(c) <= {0, 1, 2, 3, 4, 6, "intruder"}
+    now[0] = Sneaky(100.0)
+    c.expire()
+    assert len(c) == 0
+    c._check()

@@ -7,7 +7,10 @@
 #   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
 #                            expiry (double, TTLCache only)
 #   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
-#   _xexp  PyObject*[_cap]   TTLCache with a non-real timer/ttl only: expiry objects
+#   _heap  int32[_cap]       TLRUCache, built-in clock: min-heap of entries by expiry (_hpos: places)
+#   _xh    _cache_xrec[..]   TLRUCache, user timer: heap of (expiry object, push number, entry)
+#                            records, deleted lazily (_hpos: each entry's record)
+#   _xexp  PyObject*[_cap]   TTLCache/TLRUCache with a non-real timer/ttl only: expiry objects
 #   _sizes PyObject*[_cap]   caches with getsizeof only: each item's size
 #
 #   LRU list:    _head (least recent) <-> ... <-> _tail (most recent)
@@ -31,7 +34,7 @@
 from cpython.object cimport PyObject, Py_EQ, Py_LT
 from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF, Py_XINCREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memset, memcpy
 
 import collections.abc as _cache_abc
@@ -90,8 +93,17 @@ cdef struct _cache_bk:
     int32_t first       # on the free list: the next free bucket
     int32_t last
 
+cdef struct _cache_xrec:
+    # TLRUCache with object expiries: one record of the expiry heap, which deletes lazily (as
+    # the twin's does): a removed item's record stays, dead, until it reaches the top
+    PyObject* exp       # the item's expiry (a reference of its own)
+    double seq          # push number: of two equal expiries the one pushed first comes first
+    int32_t ent         # the entry it times, -1 once dead
+
 cdef struct _cache_store:
     # A cache's contents detached from it, waiting to be released (see _detach)
+    _cache_xrec* xh
+    Py_ssize_t xhn
     _cache_ent* ents
     _cache_tl* tl
     int32_t* heap
@@ -170,6 +182,9 @@ cdef void _cache_release(_cache_store st) noexcept:
             Py_XDECREF(st.xexp[i])
         if st.sizes != NULL:
             Py_XDECREF(st.sizes[i])
+    for i in range(st.xhn):
+        Py_XDECREF(st.xh[i].exp)
+    PyMem_Free(st.xh)
     PyMem_Free(st.ents)
     PyMem_Free(st.tl)
     PyMem_Free(st.heap)
@@ -190,11 +205,121 @@ cdef bint _cache_rr_replay = (
     and type(_cache_random._inst).choice is _cache_random.Random.choice
 )
 
+# getrandbits(k) for k <= 32 is one draw of CPython's Mersenne Twister, shifted right by 32 - k
+# (Modules/_randommodule.c). The replay may make that draw on the generator's own state instead
+# of calling getrandbits() (a Python call per eviction), when the state has the layout below: it
+# is checked at import by drawing from two equal generators, one each way (_cache_mt_check). The
+# draw runs no Python code, so under the GIL it is as atomic as the C method; builds without a
+# GIL keep the call (the C method takes the object's lock there).
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define prodfast_mt_direct 0
+    #else
+    #define prodfast_mt_direct 1
+    #endif
+    typedef struct { PyObject_HEAD int index; uint32_t state[624]; } prodfast_mt_object;
+    static uint32_t prodfast_mt_draw(PyObject* o)
+    {
+        static const uint32_t mag01[2] = {0x0U, 0x9908b0dfU};
+        prodfast_mt_object* r = (prodfast_mt_object*)o;
+        uint32_t* mt = r->state;
+        uint32_t y;
+        int kk;
+        if (r->index >= 624) {          /* the next 624 words at once, as genrand_uint32 does */
+            for (kk = 0; kk < 624 - 397; kk++) {
+                y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+                mt[kk] = mt[kk + 397] ^ (y >> 1) ^ mag01[y & 0x1U];
+            }
+            for (; kk < 623; kk++) {
+                y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+                mt[kk] = mt[kk + (397 - 624)] ^ (y >> 1) ^ mag01[y & 0x1U];
+            }
+            y = (mt[623] & 0x80000000U) | (mt[0] & 0x7fffffffU);
+            mt[623] = mt[396] ^ (y >> 1) ^ mag01[y & 0x1U];
+            r->index = 0;
+        }
+        y = mt[r->index++];
+        y ^= (y >> 11);
+        y ^= (y << 7) & 0x9d2c5680U;
+        y ^= (y << 15) & 0xefc60000U;
+        y ^= (y >> 18);
+        return y;
+    }
+    /* n.bit_length() */
+    static inline int prodfast_bit_length(size_t n)
+    {
+    #if defined(__GNUC__) || defined(__clang__)
+        return n ? (int)(8 * sizeof(unsigned long long)) - __builtin_clzll((unsigned long long)n) : 0;
+    #else
+        int k = 0;
+        while ((n >> k) != 0)
+            k++;
+        return k;
+    #endif
+    }
+    /* The next draw without making it (0 when the words must be refilled first) */
+    static uint32_t prodfast_mt_peek(PyObject* o)
+    {
+        prodfast_mt_object* r = (prodfast_mt_object*)o;
+        uint32_t y;
+        if (r->index >= 624)
+            return 0;
+        y = r->state[r->index];
+        y ^= (y >> 11);
+        y ^= (y << 7) & 0x9d2c5680U;
+        y ^= (y << 15) & 0xefc60000U;
+        y ^= (y >> 18);
+        return y;
+    }
+    """
+    bint prodfast_mt_direct
+    Py_ssize_t prodfast_mt_size "sizeof(prodfast_mt_object)"
+    uint32_t prodfast_mt_draw(PyObject* o) noexcept
+    uint32_t prodfast_mt_peek(PyObject* o) noexcept
+    int prodfast_bit_length(size_t n) noexcept
+
+
+cdef bint _cache_mt_check():
+    # True when drawing on the generator's state gives getrandbits()' results, state included
+    import _random
+    cdef object a, b
+    cdef int i, k
+    if not prodfast_mt_direct or not _cache_rr_replay:
+        return False
+    if not (type(_cache_random._inst).getrandbits is _random.Random.getrandbits
+            and isinstance(_cache_random._inst, _random.Random)
+            and _random.Random.__basicsize__ == prodfast_mt_size):
+        return False
+    a = _cache_random.Random(20261202)
+    b = _cache_random.Random(20261202)
+    for i in range(2000):       # more than three refills of the 624 words
+        k = 1 + i % 31
+        if (prodfast_mt_draw(<PyObject*>a) >> (32 - k)) != b.getrandbits(k):
+            return False
+    return a.getstate() == b.getstate()
+
+
+cdef bint _cache_mt_ok = _cache_mt_check()
+cdef PyObject* _cache_mt_inst = <PyObject*>_cache_random._inst
+
 
 cdef double _cache_tlru_double(object exp) except? -1.0:
     if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
         raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
     return float(exp)
+
+
+cdef int _cache_xbefore(object a, double aseq, object b, double bseq) except -1:
+    # (a, aseq) < (b, bseq) as the twin's [expires, seq] lists compare: equal expiries by seq.
+    # The caller holds a and b (user code may drop the records they came from).
+    if _cache_RichCompareBool(<PyObject*>a, <PyObject*>b, Py_EQ):
+        return aseq < bseq
+    return _cache_RichCompareBool(<PyObject*>a, <PyObject*>b, Py_LT)
+
+
+def _cache_xkey(rec):
+    return (rec[0], rec[1])
 
 
 def _cache_first(pair):
@@ -272,7 +397,11 @@ cdef class _CacheCore:
     cdef int32_t* _idx
     cdef _cache_tl* _tl
     cdef int32_t* _heap         # TLRUCache with real expiries: min-heap of entry numbers by expiry
-    cdef int32_t* _hpos         # ... and each entry's position in it
+    cdef int32_t* _hpos         # ... and each entry's position in it (or in _xh; -1: none yet)
+    cdef _cache_xrec* _xh       # TLRUCache with object expiries: the expiry heap's records
+    cdef Py_ssize_t _xhn, _xhcap, _xdead    # ... records held, room, dead ones among them
+    cdef double _xhseq          # ... the next record's push number
+    cdef size_t _xhver          # ... changes of the heap (a planned move is valid while unchanged)
     cdef int32_t* _lfb          # LFUCache: each entry's bucket
     cdef _cache_bk* _bks        # LFUCache: buckets (as many as entries, so a split never allocates)
     cdef int32_t _bfree
@@ -301,7 +430,7 @@ cdef class _CacheCore:
     cdef object _on_evict
     cdef uint64_t _hits, _misses, _evictions, _expirations
     cdef bint _is_ttl, _objmode, _cclock, _hook, _has_missing, _fast_set
-    cdef bint _is_tlru, _use_heap, _size_override
+    cdef bint _is_tlru, _use_heap, _size_override, _xheap
     cdef int _pol
     cdef object _choice
     cdef object _ttu
@@ -324,6 +453,10 @@ cdef class _CacheCore:
         self._tl = NULL
         self._heap = NULL
         self._hpos = NULL
+        self._xh = NULL
+        self._xhn = self._xhcap = self._xdead = 0
+        self._xhseq = 0.0
+        self._xhver = 0
         self._lfb = NULL
         self._bks = NULL
         self._bfree = -1
@@ -352,11 +485,14 @@ cdef class _CacheCore:
         cls = type(self)
         self._hook = getattr(cls, "popitem", None) is not _CacheCore.popitem
         self._size_override = getattr(cls, "getsizeof", None) is not _CacheCore.getsizeof
-        self._has_missing = hasattr(cls, "__missing__")
+        # c[k] calls __missing__ on a miss only when a subclass overrides it (the base's raises
+        # KeyError(key), which c[k] raises itself)
+        self._has_missing = getattr(cls, "__missing__", None) is not _CacheCore.__missing__
         self._pol = _POL_LRU
         self._is_ttl = False
         self._is_tlru = False
         self._use_heap = False
+        self._xheap = False
         self._objmode = False
         self._cclock = False
         self._ttl_d = 0.0
@@ -392,6 +528,10 @@ cdef class _CacheCore:
                 r = visit(self._sizes[i], arg)
                 if r:
                     return r
+        for i in range(self._xhn):
+            r = visit(self._xh[i].exp, arg)
+            if r:
+                return r
         return 0
 
     # ------------------------------------------------------------------ the one release routine
@@ -412,6 +552,12 @@ cdef class _CacheCore:
         st.sizes = self._sizes
         st.seqs = self._seqs
         st.n = self._n
+        st.xh = self._xh
+        st.xhn = self._xhn
+        self._xh = NULL
+        self._xhn = self._xhcap = self._xdead = 0
+        self._xhseq = 0.0
+        self._xhver += 1
         if self._idx != NULL:
             memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
         self._ents = NULL
@@ -639,7 +785,7 @@ cdef class _CacheCore:
             if p == NULL:
                 raise MemoryError()
             self._ents = <_cache_ent*>p
-            if self._is_ttl and not self._use_heap:
+            if self._is_ttl and not self._use_heap and not self._xheap:
                 p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_tl))
                 if p == NULL:
                     raise MemoryError()
@@ -659,6 +805,7 @@ cdef class _CacheCore:
                 if p == NULL:
                     raise MemoryError()
                 self._heap = <int32_t*>p
+            if self._use_heap or self._xheap:
                 p = PyMem_Realloc(self._hpos, newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
@@ -920,6 +1067,241 @@ cdef class _CacheCore:
             else:
                 self._heap_down(pos, last)
 
+    # ------------------------------------------------------------------ TLRU: object expiry heap
+    #
+    # With a user timer, TLRUCache's expiries are Python objects: comparing two is user code, so
+    # no comparison may run while the heap is being changed. Each change is planned first, by
+    # comparisons alone (the place a pushed record takes, the path the last record sinks along
+    # when the top goes), and checked against _xhver (and _ver) after every comparison; the moves
+    # then run without any. A removed item's record is only marked dead (no comparison); dead
+    # records leave at the top, or all at once when they outnumber the live ones (_xh_compact
+    # heapifies a private copy, swapped in if nothing changed meanwhile). Records are ordered by
+    # (exp, seq), as the twin's [expires, seq, node] lists: set, expire and len are O(log n).
+
+    @cython.final
+    cdef inline void _xh_bump(self) noexcept:
+        self._xhver += 1
+        self._ver_tid = PyThread_get_thread_ident()
+
+    @cython.final
+    cdef inline void _xh_kill(self, int32_t ix) noexcept:
+        # Entry ix leaves: its record (if it has one yet) stays in place, dead
+        cdef int32_t p = self._hpos[ix]
+        if p >= 0:
+            self._xh[p].ent = -1
+            self._hpos[ix] = -1
+            self._xdead += 1
+
+    @cython.final
+    cdef inline void _xh_set(self, Py_ssize_t pos, _cache_xrec rec) noexcept:
+        self._xh[pos] = rec
+        if rec.ent >= 0:
+            self._hpos[rec.ent] = <int32_t>pos
+
+    @cython.final
+    cdef int _xh_changed(self, size_t hv, size_t v) except -1:
+        # A comparison (user code) changed the heap or the table: this thread's own change is an
+        # error; another thread's (a reader never holds the writer lock) is 1: start again.
+        if self._xhver == hv and self._ver == v:
+            return 0
+        if self._ver_tid == PyThread_get_thread_ident():
+            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        return 1
+
+    @cython.final
+    cdef int _xh_reserve(self) except -1:
+        # Room for one more record (no user code, no move: planned places stay valid)
+        cdef Py_ssize_t cap
+        cdef void* p
+        if self._xhn < self._xhcap:
+            return 0
+        cap = self._xhcap * 2 if self._xhcap >= 8 else 8
+        p = PyMem_Realloc(self._xh, cap * sizeof(_cache_xrec))
+        if p == NULL:
+            raise MemoryError()
+        self._xh = <_cache_xrec*>p
+        self._xhcap = cap
+        return 0
+
+    @cython.final
+    cdef Py_ssize_t _xh_plan_push(self, object exp) except -1:
+        # Where a record for `exp` pushed now goes (sifting up from the end): comparisons only.
+        cdef Py_ssize_t pos = self._xhn, parent
+        cdef size_t hv = self._xhver, v = self._ver
+        cdef double seq = self._xhseq
+        cdef object other
+        cdef int r
+        while pos > 0:
+            parent = (pos - 1) >> 1
+            other = <object>self._xh[parent].exp
+            r = _cache_xbefore(exp, seq, other, self._xh[parent].seq)
+            if self._xhver != hv or self._ver != v:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if not r:
+                break
+            pos = parent
+        return pos
+
+    @cython.final
+    cdef void _xh_push(self, int32_t ix, object exp, Py_ssize_t pos) noexcept:
+        # Entry ix's record goes to `pos` (from _xh_plan_push, heap unchanged since): the records
+        # from there down to the end each move one level down. No user code.
+        cdef Py_ssize_t hole = self._xhn, parent
+        cdef _cache_xrec rec
+        while hole > pos:
+            parent = (hole - 1) >> 1
+            self._xh_set(hole, self._xh[parent])
+            hole = parent
+        Py_INCREF(exp)
+        rec.exp = <PyObject*>exp
+        rec.seq = self._xhseq
+        rec.ent = ix
+        self._xhseq += 1.0
+        self._xh_set(pos, rec)
+        self._xhn += 1
+        self._xh_bump()
+
+    @cython.final
+    cdef int _xh_pop_dead(self) except -1:
+        # Drop the dead record at the top: the last record sinks from the top along the path the
+        # comparisons choose (found first), then the records on it move up. The dropped expiry
+        # is released last.
+        cdef Py_ssize_t size = self._xhn - 1, pos = 0, c, q, d, p
+        cdef size_t hv = self._xhver, v = self._ver
+        cdef PyObject* dead = self._xh[0].exp
+        cdef object last = <object>self._xh[size].exp
+        cdef double lseq = self._xh[size].seq
+        cdef object a, b
+        cdef int r
+        while True:
+            c = 2 * pos + 1
+            if c >= size:
+                break
+            if c + 1 < size:
+                a = <object>self._xh[c + 1].exp
+                b = <object>self._xh[c].exp
+                r = _cache_xbefore(a, self._xh[c + 1].seq, b, self._xh[c].seq)
+                if self._xhver != hv or self._ver != v:
+                    raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                if r:
+                    c += 1
+            a = <object>self._xh[c].exp
+            r = _cache_xbefore(a, self._xh[c].seq, last, lseq)
+            if self._xhver != hv or self._ver != v:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if not r:
+                break
+            pos = c
+        if size > 0:
+            q = pos + 1         # 1-based: the path from the top to pos spells q's bits
+            d = prodfast_bit_length(<size_t>q) - 1
+            while d > 0:
+                p = (q >> d) - 1
+                self._xh_set(p, self._xh[(q >> (d - 1)) - 1])
+                d -= 1
+            self._xh_set(pos, self._xh[size])
+        self._xhn = size
+        self._xdead -= 1
+        self._xh_bump()
+        Py_DECREF(<object>dead)
+        return 0
+
+    @cython.final
+    cdef int _xh_compact(self) except -1:
+        # The live records as a new heap (heapified with comparisons, on an array nobody else
+        # sees), taking the old one's place if nothing changed meanwhile.
+        cdef Py_ssize_t live = self._xhn - self._xdead, i, j = 0, top, pos, c
+        cdef size_t hv = self._xhver, v = self._ver
+        cdef _cache_xrec* new = <_cache_xrec*>PyMem_Malloc((live if live > 0 else 1) * sizeof(_cache_xrec))
+        cdef _cache_xrec* old
+        cdef _cache_xrec tmp
+        cdef Py_ssize_t oldn
+        cdef int r
+        if new == NULL:
+            raise MemoryError()
+        for i in range(self._xhn):
+            if self._xh[i].ent >= 0:
+                new[j] = self._xh[i]
+                Py_INCREF(<object>new[j].exp)
+                j += 1
+        try:
+            top = live // 2 - 1
+            while top >= 0:         # heapify: sift each inner node down
+                pos = top
+                while True:
+                    c = 2 * pos + 1
+                    if c >= live:
+                        break
+                    if c + 1 < live and _cache_xbefore(<object>new[c + 1].exp, new[c + 1].seq,
+                                                       <object>new[c].exp, new[c].seq):
+                        c += 1
+                    if not _cache_xbefore(<object>new[c].exp, new[c].seq,
+                                          <object>new[pos].exp, new[pos].seq):
+                        break
+                    tmp = new[c]
+                    new[c] = new[pos]
+                    new[pos] = tmp
+                    pos = c
+                top -= 1
+            if self._xhver != hv or self._ver != v:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+        except BaseException:
+            for i in range(live):
+                Py_DECREF(<object>new[i].exp)
+            PyMem_Free(new)
+            raise
+        old = self._xh
+        oldn = self._xhn
+        self._xh = new
+        self._xhn = self._xhcap = live
+        self._xdead = 0
+        for i in range(live):
+            self._hpos[new[i].ent] = <int32_t>i
+        self._xh_bump()
+        for i in range(oldn):           # the structure is consistent: release the old records
+            Py_DECREF(<object>old[i].exp)
+        PyMem_Free(old)
+        return 0
+
+    @cython.final
+    cdef Py_ssize_t _xh_prepare(self, object exp) except -1:
+        # Before a set's structural change: compact if due, room for one record, and its place
+        if self._xdead > 8 and self._xdead * 2 > self._xhn:
+            self._xh_compact()
+        self._xh_reserve()
+        return self._xh_plan_push(exp)
+
+    @cython.final
+    cdef Py_ssize_t _xh_expired(self, Py_ssize_t pos, object now, list sizes, size_t hv,
+                                size_t v) except -2:
+        # Live records of the subtree at pos expired at `now` (children of a record alive at
+        # now expire later still), their sizes collected; -1: another thread changed the heap.
+        cdef object x
+        cdef int32_t ent
+        cdef Py_ssize_t k = 0, a
+        cdef int alive
+        if pos >= self._xhn:
+            return 0
+        x = <object>self._xh[pos].exp
+        alive = _cache_RichCompareBool(<PyObject*>now, <PyObject*>x, Py_LT)
+        if self._xh_changed(hv, v):
+            return -1
+        if alive:
+            return 0
+        ent = self._xh[pos].ent
+        if ent >= 0:
+            k = 1
+            if sizes is not None:
+                sizes.append(<object>self._sizes[ent])
+        a = self._xh_expired(2 * pos + 1, now, sizes, hv, v)
+        if a < 0:
+            return -1
+        k += a
+        a = self._xh_expired(2 * pos + 2, now, sizes, hv, v)
+        if a < 0:
+            return -1
+        return k + a
+
     @cython.final
     cdef int32_t _insert(self, object key, object value, Py_hash_t h) except -1:
         # Add a new entry (key known absent; _reserve() already called) at the end of its
@@ -946,6 +1328,8 @@ cdef class _CacheCore:
             self._lru_append(ix)
         if self._use_heap:
             self._heap_put(self._n - 1, ix)      # expiry inf: the heap's last place is right
+        elif self._xheap:
+            self._hpos[ix] = -1                  # its record comes with _set_exp()
         elif self._is_ttl:
             self._ttl_append(ix)
         if self._objmode:
@@ -975,6 +1359,8 @@ cdef class _CacheCore:
         self._lru_unlink(ix)
         if self._use_heap:
             self._heap_remove(ix)
+        elif self._xheap:
+            self._xh_kill(ix)
         elif self._is_ttl:
             self._ttl_unlink(ix)
         if ix != last:
@@ -993,6 +1379,10 @@ cdef class _CacheCore:
                 self._tail = ix
             if self._use_heap:
                 self._heap_put(self._hpos[last], ix)
+            elif self._xheap:
+                self._hpos[ix] = self._hpos[last]
+                if self._hpos[ix] >= 0:
+                    self._xh[self._hpos[ix]].ent = ix
             elif self._is_ttl:
                 self._tl[ix] = self._tl[last]
                 if self._tl[ix].prev >= 0:
@@ -1176,6 +1566,13 @@ cdef class _CacheCore:
         cdef int r
         if self._use_heap:
             k = self._heap_expired(0, now, sizes)
+        elif self._xheap:
+            while True:
+                k = self._xh_expired(0, now, sizes, self._xhver, self._ver)
+                if k >= 0:
+                    break
+                if sizes is not None:
+                    del sizes[:]
         elif not self._objmode:
             d = now
             while ix >= 0 and not (d < self._ents[ix].exp):
@@ -1217,10 +1614,30 @@ cdef class _CacheCore:
         # `evicted`.
         cdef int32_t ix
         cdef double d
+        cdef size_t ver, hv
+        cdef object x
+        cdef int alive
         if self._use_heap:
             d = now
             while self._n and not (d < self._ents[self._heap[0]].exp):
                 ix = self._heap[0]
+                evicted.append(self._take(ix, self._slot_of(ix)))
+                self._expirations += 1
+            return 0
+        if self._xheap:
+            while self._xhn:
+                if self._xh[0].ent < 0:
+                    self._xh_pop_dead()
+                    continue
+                ver = self._ver
+                hv = self._xhver
+                x = <object>self._xh[0].exp
+                alive = _cache_RichCompareBool(<PyObject*>now, <PyObject*>x, Py_LT)
+                if self._ver != ver or self._xhver != hv:
+                    raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+                if alive:
+                    break
+                ix = self._xh[0].ent
                 evicted.append(self._take(ix, self._slot_of(ix)))
                 self._expirations += 1
             return 0
@@ -1264,10 +1681,10 @@ cdef class _CacheCore:
         self._ttl_link_after(ix, after)
 
     @cython.final
-    cdef int _set_exp(self, int32_t ix, object exp, int32_t anchor) except -1:
+    cdef int _set_exp(self, int32_t ix, object exp, Py_ssize_t anchor) except -1:
         # Store the expiry of entry ix (just inserted or updated) and put it in its place in
-        # expiry order: the heap, the sorted list, or (object expiries of a TLRUCache) right after
-        # `anchor`, which _plan_anchor() found before the structural change began.
+        # expiry order: the heap, the sorted list, or (object expiries of a TLRUCache) at heap
+        # position `anchor`, which _xh_prepare() found before the structural change began.
         cdef PyObject* old
         if not self._objmode:
             if self._use_heap:
@@ -1279,30 +1696,14 @@ cdef class _CacheCore:
         old = self._xexp[ix]
         Py_INCREF(exp)
         self._xexp[ix] = <PyObject*>exp
-        self._ttl_unlink(ix)
-        self._ttl_link_after(ix, anchor if self._is_tlru else self._ttail)
+        if self._xheap:
+            self._xh_kill(ix)       # an update: the old record dies, a new one is pushed
+            self._xh_push(ix, exp, anchor)
+        else:
+            self._ttl_unlink(ix)
+            self._ttl_link_after(ix, self._ttail)
         Py_XDECREF(old)         # a number: no user code, and the structure is consistent again
         return 0
-
-    @cython.final
-    cdef int32_t _plan_anchor(self, object exp, Py_ssize_t skip) except -2:
-        # Object expiries of a TLRUCache: the entry after which an item expiring at `exp` belongs
-        # (-1: first), skipping entry `skip`. The comparisons are user code, so this runs before
-        # the structural change it prepares, with other writers held off by the writer lock.
-        cdef size_t ver = self._ver
-        cdef int32_t j = self._ttail
-        cdef object other
-        while j >= 0:
-            if j != skip:
-                other = <object>self._xexp[j]
-                if not (exp < other):
-                    break
-                if self._ver != ver:
-                    raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-            j = self._tl[j].prev
-        if self._ver != ver:
-            raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-        return j
 
     @cython.final
     cdef int _freeze(self, object now) except -1:
@@ -1387,6 +1788,10 @@ cdef class _CacheCore:
             return self.__missing__(key)
         raise KeyError(key)
 
+    def __missing__(self, key):
+        """Called by ``c[key]`` on a miss: raises KeyError(key) (a subclass may return a value)."""
+        raise KeyError(key)
+
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def get(self, key, default=None):
@@ -1431,11 +1836,14 @@ cdef class _CacheCore:
         # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
         # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
         # before the lookup.
-        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+        if self._n >= self._maxsize_c and self._head >= 0:
             # a new key will take the next victim's entry: start loading it now
-            _cache_prefetch(&self._ents[self._head])
-            if self._tl != NULL:
-                _cache_prefetch(&self._tl[self._head])
+            if self._pol != _POL_RR:
+                _cache_prefetch(&self._ents[self._head])
+                if self._tl != NULL:
+                    _cache_prefetch(&self._tl[self._head])
+            elif _cache_mt_ok:
+                self._rr_prefetch()
         h = hash(key)
         if self._is_ttl:
             now = self._now_d()
@@ -1480,9 +1888,8 @@ cdef class _CacheCore:
             return
         if self._n >= self._maxsize_c:
             if self._pol == _POL_RR:
-                ix = self._rr_pick()
-                victim = self._take(<int32_t>ix, self._slot_of(ix))
-                self._evictions += 1
+                self._rr_replace(key, value, h)
+                return
             else:
                 # the victim's entry takes the new item (no hole to fill)
                 v = self._head
@@ -1551,13 +1958,76 @@ cdef class _CacheCore:
         # random.choice(keys) without the sequence: the same getrandbits() calls as
         # Random._randbelow, so the victim is the one random.choice would pick.
         cdef Py_ssize_t n = self._n, r
-        cdef int k = 0
-        while (n >> k) != 0:        # n.bit_length()
-            k += 1
+        cdef int k = prodfast_bit_length(<size_t>n)
+        if _cache_mt_ok:            # k <= 31: one draw per try, as getrandbits(k) makes
+            r = prodfast_mt_draw(_cache_mt_inst) >> (32 - k)
+            while r >= n:
+                r = prodfast_mt_draw(_cache_mt_inst) >> (32 - k)
+            return r
         r = _cache_getrandbits(k)
         while r >= n:
             r = _cache_getrandbits(k)
         return r
+
+    @cython.final
+    cdef inline void _rr_prefetch(self) noexcept:
+        # The entry the next eviction will most likely take (_rr_pick's first try, not drawn)
+        cdef Py_ssize_t n = self._n, r
+        cdef int k = prodfast_bit_length(<size_t>n)
+        r = prodfast_mt_peek(_cache_mt_inst) >> (32 - k)
+        if r < n:
+            _cache_prefetch(&self._ents[r])
+
+    @cython.final
+    cdef int _rr_replace(self, object key, object value, Py_hash_t h) except -1:
+        # RRCache's eviction on the fast path (a full cache, key absent, no hook): the victim
+        # goes as _remove() takes it (the last entry fills its hole) and the new item is
+        # appended in the freed last entry, as _insert() would; no tuple, no reallocation.
+        cdef Py_ssize_t r = self._rr_pick()
+        cdef int32_t v = <int32_t>r
+        cdef int32_t last = <int32_t>(self._n - 1)
+        cdef Py_ssize_t ls
+        cdef _cache_ent* e = &self._ents[v]
+        cdef PyObject* oldk = e.key
+        cdef PyObject* oldv = e.value
+        # the victim's list neighbours and its index slot are loaded next: fetch them together
+        if e.prev >= 0:
+            _cache_prefetch(&self._ents[e.prev])
+        if e.next >= 0:
+            _cache_prefetch(&self._ents[e.next])
+        _cache_prefetch(&self._idx[self._home(e.hash)])
+        self._clear_slot(self._slot_of(v))
+        self._lru_unlink(v)
+        if v != last:
+            # entry `last` becomes entry v: every reference to it is renumbered
+            ls = self._slot_of(last)
+            self._idx[ls] = (self._idx[ls] & ~self._imask) | v
+            e[0] = self._ents[last]
+            if e.prev >= 0:
+                self._ents[e.prev].next = v
+            else:
+                self._head = v
+            if e.next >= 0:
+                self._ents[e.next].prev = v
+            else:
+                self._tail = v
+            e = &self._ents[last]
+        self._idx[self._free_slot(h)] = self._tag(h) | last
+        Py_INCREF(key)
+        Py_INCREF(value)
+        e.key = <PyObject*>key
+        e.value = <PyObject*>value
+        e.hash = h
+        e.exp = self._seq
+        self._seq += 1.0
+        self._lru_append(last)
+        self._bump()
+        self._mod += 1
+        self._evictions += 1
+        # the structure is consistent: the victim's __del__ may use the cache
+        Py_DECREF(<object>oldk)
+        Py_DECREF(<object>oldv)
+        return 0
 
     def set(self, key, value):
         """Store value under key (the seed's name for ``cache[key] = value``)."""
@@ -1613,10 +2083,10 @@ cdef class _CacheCore:
         # without any. Returns what the caller must release (replaced value, size, total).
         cdef Py_hash_t h = hash(key)
         cdef Py_ssize_t ix
-        cdef int32_t anchor = -1
+        cdef Py_ssize_t anchor = -1
         cdef object now = None, exp = None, size, diff = None, total = None, old
         cdef PyObject* p
-        cdef size_t ver
+        cdef size_t ver, hv = 0
         cdef bint runs_code = self._hook or self._pol == _POL_RR
         if self._is_ttl:
             now = self._now()
@@ -1659,9 +2129,10 @@ cdef class _CacheCore:
                 base = self._currsize_obj
                 if self._getsizeof is not None:
                     total = base + diff
-                if self._objmode and self._is_tlru:
-                    anchor = self._plan_anchor(exp, ix)
-                if self._ver != ver or self._currsize_obj is not base:
+                if self._xheap:
+                    anchor = self._xh_prepare(exp)
+                    hv = self._xhver
+                if self._ver != ver or self._currsize_obj is not base or (self._xheap and self._xhver != hv):
                     raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
                 # no user code from here on
                 p = self._ents[ix].value
@@ -1695,9 +2166,10 @@ cdef class _CacheCore:
         base = self._currsize_obj
         if self._getsizeof is not None:
             total = base + size
-        if self._objmode and self._is_tlru:
-            anchor = self._plan_anchor(exp, -1)
-        if self._ver != ver or self._currsize_obj is not base:
+        if self._xheap:
+            anchor = self._xh_prepare(exp)
+            hv = self._xhver
+        if self._ver != ver or self._currsize_obj is not base or (self._xheap and self._xhver != hv):
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         # no user code from here on
         self._reserve()
@@ -2014,6 +2486,12 @@ cdef class _CacheCore:
                 expires[pos[ix]] = <object>self._xexp[ix] if self._objmode else self._ents[ix].exp
             if self._use_heap:
                 xorder = sorted(range(len(items)), key=expires.__getitem__)
+            elif self._xheap:
+                # the live records (taken without user code), in (expiry, push number) order
+                recs = [(<object>self._xh[k].exp, self._xh[k].seq, pos[self._xh[k].ent])
+                        for k in range(self._xhn) if self._xh[k].ent >= 0]
+                recs.sort(key=_cache_xkey)
+                xorder = [rec[2] for rec in recs]
             else:
                 xorder = []
                 j = self._thead
@@ -2172,6 +2650,11 @@ cdef class _CacheCore:
                 raise ValueError(invalid)
         if not self._use_heap:
             self._thead = self._ttail = -1
+        if self._xheap and n:
+            self._xh = <_cache_xrec*>PyMem_Malloc(n * sizeof(_cache_xrec))
+            if self._xh == NULL:
+                raise MemoryError()
+            self._xhcap = n
         for k in range(n):
             ix = <int32_t>idxs[xorder[k]]
             x = expires[xorder[k]]
@@ -2182,6 +2665,15 @@ cdef class _CacheCore:
                 self._ents[ix].exp = float(x)
             if self._use_heap:
                 self._heap_put(k, ix)       # sorted: a valid heap
+            elif self._xheap:
+                # sorted, push numbers ascending: a valid heap
+                Py_INCREF(x)
+                self._xh[k].exp = <PyObject*>x
+                self._xh[k].seq = <double>k
+                self._xh[k].ent = ix
+                self._hpos[ix] = <int32_t>k
+                self._xhn = k + 1
+                self._xhseq = k + 1.0
             else:
                 self._ttl_append(ix)
         if last is None:
@@ -2236,6 +2728,14 @@ cdef class _CacheCore:
         self._fast_set, o._fast_set = o._fast_set, self._fast_set
         self._is_tlru, o._is_tlru = o._is_tlru, self._is_tlru
         self._use_heap, o._use_heap = o._use_heap, self._use_heap
+        self._xheap, o._xheap = o._xheap, self._xheap
+        self._xh, o._xh = o._xh, self._xh
+        self._xhn, o._xhn = o._xhn, self._xhn
+        self._xhcap, o._xhcap = o._xhcap, self._xhcap
+        self._xdead, o._xdead = o._xdead, self._xdead
+        self._xhseq, o._xhseq = o._xhseq, self._xhseq
+        self._xh_bump()
+        o._xh_bump()
         self._pol, o._pol = o._pol, self._pol
         self._choice, o._choice = o._choice, self._choice
         self._ttu, o._ttu = o._ttu, self._ttu
@@ -2289,6 +2789,7 @@ cdef class _CacheCore:
             # ttu's results are compared as doubles only with the built-in clock
             self._objmode = timing == 2 and timer is not _cache_monotonic
         self._use_heap = timing == 2 and not self._objmode
+        self._xheap = timing == 2 and self._objmode
         self._ttl_d = float(param) if timing == 1 and not self._objmode else 0.0
         self._cclock = timing != 0 and timer is _cache_monotonic
         self._tw = _cache_Timer(timer) if timing else None
@@ -2388,6 +2889,24 @@ cdef class _CacheCore:
                 if i:
                     assert not (self._ents[self._heap[i]].exp < self._ents[self._heap[(i - 1) >> 1]].exp), \
                         "heap order broken"
+        elif self._xheap:
+            dead = 0
+            for i in range(self._xhn):
+                ix = self._xh[i].ent
+                if ix < 0:
+                    dead += 1
+                else:
+                    assert ix < self._n and self._hpos[ix] == i, "heap position wrong"
+                    assert self._xh[i].exp == self._xexp[ix], "heap record disagrees with its entry"
+                if i:
+                    assert not _cache_xbefore(<object>self._xh[i].exp, self._xh[i].seq,
+                                              <object>self._xh[(i - 1) >> 1].exp,
+                                              self._xh[(i - 1) >> 1].seq), "heap order broken"
+            assert dead == self._xdead, "dead record count wrong"
+            assert self._xhn - dead == self._n, "heap misses entries"
+            for i in range(self._n):
+                assert 0 <= self._hpos[i] < self._xhn and self._xh[self._hpos[i]].ent == i, \
+                    "entry without its heap record"
         elif self._is_ttl:
             count = 0
             prev = -1

@@ -332,7 +332,9 @@ class Cache(MutableMapping):
         else:
             self._size_fn = None
         self._hook = cls.popitem is not Cache.popitem
-        self._has_missing = hasattr(cls, "__missing__")
+        # c[k] calls __missing__ on a miss only when a subclass overrides it (the base's raises
+        # KeyError(key), which c[k] raises itself)
+        self._has_missing = getattr(cls, "__missing__", None) is not Cache.__missing__
         self._setup_policy()
 
     def _enter(self):
@@ -436,6 +438,10 @@ class Cache(MutableMapping):
     def _link_expiry(self, node):
         pass
 
+    def _prepare_expiry(self, expires):
+        # Before a set's structural change: anything its expiry order needs that runs user code
+        pass
+
     def _unlink_expiry(self, node):
         pass
 
@@ -482,6 +488,10 @@ class Cache(MutableMapping):
             self._misses += 1
         if self._has_missing:
             return self.__missing__(key)
+        raise KeyError(key)
+
+    def __missing__(self, key):
+        """Called by ``c[key]`` on a miss: raises KeyError(key) (a subclass may return a value)."""
         raise KeyError(key)
 
     def get(self, key, default=None):
@@ -577,6 +587,7 @@ class Cache(MutableMapping):
                 return self._drop(key)
         if self._hook:
             return self._set_hooked(key, value, size, expires, evicted)
+        self._prepare_expiry(expires)
         # User code below: __hash__/__eq__ of keys and RRCache's choice; mutations refused: busy.
         self._enter()
         try:
@@ -626,6 +637,7 @@ class Cache(MutableMapping):
         maxsize = self._maxsize
         node = self._lookup(key)
         if node is not None:
+            self._prepare_expiry(expires)
             self._enter()
             try:
                 self._on_update(node)
@@ -655,6 +667,7 @@ class Cache(MutableMapping):
             # the overriding popitem() stored key meanwhile
             raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
         node = _Node(key, value, size, expires)
+        self._prepare_expiry(expires)
         self._enter()
         try:
             self._map[key] = node  # may run __hash__/__eq__ again (mutations refused: busy)
@@ -1492,7 +1505,7 @@ class TLRUCache(_TimedCache):
     so a set is O(log n) and removing an expired item O(log n).
     """
 
-    __slots__ = ("_ttu", "_heap", "_seq", "_removed")
+    __slots__ = ("_ttu", "_heap", "_seq", "_removed", "_hver", "_plan")
 
     def __init__(self, maxsize, ttu, timer=time.monotonic, getsizeof=None, *, on_evict=None):
         _check_maxsize(maxsize)
@@ -1528,11 +1541,52 @@ class TLRUCache(_TimedCache):
         self._heap = []  # [expires, seq, node]; node is None once the item left
         self._seq = 0
         self._removed = 0
+        self._hver = getattr(self, "_hver", 0) + 1  # changes of the heap
+        self._plan = None
+
+    # Comparing expiries is user code: a set finds its record's place (and compacts the heap
+    # when due) in _prepare_expiry(), before its structural change, so that the change itself
+    # moves records without comparing any.
+
+    def _prepare_expiry(self, expires):
+        heap = self._heap
+        version = self._hver
+        if self._removed > len(self._map):  # more dead entries than live ones: rebuild
+            new = [entry for entry in heap if entry[2] is not None]
+            heapq.heapify(new)  # a private list: the comparisons cannot disturb the cache
+            if self._hver != version:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            self._heap = heap = new
+            self._removed = 0
+            self._hver = version = version + 1
+        entry = [expires, self._seq]
+        pos = len(heap)
+        while pos:
+            parent = (pos - 1) >> 1
+            before = entry < heap[parent][:2]
+            if self._hver != version:
+                raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
+            if not before:
+                break
+            pos = parent
+        self._plan = (version, pos)
 
     def _push(self, node):
         entry = [node.expires, self._seq, node]
         self._seq += 1
-        heapq.heappush(self._heap, entry)
+        heap = self._heap
+        plan, self._plan = self._plan, None
+        if plan is None or plan[0] != self._hver:
+            heapq.heappush(heap, entry)  # not planned (a restore into a fresh cache)
+        else:
+            hole = len(heap)
+            heap.append(entry)
+            while hole > plan[1]:
+                parent = (hole - 1) >> 1
+                heap[hole] = heap[parent]
+                hole = parent
+            heap[hole] = entry
+        self._hver += 1
         node.aux = entry
 
     def _link_expiry(self, node):
@@ -1549,10 +1603,6 @@ class TLRUCache(_TimedCache):
         self._unlink_expiry(node)
         node.expires = expires
         self._push(node)
-        if self._removed > len(self._map):  # more dead entries than live ones: rebuild
-            self._heap = [entry for entry in self._heap if entry[2] is not None]
-            heapq.heapify(self._heap)
-            self._removed = 0
 
     def _clear_expiry(self):
         self._setup_expiry()
@@ -1566,6 +1616,7 @@ class TLRUCache(_TimedCache):
             entry = heap[0]
             if entry[2] is None:
                 heapq.heappop(heap)
+                self._hver += 1
                 self._removed -= 1
                 continue
             return None if now < entry[0] else entry[2]
