@@ -33,7 +33,10 @@ script for every operation and for groups), so processes on any number of hosts 
 consistent limiter.  The script is sent once per server and then called by its SHA1 with
 ``EVALSHA``; when the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH`` emptied
 its script cache) the call is retried once with ``EVAL``, which sends the script with the call
-and caches it again (so no flush can come between a reload and a retry).  Time is the Redis
+and caches it again (so no flush can come between a reload and a retry).  One limiter's
+``try_acquire``, ``acquire``, ``wait_time`` and ``reserve`` use the script's short form (one
+argument, a one-string reply, the token bucket's one key), sent with ``execute_command``: the
+client packs and parses less, which is most of a decision's CPU time.  Time is the Redis
 server's clock (``redis.call('TIME')``, microseconds), never the client's, so clients with
 skewed clocks still agree.  A server clock that steps backwards is treated as "no time passed".
 Every write sets ``PEXPIRE``: a key disappears by itself once it holds nothing a fresh key
