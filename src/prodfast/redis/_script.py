@@ -90,21 +90,25 @@ if n == 1 and width == 4 and kind == 'tb' then
         last = real
       end
     end
-    local granted, wait = 1, '0'
+    -- (strings where a number would be formatted again: a float's formatting is most of the
+    -- script's own work)
+    local granted, wait, left = '1', '0', nil
     if tokens < cost then
-      granted, wait = 0, fmt((cost - tokens) / rate)
+      granted, wait = '0', fmt((cost - tokens) / rate)
     elseif op == 'take' and cost > 0 then
       tokens = tokens - cost
+      left = fmt(tokens)
       local ttl = math.min(math.ceil((cap - tokens) / rate * 1000 + (last - real) / 1000), 2^52)
       if ttl > 0 then
-        redis.call('HSET', KEYS[1], 'tokens', fmt(tokens), 'ts', fmt(last))
+        redis.call('HSET', KEYS[1], 'tokens', left, 'ts', fmt(last))
         redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
       else
         redis.call('DEL', KEYS[1])
       end
     end
-    if short then return granted .. ' ' .. wait .. ' ' .. fmt(tokens) .. ' ' .. receipt end
-    return {granted, wait, fmt(tokens), receipt, '0'}
+    left = left or fmt(tokens)
+    if short then return granted .. ' ' .. wait .. ' ' .. left .. ' ' .. receipt end
+    return {tonumber(granted), wait, left, receipt, '0'}
   end
 end
 
@@ -114,7 +118,7 @@ if n == 1 and width == 4 and kind == 'sw' then
   if (tonumber(b[1]) or 0) <= real and (tonumber(b[2]) or 0) <= real then
     local max_calls, window, cost = tonumber(p1), tonumber(p2), tonumber(a1)
     local now, next = real, 0
-    local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', KEYS[1], '-1', '-1', 'WITHSCORES')
     if newest[2] then
       local score = tonumber(newest[2])
       if score > now then now = score end
@@ -126,11 +130,11 @@ if n == 1 and width == 4 and kind == 'sw' then
     local count = redis.call('ZCARD', KEYS[1])
     local stamp = fmt(now)
     local receipt = stamp .. '/' .. (b[3] or '0')
-    local granted, wait = 1, '0'
+    local granted, wait = '1', '0'
     if count + cost > max_calls then
       local rank = count + cost - max_calls - 1
       local oldest = redis.call('ZRANGE', KEYS[1], rank, rank, 'WITHSCORES')
-      granted, wait = 0, fmt((tonumber(oldest[2]) + window - now) / 1000000)
+      granted, wait = '0', fmt((tonumber(oldest[2]) + window - now) / 1000000)
     elseif op == 'take' and cost > 0 then
       local args = {}
       for j = next, next + cost - 1 do
@@ -147,7 +151,7 @@ if n == 1 and width == 4 and kind == 'sw' then
       redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
     end
     if short then return granted .. ' ' .. wait .. ' ' .. count .. ' ' .. receipt end
-    return {granted, wait, count, receipt, '0'}
+    return {tonumber(granted), wait, count, receipt, '0'}
   end
 end
 
@@ -187,7 +191,7 @@ local function load(i)
     budget(s, st[3], st[4], st[5], st[6], st[7])
   else
     s.next = 0
-    local newest = redis.call('ZRANGE', s.key, -1, -1, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', s.key, '-1', '-1', 'WITHSCORES')
     if newest[2] then
       local score = tonumber(newest[2])
       if score > s.now then s.now = score end
