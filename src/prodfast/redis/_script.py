@@ -114,7 +114,8 @@ end
 
 -- The same for one sliding window (the budget lives in KEYS[2]).
 if n == 1 and width == 4 and kind == 'sw' then
-  local b = redis.call('HMGET', KEYS[2], 'until', 'hold', 'gen')
+  local b = {}  -- the budget's hash exists only while a budget or hold is in force
+  if redis.call('EXISTS', KEYS[2]) == 1 then b = redis.call('HMGET', KEYS[2], 'until', 'hold', 'gen') end
   if (tonumber(b[1]) or 0) <= real and (tonumber(b[2]) or 0) <= real then
     local max_calls, window, cost = tonumber(p1), tonumber(p2), tonumber(a1)
     local now, next = real, 0
