@@ -743,3 +743,86 @@ def test_the_hot_paths_decide_as_the_general_script(client, fill, ops):
                 assert (a is None and b is None) or float(a) == float(b)
             else:
                 assert client.zcard(plain.key) == client.zcard(budgeted.key)
+
+
+def _long_form(client, lim, op, cost):
+    """One look or take of ``lim`` in the script's long form (as a group of one sends it):
+    (granted, wait, state, receipt)."""
+    from prodfast.redis import _script
+
+    reply = client.evalsha(_script.SHA, 2, *lim._keys, op, b"1", *lim._params, repr(float(cost)))
+    return int(reply[0]), float(reply[1]), float(reply[2]), reply[3].decode()
+
+
+def _short_form(lim, op, cost):
+    arg = lim._short_argv[op] + repr(float(cost)).encode()
+    granted, wait, stamp = lim._decide(arg)
+    return int(granted), wait, float(lim.stats()["tokens" if lim._KIND == "tb" else "in_window"]), (
+        stamp.decode()
+    )
+
+
+@test_redis.MODEL
+@given(
+    fill=st.floats(0.0, 1.0),
+    budget=st.booleans(),
+    ops=st.lists(st.tuples(st.sampled_from(["take", "look"]), st.integers(0, 8)), max_size=10),
+)
+def test_the_short_form_decides_as_the_long_form(client, fill, budget, ops):
+    """try_acquire/wait_time/acquire/reserve send one limiter's look or take in the script's
+    short form (one argument, one string back); a twin key decided in the long form gives the
+    same answer, receipt and stored state call by call (frozen clocks), on the hot path and,
+    under a provider budget, on the general one."""
+    twins, frozen = {}, {}  # each window key's frozen "now" (seeded one after the other)
+    for kind in ("tb", "sw"):
+        short_key, long_key = _new_key(), _new_key()
+        if kind == "tb":
+            for k in (short_key, long_key):
+                _seed_bucket(client, k, 8.0 * fill)
+            make = lambda k: RedisTokenBucket(client, k, 3.0, 8.0)  # noqa: E731
+        else:
+            ages = [int(a * 1e5) for a in range(int(8 * fill))]
+            for k in (short_key, long_key):
+                frozen[k] = _seed_window(client, k, ages)[0]
+            make = lambda k: RedisSlidingWindow(client, k, 9, 0.5)  # noqa: E731
+        twins[kind] = (make(short_key), make(long_key))
+        if budget:
+            for lim in twins[kind]:
+                lim.observe({"x-ratelimit-remaining-requests": "5",
+                             "x-ratelimit-reset-requests": "1h"})
+    for op, cost in ops:
+        for kind, (short, long_) in twins.items():
+            s, g = _short_form(short, op, cost), _long_form(client, long_, op, cost)
+            (stamp_s, gen_s), (stamp_l, gen_l) = s[3].split("/"), g[3].split("/")
+            assert s[0] == g[0] and s[2] == pytest.approx(g[2], abs=1e-9)
+            # a wait for the budget's reset runs on the real clock, a moment apart
+            assert s[1] == pytest.approx(g[1], rel=1e-4, abs=1e-9)
+            assert (gen_s == "0") == (gen_l == "0")  # the budget's generation: its own key's
+            if kind == "tb":
+                assert stamp_s == stamp_l == "0"
+                a, b = (client.hmget(k, "tokens", "left") for k in (short.key, long_.key))
+                assert a == b
+            else:  # the same log, relative to each key's frozen "now"
+                assert float(stamp_s) - frozen[short.key] == float(stamp_l) - frozen[long_.key]
+                logs = [
+                    [(m.split(b":")[1], t - frozen[k])
+                     for m, t in client.zrange(k, 0, -1, withscores=True)]
+                    for k in (short.key, long_.key)
+                ]
+                assert logs[0] == logs[1]
+
+
+@pytest.mark.asyncio
+async def test_the_default_cost_follows_the_cost_rules(client, aclient):
+    # try_acquire() sends an argument built once for a cost of 1; a bucket that can never hold
+    # one token refuses it as any other cost above its capacity, and 1.0 / True cost the same
+    for lim in (RedisTokenBucket(client, _new_key(), 1.0, 0.5),
+                AsyncRedisTokenBucket(aclient, _new_key(), 1.0, 0.5)):
+        for cost in (1, 1.0, True):
+            with pytest.raises(ValueError, match="exceeds capacity 0.5"):
+                out = lim.try_acquire(cost)
+                if not isinstance(out, bool):
+                    await out
+    lim = RedisTokenBucket(client, _new_key(), 0.001, 3.0)
+    assert [lim.try_acquire(1), lim.try_acquire(1.0), lim.try_acquire(True)] == [True] * 3
+    assert lim.try_acquire() is False and lim.stats()["tokens"] == pytest.approx(0.0, abs=1e-3)

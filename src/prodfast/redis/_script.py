@@ -28,6 +28,13 @@ microseconds a window's calls were logged at, 0 for a bucket, and the generation
 budget they were taken from), and amount what a lease took.  Numbers that may be fractional are
 returned as strings (Redis would truncate a Lua number).
 
+The short form, for one limiter's ``look`` or ``take`` (every ``try_acquire``, ``acquire``,
+``wait_time`` and ``reserve``): ARGV is one string ``"<code> <p1> <p2> <cost>"`` (code ``T``
+/ ``t``: a token bucket's take / look, ``W`` / ``w``: a window's), KEYS just the bucket's hash,
+or the window's set and budget; the reply is one string ``"<granted> <wait> <state>
+<receipt>"``.  It decides exactly as the long form: a client sends one argument and reads one
+bulk string faster than four arguments and an array (redis-py's pure-Python parser).
+
 The provider budget: while ``now < until`` the member grants at most ``left`` more in total
 (``top`` is the remaining reported, which a give-back never exceeds); while ``now < hold`` it
 grants nothing.  A report whose reset falls within the active budget's (1 ms of slack) is of the
@@ -46,11 +53,22 @@ import hashlib
 __all__ = ["LUA", "SHA"]
 
 LUA = r"""
-local op = ARGV[1]
-local n = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local real = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function fmt(x) return string.format('%.17g', x) end
+
+-- One limiter's look or take comes in the short form (see the module's docstring).
+local short = #ARGV == 1
+local op, n, kind, p1, p2, a1
+if short then
+  local code
+  code, p1, p2, a1 = string.match(ARGV[1], '^(%a) (%S+) (%S+) (%S+)$')
+  if code == 'T' or code == 'W' then op = 'take' else op = 'look' end
+  if code == 'T' or code == 't' then kind = 'tb' else kind = 'sw' end
+  n = 1
+else
+  op, n, kind, p1, p2, a1 = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+end
 
 local width = 7
 if op == 'look' or op == 'take' then width = 4 end
@@ -58,11 +76,11 @@ if op == 'look' or op == 'take' then width = 4 end
 -- The hot paths: one token bucket or one window, look or take, no provider budget or hold in
 -- force. The rules of load/check/debit/save_tb below, without their tables and closures (a
 -- third of the time).
-if n == 1 and width == 4 and ARGV[3] == 'tb' then
-  local rate, cap, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  local st = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'left', 'until', 'hold', 'top', 'gen')
-  if (tonumber(st[4]) or 0) <= real and (tonumber(st[5]) or 0) <= real then
-    local receipt = '0/' .. (st[7] or '0')
+if n == 1 and width == 4 and kind == 'tb' then
+  local rate, cap, cost = tonumber(p1), tonumber(p2), tonumber(a1)
+  local st = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'until', 'hold', 'gen')
+  if (tonumber(st[3]) or 0) <= real and (tonumber(st[4]) or 0) <= real then
+    local receipt = '0/' .. (st[5] or '0')
     local tokens, last = cap, real
     if st[1] then
       tokens = tonumber(st[1])
@@ -72,30 +90,36 @@ if n == 1 and width == 4 and ARGV[3] == 'tb' then
         last = real
       end
     end
+    -- (strings where a number would be formatted again: a float's formatting is most of the
+    -- script's own work)
+    local granted, wait, left = '1', '0', nil
     if tokens < cost then
-      return {0, fmt((cost - tokens) / rate), fmt(tokens), receipt, '0'}
-    end
-    if op == 'take' and cost > 0 then
+      granted, wait = '0', fmt((cost - tokens) / rate)
+    elseif op == 'take' and cost > 0 then
       tokens = tokens - cost
+      left = fmt(tokens)
       local ttl = math.min(math.ceil((cap - tokens) / rate * 1000 + (last - real) / 1000), 2^52)
       if ttl > 0 then
-        redis.call('HSET', KEYS[1], 'tokens', fmt(tokens), 'ts', fmt(last))
+        redis.call('HSET', KEYS[1], 'tokens', left, 'ts', fmt(last))
         redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
       else
         redis.call('DEL', KEYS[1])
       end
     end
-    return {1, '0', fmt(tokens), receipt, '0'}
+    left = left or fmt(tokens)
+    if short then return granted .. ' ' .. wait .. ' ' .. left .. ' ' .. receipt end
+    return {tonumber(granted), wait, left, receipt, '0'}
   end
 end
 
 -- The same for one sliding window (the budget lives in KEYS[2]).
-if n == 1 and width == 4 and ARGV[3] == 'sw' then
-  local b = redis.call('HMGET', KEYS[2], 'until', 'hold', 'gen')
+if n == 1 and width == 4 and kind == 'sw' then
+  local b = {}  -- the budget's hash exists only while a budget or hold is in force
+  if redis.call('EXISTS', KEYS[2]) == 1 then b = redis.call('HMGET', KEYS[2], 'until', 'hold', 'gen') end
   if (tonumber(b[1]) or 0) <= real and (tonumber(b[2]) or 0) <= real then
-    local max_calls, window, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+    local max_calls, window, cost = tonumber(p1), tonumber(p2), tonumber(a1)
     local now, next = real, 0
-    local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', KEYS[1], '-1', '-1', 'WITHSCORES')
     if newest[2] then
       local score = tonumber(newest[2])
       if score > now then now = score end
@@ -107,12 +131,12 @@ if n == 1 and width == 4 and ARGV[3] == 'sw' then
     local count = redis.call('ZCARD', KEYS[1])
     local stamp = fmt(now)
     local receipt = stamp .. '/' .. (b[3] or '0')
+    local granted, wait = '1', '0'
     if count + cost > max_calls then
       local rank = count + cost - max_calls - 1
       local oldest = redis.call('ZRANGE', KEYS[1], rank, rank, 'WITHSCORES')
-      return {0, fmt((tonumber(oldest[2]) + window - now) / 1000000), count, receipt, '0'}
-    end
-    if op == 'take' and cost > 0 then
+      granted, wait = '0', fmt((tonumber(oldest[2]) + window - now) / 1000000)
+    elseif op == 'take' and cost > 0 then
       local args = {}
       for j = next, next + cost - 1 do
         args[#args + 1] = stamp
@@ -127,9 +151,14 @@ if n == 1 and width == 4 and ARGV[3] == 'sw' then
       local ttl = math.min(math.ceil((now + window - real) / 1000), 2^52)
       redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
     end
-    return {1, '0', count, receipt, '0'}
+    if short then return granted .. ' ' .. wait .. ' ' .. count .. ' ' .. receipt end
+    return {tonumber(granted), wait, count, receipt, '0'}
   end
 end
+
+-- Everything else reads its arguments from A: ARGV, or a short call's in the long form.
+local A = ARGV
+if short then A = {op, '1', kind, p1, p2, a1} end
 
 -- the provider's budget and hold, from a hash's fields (absent or expired: none)
 local function budget(s, left, ends, hold, top, gen)
@@ -145,8 +174,8 @@ end
 
 local function load(i)
   local a = 3 + (i - 1) * width
-  local s = {kind = ARGV[a], p1 = tonumber(ARGV[a + 1]), p2 = tonumber(ARGV[a + 2]),
-             a = ARGV[a + 3], b = ARGV[a + 4], c = ARGV[a + 5], d = ARGV[a + 6],
+  local s = {kind = A[a], p1 = tonumber(A[a + 1]), p2 = tonumber(A[a + 2]),
+             a = A[a + 3], b = A[a + 4], c = A[a + 5], d = A[a + 6],
              key = KEYS[2 * i - 1], pkey = KEYS[2 * i], now = real}
   if s.kind == 'tb' then
     s.tokens = s.p2
@@ -163,7 +192,7 @@ local function load(i)
     budget(s, st[3], st[4], st[5], st[6], st[7])
   else
     s.next = 0
-    local newest = redis.call('ZRANGE', s.key, -1, -1, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', s.key, '-1', '-1', 'WITHSCORES')
     if newest[2] then
       local score = tonumber(newest[2])
       if score > s.now then s.now = score end
@@ -355,6 +384,13 @@ end
 
 local reply = {granted, '0'}
 if longest > 0 then reply[2] = fmt(longest) end
+if short then
+  local s = members[1]
+  if s.kind == 'tb' then
+    return granted .. ' ' .. reply[2] .. ' ' .. fmt(s.tokens) .. ' 0/' .. s.gen
+  end
+  return granted .. ' ' .. reply[2] .. ' ' .. s.count .. ' ' .. fmt(s.now) .. '/' .. s.gen
+end
 for i = 1, n do
   local s = members[i]
   if s.kind == 'tb' then

@@ -33,7 +33,10 @@ script for every operation and for groups), so processes on any number of hosts 
 consistent limiter.  The script is sent once per server and then called by its SHA1 with
 ``EVALSHA``; when the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH`` emptied
 its script cache) the call is retried once with ``EVAL``, which sends the script with the call
-and caches it again (so no flush can come between a reload and a retry).  Time is the Redis
+and caches it again (so no flush can come between a reload and a retry).  One limiter's
+``try_acquire``, ``acquire``, ``wait_time`` and ``reserve`` use the script's short form (one
+argument, a one-string reply, the token bucket's one key), sent with ``execute_command``: the
+client packs and parses less, which is most of a decision's CPU time.  Time is the Redis
 server's clock (``redis.call('TIME')``, microseconds), never the client's, so clients with
 skewed clocks still agree.  A server clock that steps backwards is treated as "no time passed".
 Every write sets ``PEXPIRE``: a key disappears by itself once it holds nothing a fresh key
@@ -310,6 +313,46 @@ class _Limiter:
         self._remember(float(reply[2]))
         return int(reply[0]) == 1, float(reply[1]), stamp.decode() if type(stamp) is bytes else stamp
 
+    def _short(self, take: bytes, look: bytes, keys: tuple[bytes, ...]) -> None:
+        """The short form of this limiter's look and take (see ``_script``): the EVALSHA
+        arguments up to the one script argument, and that argument's start (the cost follows)."""
+        p1, p2 = self._params[1:]
+        self._short_call = ("EVALSHA", _script.SHA, len(keys), *keys)
+        self._short_argv = {
+            "take": b"%s %s %s " % (take, p1, p2),
+            "look": b"%s %s %s " % (look, p1, p2),
+        }
+        try:  # the argument of the usual try_acquire(), cost 1, once for all
+            self._take1: bytes | None = self._short_argv["take"] + _num(self._check(1))
+        except ValueError:  # a capacity below 1: refused, with its message, on every call
+            self._take1 = None
+
+    def _short_answer(self, reply: Any, count: bool) -> tuple[bool, float, Any]:
+        """(granted, wait, receipt as sent) from a short reply "<granted> <wait> <state>
+        <receipt>"; ``count``: count it as a try_acquire call."""
+        granted, wait, state, stamp = reply.split()
+        allowed = granted == b"1" or granted == "1"
+        with self._lock:
+            self._round_trips += 1
+            self._last_state = float(state)
+            if count:
+                if allowed:
+                    self._allowed += 1
+                else:
+                    self._denied += 1
+        return allowed, float(wait), stamp
+
+    def _short_failed(self, exc: BaseException, count: bool) -> tuple[bool, float, None]:
+        """The answer to a short call that raised ``exc`` (``on_error`` for an outage)."""
+        with self._lock:
+            self._round_trips += 1
+        if not isinstance(exc, _OUTAGE):
+            raise exc
+        answer = self._outage(exc)
+        if count:
+            self._note(answer[0])
+        return answer
+
     def _pool_allowed(self) -> int:
         return 0
 
@@ -386,7 +429,7 @@ class _TokenBucketConfig(_Limiter):
         self._rate = check_positive(rate, "rate")
         self._capacity = check_positive(capacity, "capacity")
         self._params = (b"tb", repr(self._rate).encode(), repr(self._capacity).encode())
-        self._prefix = {op: (_OPS[op], b"1", *self._params) for op in ("look", "take")}
+        self._short(b"T", b"t", self._keys[:1])  # a bucket keeps its budget in its own hash
 
     @property
     def rate(self) -> float:
@@ -419,7 +462,7 @@ class _SlidingWindowConfig(_Limiter):
         self._max_calls = check_max_calls(max_calls)
         self._window = check_positive(window, "window")
         self._params = (b"sw", str(self._max_calls).encode(), repr(self._window * 1e6).encode())
-        self._prefix = {op: (_OPS[op], b"1", *self._params) for op in ("look", "take")}
+        self._short(b"W", b"w", self._keys)
 
     @property
     def max_calls(self) -> int:
@@ -756,21 +799,29 @@ class _Sync(_Leasing):
         with self._lock:
             self._round_trips += 1
         try:
-            return client.evalsha(_script.SHA, len(keys), *keys, *argv)
+            return client.execute_command("EVALSHA", _script.SHA, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
             pass
         with self._lock:
             self._script_loads += 1
         # EVAL sends the script with the call (and caches it): no flush can come in between
-        return client.eval(_script.LUA, len(keys), *keys, *argv)
+        return client.execute_command("EVAL", _script.LUA, len(keys), *keys, *argv)
 
-    def _decide(self: Any, cost: float | int, op: str) -> tuple[bool, float, str | None]:
-        """One ``look`` or ``take`` of ``cost`` by this limiter alone (the hot path)."""
+    def _decide(self: Any, arg: bytes, count: bool = False) -> tuple[bool, float, Any]:
+        """One short look or take by this limiter alone (the hot path): ``arg`` is the script's
+        argument; the receipt comes back as sent (bytes or str)."""
+        call = self._short_call
         try:
-            reply = self._run(self._keys, (*self._prefix[op], _num(cost)))
-        except _OUTAGE as exc:
-            return self._outage(exc)
-        return self._answer(reply)
+            try:
+                reply = self._client.execute_command(*call, arg)
+            except redis.exceptions.NoScriptError:
+                with self._lock:
+                    self._script_loads += 1
+                # EVAL sends the script with the call (and caches it): no flush can come between
+                reply = self._client.execute_command("EVAL", _script.LUA, *call[2:], arg)
+        except Exception as exc:
+            return self._short_failed(exc, count)
+        return self._short_answer(reply, count)
 
     def _adjust(self: Any, delta: float, stamp: str | None) -> None:
         keys, argv = _pack("adjust", (self,), (self._args4(delta, b"", b"", stamp),))
@@ -799,7 +850,9 @@ class _Sync(_Leasing):
                 pass  # checked, with this limiter's message, below
             granted, _, asked = self._from_lease(self._check(cost))
             return self._note(granted) if asked else granted
-        return self._note(self._decide(self._check(cost), "take")[0])
+        if type(cost) is int and cost == 1 and self._take1 is not None:
+            return self._decide(self._take1, True)[0]
+        return self._decide(self._short_argv["take"] + _num(self._check(cost)), True)[0]
 
     def wait_time(self: Any, cost: Any = 1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if now), by the server's clock."""
@@ -807,17 +860,18 @@ class _Sync(_Leasing):
         pool = self._pool
         if pool is not None and c <= pool.capacity_left():
             return 0.0
-        allowed, wait, _ = self._decide(c, "look")
+        allowed, wait, _ = self._decide(self._short_argv["look"] + _num(c))
         return 0.0 if allowed else wait
 
     def _wait_for(self: Any, cost: float | int, timeout: Any) -> tuple[bool, float, str | None]:
         """Take ``cost`` (sleeping as needed) -> (granted, wait when refused, stamp)."""
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        arg = self._short_argv["take"] + _num(cost)
         while True:
-            allowed, wait, stamp = self._decide(cost, "take")
+            allowed, wait, stamp = self._decide(arg)
             if allowed:
-                return True, 0.0, stamp
+                return True, 0.0, stamp.decode() if type(stamp) is bytes else stamp
             if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
                 return False, wait, None
             time.sleep(wait)
@@ -1065,19 +1119,25 @@ class _Async(_AsyncLeases, _Leasing):
         with self._lock:
             self._round_trips += 1
         try:
-            return await client.evalsha(_script.SHA, len(keys), *keys, *argv)
+            return await client.execute_command("EVALSHA", _script.SHA, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
             pass
         with self._lock:
             self._script_loads += 1
-        return await client.eval(_script.LUA, len(keys), *keys, *argv)
+        return await client.execute_command("EVAL", _script.LUA, len(keys), *keys, *argv)
 
-    async def _decide(self: Any, cost: float | int, op: str) -> tuple[bool, float, str | None]:
+    async def _decide(self: Any, arg: bytes, count: bool = False) -> tuple[bool, float, Any]:
+        call = self._short_call
         try:
-            reply = await self._run(self._keys, (*self._prefix[op], _num(cost)))
-        except _OUTAGE as exc:
-            return self._outage(exc)
-        return self._answer(reply)
+            try:
+                reply = await self._client.execute_command(*call, arg)
+            except redis.exceptions.NoScriptError:
+                with self._lock:
+                    self._script_loads += 1
+                reply = await self._client.execute_command("EVAL", _script.LUA, *call[2:], arg)
+        except Exception as exc:
+            return self._short_failed(exc, count)
+        return self._short_answer(reply, count)
 
     async def _adjust(self: Any, delta: float, stamp: str | None) -> None:
         keys, argv = _pack("adjust", (self,), (self._args4(delta, b"", b"", stamp),))
@@ -1104,7 +1164,9 @@ class _Async(_AsyncLeases, _Leasing):
                 pass  # checked, with this limiter's message, below
             granted, _, asked = await self._from_lease(self._check(cost))
             return self._note(granted) if asked else granted
-        return self._note((await self._decide(self._check(cost), "take"))[0])
+        if type(cost) is int and cost == 1 and self._take1 is not None:
+            return (await self._decide(self._take1, True))[0]
+        return (await self._decide(self._short_argv["take"] + _num(self._check(cost)), True))[0]
 
     async def wait_time(self: Any, cost: Any = 1) -> float:
         """Seconds until ``try_acquire(cost)`` would succeed (0.0 if now), by the server's clock."""
@@ -1112,16 +1174,17 @@ class _Async(_AsyncLeases, _Leasing):
         pool = self._pool
         if pool is not None and c <= pool.capacity_left():
             return 0.0
-        allowed, wait, _ = await self._decide(c, "look")
+        allowed, wait, _ = await self._decide(self._short_argv["look"] + _num(c))
         return 0.0 if allowed else wait
 
     async def _wait_for(self: Any, cost: float | int, timeout: Any) -> tuple[bool, float, str | None]:
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        arg = self._short_argv["take"] + _num(cost)
         while True:
-            allowed, wait, stamp = await self._decide(cost, "take")
+            allowed, wait, stamp = await self._decide(arg)
             if allowed:
-                return True, 0.0, stamp
+                return True, 0.0, stamp.decode() if type(stamp) is bytes else stamp
             if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
                 return False, wait, None
             await asyncio.sleep(wait)
