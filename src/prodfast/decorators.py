@@ -441,6 +441,14 @@ class _Memo:
         return value
 
 
+def _hit_tier(cache):
+    # A shared cache whose get_or_compute()/aget_or_compute() first returns a hit in a local
+    # cache names it with _hit_tier() (TieredCache: its local tier): the decorators look there
+    # first themselves, at the cost of a plain cache hit.
+    tier = getattr(cache, "_hit_tier", None)
+    return tier() if callable(tier) else None
+
+
 def _store(cache, key, value):
     try:
         cache[key] = value
@@ -461,12 +469,14 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
+        local = None
         if callable(getattr(cache, "get_or_compute", None)):
-            mode = 0  # the shared-cache protocol: self._call
+            local = _hit_tier(cache) if lock is None and cond is None else None
+            mode = 0 if local is None else 4  # the shared-cache protocol: self._call
         else:
             mode = 3 if cond is not None else 2 if lock is not None else 1
-        key_kind = 1 if key is hashkey or key is _call_key else 0
-        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond)
+        key_kind = 1 if key is hashkey else 2 if key is _call_key else 0
+        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond, local)
         self._func = func
         self._memo_init(info)
 
@@ -522,10 +532,19 @@ def _async_cached(func, cache, key, lock, cond, info):
     memo._memo_init(info)
     guard = lock if lock is not None else cond
     shared = callable(getattr(cache, "aget_or_compute", None))
+    local = _hit_tier(cache) if shared and guard is None else None
 
     @functools.wraps(func)
     async def wrapper(*args, **kwargs):
         k = key(*args, **kwargs)
+        if local is not None:
+            try:  # what aget_or_compute does first, without its coroutine and counting closure
+                value = local[k]
+            except KeyError:
+                pass
+            else:
+                memo._hits += 1
+                return value
         if shared:
             return await memo._alookup_shared(cache, k, guard, lambda: func(*args, **kwargs))
         return await memo._alookup(cache, k, guard, lambda: func(*args, **kwargs))
@@ -831,10 +850,17 @@ def cachedmethod(
 # ---------------------------------------------------------------------- lru_cache
 
 
-# functools.lru_cache's keys: keyword arguments in call order (f(x=1, y=2) and f(y=2, x=1) are
-# two entries there, so here too); without them, the argument tuple
+# lru_cache's keys: keyword arguments in call order (f(x=1, y=2) and f(y=2, x=1) are two
+# entries in functools.lru_cache, so here too); without them, the argument tuple, except that a
+# single argument that is not a tuple is its own key (as functools does for an int or a str):
+# it equals another such key exactly when the one-element tuples would, so f(1) and f(1.0) still
+# share one entry, and it never equals a tuple key
 def _call_key(*args, **kwargs):
-    return args + _kwmark + tuple(kwargs.items()) if kwargs else args
+    if kwargs:
+        return args + _kwmark + tuple(kwargs.items())
+    if len(args) == 1 and not isinstance(args[0], tuple):
+        return args[0]
+    return args
 
 
 def _typed_call_key(*args, **kwargs):

@@ -1147,6 +1147,11 @@ class _Tier:
                 self.local.pop(key, None)
             self._invalidations += len(keys)
 
+    def _hit_tier(self) -> Any:
+        """The local tier: ``get_or_compute``/``aget_or_compute`` return a hit there before
+        anything else, so the decorators (``prodfast.decorators``) look there first themselves."""
+        return self.local
+
     # -- used by the cache methods -----------------------------------------------------------
 
     def _begin_fill(self, key: Any) -> object | None:
