@@ -449,3 +449,7 @@ def _fast_call(cls):
         raise TypeError(f"_fast_call expects a subclass of _CachedCall or _CachedMethodCall, got {cls!r}")
     PyType_Modified(<PyTypeObject *>cls)
     return cls
+
+
+# whether threading.Lock/RLock are driven in C here (the tests check it is so where it should be)
+_CACHED_C_LOCKS = _cached_c_locks
