@@ -105,6 +105,34 @@ def test_hits_on_the_local_tier_never_reach_redis(client):
         assert double(x=3) == 6 and calls == [1, 3]
 
 
+def test_a_miss_is_one_lookup_in_the_local_tier(client, server):
+    with TieredCache(prodfast.LRUCache(100), RedisCache(client, _ns())) as tc:
+
+        @cached(tc)
+        def f(x):
+            return x
+
+        assert f(5) == 5 and f(6) == 6
+        assert tc.local.stats()["misses"] == 2 and tc.stats()["misses"] == 2
+
+    async def main():
+        c = redis.asyncio.Redis(**fast_client_kwargs(server.port))
+        atc = AsyncTieredCache(prodfast.LRUCache(100), AsyncRedisCache(c, _ns()))
+        try:
+
+            @cached(atc)
+            async def g(x):
+                return x
+
+            assert await g(5) == 5 and await g(6) == 6
+            assert atc.local.stats()["misses"] == 2 and (await atc.stats())["misses"] == 2
+        finally:
+            atc.close()
+            await c.aclose()
+
+    asyncio.run(main())
+
+
 def test_with_a_lock_the_shared_protocol_keeps_the_lock(client):
     class Counted:
         def __init__(self):

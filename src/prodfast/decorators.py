@@ -358,7 +358,7 @@ class _Memo:
                     del pending[key]
                     cond.notify_all()
 
-    def _lookup_shared(self, cache, key, lock, cond, compute):
+    def _lookup_shared(self, cache, key, lock, cond, compute, after_miss=None):
         ran = []
 
         def counted():
@@ -366,7 +366,7 @@ class _Memo:
             return compute()
 
         if cond is None and lock is None:
-            value = cache.get_or_compute(key, counted)
+            value = (after_miss or cache.get_or_compute)(key, counted)
             self._count(not ran)
             return value
         if cond is None:
@@ -425,14 +425,14 @@ class _Memo:
         self._count(joined)
         return value
 
-    async def _alookup_shared(self, cache, key, lock, compute):
+    async def _alookup_shared(self, cache, key, lock, compute, after_miss=None):
         ran = []
 
         def counted():
             ran.append(True)
             return compute()
 
-        value = await cache.aget_or_compute(key, counted)
+        value = await (after_miss or cache.aget_or_compute)(key, counted)
         if lock is None:
             self._count(not ran)
         else:
@@ -443,10 +443,11 @@ class _Memo:
 
 def _hit_tier(cache):
     # A shared cache whose get_or_compute()/aget_or_compute() first returns a hit in a local
-    # cache names it with _hit_tier() (TieredCache: its local tier): the decorators look there
-    # first themselves, at the cost of a plain cache hit.
+    # cache gives (local, after_miss) from _hit_tier() (TieredCache: its local tier, and the rest
+    # of get_or_compute): the decorators look in `local` themselves, at the cost of a plain cache
+    # hit, and call after_miss(key, compute) on a miss there (a lookup counted once).
     tier = getattr(cache, "_hit_tier", None)
-    return tier() if callable(tier) else None
+    return tier() if callable(tier) else (None, None)
 
 
 def _store(cache, key, value):
@@ -469,9 +470,10 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
-        local = None
+        local = self._after_miss = None
         if callable(getattr(cache, "get_or_compute", None)):
-            local = _hit_tier(cache) if lock is None and cond is None else None
+            if lock is None and cond is None:
+                local, self._after_miss = _hit_tier(cache)
             mode = 0 if local is None else 4  # the shared-cache protocol: self._call
         else:
             mode = 3 if cond is not None else 2 if lock is not None else 1
@@ -495,7 +497,8 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
         func = self._func
         key = self.cache_key(*args, **kwargs)
         return self._lookup_shared(
-            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
+            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs),
+            self._after_miss,  # mode 4: the local tier has just missed
         )
 
     def cache_clear(self):
@@ -532,7 +535,7 @@ def _async_cached(func, cache, key, lock, cond, info):
     memo._memo_init(info)
     guard = lock if lock is not None else cond
     shared = callable(getattr(cache, "aget_or_compute", None))
-    local = _hit_tier(cache) if shared and guard is None else None
+    local, after_miss = _hit_tier(cache) if shared and guard is None else (None, None)
 
     @functools.wraps(func)
     async def wrapper(*args, **kwargs):
@@ -546,7 +549,7 @@ def _async_cached(func, cache, key, lock, cond, info):
                 memo._hits += 1
                 return value
         if shared:
-            return await memo._alookup_shared(cache, k, guard, lambda: func(*args, **kwargs))
+            return await memo._alookup_shared(cache, k, guard, lambda: func(*args, **kwargs), after_miss)
         return await memo._alookup(cache, k, guard, lambda: func(*args, **kwargs))
 
     wrapper.cache = cache
