@@ -19,9 +19,11 @@ the same lock and condition protocol, call for call). prodfast adds:
   pending key runs the function instead of waiting for itself.
 * Shared caches: a cache with ``get_or_compute(key, compute)`` (sync functions) or
   ``aget_or_compute(key, compute)`` (async functions) does the whole lookup itself, once across
-  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran
-  (its currsize is None for an asyncio cache without ``__len__``), and when the cache's
-  ``clear()`` is a coroutine, ``cache_clear()`` returns it: ``await f.cache_clear()``.
+  every process sharing it (without a lock or condition, a hit in a ``TieredCache``'s local tier
+  is read by the decorator itself, at a plain cache hit's cost); ``cache_info()`` counts a miss
+  when the decorator's ``compute`` ran (its currsize is None for an asyncio cache without
+  ``__len__``), and when the cache's ``clear()`` is a coroutine, ``cache_clear()`` returns it:
+  ``await f.cache_clear()``.
 
 ``lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic)`` is
 ``functools.lru_cache`` over an LRUCache (a TTLCache with ``ttl``), with the same protections.
