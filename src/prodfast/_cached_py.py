@@ -14,6 +14,16 @@ _SLOW = 0  # everything in self._call (shared caches, asyncio)
 _PLAIN = 1  # no lock: a miss goes to self._miss (single flight)
 _LOCKED = 2  # the lookup under the lock; a miss goes to self._finish_locked
 _CONDITION = 3  # wait while another thread computes the key; then as _LOCKED, _finish_condition
+_LOCAL = 4  # a shared cache's local tier: a hit there is the value, a miss self._call
+
+
+def _args_key(kind, args):
+    # the key of a call without keyword arguments: kind 1 the argument tuple (keys.hashkey's),
+    # kind 2 lru_cache's (a single argument that is not a tuple is its own key: it equals
+    # another such key exactly when the one-element tuples would, and no tuple key equals it)
+    if kind == 2 and len(args) == 1 and not isinstance(args[0], tuple):
+        return args[0]
+    return args
 
 
 def _locked_lookup(me, cache, key, lock, cond, pending, mode, args, kwargs):
@@ -43,17 +53,20 @@ def _locked_lookup(me, cache, key, lock, cond, pending, mode, args, kwargs):
 class _CachedCall:
     """Base of the callable ``cached``/``lru_cache`` return.
 
-    ``key_kind`` 0 calls ``cache_key(*args, **kwargs)``; 1 takes the argument tuple as the key
-    when there are no keyword arguments (what ``keys.hashkey`` returns then). ``mode``: 0 sends
-    every call to ``self._call(args, kwargs)``; 1 looks up without a lock, a miss going to
-    ``self._miss(key, args, kwargs)``; 2 looks up under ``cache_lock`` (a miss:
-    ``self._finish_locked(cache, key, args, kwargs)``); 3 first waits on ``cache_condition``
-    while another thread computes the key (a miss: ``self._finish_condition(cache, key, args,
-    kwargs, owner)``). Hits and misses are counted in ``_hits``/``_misses``.
+    ``key_kind`` 0 calls ``cache_key(*args, **kwargs)``; without keyword arguments, 1 takes the
+    argument tuple as the key (what ``keys.hashkey`` returns then) and 2 a single argument that
+    is not a tuple itself, else the tuple (``lru_cache``'s key). ``mode``: 0 sends every call to
+    ``self._call(args, kwargs)``; 1 looks up without a lock, a miss going to ``self._miss(key,
+    args, kwargs)``; 2 looks up under ``cache_lock`` (a miss: ``self._finish_locked(cache, key,
+    args, kwargs)``); 3 first waits on ``cache_condition`` while another thread computes the key
+    (a miss: ``self._finish_condition(cache, key, args, kwargs, owner)``); 4 looks up in
+    ``local`` (a shared cache's local tier), a miss going to ``self._call(args, kwargs)``. Hits
+    and misses are counted in ``_hits``/``_misses``.
     """
 
-    def __init__(self, cache, cache_key, key_kind, mode, lock, condition):
+    def __init__(self, cache, cache_key, key_kind, mode, lock, condition, local=None):
         self.cache = cache
+        self._local = local
         self.cache_key = cache_key
         self.cache_lock = lock
         self.cache_condition = condition
@@ -70,14 +83,20 @@ class _CachedCall:
         if kwargs or self._key_kind == 0:
             key = self.cache_key(*args, **kwargs)
         else:
-            key = args
-        if mode != _PLAIN:
+            key = _args_key(self._key_kind, args)
+        if mode == _PLAIN:
+            try:
+                value = self.cache[key]
+            except KeyError:
+                return self._miss(key, args, kwargs)
+        elif mode == _LOCAL:
+            try:
+                value = self._local[key]
+            except KeyError:
+                return self._call(args, kwargs)
+        else:
             return _locked_lookup(self, self.cache, key, self.cache_lock, self.cache_condition,
                                   self._pending, mode, args, kwargs)
-        try:
-            value = self.cache[key]
-        except KeyError:
-            return self._miss(key, args, kwargs)
         self._hits += 1
         return value
 

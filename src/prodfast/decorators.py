@@ -19,9 +19,11 @@ the same lock and condition protocol, call for call). prodfast adds:
   pending key runs the function instead of waiting for itself.
 * Shared caches: a cache with ``get_or_compute(key, compute)`` (sync functions) or
   ``aget_or_compute(key, compute)`` (async functions) does the whole lookup itself, once across
-  every process sharing it; ``cache_info()`` counts a miss when the decorator's ``compute`` ran
-  (its currsize is None for an asyncio cache without ``__len__``), and when the cache's
-  ``clear()`` is a coroutine, ``cache_clear()`` returns it: ``await f.cache_clear()``.
+  every process sharing it (without a lock or condition, a hit in a ``TieredCache``'s local tier
+  is read by the decorator itself, at a plain cache hit's cost); ``cache_info()`` counts a miss
+  when the decorator's ``compute`` ran (its currsize is None for an asyncio cache without
+  ``__len__``), and when the cache's ``clear()`` is a coroutine, ``cache_clear()`` returns it:
+  ``await f.cache_clear()``.
 
 ``lru_cache(maxsize=128, typed=False, *, ttl=None, timer=time.monotonic)`` is
 ``functools.lru_cache`` over an LRUCache (a TTLCache with ``ttl``), with the same protections.
@@ -367,7 +369,7 @@ class _Memo:
                     del pending[key]
                     cond.notify_all()
 
-    def _lookup_shared(self, cache, key, lock, cond, compute):
+    def _lookup_shared(self, cache, key, lock, cond, compute, after_miss=None):
         ran = []
 
         def counted():
@@ -375,7 +377,7 @@ class _Memo:
             return compute()
 
         if cond is None and lock is None:
-            value = cache.get_or_compute(key, counted)
+            value = (after_miss or cache.get_or_compute)(key, counted)
             self._count(not ran)
             return value
         if cond is None:
@@ -434,20 +436,29 @@ class _Memo:
         self._count(joined)
         return value
 
-    async def _alookup_shared(self, cache, key, lock, compute):
+    async def _alookup_shared(self, cache, key, lock, compute, after_miss=None):
         ran = []
 
         def counted():
             ran.append(True)
             return compute()
 
-        value = await cache.aget_or_compute(key, counted)
+        value = await (after_miss or cache.aget_or_compute)(key, counted)
         if lock is None:
             self._count(not ran)
         else:
             with lock:
                 self._count(not ran)
         return value
+
+
+def _hit_tier(cache):
+    # A shared cache whose get_or_compute()/aget_or_compute() first returns a hit in a local
+    # cache gives (local, after_miss) from _hit_tier() (TieredCache: its local tier, and the rest
+    # of get_or_compute): the decorators look in `local` themselves, at the cost of a plain cache
+    # hit, and call after_miss(key, compute) on a miss there (a lookup counted once).
+    tier = getattr(cache, "_hit_tier", None)
+    return tier() if callable(tier) else (None, None)
 
 
 def _store(cache, key, value):
@@ -470,12 +481,15 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
     def __init__(self, func, cache, key, lock, cond, info):
         # Update first, so func.__dict__ (a stacked wrapper's) cannot override our state.
         functools.update_wrapper(self, func)
+        local = self._after_miss = None
         if callable(getattr(cache, "get_or_compute", None)):
-            mode = 0  # the shared-cache protocol: self._call
+            if lock is None and cond is None:
+                local, self._after_miss = _hit_tier(cache)
+            mode = 0 if local is None else 4  # the shared-cache protocol: self._call
         else:
             mode = 3 if cond is not None else 2 if lock is not None else 1
-        key_kind = 1 if key is hashkey or key is _call_key else 0
-        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond)
+        key_kind = 1 if key is hashkey else 2 if key is _call_key else 0
+        _backend.impl._CachedCall.__init__(self, cache, key, key_kind, mode, lock, cond, local)
         self._func = func
         self._memo_init(info)
 
@@ -494,7 +508,8 @@ class _CachedFunction(_backend.impl._CachedCall, _Memo):
         func = self._func
         key = self.cache_key(*args, **kwargs)
         return self._lookup_shared(
-            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs)
+            self.cache, key, self.cache_lock, self.cache_condition, lambda: func(*args, **kwargs),
+            self._after_miss,  # mode 4: the local tier has just missed
         )
 
     def cache_clear(self):
@@ -531,12 +546,21 @@ def _async_cached(func, cache, key, lock, cond, info):
     memo._memo_init(info)
     guard = lock if lock is not None else cond
     shared = callable(getattr(cache, "aget_or_compute", None))
+    local, after_miss = _hit_tier(cache) if shared and guard is None else (None, None)
 
     @functools.wraps(func)
     async def wrapper(*args, **kwargs):
         k = key(*args, **kwargs)
+        if local is not None:
+            try:  # what aget_or_compute does first, without its coroutine and counting closure
+                value = local[k]
+            except KeyError:
+                pass
+            else:
+                memo._hits += 1
+                return value
         if shared:
-            return await memo._alookup_shared(cache, k, guard, lambda: func(*args, **kwargs))
+            return await memo._alookup_shared(cache, k, guard, lambda: func(*args, **kwargs), after_miss)
         return await memo._alookup(cache, k, guard, lambda: func(*args, **kwargs))
 
     wrapper.cache = cache
@@ -851,10 +875,17 @@ def cachedmethod(cache, key=methodkey, lock=None, condition=None, info=False):
 # ---------------------------------------------------------------------- lru_cache
 
 
-# functools.lru_cache's keys: keyword arguments in call order (f(x=1, y=2) and f(y=2, x=1) are
-# two entries there, so here too); without them, the argument tuple
+# lru_cache's keys: keyword arguments in call order (f(x=1, y=2) and f(y=2, x=1) are two
+# entries in functools.lru_cache, so here too); without them, the argument tuple, except that a
+# single argument that is not a tuple is its own key (as functools does for an int or a str):
+# it equals another such key exactly when the one-element tuples would, so f(1) and f(1.0) still
+# share one entry, and it never equals a tuple key
 def _call_key(*args, **kwargs):
-    return args + _kwmark + tuple(kwargs.items()) if kwargs else args
+    if kwargs:
+        return args + _kwmark + tuple(kwargs.items())
+    if len(args) == 1 and not isinstance(args[0], tuple):
+        return args[0]
+    return args
 
 
 def _typed_call_key(*args, **kwargs):

@@ -1530,6 +1530,16 @@ class TieredCache(_Tier, MutableMapping):
             return self.local[key]
         except KeyError:
             pass
+        return self._get_or_compute_remote(key, compute)
+
+    def _hit_tier(self) -> tuple[Any, Callable[[Any, Callable[[], Any]], Any]]:
+        """``(local, after_miss)``: ``get_or_compute`` is a hit in ``local``, else
+        ``after_miss(key, compute)``; the decorators (``prodfast.decorators``) look in the local
+        tier themselves, at the cost of a plain cache hit."""
+        return self.local, self._get_or_compute_remote
+
+    def _get_or_compute_remote(self, key: Any, compute: Callable[[], Any]) -> Any:
+        # get_or_compute after a miss in the local tier
         _check_compute(compute)
         token = self._begin_fill(key)
         try:
@@ -1678,6 +1688,14 @@ class AsyncTieredCache(_Tier):
             return self.local[key]
         except KeyError:
             pass
+        return await self._aget_or_compute_remote(key, compute)
+
+    def _hit_tier(self) -> tuple[Any, Callable[[Any, Callable[[], Any]], Any]]:
+        """``(local, after_miss)`` as for ``TieredCache``, ``after_miss`` a coroutine function."""
+        return self.local, self._aget_or_compute_remote
+
+    async def _aget_or_compute_remote(self, key: Any, compute: Callable[[], Any]) -> Any:
+        # aget_or_compute after a miss in the local tier
         _check_compute(compute)
         token = self._begin_fill(key)
         try:
