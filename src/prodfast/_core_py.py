@@ -9,7 +9,7 @@ from ._cache_py import (  # noqa: F401
     TLRUCache,
     TTLCache,
 )
-from ._cached_py import _CachedCall, _CachedMethodCall, _fast_call  # noqa: F401
+from ._cached_py import _CachedCall, _CachedMethodCall, _fast_call, _TierFront  # noqa: F401
 from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
 from ._ratelimit_py import Reservation as _Reservation  # noqa: F401  (made by reserve())
 from ._sketch_py import QuantileSketch  # noqa: F401

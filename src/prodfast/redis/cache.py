@@ -178,6 +178,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .._backend import impl as _impl
 from ._common import BackendUnavailable, check_client
 from ._keys import decode_key, encode_key
 
@@ -188,6 +189,7 @@ log = logging.getLogger("prodfast.redis")
 _OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _ON_ERROR = ("raise", "miss")
 _MISSING: Any = object()
+_TierFront: Any = _impl._TierFront
 _DOWN: Any = object()  # what a guarded call returns during an outage under on_error="miss"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-/]+")
 _SCAN_COUNT = 1000
@@ -1360,7 +1362,7 @@ def _pump(
 # -- the tiered caches -------------------------------------------------------------------------
 
 
-class TieredCache(_Tier, MutableMapping):
+class TieredCache(_TierFront, _Tier, MutableMapping):
     """A prodfast local cache in front of a ``RedisCache``, kept coherent across processes.
 
     ``TieredCache(local, remote, *, health_interval=1.0, health_timeout=1.0)``.  Reads try
@@ -1380,6 +1382,7 @@ class TieredCache(_Tier, MutableMapping):
     ) -> None:
         if not isinstance(remote, RedisCache):
             raise TypeError(f"remote must be a RedisCache, got {type(remote).__name__}")
+        self._missing = _MISSING
         _Tier.__init__(self, local, remote, health_interval, health_timeout)
 
     # Equal only to itself, and hashable: comparing contents would scan Redis.
@@ -1392,23 +1395,8 @@ class TieredCache(_Tier, MutableMapping):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        try:  # the hit path: one lookup in the local tier (a C slot with the compiled core)
-            return self.local[key]
-        except KeyError:
-            pass
-        value = self._get_remote(key)
-        return default if value is _MISSING else value
-
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            return self.local[key]
-        except KeyError:
-            pass
-        value = self._get_remote(key)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+    # get(key, default=None) and [] come from _TierFront: a local hit is answered in the compiled
+    # core (or its twin); a miss calls _get_remote.
 
     def _get_remote(self, key: Any) -> Any:
         token = self._begin_fill(key)
