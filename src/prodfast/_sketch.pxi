@@ -1,9 +1,9 @@
 # The quantile sketch: the Cython twin of prodfast._sketch_py (read that module for the
-# algorithm, the guarantee and the byte format). The mapping constants come from the twin's
-# _Mapping and every expression below is the twin's, with the same libm functions, so both
+# algorithm, the guarantee and the byte format). The mapping's tables come from the twin's
+# _Mapping and a key is the same integer arithmetic on the double's bits as its key(), so both
 # backends produce the same buckets, the same quantiles and the same bytes.
 
-from libc.math cimport log, exp
+from libc.math cimport ldexp
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -22,12 +22,37 @@ from prodfast._sketch_py import (
 ctypedef unsigned long long _qs_u64
 
 
-cdef inline int _qs_key(double x, double mult) noexcept nogil:
-    """ceil(log(x) * mult) for x > 0, as the twin's _Mapping.key (same libm log); the ceiling
-    without a libm call or a branch (|log(x) * mult| < 2**31 for every accepted accuracy)."""
-    cdef double t = log(x) * mult
-    cdef int k = <int>t  # towards zero
-    return k + (<double>k < t)
+ctypedef struct _qs_map:
+    const int* first      # the twin's _Mapping.first, bounds and values (arrays it keeps)
+    const _qs_u64* bounds
+    const double* values
+    int shift
+    int per_octave
+
+
+cdef inline int _qs_key(double x, const _qs_map* m) noexcept nogil:
+    """The bucket key of |x| for x != 0 (finite): the twin's _Mapping.key, on the bits."""
+    cdef _qs_u64 bits
+    memcpy(&bits, &x, 8)
+    bits &= 0x7FFFFFFFFFFFFFFFULL
+    cdef int e = <int>(bits >> 52) - 1023  # |x| = 2**e * (1 + f / 2**52)
+    if e == -1023:  # subnormal: scaled by 2**64 (exactly) it is a normal double
+        x = ldexp(x, 64)
+        memcpy(&bits, &x, 8)
+        bits &= 0x7FFFFFFFFFFFFFFFULL
+        e = <int>(bits >> 52) - 1023 - 64
+    cdef _qs_u64 f = bits & 0xFFFFFFFFFFFFFULL
+    cdef int j = m.first[f >> m.shift]
+    j += f > m.bounds[j]
+    return e * m.per_octave + j
+
+
+@cython.cdivision(True)
+cdef inline double _qs_value(int key, const _qs_map* m) noexcept nogil:
+    """The twin's _Mapping.value: the representative of bucket key (exact scaling)."""
+    cdef int q = key - 1 + 2048 * m.per_octave  # > 0: keys are >= -1074 * per_octave
+    cdef int e = q / m.per_octave
+    return ldexp(m.values[q - e * m.per_octave + 1], e - 2048)
 
 
 cdef long long _QS_MAX_COUNT = 9223372036854775807   # 2**63 - 1
@@ -271,9 +296,8 @@ cdef class QuantileSketch:
 
     cdef double _a
     cdef int _limit
-    cdef double _mult
-    cdef double _log_gamma
-    cdef double _log_center
+    cdef _qs_map _m
+    cdef object _mapping  # owns the arrays _m points into
     cdef _qs_store _neg
     cdef _qs_store _pos
     cdef long long _zeros
@@ -298,11 +322,17 @@ cdef class QuantileSketch:
 
     cdef int _set_params(self, double a, int limit) except -1:
         m = _qs_mapping_for(a)
+        cdef const int[::1] first = m.arrays[0]
+        cdef const _qs_u64[::1] bounds = m.arrays[1]
+        cdef const double[::1] values = m.arrays[2]
+        self._mapping = m
+        self._m.first = &first[0]
+        self._m.bounds = &bounds[0]
+        self._m.values = &values[0]
+        self._m.shift = m.shift
+        self._m.per_octave = m.per_octave
         self._a = a
         self._limit = limit
-        self._mult = m.multiplier
-        self._log_gamma = m.log_gamma
-        self._log_center = m.log_center
         return 0
 
     cdef void _reset(self) noexcept:
@@ -314,11 +344,8 @@ cdef class QuantileSketch:
         self._min = INFINITY
         self._max = -INFINITY
 
-    cdef inline int _key(self, double magnitude) noexcept nogil:
-        return _qs_key(magnitude, self._mult)
-
     cdef double _value(self, int key) noexcept nogil:
-        return exp(<double>key * self._log_gamma + self._log_center)
+        return _qs_value(key, &self._m)
 
     def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
@@ -328,14 +355,14 @@ cdef class QuantileSketch:
         cdef _qs_store* pos = &self._pos
         cdef int k
         if v > 0.0:
-            k = _qs_key(v, self._mult)
+            k = _qs_key(v, &self._m)
             if pos.total and k >= pos.lo and k <= pos.hi:
                 pos.bins[k - pos.base] += 1
                 pos.total += 1
             else:
                 _qs_add(pos, k, self._limit)
         elif v < 0.0:
-            _qs_add(&self._neg, self._key(-v), self._limit)
+            _qs_add(&self._neg, _qs_key(v, &self._m), self._limit)
         else:
             self._zeros += 1
         self._count += 1
@@ -380,7 +407,8 @@ cdef class QuantileSketch:
         cdef _qs_u64* bins = pos.bins
         cdef int base = pos.base, lo = pos.lo, hi = pos.hi
         cdef long long ptotal = pos.total, zeros = 0
-        cdef double x, total = self._sum, mult = self._mult
+        cdef double x, total = self._sum
+        cdef _qs_map m = self._m
         cdef int limit = self._limit, k
         cdef Py_ssize_t i
         if ptotal == 0:
@@ -390,7 +418,7 @@ cdef class QuantileSketch:
             x = xs[i]
             total += x
             if x > 0.0:
-                k = _qs_key(x, mult)
+                k = _qs_key(x, &m)
                 if k >= lo and k <= hi:
                     bins[k - base] += 1
                     ptotal += 1
@@ -403,7 +431,7 @@ cdef class QuantileSketch:
                     hi = pos.hi
                     ptotal = pos.total
             elif x < 0.0:
-                _qs_add_reserved(neg, _qs_key(-x, mult), limit)
+                _qs_add_reserved(neg, _qs_key(x, &m), limit)
             else:
                 zeros += 1
         pos.total = ptotal
