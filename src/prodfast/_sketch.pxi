@@ -347,6 +347,11 @@ cdef class QuantileSketch:
     cdef double _value(self, int key) noexcept nogil:
         return _qs_value(key, &self._m)
 
+    # binding(False): a plain METH_O method, called as directly as list.append (without the
+    # argument-error rewording of _signatures.pxi: a call with no or two arguments is refused
+    # in CPython's words)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         cdef double v = _st_coerce(x)
@@ -401,40 +406,53 @@ cdef class QuantileSketch:
 
     cdef void _push_block(self, const double* xs, Py_ssize_t size, double mn,
                           double mx) noexcept nogil:
-        # the positive store's fields live in locals: a store to bins cannot alias them
+        # The hot path: a positive normal value whose bucket is already in the range. The key
+        # stays in its biased form t = key + 1023 * per_octave (the exponent field times
+        # per_octave, plus the bucket of the fraction), the range in the same form; the store's
+        # fields live in locals (a store to bins cannot alias them) and its total is derived
+        # from the values that were not positive.
         cdef _qs_store* pos = &self._pos
         cdef _qs_store* neg = &self._neg
+        cdef const int* first = self._m.first
+        cdef const _qs_u64* bounds = self._m.bounds
+        cdef int shift = self._m.shift, per = self._m.per_octave
+        cdef int off = 1023 * per
         cdef _qs_u64* bins = pos.bins
-        cdef int base = pos.base, lo = pos.lo, hi = pos.hi
-        cdef long long ptotal = pos.total, zeros = 0
+        cdef int tbase = pos.base + off, tlo = pos.lo + off
+        cdef unsigned int width = pos.hi - pos.lo + 1 if pos.total else 0
+        cdef long long ptotal0 = pos.total
+        cdef Py_ssize_t zeros = 0, negs = 0, i
         cdef double x, total = self._sum
-        cdef _qs_map m = self._m
-        cdef int limit = self._limit, k
-        cdef Py_ssize_t i
-        if ptotal == 0:
-            lo = 1
-            hi = 0  # an empty range: the first positive value takes the slow path
+        cdef _qs_u64 bits, f
+        cdef int limit = self._limit, t, j
         for i in range(size):
             x = xs[i]
             total += x
-            if x > 0.0:
-                k = _qs_key(x, &m)
-                if k >= lo and k <= hi:
-                    bins[k - base] += 1
-                    ptotal += 1
+            memcpy(&bits, &x, 8)
+            if <long long>bits > 0:  # x > 0.0 (x is finite)
+                t = <int>(bits >> 52)
+                if t:
+                    f = bits & 0xFFFFFFFFFFFFFULL
+                    j = first[f >> shift]
+                    j += f > bounds[j]
+                    t = t * per + j
+                else:  # subnormal
+                    t = _qs_key(x, &self._m) + off
+                if <unsigned int>(t - tlo) < width:
+                    bins[t - tbase] += 1
                 else:
-                    pos.total = ptotal
-                    _qs_add_reserved(pos, k, limit)
+                    pos.total = ptotal0 + i - zeros - negs
+                    _qs_add_reserved(pos, t - off, limit)
                     bins = pos.bins
-                    base = pos.base
-                    lo = pos.lo
-                    hi = pos.hi
-                    ptotal = pos.total
-            elif x < 0.0:
-                _qs_add_reserved(neg, _qs_key(x, &m), limit)
+                    tbase = pos.base + off
+                    tlo = pos.lo + off
+                    width = pos.hi - pos.lo + 1
+            elif bits << 1:  # x < 0.0
+                _qs_add_reserved(neg, _qs_key(x, &self._m), limit)
+                negs += 1
             else:
                 zeros += 1
-        pos.total = ptotal
+        pos.total = ptotal0 + size - zeros - negs
         self._zeros += zeros
         self._count += size
         self._sum = total
@@ -626,15 +644,47 @@ cdef class QuantileSketch:
 
 cdef bint _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
                        double* mx_out) noexcept nogil:
-    """Smallest and largest value; False if some value is NaN or infinite."""
-    cdef Py_ssize_t i
-    cdef double mn = INFINITY, mx = -INFINITY, x
-    cdef bint nan = False
-    for i in range(size):
-        x = xs[i]
-        mn = x if x < mn else mn
-        mx = x if x > mx else mx
-        nan |= x != x
+    """Smallest and largest value, the first of equal ones (as pushing one by one keeps them:
+    0.0 or -0.0); False if some value is NaN or infinite."""
+    cdef Py_ssize_t i, n4 = size - size % 4
+    # four independent minima and maxima, so that no comparison waits for the previous one
+    cdef double mn0 = INFINITY, mn1 = INFINITY, mn2 = INFINITY, mn3 = INFINITY
+    cdef double mx0 = -INFINITY, mx1 = -INFINITY, mx2 = -INFINITY, mx3 = -INFINITY
+    cdef double x0, x1, x2, x3, mn, mx
+    cdef int nan = 0
+    for i in range(0, n4, 4):
+        x0 = xs[i]
+        x1 = xs[i + 1]
+        x2 = xs[i + 2]
+        x3 = xs[i + 3]
+        mn0 = x0 if x0 < mn0 else mn0
+        mn1 = x1 if x1 < mn1 else mn1
+        mn2 = x2 if x2 < mn2 else mn2
+        mn3 = x3 if x3 < mn3 else mn3
+        mx0 = x0 if x0 > mx0 else mx0
+        mx1 = x1 if x1 > mx1 else mx1
+        mx2 = x2 if x2 > mx2 else mx2
+        mx3 = x3 if x3 > mx3 else mx3
+        nan |= (x0 != x0) | (x1 != x1) | (x2 != x2) | (x3 != x3)
+    for i in range(n4, size):
+        x0 = xs[i]
+        mn0 = x0 if x0 < mn0 else mn0
+        mx0 = x0 if x0 > mx0 else mx0
+        nan |= x0 != x0
+    mn = mn0 if mn0 < mn1 else mn1
+    mn = mn if mn < mn2 else mn2
+    mn = mn if mn < mn3 else mn3
+    mx = mx0 if mx0 > mx1 else mx1
+    mx = mx if mx > mx2 else mx2
+    mx = mx if mx > mx3 else mx3
+    if mn == 0.0 or mx == 0.0:  # which zero came first
+        for i in range(size):
+            if xs[i] == 0.0:
+                if mn == 0.0:
+                    mn = xs[i]
+                if mx == 0.0:
+                    mx = xs[i]
+                break
     mn_out[0] = mn
     mx_out[0] = mx
     return not nan and mn != -INFINITY and mx != INFINITY
