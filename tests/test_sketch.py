@@ -803,3 +803,29 @@ def test_twins_have_the_same_surface():
         assert shape == [
             (p.name, p.kind, p.default) for p in inspect.signature(f_cy).parameters.values()
         ], attr
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 64, 1001])
+def test_push_many_keeps_the_first_of_equal_extremes(n):
+    """The compiled batch pass keeps several minima and maxima at once: the zero it reports
+    (0.0 or -0.0) is still the first one, as pushing one by one keeps, on arrays of any length."""
+    from prodfast import _core, _core_py
+
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        data = rng.choice([0.0, -0.0, 1.5, -2.5], n) if trial % 2 else rng.choice([0.0, -0.0], n)
+        if trial == 3:
+            data[n // 2] = np.nan
+        sketches = [m.QuantileSketch() for m in (_core, _core_py)]
+        outcomes = []
+        for sk in sketches:
+            try:
+                sk.push_many(data)
+                outcomes.append(sk.to_bytes())
+            except ValueError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], data
+        if not isinstance(outcomes[0], str):
+            cy = sketches[0]
+            assert math.copysign(1.0, cy.min) == math.copysign(1.0, data[data == data.min()][0])

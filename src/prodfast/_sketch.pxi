@@ -642,42 +642,75 @@ cdef class QuantileSketch:
         )
 
 
+cdef extern from *:
+    """
+    /* Smallest and largest of xs[0..n-1], each lane keeping the first of equal values (x < m ? x
+       : m, which is what MINPD computes); 0 if some value is NaN. Several independent minima
+       and maxima, so that no comparison waits for the previous one. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    static int prodfast_qs_minmax(const double* xs, Py_ssize_t n, double* mn_out, double* mx_out) {
+        __m128d mn0 = _mm_set1_pd(INFINITY), mn1 = mn0, mx0 = _mm_set1_pd(-INFINITY), mx1 = mx0;
+        __m128d bad = _mm_setzero_pd(), a, b;
+        double lanes[2], mn, mx, x;
+        Py_ssize_t i = 0;
+        int nan;
+        for (; i + 4 <= n; i += 4) {
+            a = _mm_loadu_pd(xs + i);
+            b = _mm_loadu_pd(xs + i + 2);
+            mn0 = _mm_min_pd(a, mn0);
+            mn1 = _mm_min_pd(b, mn1);
+            mx0 = _mm_max_pd(a, mx0);
+            mx1 = _mm_max_pd(b, mx1);
+            bad = _mm_or_pd(bad, _mm_or_pd(_mm_cmpunord_pd(a, a), _mm_cmpunord_pd(b, b)));
+        }
+        mn0 = _mm_min_pd(mn0, mn1);
+        mx0 = _mm_max_pd(mx0, mx1);
+        nan = _mm_movemask_pd(bad) != 0;
+        _mm_storeu_pd(lanes, mn0);
+        mn = lanes[0] < lanes[1] ? lanes[0] : lanes[1];
+        _mm_storeu_pd(lanes, mx0);
+        mx = lanes[0] > lanes[1] ? lanes[0] : lanes[1];
+    #else
+    static int prodfast_qs_minmax(const double* xs, Py_ssize_t n, double* mn_out, double* mx_out) {
+        double mn0 = INFINITY, mn1 = INFINITY, mx0 = -INFINITY, mx1 = -INFINITY, mn, mx, x, y;
+        Py_ssize_t i = 0;
+        int nan = 0;
+        for (; i + 2 <= n; i += 2) {
+            x = xs[i];
+            y = xs[i + 1];
+            mn0 = x < mn0 ? x : mn0;
+            mn1 = y < mn1 ? y : mn1;
+            mx0 = x > mx0 ? x : mx0;
+            mx1 = y > mx1 ? y : mx1;
+            nan |= (x != x) | (y != y);
+        }
+        mn = mn0 < mn1 ? mn0 : mn1;
+        mx = mx0 > mx1 ? mx0 : mx1;
+    #endif
+        for (; i < n; i++) {
+            x = xs[i];
+            mn = x < mn ? x : mn;
+            mx = x > mx ? x : mx;
+            nan |= x != x;
+        }
+        *mn_out = mn;
+        *mx_out = mx;
+        return !nan;
+    }
+    """
+    bint _qs_minmax "prodfast_qs_minmax" (const double* xs, Py_ssize_t n, double* mn_out,
+                                          double* mx_out) noexcept nogil
+
+
 cdef bint _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
                        double* mx_out) noexcept nogil:
     """Smallest and largest value, the first of equal ones (as pushing one by one keeps them:
     0.0 or -0.0); False if some value is NaN or infinite."""
-    cdef Py_ssize_t i, n4 = size - size % 4
-    # four independent minima and maxima, so that no comparison waits for the previous one
-    cdef double mn0 = INFINITY, mn1 = INFINITY, mn2 = INFINITY, mn3 = INFINITY
-    cdef double mx0 = -INFINITY, mx1 = -INFINITY, mx2 = -INFINITY, mx3 = -INFINITY
-    cdef double x0, x1, x2, x3, mn, mx
-    cdef int nan = 0
-    for i in range(0, n4, 4):
-        x0 = xs[i]
-        x1 = xs[i + 1]
-        x2 = xs[i + 2]
-        x3 = xs[i + 3]
-        mn0 = x0 if x0 < mn0 else mn0
-        mn1 = x1 if x1 < mn1 else mn1
-        mn2 = x2 if x2 < mn2 else mn2
-        mn3 = x3 if x3 < mn3 else mn3
-        mx0 = x0 if x0 > mx0 else mx0
-        mx1 = x1 if x1 > mx1 else mx1
-        mx2 = x2 if x2 > mx2 else mx2
-        mx3 = x3 if x3 > mx3 else mx3
-        nan |= (x0 != x0) | (x1 != x1) | (x2 != x2) | (x3 != x3)
-    for i in range(n4, size):
-        x0 = xs[i]
-        mn0 = x0 if x0 < mn0 else mn0
-        mx0 = x0 if x0 > mx0 else mx0
-        nan |= x0 != x0
-    mn = mn0 if mn0 < mn1 else mn1
-    mn = mn if mn < mn2 else mn2
-    mn = mn if mn < mn3 else mn3
-    mx = mx0 if mx0 > mx1 else mx1
-    mx = mx if mx > mx2 else mx2
-    mx = mx if mx > mx3 else mx3
-    if mn == 0.0 or mx == 0.0:  # which zero came first
+    cdef double mn, mx
+    cdef Py_ssize_t i
+    cdef bint ok = _qs_minmax(xs, size, &mn, &mx)
+    if mn == 0.0 or mx == 0.0:  # which zero came first (the lanes cannot tell)
         for i in range(size):
             if xs[i] == 0.0:
                 if mn == 0.0:
@@ -687,7 +720,7 @@ cdef bint _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
                 break
     mn_out[0] = mn
     mx_out[0] = mx
-    return not nan and mn != -INFINITY and mx != INFINITY
+    return ok and mn != -INFINITY and mx != INFINITY
 
 
 cdef char* _qs_write_store(char* p, const _qs_store* s, Py_ssize_t n) noexcept:
