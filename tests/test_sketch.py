@@ -829,3 +829,32 @@ def test_push_many_keeps_the_first_of_equal_extremes(n):
         if not isinstance(outcomes[0], str):
             cy = sketches[0]
             assert math.copysign(1.0, cy.min) == math.copysign(1.0, data[data == data.min()][0])
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("limit", [64, 2048])
+def test_large_batches_counted_chunk_by_chunk_equal_the_twin(limit):
+    """A large array is checked and counted chunk by chunk by the compiled core (read from
+    memory once): the same bytes as the twin, and a bad value in the last chunk applies
+    nothing, after earlier chunks were counted."""
+    from prodfast import _core, _core_py
+
+    rng = np.random.default_rng(limit)
+    data = np.concatenate(
+        [rng.standard_cauchy(50_000), np.zeros(3), [-0.0], 10.0 ** rng.uniform(-9, 9, 20_000)]
+    )
+    rng.shuffle(data)
+    cy, py = _core.QuantileSketch(0.01, limit), _core_py.QuantileSketch(0.01, limit)
+    for sk in (cy, py):
+        sk.push_many([2.0, -1.0])
+        sk.push_many(data)
+    assert cy.to_bytes() == py.to_bytes()
+    before = cy.to_bytes()
+    bad = data.copy()
+    bad[-2] = np.inf
+    with pytest.raises(ValueError, match=f"got .*inf.* at index {len(bad) - 2}"):
+        cy.push_many(bad)
+    assert cy.to_bytes() == before
+    cy.push_many(data)
+    py.push_many(data)
+    assert cy.to_bytes() == py.to_bytes()
