@@ -8,6 +8,7 @@ and every input. Each check asserts that bound, never a looser "close enough".
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import pickle
@@ -115,7 +116,7 @@ KINDS = [
 
 @pytest.mark.parametrize(
     ("kind", "a"),
-    # the whole double range at a = 0.001 needs 745,000 buckets: slow on the twin, so that
+    # the whole double range at a = 0.001 needs about 730,000 buckets: slow on the twin, so that
     # one runs at the two coarser accuracies only
     [(k, a) for a in (0.01, 0.001, 0.05) for k in KINDS if (k, a) != ("extremes", 0.001)],
 )
@@ -123,7 +124,7 @@ def test_quantiles_within_relative_accuracy(core, kind, a):
     rng = np.random.default_rng(abs(hash((kind, a))) % 2**32)
     n = 4000
     data = adversarial(kind, n, rng)
-    # The default 2048 buckets span a factor of ~6e17 at a = 0.01 (enough for all but the
+    # The default 2048 buckets span a factor of ~4e17 at a = 0.01 (enough for all but the
     # whole double range, ~71,000 buckets) and only ~60 at a = 0.001: without collapsing here
     limit = 2048 if a == 0.01 and kind != "extremes" else 2**20
     sk = core.QuantileSketch(a, limit)
@@ -200,7 +201,10 @@ def test_count_sum_min_max(core):
 
 
 def gamma(a):
-    return (1 + a) / (1 - a)
+    """The widest bucket's ratio (2**(1/m)), a hair lower for the rounding of the boundaries."""
+    from prodfast._sketch_py import _mapping_for
+
+    return _mapping_for(a).gamma * (1 - 1e-12)
 
 
 @pytest.mark.parametrize("limit", [1, 2, 50, 300])
@@ -421,7 +425,7 @@ def test_quantile_takes_numpy_and_int_probabilities(core):
 
 def crafted(core, zeros, a=0.01, limit=2048):
     """Bytes of a sketch holding ``zeros`` zeros (min = max = 0)."""
-    header = struct.pack("<4sBdIQQddd", b"PFQS", 1, a, limit, zeros, zeros, 0.0, 0.0, 0.0)
+    header = struct.pack("<4sBdIQQddd", b"PFQS", 2, a, limit, zeros, zeros, 0.0, 0.0, 0.0)
     return header + struct.pack("<iI", 0, 0) * 2
 
 
@@ -449,7 +453,7 @@ def test_count_limit(core):
     # bucket counts whose sum needs more than 64 bits (it must not wrap around to `count`)
     for counts in ([2**63 - 1, 2**63 - 1], [2**64 - 1, 2]):
         wrapped = sum(counts) % 2**64
-        header = struct.pack("<4sBdIQQddd", b"PFQS", 1, 0.01, 2048, wrapped, 0, 3.0, 1.0, 1.0)
+        header = struct.pack("<4sBdIQQddd", b"PFQS", 2, 0.01, 2048, wrapped, 0, 3.0, 1.0, 1.0)
         store = struct.pack("<iI", 0, 2) + struct.pack("<QQ", *counts)
         with pytest.raises(ValueError, match="counts do not add up"):
             core.QuantileSketch.from_bytes(header + struct.pack("<iI", 0, 0) + store)
@@ -523,7 +527,8 @@ def test_corrupt_bytes_raise_value_error_or_load_a_valid_sketch(core):
     ("edit", "match"),
     [
         (lambda d: b"XXXX" + d[4:], "not a serialized QuantileSketch"),
-        (lambda d: d[:4] + b"\x02" + d[5:], "format version 2, expected 1"),
+        (lambda d: d[:4] + b"\x03" + d[5:], "format version 3, expected 2"),
+        (lambda d: d[:4] + b"\x01" + d[5:], "format version 1, whose buckets"),
         (lambda d: d[:5] + struct.pack("<d", 0.0) + d[13:], "bad relative_accuracy"),
         (lambda d: d[:13] + struct.pack("<I", 0) + d[17:], "bucket_limit"),
         (lambda d: d[:13] + struct.pack("<I", 2) + d[17:], "bad bucket range"),
@@ -539,7 +544,7 @@ def test_specific_corruptions(core, edit, match):
 
 
 def test_non_canonical_and_out_of_range_buckets_are_rejected(core):
-    header = struct.pack("<4sBdIQQddd", b"PFQS", 1, 0.01, 2048, 2, 0, 2.0, 1.0, 1.0)
+    header = struct.pack("<4sBdIQQddd", b"PFQS", 2, 0.01, 2048, 2, 0, 2.0, 1.0, 1.0)
     empty = struct.pack("<iI", 0, 0)
     ok = header + empty + struct.pack("<iI", 0, 1) + struct.pack("<Q", 2)
     assert core.QuantileSketch.from_bytes(ok).count == 2
@@ -628,27 +633,94 @@ def test_backends_agree_on_any_sequence_of_operations(ops, limit):
         assert same(cy.quantile(0.3), py.quantile(0.3))
 
 
+OCTAVES = [-1074, -1060, -1023, -1022, -1021, -60, -1, 0, 1, 40, 1000, 1023]
+
+
+def boundary_values(mapping, e):
+    """Every bucket boundary of octave e, with the doubles next to each: where a key computed
+    any other way than the twin's would differ first."""
+    frac = np.array([1.0 + b / 2**52 for b in mapping.bounds])
+    with np.errstate(over="ignore"):  # 2.0 * 2**1023
+        edges = np.ldexp(frac, e)
+    near = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf)])
+    return near[np.isfinite(near) & (near > 0)]
+
+
 @CYTHON_BACKEND
 @pytest.mark.parametrize("a", [0.01, 0.0001, 0.3])
 def test_backends_agree_at_bucket_boundaries(a):
-    """Values next to the edges gamma**k, where a key computed any other way than the twin's
-    ceil(log(x) * multiplier) would differ first."""
     from prodfast import _core, _core_py
     from prodfast._sketch_py import _Mapping
 
     mapping = _Mapping(a)
-    edges = np.exp(np.arange(-700, 700, 0.25 if a > 0.1 else 3.0) * mapping.log_gamma)
-    near = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf)])
-    near = near[np.isfinite(near) & (near > 0)]
-    for sign in (1.0, -1.0):
+    for e, sign in itertools.product(OCTAVES, (1.0, -1.0)):
+        near = sign * boundary_values(mapping, e)
         cy, py = _core.QuantileSketch(a, 2**20), _core_py.QuantileSketch(a, 2**20)
-        cy.push_many(sign * near)
-        py.push_many(sign * near)
+        cy.push_many(near)
+        py.push_many(near)
         assert cy.to_bytes() == py.to_bytes()
         one = _core.QuantileSketch(a, 2**20)
-        for x in (sign * near).tolist():
+        for x in near.tolist():
             one.push(x)
         assert one.to_bytes() == py.to_bytes()
+
+
+@pytest.mark.parametrize("a", [0.01, 0.001, 0.0001, 0.05, 0.3, 0.9, 0.999])
+def test_mapping_buckets_are_logarithmic_and_within_the_accuracy(a):
+    """The proof of the mapping, checked again here: m buckets per power of two with
+    2**(1/m) <= (1 + a) / (1 - a) (m the least such), the key of each boundary and of the
+    double above it, and (in exact rationals) every bucket's representative within a of
+    every value of the bucket, at both ends."""
+    from fractions import Fraction
+
+    from prodfast._sketch_py import _Mapping
+
+    mapping = _Mapping(a)
+    m = mapping.per_octave
+    g = Fraction(1 + a) / Fraction(1 - a)  # a as the double it is
+    assert Fraction(2) <= g**m
+    assert m == 1 or Fraction(2) > g ** (m - 1) * (1 + Fraction(1, 10**5))
+    assert mapping.bounds[0] == 0 and mapping.bounds[-1] == 2**52 and len(mapping.bounds) == m + 1
+    for j in range(1, m + 1):
+        lo = 1 + Fraction(mapping.bounds[j - 1], 2**52)
+        hi = 1 + Fraction(mapping.bounds[j], 2**52)
+        assert abs(float(hi) - 2 ** (j / m)) <= 4e-16 * 2 ** (j / m)
+        v = Fraction(mapping.value(j))
+        assert v - lo <= Fraction(a) * lo and hi - v <= Fraction(a) * hi, j
+        for e in (-1022, 0, 1023):  # every octave alike: the same j, shifted by e * m
+            if j < m or e < 1023:  # (2**1024 is no double)
+                top = math.ldexp(float(hi), e)
+                assert mapping.key(top) == e * m + j
+                assert mapping.key(math.nextafter(top, math.inf)) == e * m + j + 1
+            assert mapping.value(e * m + j) == math.ldexp(float(v), e)
+    rng = np.random.default_rng(11)
+    log_gamma = math.log(2) / m
+    for x in (10.0 ** rng.uniform(-300, 300, 2000)).tolist():
+        t = math.log(x) / log_gamma  # ceil(t), but for ties within the rounding of log
+        assert t - 1e-6 <= mapping.key(x) < t + 1 + 1e-6
+    assert mapping.min_key == -1074 * m and mapping.max_key == 1024 * m
+
+
+def test_serialized_format_is_pinned(core):
+    """Version 2 bytes of a small sketch: integer keys, so the same on every platform."""
+    sk = core.QuantileSketch(0.01)
+    sk.push_many([-3.0, 0.0, 1.0, 1.01, 1.03])
+    assert sk.to_bytes() == bytes.fromhex(
+        "5046515302"  # magic, version 2
+        "7b14ae47e17a843f"
+        "00080000"  # relative_accuracy 0.01, bucket_limit 2048
+        "0500000000000000"
+        "0100000000000000"  # count 5, zeros 1
+        "8014ae47e17aa43f"
+        "00000000000008c0"
+        "7b14ae47e17af03f"  # sum, min -3.0, max 1.03
+        "38000000"
+        "01000000"
+        "0100000000000000"  # negative: key 56 = 35 + 21, one bucket
+        "00000000"
+        "03000000"
+        "010000000000000001000000000000000100000000000000"  # keys 0..2
+    )
 
 
 @CYTHON_BACKEND
@@ -658,7 +730,7 @@ def test_backends_agree_on_ranks_near_the_count_limit(count):
     from prodfast import _core, _core_py
 
     header = struct.pack(
-        "<4sBdIQQddd", b"PFQS", 1, 0.01, 2048, count, 1, 2.0 * (count - 1), 0.0, 2.0
+        "<4sBdIQQddd", b"PFQS", 2, 0.01, 2048, count, 1, 2.0 * (count - 1), 0.0, 2.0
     )
     store = struct.pack("<iI", 0, 36) + struct.pack("<36Q", count - 3, *([0] * 34), 2)
     data = header + struct.pack("<iI", 0, 0) + store
@@ -731,3 +803,58 @@ def test_twins_have_the_same_surface():
         assert shape == [
             (p.name, p.kind, p.default) for p in inspect.signature(f_cy).parameters.values()
         ], attr
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 64, 1001])
+def test_push_many_keeps_the_first_of_equal_extremes(n):
+    """The compiled batch pass keeps several minima and maxima at once: the zero it reports
+    (0.0 or -0.0) is still the first one, as pushing one by one keeps, on arrays of any length."""
+    from prodfast import _core, _core_py
+
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        data = rng.choice([0.0, -0.0, 1.5, -2.5], n) if trial % 2 else rng.choice([0.0, -0.0], n)
+        if trial == 3:
+            data[n // 2] = np.nan
+        sketches = [m.QuantileSketch() for m in (_core, _core_py)]
+        outcomes = []
+        for sk in sketches:
+            try:
+                sk.push_many(data)
+                outcomes.append(sk.to_bytes())
+            except ValueError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], data
+        if not isinstance(outcomes[0], str):
+            cy = sketches[0]
+            assert math.copysign(1.0, cy.min) == math.copysign(1.0, data[data == data.min()][0])
+
+
+@CYTHON_BACKEND
+@pytest.mark.parametrize("limit", [64, 2048])
+def test_large_batches_counted_chunk_by_chunk_equal_the_twin(limit):
+    """A large array is checked and counted chunk by chunk by the compiled core (read from
+    memory once): the same bytes as the twin, and a bad value in the last chunk applies
+    nothing, after earlier chunks were counted."""
+    from prodfast import _core, _core_py
+
+    rng = np.random.default_rng(limit)
+    data = np.concatenate(
+        [rng.standard_cauchy(50_000), np.zeros(3), [-0.0], 10.0 ** rng.uniform(-9, 9, 20_000)]
+    )
+    rng.shuffle(data)
+    cy, py = _core.QuantileSketch(0.01, limit), _core_py.QuantileSketch(0.01, limit)
+    for sk in (cy, py):
+        sk.push_many([2.0, -1.0])
+        sk.push_many(data)
+    assert cy.to_bytes() == py.to_bytes()
+    before = cy.to_bytes()
+    bad = data.copy()
+    bad[-2] = np.inf
+    with pytest.raises(ValueError, match=f"got .*inf.* at index {len(bad) - 2}"):
+        cy.push_many(bad)
+    assert cy.to_bytes() == before
+    cy.push_many(data)
+    py.push_many(data)
+    assert cy.to_bytes() == py.to_bytes()

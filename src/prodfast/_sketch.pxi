@@ -1,10 +1,10 @@
 # The quantile sketch: the Cython twin of prodfast._sketch_py (read that module for the
-# algorithm, the guarantee and the byte format). The mapping constants come from the twin's
-# _Mapping and every expression below is the twin's, with the same libm functions, so both
+# algorithm, the guarantee and the byte format). The mapping's tables come from the twin's
+# _Mapping and a key is the same integer arithmetic on the double's bits as its key(), so both
 # backends produce the same buckets, the same quantiles and the same bytes.
 
-from libc.math cimport log, exp
-from libc.stdlib cimport calloc, free
+from libc.math cimport ldexp
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memmove, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
@@ -22,18 +22,45 @@ from prodfast._sketch_py import (
 ctypedef unsigned long long _qs_u64
 
 
-cdef inline int _qs_key(double x, double mult) noexcept nogil:
-    """ceil(log(x) * mult) for x > 0, as the twin's _Mapping.key (same libm log); the ceiling
-    without a libm call or a branch (|log(x) * mult| < 2**31 for every accepted accuracy)."""
-    cdef double t = log(x) * mult
-    cdef int k = <int>t  # towards zero
-    return k + (<double>k < t)
+ctypedef struct _qs_map:
+    const int* first      # the twin's _Mapping.first, bounds and values (arrays it keeps)
+    const _qs_u64* bounds
+    const double* values
+    int shift
+    int per_octave
+
+
+cdef inline int _qs_key(double x, const _qs_map* m) noexcept nogil:
+    """The bucket key of |x| for x != 0 (finite): the twin's _Mapping.key, on the bits."""
+    cdef _qs_u64 bits
+    memcpy(&bits, &x, 8)
+    bits &= 0x7FFFFFFFFFFFFFFFULL
+    cdef int e = <int>(bits >> 52) - 1023  # |x| = 2**e * (1 + f / 2**52)
+    if e == -1023:  # subnormal: scaled by 2**64 (exactly) it is a normal double
+        x = ldexp(x, 64)
+        memcpy(&bits, &x, 8)
+        bits &= 0x7FFFFFFFFFFFFFFFULL
+        e = <int>(bits >> 52) - 1023 - 64
+    cdef _qs_u64 f = bits & 0xFFFFFFFFFFFFFULL
+    cdef int j = m.first[f >> m.shift]
+    j += f > m.bounds[j]
+    return e * m.per_octave + j
+
+
+@cython.cdivision(True)
+cdef inline double _qs_value(int key, const _qs_map* m) noexcept nogil:
+    """The twin's _Mapping.value: the representative of bucket key (exact scaling)."""
+    cdef int q = key - 1 + 2048 * m.per_octave  # > 0: keys are >= -1074 * per_octave
+    cdef int e = q / m.per_octave
+    return ldexp(m.values[q - e * m.per_octave + 1], e - 2048)
 
 
 cdef long long _QS_MAX_COUNT = 9223372036854775807   # 2**63 - 1
 cdef Py_ssize_t _QS_HEADER_SIZE = _QS_HEADER.size
 cdef enum:
     _QS_MIN_CAP = 64   # buckets allocated at first (never more than the bucket limit)
+    _QS_CHUNK = 4096   # values checked, then counted, at a time in a large push_many
+    _QS_FUSED_MIN = 32768   # from this many values on (and 16 per bucket of the limit)
 
 
 ctypedef struct _qs_store:
@@ -271,9 +298,8 @@ cdef class QuantileSketch:
 
     cdef double _a
     cdef int _limit
-    cdef double _mult
-    cdef double _log_gamma
-    cdef double _log_center
+    cdef _qs_map _m
+    cdef object _mapping  # owns the arrays _m points into
     cdef _qs_store _neg
     cdef _qs_store _pos
     cdef long long _zeros
@@ -298,11 +324,17 @@ cdef class QuantileSketch:
 
     cdef int _set_params(self, double a, int limit) except -1:
         m = _qs_mapping_for(a)
+        cdef const int[::1] first = m.arrays[0]
+        cdef const _qs_u64[::1] bounds = m.arrays[1]
+        cdef const double[::1] values = m.arrays[2]
+        self._mapping = m
+        self._m.first = &first[0]
+        self._m.bounds = &bounds[0]
+        self._m.values = &values[0]
+        self._m.shift = m.shift
+        self._m.per_octave = m.per_octave
         self._a = a
         self._limit = limit
-        self._mult = m.multiplier
-        self._log_gamma = m.log_gamma
-        self._log_center = m.log_center
         return 0
 
     cdef void _reset(self) noexcept:
@@ -314,12 +346,14 @@ cdef class QuantileSketch:
         self._min = INFINITY
         self._max = -INFINITY
 
-    cdef inline int _key(self, double magnitude) noexcept nogil:
-        return _qs_key(magnitude, self._mult)
-
     cdef double _value(self, int key) noexcept nogil:
-        return exp(<double>key * self._log_gamma + self._log_center)
+        return _qs_value(key, &self._m)
 
+    # binding(False): a plain METH_O method, called as directly as list.append (without the
+    # argument-error rewording of _signatures.pxi: a call with no or two arguments is refused
+    # in CPython's words)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def push(self, x, /):
         """Add one real number; TypeError for non-numbers, ValueError for NaN/infinity."""
         cdef double v = _st_coerce(x)
@@ -328,14 +362,14 @@ cdef class QuantileSketch:
         cdef _qs_store* pos = &self._pos
         cdef int k
         if v > 0.0:
-            k = _qs_key(v, self._mult)
+            k = _qs_key(v, &self._m)
             if pos.total and k >= pos.lo and k <= pos.hi:
                 pos.bins[k - pos.base] += 1
                 pos.total += 1
             else:
                 _qs_add(pos, k, self._limit)
         elif v < 0.0:
-            _qs_add(&self._neg, self._key(-v), self._limit)
+            _qs_add(&self._neg, _qs_key(v, &self._m), self._limit)
         else:
             self._zeros += 1
         self._count += 1
@@ -360,11 +394,17 @@ cdef class QuantileSketch:
         size = xs.shape[0]
         if size == 0:
             return
+        if size > _QS_MAX_COUNT - self._count:
+            raise OverflowError("the sketch cannot count more than 2**63 - 1 values")
+        if size >= _QS_FUSED_MIN and size >= 16 * <Py_ssize_t>self._limit:
+            # a large array: checked and counted chunk by chunk, read from memory once
+            if not self._push_chunks(&xs[0], size):
+                bad = _st_first_nonfinite(&xs[0], size)
+                raise ValueError(f"values must be finite, got {values[bad]!r} at index {bad}")
+            return
         if not _qs_extremes(&xs[0], size, &mn, &mx) and not checked:
             bad = _st_first_nonfinite(&xs[0], size)
             raise ValueError(f"values must be finite, got {values[bad]!r} at index {bad}")
-        if size > _QS_MAX_COUNT - self._count:
-            raise OverflowError("the sketch cannot count more than 2**63 - 1 values")
         # room for limit buckets in every store the batch touches: the loop cannot fail
         if mx > 0.0:
             _qs_reserve_full(&self._pos, self._limit)
@@ -372,41 +412,90 @@ cdef class QuantileSketch:
             _qs_reserve_full(&self._neg, self._limit)
         self._push_block(&xs[0], size, mn, mx)
 
+    cdef bint _push_chunks(self, const double* xs, Py_ssize_t size) except -1:
+        """push_many for a large array: each chunk (small enough to stay in cache) is checked,
+        then counted. A bad value restores the state saved first, so nothing is applied: with
+        both stores reserved at limit buckets no count moves a buffer, and saving them costs
+        at most 1/8 of reading the array. False (state unchanged) if some value is bad."""
+        cdef Py_ssize_t start, n, limit = self._limit
+        cdef double mn, mx
+        _qs_reserve_full(&self._pos, self._limit)
+        _qs_reserve_full(&self._neg, self._limit)
+        cdef _qs_u64* saved = <_qs_u64*>malloc(2 * limit * sizeof(_qs_u64))
+        if saved is NULL:
+            raise MemoryError()
+        memcpy(saved, self._pos.bins, limit * sizeof(_qs_u64))
+        memcpy(&saved[limit], self._neg.bins, limit * sizeof(_qs_u64))
+        cdef _qs_store pos = self._pos, neg = self._neg
+        cdef long long zeros = self._zeros, count = self._count
+        cdef double total = self._sum, lowest = self._min, highest = self._max
+        for start in range(0, size, _QS_CHUNK):
+            n = size - start if size - start < _QS_CHUNK else _QS_CHUNK
+            if not _qs_extremes(&xs[start], n, &mn, &mx):
+                memcpy(pos.bins, saved, limit * sizeof(_qs_u64))
+                memcpy(neg.bins, &saved[limit], limit * sizeof(_qs_u64))
+                free(saved)
+                self._pos = pos
+                self._neg = neg
+                self._zeros = zeros
+                self._count = count
+                self._sum = total
+                self._min = lowest
+                self._max = highest
+                return False
+            self._push_block(&xs[start], n, mn, mx)
+        free(saved)
+        return True
+
     cdef void _push_block(self, const double* xs, Py_ssize_t size, double mn,
                           double mx) noexcept nogil:
-        # the positive store's fields live in locals: a store to bins cannot alias them
+        # The hot path: a positive normal value whose bucket is already in the range. The key
+        # stays in its biased form t = key + 1023 * per_octave (the exponent field times
+        # per_octave, plus the bucket of the fraction), the range in the same form; the store's
+        # fields live in locals (a store to bins cannot alias them) and its total is derived
+        # from the values that were not positive.
         cdef _qs_store* pos = &self._pos
         cdef _qs_store* neg = &self._neg
+        cdef const int* first = self._m.first
+        cdef const _qs_u64* bounds = self._m.bounds
+        cdef int shift = self._m.shift, per = self._m.per_octave
+        cdef int off = 1023 * per
         cdef _qs_u64* bins = pos.bins
-        cdef int base = pos.base, lo = pos.lo, hi = pos.hi
-        cdef long long ptotal = pos.total, zeros = 0
-        cdef double x, total = self._sum, mult = self._mult
-        cdef int limit = self._limit, k
-        cdef Py_ssize_t i
-        if ptotal == 0:
-            lo = 1
-            hi = 0  # an empty range: the first positive value takes the slow path
+        cdef int tbase = pos.base + off, tlo = pos.lo + off
+        cdef unsigned int width = pos.hi - pos.lo + 1 if pos.total else 0
+        cdef long long ptotal0 = pos.total
+        cdef Py_ssize_t zeros = 0, negs = 0, i
+        cdef double x, total = self._sum
+        cdef _qs_u64 bits, f
+        cdef int limit = self._limit, t, j
         for i in range(size):
             x = xs[i]
             total += x
-            if x > 0.0:
-                k = _qs_key(x, mult)
-                if k >= lo and k <= hi:
-                    bins[k - base] += 1
-                    ptotal += 1
+            memcpy(&bits, &x, 8)
+            if <long long>bits > 0:  # x > 0.0 (x is finite)
+                t = <int>(bits >> 52)
+                if t:
+                    f = bits & 0xFFFFFFFFFFFFFULL
+                    j = first[f >> shift]
+                    j += f > bounds[j]
+                    t = t * per + j
+                else:  # subnormal
+                    t = _qs_key(x, &self._m) + off
+                if <unsigned int>(t - tlo) < width:
+                    bins[t - tbase] += 1
                 else:
-                    pos.total = ptotal
-                    _qs_add_reserved(pos, k, limit)
+                    pos.total = ptotal0 + i - zeros - negs
+                    _qs_add_reserved(pos, t - off, limit)
                     bins = pos.bins
-                    base = pos.base
-                    lo = pos.lo
-                    hi = pos.hi
-                    ptotal = pos.total
-            elif x < 0.0:
-                _qs_add_reserved(neg, _qs_key(-x, mult), limit)
+                    tbase = pos.base + off
+                    tlo = pos.lo + off
+                    width = pos.hi - pos.lo + 1
+            elif bits << 1:  # x < 0.0
+                _qs_add_reserved(neg, _qs_key(x, &self._m), limit)
+                negs += 1
             else:
                 zeros += 1
-        pos.total = ptotal
+        pos.total = ptotal0 + size - zeros - negs
         self._zeros += zeros
         self._count += size
         self._sum = total
@@ -596,20 +685,85 @@ cdef class QuantileSketch:
         )
 
 
+cdef extern from *:
+    """
+    /* Smallest and largest of xs[0..n-1], each lane keeping the first of equal values (x < m ? x
+       : m, which is what MINPD computes); 0 if some value is NaN. Several independent minima
+       and maxima, so that no comparison waits for the previous one. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    static int prodfast_qs_minmax(const double* xs, Py_ssize_t n, double* mn_out, double* mx_out) {
+        __m128d mn0 = _mm_set1_pd(INFINITY), mn1 = mn0, mx0 = _mm_set1_pd(-INFINITY), mx1 = mx0;
+        __m128d bad = _mm_setzero_pd(), a, b;
+        double lanes[2], mn, mx, x;
+        Py_ssize_t i = 0;
+        int nan;
+        for (; i + 4 <= n; i += 4) {
+            a = _mm_loadu_pd(xs + i);
+            b = _mm_loadu_pd(xs + i + 2);
+            mn0 = _mm_min_pd(a, mn0);
+            mn1 = _mm_min_pd(b, mn1);
+            mx0 = _mm_max_pd(a, mx0);
+            mx1 = _mm_max_pd(b, mx1);
+            bad = _mm_or_pd(bad, _mm_or_pd(_mm_cmpunord_pd(a, a), _mm_cmpunord_pd(b, b)));
+        }
+        mn0 = _mm_min_pd(mn0, mn1);
+        mx0 = _mm_max_pd(mx0, mx1);
+        nan = _mm_movemask_pd(bad) != 0;
+        _mm_storeu_pd(lanes, mn0);
+        mn = lanes[0] < lanes[1] ? lanes[0] : lanes[1];
+        _mm_storeu_pd(lanes, mx0);
+        mx = lanes[0] > lanes[1] ? lanes[0] : lanes[1];
+    #else
+    static int prodfast_qs_minmax(const double* xs, Py_ssize_t n, double* mn_out, double* mx_out) {
+        double mn0 = INFINITY, mn1 = INFINITY, mx0 = -INFINITY, mx1 = -INFINITY, mn, mx, x, y;
+        Py_ssize_t i = 0;
+        int nan = 0;
+        for (; i + 2 <= n; i += 2) {
+            x = xs[i];
+            y = xs[i + 1];
+            mn0 = x < mn0 ? x : mn0;
+            mn1 = y < mn1 ? y : mn1;
+            mx0 = x > mx0 ? x : mx0;
+            mx1 = y > mx1 ? y : mx1;
+            nan |= (x != x) | (y != y);
+        }
+        mn = mn0 < mn1 ? mn0 : mn1;
+        mx = mx0 > mx1 ? mx0 : mx1;
+    #endif
+        for (; i < n; i++) {
+            x = xs[i];
+            mn = x < mn ? x : mn;
+            mx = x > mx ? x : mx;
+            nan |= x != x;
+        }
+        *mn_out = mn;
+        *mx_out = mx;
+        return !nan;
+    }
+    """
+    bint _qs_minmax "prodfast_qs_minmax" (const double* xs, Py_ssize_t n, double* mn_out,
+                                          double* mx_out) noexcept nogil
+
+
 cdef bint _qs_extremes(const double* xs, Py_ssize_t size, double* mn_out,
                        double* mx_out) noexcept nogil:
-    """Smallest and largest value; False if some value is NaN or infinite."""
+    """Smallest and largest value, the first of equal ones (as pushing one by one keeps them:
+    0.0 or -0.0); False if some value is NaN or infinite."""
+    cdef double mn, mx
     cdef Py_ssize_t i
-    cdef double mn = INFINITY, mx = -INFINITY, x
-    cdef bint nan = False
-    for i in range(size):
-        x = xs[i]
-        mn = x if x < mn else mn
-        mx = x if x > mx else mx
-        nan |= x != x
+    cdef bint ok = _qs_minmax(xs, size, &mn, &mx)
+    if mn == 0.0 or mx == 0.0:  # which zero came first (the lanes cannot tell)
+        for i in range(size):
+            if xs[i] == 0.0:
+                if mn == 0.0:
+                    mn = xs[i]
+                if mx == 0.0:
+                    mx = xs[i]
+                break
     mn_out[0] = mn
     mx_out[0] = mx
-    return not nan and mn != -INFINITY and mx != INFINITY
+    return ok and mn != -INFINITY and mx != INFINITY
 
 
 cdef char* _qs_write_store(char* p, const _qs_store* s, Py_ssize_t n) noexcept:

@@ -1,31 +1,36 @@
 """A mergeable quantile sketch with a relative-error guarantee: the pure-Python twin.
 
 ``QuantileSketch`` follows DDSketch (Masson, Rim & Lee, "DDSketch: a fast and fully-mergeable
-quantile sketch with relative-error guarantees", VLDB 2019). For a relative accuracy ``a`` let
-``gamma = (1 + a) / (1 - a)``. A value ``x > 0`` falls into bucket ``k = ceil(log(x) / log(gamma))``,
-which covers ``(gamma**(k-1), gamma**k]``; the bucket is represented by
-``2 * gamma**k / (1 + gamma)``, whose relative distance to every value of the bucket is at most
-``a``. Negative values go to a second set of buckets by their magnitude, zeros to a counter of
-their own. Each bucket keeps an exact integer count, so two sketches merge exactly: the merged
-sketch is the sketch of both streams.
+quantile sketch with relative-error guarantees", VLDB 2019). A value ``x > 0`` falls into the
+bucket ``k`` covering ``(gamma**(k-1), gamma**k]``; a bucket whose bounds have a ratio of at most
+``(1 + a) / (1 - a)`` (``a`` the relative accuracy) is represented by ``2 * lo * hi / (lo + hi)``,
+whose relative distance to every value of the bucket is at most ``a``. Here ``gamma = 2**(1/m)``
+with ``m``, the number of buckets per power of two, the least one that keeps ``gamma`` within
+``(1 + a) / (1 - a)``: then a key comes from the bits of the double (its exponent, and a table
+lookup plus one comparison on its fraction), with no logarithm, and the same integers on every
+backend and platform (``_Mapping`` has the details and the proof, checked exactly when a
+mapping is built). Negative values go to a second set of buckets by their magnitude, zeros to a
+counter of their own. Each bucket keeps an exact integer count, so two sketches merge exactly:
+the merged sketch is the sketch of both streams.
 
 What ``quantile(q)`` denotes: with ``n = count`` values sorted ascending, ``x_r`` is the value at
 0-based rank ``r = floor(q * (n - 1))`` (``q * (n - 1)`` evaluated in floating point, as
 ddsketch does, and never above ``n - 1``; numpy's ``quantile(..., method="lower")``). The answer ``y`` satisfies
 ``|y - x_r| <= a * |x_r|`` for every ``q`` in [0, 1] and every input (zeros are exact), and is
 clamped to ``[min, max]`` (which never moves it away from ``x_r``); ranks 0 and ``n - 1`` are
-answered with the exact ``min`` and ``max``. So that floating-point
-rounding in ``log`` and ``exp`` cannot push an error over ``a``, the buckets are built for an
-accuracy one part in a million tighter than requested.
+answered with the exact ``min`` and ``max``. The one exception is an answer below the smallest
+normal double (2.2e-308), rounded to the nearest subnormal: that can add up to 2.5e-324, half
+the smallest subnormal, to its error.
 
 Bounded memory: each sign keeps at most ``bucket_limit`` consecutive buckets (8 bytes each);
-covering values from ``lo`` to ``hi`` takes about ``ln(hi / lo) / (2 * a)`` buckets, so the default
-2048 span a factor of about 6e17 at a = 0.01 but only about 60 at a = 0.001 (raise the limit with
-the accuracy). When a value would need a wider range, the lowest-magnitude buckets of that sign
-are collapsed into the lowest bucket kept (as ddsketch's collapsing-lowest store does). The
-guarantee then still holds for every quantile whose true value ``x`` has
-``|x| > M / gamma**(bucket_limit - 2)``, ``M`` the largest magnitude of that sign; a quantile
-that falls among the collapsed values is answered with the lowest kept bucket's value, which
+covering values from ``lo`` to ``hi`` takes ``log2(hi / lo) * m`` buckets, about
+``ln(hi / lo) / (2 * a)``, so the default 2048 span a factor of about 4e17 at a = 0.01 (m = 35)
+but only about 60 at a = 0.001 (m = 347; raise the limit with the accuracy). When a value would
+need a wider range, the lowest-magnitude buckets of that sign are collapsed into the lowest
+bucket kept (as ddsketch's collapsing-lowest store does). The guarantee then still holds for
+every quantile whose true value ``x`` has ``|x| > M / gamma**(bucket_limit - 2)`` (``M`` the
+largest magnitude of that sign; ``gamma = 2**(1/m)``, up to the boundaries' rounding to
+doubles, and at most ``(1 + a) / (1 - a)``); a quantile that falls among the collapsed values is answered with the lowest kept bucket's value, which
 overestimates its magnitude. Collapsing depends only on the multiset of values, never on their
 order, so merging stays exact.
 
@@ -35,15 +40,18 @@ count is at most 2**63 - 1: a push, batch or merge beyond that raises OverflowEr
 nothing.
 
 ``to_bytes()`` writes a versioned little-endian format, byte-identical on both backends:
-the header ``_HEADER`` (magic ``PFQS``, version 1, relative_accuracy, bucket_limit, count, zero
+the header ``_HEADER`` (magic ``PFQS``, version 2, relative_accuracy, bucket_limit, count, zero
 count, sum, min, max), then for the negative and the positive buckets the lowest key, the number
 of buckets and their uint64 counts (first and last never zero). Every field is checked by
 ``from_bytes``, which raises ValueError for anything that is not a sketch this module could
-have written.
+have written. Version 1 (written during the development of 0.2, whose keys were
+``ceil(log(x) / log((1 + a) / (1 - a)))``) is refused with a ValueError that says so: its
+buckets do not convert exactly into these.
 """
 
 from __future__ import annotations
 
+import decimal
 import functools
 import math
 import numbers
@@ -61,12 +69,13 @@ _INF = math.inf
 _NAN = math.nan
 
 _MIN_ACCURACY = 1e-4
-_TIGHTEN = 1.0 - 1e-6  # see the module docstring: rounding must not exceed the promise
+_TIGHTEN = 1.0 - 1e-6  # n is chosen for this much tighter an accuracy: room for the rounding
+# of the boundaries to doubles (the exact check in _Mapping then never fails)
 _MAX_BUCKET_LIMIT = 1 << 20
 _MAX_COUNT = (1 << 63) - 1  # the total count stays a signed 64-bit integer on both backends
 
 _MAGIC = b"PFQS"
-_VERSION = 1
+_VERSION = 2
 # magic, version, relative_accuracy, bucket_limit, count, zero_count, sum, min, max
 _HEADER = struct.Struct("<4sBdIQQddd")
 _STORE_HEADER = struct.Struct("<iI")  # lowest key, number of buckets (then that many uint64)
@@ -107,31 +116,123 @@ def _mapping_for(relative_accuracy):
     return _Mapping(relative_accuracy)
 
 
-class _Mapping:
-    """The logarithmic mapping between values and bucket keys (the compiled core computes the
-    same expressions with the same libm functions, so both backends agree bit for bit)."""
+_TWO52 = 1 << 52
+_FRAC_MASK = _TWO52 - 1
 
-    __slots__ = ("multiplier", "log_gamma", "log_center", "max_key", "min_key")
+
+def _per_octave(a):
+    """The least n with 2**(1/n) <= (1 + a) / (1 - a), in decimal arithmetic (the same n on
+    every platform, whatever its libm)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        da = decimal.Decimal(a)  # exact
+        ratio = decimal.Decimal(2).ln() / ((1 + da) / (1 - da)).ln()
+        return max(1, int(ratio.to_integral_value(rounding=decimal.ROUND_CEILING)))
+
+
+def _boundaries(n):
+    """The fraction bits (x = 1 + f / 2**52) of 2**(i/n) for i = 0 .. n - 1, rounded down, then
+    2**52 for 2.0: integer arithmetic only, so every platform gets the same ones."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        ratio = int(decimal.Decimal(2) ** (decimal.Decimal(1) / n) * (1 << 128))  # 2**(1/n)
+    power = 1 << 128  # 2**(i/n) in fixed point with 128 fraction bits
+    bounds = [0]
+    for _ in range(1, n):
+        power = (power * ratio) >> 128
+        bounds.append((power >> 76) - _TWO52)
+    bounds.append(_TWO52)
+    return bounds
+
+
+def _within(value, lo, hi, a):
+    """Exactly (in rationals): |value - x| <= a * x for every x in (lo, hi] (all positive)."""
+    vn, vd = value.as_integer_ratio()
+    an, ad = a.as_integer_ratio()
+    lon, lod = lo.as_integer_ratio()
+    hin, hid = hi.as_integer_ratio()
+    # value <= (1 + a) * lo  and  value >= (1 - a) * hi
+    return (vn * ad * lod <= (ad + an) * lon * vd) and (vn * ad * hid >= (ad - an) * hin * vd)
+
+
+class _Mapping:
+    """Values to bucket keys and back, without a logarithm: exact logarithmic buckets.
+
+    With ``m`` buckets per power of two (the least ``m`` for which ``2**(1/m)`` is at most
+    ``(1 + a) / (1 - a)``), bucket ``k = e * m + j`` (``1 <= j <= m``) holds the magnitudes in
+    ``(2**e * B[j-1], 2**e * B[j]]``, ``B[j]`` the double next below ``2**(j/m)`` (``B[0] = 1``,
+    ``B[m] = 2``): DDSketch's logarithmic mapping for ``gamma = 2**(1/m)``, so the key of ``x``
+    is ``ceil(log(x) / log(gamma))`` but for the boundaries' last-bit rounding. A key is found
+    from the bits of the double: its exponent ``e`` and the top bits of its fraction ``f`` index
+    ``first``, the bucket at the start of that slice of fractions; a slice is never wider than
+    the narrowest bucket, so one comparison of ``f`` with the next boundary finishes the job.
+    Every step is integer arithmetic and comparisons, so the compiled core, this twin and any
+    platform agree on every key. Each bucket is represented by ``2 * lo * hi / (lo + hi)``
+    (correctly rounded), whose distance to every value of the bucket is checked, in exact
+    rational arithmetic when the mapping is built, to be at most ``a`` times that value.
+    """
+
+    __slots__ = (
+        "per_octave",
+        "gamma",
+        "shift",
+        "first",
+        "bounds",
+        "values",
+        "max_key",
+        "min_key",
+        "arrays",
+    )
 
     def __init__(self, relative_accuracy):
-        a = relative_accuracy * _TIGHTEN
-        gamma_mantissa = 2.0 * a / (1.0 - a)  # gamma - 1, kept apart for log1p's precision
-        self.log_gamma = math.log1p(gamma_mantissa)
-        self.multiplier = 1.0 / self.log_gamma
-        self.log_center = -math.log1p(gamma_mantissa / 2.0)  # log(2 / (1 + gamma))
+        a = relative_accuracy
+        n = _per_octave(a * _TIGHTEN)
+        while True:
+            bounds = _boundaries(n)
+            # bucket j (1..n) of the octave [1, 2) is (lo, hi]; its representative, a double
+            edges = [
+                (_TWO52 + lo, _TWO52 + hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            values = [0.0] + [(2 * lo * hi) / ((lo + hi) << 52) for lo, hi in edges]
+            if all(
+                _within(v, lo / _TWO52, hi / _TWO52, a)
+                for v, (lo, hi) in zip(values[1:], edges, strict=True)
+            ):
+                break
+            n += 1  # (the 1e-6 margin of _TIGHTEN makes this unreachable in practice)
+        gap = min(hi - lo for lo, hi in edges)
+        shift = gap.bit_length() - 1  # slices of 2**shift fractions: at most one boundary each
+        first = []
+        j = 0
+        for start in range(0, _TWO52, 1 << shift):
+            while bounds[j] < start:
+                j += 1
+            first.append(j)  # the number of boundaries below the slice
+        self.per_octave = n
+        self.gamma = max(hi / lo for lo, hi in edges)  # the widest bucket (rounded)
+        self.shift = shift
+        self.first = first
+        self.bounds = bounds
+        self.values = values
+        self.arrays = (
+            np.array(first, dtype=np.int32),
+            np.array(bounds, dtype=np.uint64),
+            np.array(values, dtype=np.float64),
+        )
         self.max_key = self.key(sys.float_info.max)
         self.min_key = self.key(5e-324)  # the smallest positive double
 
     def key(self, magnitude):
-        return math.ceil(math.log(magnitude) * self.multiplier)
+        m, e = math.frexp(magnitude)  # magnitude = m * 2**e, 0.5 <= m < 1, exactly
+        f = int(m * 9007199254740992.0) & _FRAC_MASK  # m * 2**53 = 2**52 + f
+        j = self.first[f >> self.shift]
+        if f > self.bounds[j]:
+            j += 1
+        return (e - 1) * self.per_octave + j
 
     def value(self, key):
-        # exp of a sum rather than a product of powers: it overflows only when the value does
-        # (to infinity, as C's exp; the caller clamps it to max)
-        try:
-            return math.exp(key * self.log_gamma + self.log_center)
-        except OverflowError:
-            return _INF
+        e, j = divmod(key - 1, self.per_octave)
+        return math.ldexp(self.values[j + 1], e)
 
 
 class _Store:
@@ -475,6 +576,11 @@ def _parse_sketch(data, total=_exact_total):
     if len(data) < _HEADER.size or data[:4] != _MAGIC:
         raise ValueError("data is not a serialized QuantileSketch")
     magic, version, a, limit, count, zeros, total_sum, mn, mx = _HEADER.unpack_from(data)
+    if version == 1:
+        raise ValueError(
+            "data has QuantileSketch format version 1, whose buckets (a logarithm's) this "
+            f"version cannot read exactly; expected {_VERSION}"
+        )
     if version != _VERSION:
         raise ValueError(f"data has QuantileSketch format version {version}, expected {_VERSION}")
     if not (_MIN_ACCURACY <= a < 1.0) or not 1 <= limit <= _MAX_BUCKET_LIMIT:
