@@ -32,14 +32,13 @@ the same lock and condition protocol, call for call). prodfast adds:
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import inspect
 import math
 import threading
 import time
 import types
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from . import _backend, _cache_py
 from .keys import _kwmark, hashkey, methodkey
@@ -96,10 +95,14 @@ if TYPE_CHECKING:  # what type checkers see of the wrappers (the runtime classes
 __all__ = ["CacheInfo", "cached", "cachedmethod", "lru_cache"]
 
 
-class CacheInfo(collections.namedtuple("CacheInfo", "hits misses maxsize currsize")):
-    """The statistics of one decorated function: hits, misses, maxsize, currsize."""
+class CacheInfo(NamedTuple):
+    """The statistics of one decorated function: hits, misses, maxsize, currsize (the last two
+    None where the cache has no size, as in cachetools)."""
 
-    __slots__ = ()
+    hits: int
+    misses: int
+    maxsize: float | None
+    currsize: float | None
 
 
 def _make_info(cache, hits, misses):

@@ -170,7 +170,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.connection
@@ -189,7 +189,19 @@ log = logging.getLogger("prodfast.redis")
 _OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _ON_ERROR = ("raise", "miss")
 _MISSING: Any = object()
-_TierFront: Any = _impl._TierFront
+if TYPE_CHECKING:
+
+    class _TierFront:
+        """TieredCache's compiled base (prodfast._core._TierFront, or its twin), as typed."""
+
+        local: Any
+        _missing: Any
+
+        def get(self, key: Any, default: Any = None) -> Any: ...
+        def __getitem__(self, key: Any) -> Any: ...
+
+else:
+    _TierFront = _impl._TierFront
 _DOWN: Any = object()  # what a guarded call returns during an outage under on_error="miss"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-/]+")
 _SCAN_COUNT = 1000
