@@ -221,6 +221,10 @@ class LimiterGroup:
         self._clock = getattr(members[0], "clock", time.monotonic)
         self._lock = threading.RLock()
         self._gate = _RLGate()
+        for m in members:  # a give-back to a member wakes the group's waiting head too
+            gate = getattr(m, "_gate", None)
+            if gate is not None:
+                gate.link(self._gate)
         self._created = _rl_read(self._clock)
         self._allowed = self._denied = 0
 
