@@ -172,7 +172,7 @@ class _RLGate:
     limiter wakes their heads too.
     """
 
-    __slots__ = ("cond", "queue", "aqueues", "groups", "__weakref__")
+    __slots__ = ("cond", "queue", "aqueues", "groups", "gen", "sleepers", "asleepers", "__weakref__")
 
     def __init__(self):
         # reentrant: a give-back from user code the head runs while deciding (its clock) must
@@ -181,6 +181,11 @@ class _RLGate:
         self.queue: deque = deque()  # tickets of blocked threads
         self.aqueues: dict = {}  # event loop -> deque of _RLAWaiter of its blocked tasks
         self.groups = None  # a WeakSet of the gates of the groups over this limiter, once any
+        # waiting that is not first come, first served (the Redis limiters, async Redis
+        # groups): the give-backs so far, the threads in sleep(), the futures from watch()
+        self.gen = 0
+        self.sleepers = 0
+        self.asleepers: set = set()
 
     def link(self, group_gate):
         """Wake ``group_gate`` (a LimiterGroup's) whenever this limiter is given something back."""
@@ -192,21 +197,47 @@ class _RLGate:
     def wake(self):
         """Something was given back: every head decides again at once (threads are notified;
         each loop's head is resolved through its loop), and so do the groups' heads."""
-        if self.queue:
-            with self.cond:
+        with self.cond:  # the dict and the set are shared by the threads of every loop
+            self.gen += 1
+            if self.queue or self.sleepers:
                 self.cond.notify_all()
-        if self.aqueues:
-            with self.cond:  # the dict is shared by the threads of every loop
-                heads = [(loop, q[0].fut) for loop, q in self.aqueues.items() if q]
-            for loop, fut in heads:
-                try:
-                    loop.call_soon_threadsafe(_rl_resolve, fut)
-                except RuntimeError:  # that loop is closed: its waiters are gone with it
-                    pass
+            futs = [q[0].fut for q in self.aqueues.values() if q]
+            if self.asleepers:
+                futs.extend(self.asleepers)
+        for fut in futs:
+            try:
+                fut.get_loop().call_soon_threadsafe(_rl_resolve, fut)
+            except RuntimeError:  # that loop is closed: its waiters are gone with it
+                pass
         groups = self.groups
         if groups is not None:
             for g in list(groups):
                 g.wake()
+
+    def sleep(self, seen, seconds):
+        """Sleep ``seconds`` (a thread that waits outside the queue), or less when something
+        is given back; at once if it was after ``seen`` (``gen`` read before deciding)."""
+        with self.cond:
+            if self.gen != seen:
+                return
+            self.sleepers += 1
+            try:
+                self.cond.wait(_rl_nap(seconds))
+            finally:
+                self.sleepers -= 1
+
+    def watch(self, loop):
+        """A future of ``loop`` that the next give-back resolves (an asyncio waiter outside the
+        queues: make it before deciding, ``await asyncio.wait((fut,), timeout=...)``, then
+        ``unwatch`` it)."""
+        fut = loop.create_future()
+        with self.cond:
+            self.asleepers.add(fut)
+        return fut
+
+    def unwatch(self, fut):
+        with self.cond:
+            self.asleepers.discard(fut)
 
 
 def _rl_wake(gate):
