@@ -17,7 +17,6 @@ import multiprocessing
 import socket
 import threading
 import time
-import types
 import uuid
 
 import pytest
@@ -139,28 +138,27 @@ def _seed_window(client, key, ages_us):
 
 
 class Recorder:
-    """Stands in for the time / asyncio module inside prodfast.redis and records sleeps."""
+    """Stands in for the waits inside prodfast.redis (``_sleep``, ``_asleep``) and records them."""
 
-    def __init__(self, real_sleep):
+    def __init__(self, real_sleep, real_asleep):
         self.sleeps = []
         self._real = real_sleep
+        self._areal = real_asleep
 
-    def sync_sleep(self, seconds):
+    def sync_sleep(self, gate, seen, seconds):
         self.sleeps.append(seconds)
-        time.sleep(seconds)
+        self._real(gate, seen, seconds)
 
-    async def async_sleep(self, seconds):
+    async def async_sleep(self, woken, seconds):
         self.sleeps.append(seconds)
-        await self._real(seconds)
+        await self._areal(woken, seconds)
 
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    rec = Recorder(asyncio.sleep)
-    monkeypatch.setattr(
-        predis, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=rec.sync_sleep)
-    )
-    monkeypatch.setattr(predis, "asyncio", types.SimpleNamespace(sleep=rec.async_sleep))
+    rec = Recorder(predis._sleep, predis._asleep)
+    monkeypatch.setattr(predis, "_sleep", rec.sync_sleep)
+    monkeypatch.setattr(predis, "_asleep", rec.async_sleep)
     return rec
 
 

@@ -146,6 +146,7 @@ cdef class _RLBase:
     cdef unsigned long long _denied
     cdef readonly object _gate
     cdef object _waiting  # _gate.queue: blocked threads, served before a new reservation
+    cdef object _awaiting  # _gate.aqueues: blocked asyncio tasks, per event loop
     cdef double _guard
     cdef double _left
     cdef double _top
@@ -167,6 +168,7 @@ cdef class _RLBase:
         cdef double now = _rl_read(self._cclock, clock)
         self._gate = _RLGate()
         self._waiting = self._gate.queue
+        self._awaiting = self._gate.aqueues
         self._restart(now)
         return now
 
@@ -208,6 +210,12 @@ cdef class _RLBase:
     cdef inline void _observed_take(self, double cost, double now) noexcept:
         if now < self._until:
             self._left -= cost
+
+    cdef inline int _wake(self) except -1:
+        """A give-back: the heads waiting on this limiter (and its groups) decide again now."""
+        if self._waiting or self._awaiting or self._gate.groups is not None:
+            self._gate.wake()
+        return 0
 
     cdef inline void _observed_settle(self, double more, long long gen, double now) noexcept:
         cdef double left
@@ -268,6 +276,8 @@ cdef class _RLBase:
             raise MemoryError()
         self._settle_c(r, a, receipt[0], now)
         self._observed_settle(a - r, receipt[1], now)
+        if a < r:
+            self._wake()
 
     def _apply_observation(self, budget, retry_after):
         if budget is None and retry_after is None:
@@ -405,6 +415,8 @@ cdef class _Reservation:
         if a > self._c and self._lim._prepare_c(a - self._c) < 0:
             raise MemoryError()
         self._apply(a, now)
+        if a < self._c:
+            self._lim._wake()
 
     def cancel(self):
         """Give the whole reservation back (the call did not happen)."""
@@ -412,6 +424,8 @@ cdef class _Reservation:
         if self._settled:
             raise RuntimeError("reservation already settled")
         self._apply(0.0, now)
+        if self._c > 0.0:
+            self._lim._wake()
 
     def __enter__(self):
         return self

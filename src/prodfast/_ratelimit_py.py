@@ -36,6 +36,7 @@ import asyncio
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from contextlib import ExitStack
 
@@ -163,17 +164,101 @@ class _RLGate:
 
     Only the head of a queue decides; the others sleep until it leaves. The head sleeps for the
     wait the limiter computed, then decides again (another caller of try_acquire may have taken
-    what it waited for). Blocked threads share one queue; blocked asyncio tasks have one queue
-    per event loop, whose futures only that loop's tasks create and resolve (loops in several
-    threads may share one limiter).
+    what it waited for) -- or sooner, when a reservation gives tokens back (:meth:`wake`).
+    Blocked threads share one queue; blocked asyncio tasks have one queue per event loop, whose
+    entries only that loop's tasks create and resolve (loops in several threads may share one
+    limiter; a give-back from another thread reaches a loop through ``call_soon_threadsafe``).
+    ``groups`` holds the gates of the LimiterGroups a limiter belongs to: a give-back to the
+    limiter wakes their heads too.
     """
 
-    __slots__ = ("cond", "queue", "aqueues")
+    __slots__ = ("cond", "queue", "aqueues", "groups", "gen", "sleepers", "asleepers", "__weakref__")
 
     def __init__(self):
-        self.cond = threading.Condition(threading.Lock())
+        # reentrant: a give-back from user code the head runs while deciding (its clock) must
+        # not deadlock on the condition the head holds
+        self.cond = threading.Condition(threading.RLock())
         self.queue: deque = deque()  # tickets of blocked threads
-        self.aqueues: dict = {}  # event loop -> deque of futures of its blocked tasks
+        self.aqueues: dict = {}  # event loop -> deque of _RLAWaiter of its blocked tasks
+        self.groups = None  # a WeakSet of the gates of the groups over this limiter, once any
+        # waiting that is not first come, first served (the Redis limiters, async Redis
+        # groups): the give-backs so far, the threads in sleep(), the futures from watch()
+        self.gen = 0
+        self.sleepers = 0
+        self.asleepers: set = set()
+
+    def link(self, group_gate):
+        """Wake ``group_gate`` (a LimiterGroup's) whenever this limiter is given something back."""
+        with self.cond:
+            if self.groups is None:
+                self.groups = weakref.WeakSet()
+            self.groups.add(group_gate)
+
+    def wake(self):
+        """Something was given back: every head decides again at once (threads are notified;
+        each loop's head is resolved through its loop), and so do the groups' heads."""
+        with self.cond:  # the dict and the set are shared by the threads of every loop
+            self.gen += 1
+            if self.queue or self.sleepers:
+                self.cond.notify_all()
+            futs = [q[0].fut for q in self.aqueues.values() if q]
+            if self.asleepers:
+                futs.extend(self.asleepers)
+        for fut in futs:
+            try:
+                fut.get_loop().call_soon_threadsafe(_rl_resolve, fut)
+            except RuntimeError:  # that loop is closed: its waiters are gone with it
+                pass
+        groups = self.groups
+        if groups is not None:
+            for g in list(groups):
+                g.wake()
+
+    def sleep(self, seen, seconds):
+        """Sleep ``seconds`` (a thread that waits outside the queue), or less when something
+        is given back; at once if it was after ``seen`` (``gen`` read before deciding)."""
+        with self.cond:
+            if self.gen != seen:
+                return
+            self.sleepers += 1
+            try:
+                self.cond.wait(_rl_nap(seconds))
+            finally:
+                self.sleepers -= 1
+
+    def watch(self, loop):
+        """A future of ``loop`` that the next give-back resolves (an asyncio waiter outside the
+        queues: make it before deciding, ``await asyncio.wait((fut,), timeout=...)``, then
+        ``unwatch`` it)."""
+        fut = loop.create_future()
+        with self.cond:
+            self.asleepers.add(fut)
+        return fut
+
+    def unwatch(self, fut):
+        with self.cond:
+            self.asleepers.discard(fut)
+
+
+def _rl_wake(gate):
+    """``gate.wake()`` if anyone could be waiting on it (the cheap test first)."""
+    if gate.queue or gate.aqueues or gate.groups is not None:
+        gate.wake()
+
+
+class _RLAWaiter:
+    """A blocked task's place in its loop's queue: ``fut`` is what it sleeps on now (resolved
+    when it becomes the head, or, as the head, when something is given back)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut):
+        self.fut = fut
+
+
+def _rl_resolve(fut):
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _rl_nap(seconds):
@@ -185,7 +270,8 @@ def _rl_wait_for(lim, cost, timeout):
     """Wait, first come first served, until ``lim._take(cost)`` grants; return its receipt, or
     None when ``timeout`` runs out first (at once when the computed wait already exceeds it, or
     is infinite: never). ``_take`` returns the seconds to wait (a float) or a receipt; it counts
-    nothing."""
+    nothing. The head sleeps on the gate's condition, so a give-back (which notifies it) makes
+    it decide again at once; it decides with the condition held, so no give-back is missed."""
     gate = lim._gate
     deadline = None if timeout is None else time.monotonic() + timeout
     with gate.cond:
@@ -226,7 +312,9 @@ def _rl_wait_for(lim, cost, timeout):
 
 
 async def _rl_wait_for_async(lim, cost, timeout):
-    """:func:`_rl_wait_for` for asyncio: sleeps on the running loop, in that loop's queue."""
+    """:func:`_rl_wait_for` for asyncio: sleeps on the running loop, in that loop's queue. The
+    head sleeps on a fresh future (made before it decides, so a give-back made after its
+    decision resolves it) with the computed wait as the timeout."""
     gate = lim._gate
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -239,7 +327,7 @@ async def _rl_wait_for_async(lim, cost, timeout):
         if r == math.inf or (timeout is not None and r > timeout):
             lim._note(False)
             return None
-    me = loop.create_future()
+    me = _RLAWaiter(loop.create_future())
     with gate.cond:  # the dict is shared by the threads of every loop
         queue = queues.get(loop)
         if queue is None:
@@ -249,6 +337,7 @@ async def _rl_wait_for_async(lim, cost, timeout):
         while True:
             wait = None
             if queue[0] is me:
+                me.fut = loop.create_future()  # before deciding: a later give-back resolves it
                 r = lim._take(cost)
                 if type(r) is not float:
                     lim._note(True)
@@ -265,10 +354,8 @@ async def _rl_wait_for_async(lim, cost, timeout):
                 delay = remaining if wait is None else wait
             else:
                 delay = wait
-            if wait is None:
-                await asyncio.wait((me,), timeout=_rl_nap(delay))  # the head resolves us
-            else:
-                await asyncio.sleep(_rl_nap(delay))
+            # not the head: the head resolves us when it leaves; the head: a give-back does
+            await asyncio.wait((me.fut,), timeout=_rl_nap(delay))
     finally:
         with gate.cond:
             was_head = queue[0] is me
@@ -276,8 +363,8 @@ async def _rl_wait_for_async(lim, cost, timeout):
             if not queue:
                 del queues[loop]
             successor = queue[0] if queue else None
-        if was_head and successor is not None and not successor.done():
-            successor.set_result(None)
+        if was_head and successor is not None:
+            _rl_resolve(successor.fut)
 
 
 def _rl_acquire(lim, cost, timeout) -> bool:
@@ -508,6 +595,8 @@ class _Limiter:
             self._settle_locked(reserved, actual, receipt, now)
             if self._obs is not None:
                 self._obs.settle(now, actual - reserved, receipt[1])
+        if actual < reserved:  # a give-back: the waiting heads decide again now
+            _rl_wake(self._gate)
 
     def _apply_observation(self, budget, retry_after):
         if budget is None and retry_after is None:

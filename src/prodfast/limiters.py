@@ -244,6 +244,10 @@ class LimiterGroup:
         self._clock = getattr(members[0], "clock", time.monotonic)
         self._lock = threading.RLock()
         self._gate = _RLGate()
+        for m in members:  # a give-back to a member wakes the group's waiting head too
+            gate = getattr(m, "_gate", None)
+            if gate is not None:
+                gate.link(self._gate)
         self._created = _rl_read(self._clock)
         self._allowed = self._denied = 0
 
@@ -404,21 +408,28 @@ class _AsyncLimiterGroup(LimiterGroup):
     """A LimiterGroup over async-only limiters (async Redis): every method is a coroutine.
 
     Waiting is not first come, first served (the members' own rule): whoever asks first once
-    the whole request fits gets it.
+    the whole request fits gets it. A waiter sleeps the computed wait, or less when a member
+    is given something back in this process (another process's give-back is seen at the
+    next decision).
     """
 
     async def _wait(self, cs, timeout):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        gate = self._gate
         while True:
-            r = await self._engine.take(self._members, cs)
-            if type(r) is not float:
-                await self._note_async(True)
-                return r
-            if math.isinf(r) or (deadline is not None and r > deadline - loop.time()):
-                await self._note_async(False)
-                return None
-            await asyncio.sleep(_rl_nap(r))
+            woken = gate.watch(loop)  # before deciding: a give-back after it resolves it
+            try:
+                r = await self._engine.take(self._members, cs)
+                if type(r) is not float:
+                    await self._note_async(True)
+                    return r
+                if math.isinf(r) or (deadline is not None and r > deadline - loop.time()):
+                    await self._note_async(False)
+                    return None
+                await asyncio.wait((woken,), timeout=_rl_nap(r))
+            finally:
+                gate.unwatch(woken)
 
     async def _note_async(self, granted: bool) -> None:
         with self._lock:

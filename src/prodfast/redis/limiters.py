@@ -137,6 +137,7 @@ import redis.exceptions
 
 from .. import _backend
 from .._limiter_protocol import ASYNC, SYNC, RateLimitError
+from .._ratelimit_py import _RLGate
 from .._rl_checks import (
     check_actual,
     check_calls,
@@ -274,6 +275,9 @@ class _Limiter:
         self._since = time.monotonic()
         self._pool: Any = None  # the local lease (sync limiters built with lease=)
         self._spend: Any = None  # its try_acquire
+        # this process's waiters: a give-back made here wakes them (one from another process is
+        # seen at their next decision); LimiterGroups over this limiter link their own gates
+        self._gate = _RLGate()
 
     # Subclasses provide _check(cost), _check_actual(actual, reserved), _params, _state_stats().
 
@@ -784,6 +788,19 @@ class _Leasing:
         self._retired_allowed = 0
 
 
+# ---- waiting: the computed wait, cut short by a give-back made in this process -----------
+
+
+def _sleep(gate: Any, seen: int, seconds: float) -> None:
+    """A thread's wait: ``seconds``, or until a give-back after ``gate.gen`` was ``seen``."""
+    gate.sleep(seen, seconds)
+
+
+async def _asleep(woken: Any, seconds: float) -> None:
+    """A task's wait: ``seconds``, or until a give-back resolves ``woken`` (``gate.watch``)."""
+    await asyncio.wait((woken,), timeout=seconds)
+
+
 # ---- sync -----------------------------------------------------------------------------------
 
 
@@ -829,6 +846,8 @@ class _Sync(_Leasing):
             self._answer(self._run(keys, argv))
         except _OUTAGE as exc:
             raise self._unavailable(exc) from exc
+        if delta < 0:  # a give-back: this process's waiters decide again now
+            self._gate.wake()
 
     def _settle(self: Any, reserved: Any, actual: Any, receipt: Any) -> None:
         """One member's share of a settled group reservation."""
@@ -868,13 +887,15 @@ class _Sync(_Leasing):
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         arg = self._short_argv["take"] + _num(cost)
+        gate = self._gate
         while True:
+            seen = gate.gen  # before deciding: a give-back after it cuts the sleep short
             allowed, wait, stamp = self._decide(arg)
             if allowed:
                 return True, 0.0, stamp.decode() if type(stamp) is bytes else stamp
             if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
                 return False, wait, None
-            time.sleep(wait)
+            _sleep(gate, seen, wait)
 
     def acquire(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
         """Sleep until ``cost`` is granted; False when ``timeout`` seconds would not suffice."""
@@ -883,13 +904,15 @@ class _Sync(_Leasing):
             return self._note(self._wait_for(c, timeout)[0])
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        gate = self._gate
         while True:
+            seen = gate.gen
             granted, wait, asked = self._from_lease(c)
             if granted:
                 return self._note(True) if asked else True
             if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
                 return self._note(False)
-            time.sleep(wait)
+            _sleep(gate, seen, wait)
 
     def reserve(self: Any, cost: Any = 1, timeout: Any = None) -> RedisReservation:
         """Take ``cost`` as ``acquire`` would and return a :class:`RedisReservation`;
@@ -1145,6 +1168,8 @@ class _Async(_AsyncLeases, _Leasing):
             self._answer(await self._run(keys, argv))
         except _OUTAGE as exc:
             raise self._unavailable(exc) from exc
+        if delta < 0:  # a give-back: this process's waiters decide again now
+            self._gate.wake()
 
     async def _settle(self: Any, reserved: Any, actual: Any, receipt: Any) -> None:
         """One member's share of a settled group reservation."""
@@ -1181,13 +1206,18 @@ class _Async(_AsyncLeases, _Leasing):
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         arg = self._short_argv["take"] + _num(cost)
+        gate, loop = self._gate, asyncio.get_running_loop()
         while True:
-            allowed, wait, stamp = await self._decide(arg)
-            if allowed:
-                return True, 0.0, stamp.decode() if type(stamp) is bytes else stamp
-            if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
-                return False, wait, None
-            await asyncio.sleep(wait)
+            woken = gate.watch(loop)  # before deciding: a give-back after it resolves it
+            try:
+                allowed, wait, stamp = await self._decide(arg)
+                if allowed:
+                    return True, 0.0, stamp.decode() if type(stamp) is bytes else stamp
+                if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
+                    return False, wait, None
+                await _asleep(woken, wait)
+            finally:
+                gate.unwatch(woken)
 
     async def acquire(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
         """Sleep until ``cost`` is granted; False when ``timeout`` seconds would not suffice."""
@@ -1197,13 +1227,18 @@ class _Async(_AsyncLeases, _Leasing):
             return self._note((await self._wait_for(c, timeout))[0])
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        gate, loop = self._gate, asyncio.get_running_loop()
         while True:
-            granted, wait, asked = await self._from_lease(c)
-            if granted:
-                return self._note(True) if asked else True
-            if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
-                return self._note(False)
-            await asyncio.sleep(wait)
+            woken = gate.watch(loop)
+            try:
+                granted, wait, asked = await self._from_lease(c)
+                if granted:
+                    return self._note(True) if asked else True
+                if math.isinf(wait) or (deadline is not None and wait > deadline - time.monotonic()):
+                    return self._note(False)
+                await _asleep(woken, wait)
+            finally:
+                gate.unwatch(woken)
 
     async def acquire_async(self: Any, cost: Any = 1, timeout: Any = None) -> bool:
         """The same as ``acquire`` (section 2's asyncio name)."""
