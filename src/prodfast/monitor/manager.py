@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._backend import impl
+from .._monitor_py import PENDING_LIMIT  # finished calls queued before they are aggregated
 from .hooks import (
     _HOOKS,
     _START,
@@ -25,7 +26,6 @@ from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _em
 
 __all__ = ["CallbackManager"]
 
-PENDING_LIMIT = 1024  # finished calls queued before the call that makes them this many aggregates
 
 
 def _check_model(model):
@@ -61,6 +61,8 @@ class CallbackManager:
     aggregated in one pass at every read (``metrics()``, ``series()``, an export) and whenever
     ``PENDING_LIMIT`` calls wait, so a read sees every call that finished before it.
     """
+
+    _run_type = Run  # a test builds managers over either backend's _RunCore (run.run_type)
 
     def __init__(
         self,
@@ -283,8 +285,13 @@ class CallbackManager:
                 lock.acquire()
             # and look again: another thread may have made it, or filled the last place
 
+    def _drain_pending(self):
+        """Aggregate the queued calls now (a run's end, when PENDING_LIMIT calls wait)."""
+        with self._lock:
+            self._drain()
+
     def _record_end(self, run, latency, ttft, usage):
-        # the hot path: the call is queued, and aggregated with the others at the next read
+        # the async end (the sync one is _RunCore.__exit__'s): the call is queued, and aggregated with the others at the next read
         # (or when PENDING_LIMIT calls are waiting); deque.append is atomic, so no lock here
         pending = self._pending
         if usage is None:
@@ -342,7 +349,7 @@ class CallbackManager:
             provider = self._provider
         elif type(provider) is not str:
             provider = _check_attribute(provider, "provider")
-        return Run(self, model, prompt, run_id, kwargs, operation, provider)
+        return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
 
     def track(self, model: str, prompt: Any = None, *, run_id: Any = None,
               operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
@@ -363,7 +370,7 @@ class CallbackManager:
             provider = self._provider
         elif type(provider) is not str:
             provider = _check_attribute(provider, "provider")
-        return Run(self, model, prompt, run_id, kwargs, operation, provider)
+        return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
 
     def start(self, model: str, prompt: Any = None, *, run_id: Any = None,
               operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
