@@ -5,6 +5,7 @@ the same errors. Each test builds its managers over ``core``'s ``_RunCore``.
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
@@ -226,3 +227,54 @@ def test_an_int_clock_gives_the_same_numbers(core):
     kw = rec.seen[-1][4]
     assert (kw["latency"], kw["ttft"]) == (30, 10)
     assert type(kw["latency"]) is int and run._gaps == [10]
+
+
+def _locked(obj, **fields):
+    obj._lock = threading.Lock()
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    return obj
+
+
+def test_stock_end_hooks(core):
+    """The stock callbacks' positional end hooks, as the manager calls them."""
+    timing = _locked(core._TimingCore(), _latency=core.LatencySummary(), _ttft=core.LatencySummary())
+    timing._fast_end("m", None, None, 1, 0.5, None, None, 0)
+    timing._fast_end("m", None, None, 2, 0.25, 0.125, None, 3)
+    assert timing._latency.snapshot()["count"] == 2 and timing._latency.snapshot()["mean"] == 0.375
+    assert timing._ttft.snapshot()["count"] == 1 and timing._ttft.snapshot()["max"] == 0.125
+
+    errors = _locked(core._ErrorsCore(), _total=0, _errors=0, _by_type={})
+    for _ in range(3):
+        errors._fast_end("m", None, None, 1, 0.5, None, None, 0)
+    assert (errors._total, errors._errors) == (3, 0)
+
+    tokens = _locked(core._TokensCore(), _calls=0, _prompt=0, _completion=0, _total=0,
+                     _chunks=0, _seconds=0.0)
+    usage = {"prompt_tokens": 2**70, "completion_tokens": 3, "total_tokens": 2**70 + 3}
+    tokens._fast_end("m", None, None, 1, 0.5, None, usage, 0)
+    tokens._fast_end("m", None, 7, 2, None, None, None, 4)  # only tokens_used, streamed
+    tokens._fast_end("m", None, None, 3, 0.25, None, None, 0)
+    assert (tokens._calls, tokens._prompt, tokens._completion, tokens._total, tokens._chunks,
+            tokens._seconds) == (3, 2**70, 3, 2**70 + 10, 4, 0.75)
+    with pytest.raises(TypeError, match="tokens_used must be an int, got str"):
+        tokens._fast_end("m", None, "7", 4, 0.5, None, None, 0)
+    with pytest.raises(ValueError, match="tokens_used must be >= 0, got -1"):
+        tokens._fast_end("m", None, -1, 4, 0.5, None, None, 0)
+    assert tokens._calls == 3  # a refused count changes nothing
+
+
+def test_stock_callbacks_keep_their_fast_end_hooks():
+    m = CallbackManager([TimingCallback(), ErrorTrackingCallback(), TokenUsageCallback()])
+    assert [fast for _, fast in m._tables[1][2][0]] == [True, True, True]
+
+    class Mine(TokenUsageCallback):
+        def on_llm_end(self, model, response, tokens_used, **kwargs):
+            super().on_llm_end(model, response, tokens_used, **kwargs)
+
+    mine = Mine()
+    m = CallbackManager([mine])
+    assert [fast for _, fast in m._tables[1][2][0]] == [False]
+    with m.track("gpt") as run:
+        run.set_response({"usage": {"prompt_tokens": 1, "completion_tokens": 2}})
+    assert mine.get_stats()["total_tokens"] == 3

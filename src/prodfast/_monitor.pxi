@@ -16,6 +16,7 @@ from prodfast._monitor_py import _check_response_model as _mon_check_response_mo
 from prodfast._monitor_py import _check_result as _mon_check_result
 from prodfast._monitor_py import _MISSING as _mon_MISSING
 from prodfast._monitor_py import _run_ids as _mon_run_ids
+from prodfast._monitor_py import _token_count as _mon_token_count
 from prodfast._monitor_py import extract_response_model as _mon_extract_response_model
 from prodfast._monitor_py import extract_usage as _mon_extract_usage
 
@@ -227,3 +228,75 @@ cdef class _RunCore:
         if failed is not None:
             raise failed
         return False
+
+
+# ---- the stock callbacks' end hooks (the twin's _TimingCore, _ErrorsCore, _TokensCore) ------
+
+cdef class _TimingCore:
+    """TimingCallback's state and its end hook (see prodfast._monitor_py)."""
+
+    cdef public object _lock
+    cdef public object _latency
+    cdef public object _ttft
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._latency.push(latency)
+            if ttft is not None:
+                self._ttft.push(ttft)
+        finally:
+            lock.release()
+
+
+cdef class _ErrorsCore:
+    """ErrorTrackingCallback's counts and its end hook (see prodfast._monitor_py)."""
+
+    cdef public object _lock
+    cdef public object _total
+    cdef public object _errors
+    cdef public object _by_type
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._total += 1
+        finally:
+            lock.release()
+
+
+cdef class _TokensCore:
+    """TokenUsageCallback's sums and its end hook (see prodfast._monitor_py)."""
+
+    cdef public object _lock
+    cdef public object _calls
+    cdef public object _prompt
+    cdef public object _completion
+    cdef public object _total
+    cdef public object _chunks
+    cdef public object _seconds
+
+    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
+        if usage is not None:
+            prompt = usage["prompt_tokens"]
+            completion = usage["completion_tokens"]
+            total = usage["total_tokens"]
+        elif tokens_used is not None:
+            prompt = completion = 0
+            total = _mon_token_count(tokens_used, "tokens_used")
+        else:
+            prompt = completion = total = 0
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._calls += 1
+            self._prompt += prompt
+            self._completion += completion
+            self._total += total
+            if streamed:
+                self._chunks += streamed
+            self._seconds += latency or 0.0
+        finally:
+            lock.release()
