@@ -278,3 +278,64 @@ def test_stock_callbacks_keep_their_fast_end_hooks():
     with m.track("gpt") as run:
         run.set_response({"usage": {"prompt_tokens": 1, "completion_tokens": 2}})
     assert mine.get_stats()["total_tokens"] == 3
+
+
+def test_track_checks_its_arguments_and_takes_the_managers_defaults(core):
+    m = manager(core, provider="openai", operation="chat")
+    track = types.MethodType(core._track, m)
+    run = track("gpt", "p", run_id=3, cost=2)
+    assert (run.model, run.prompt, run.run_id, run.operation, run.provider, run._extra) == (
+        "gpt", "p", 3, "chat", "openai", {"cost": 2})
+    assert isinstance(run, core._RunCore)
+
+    class Name(str):
+        pass
+
+    run = track("gpt", operation=Name("embeddings"), provider="azure")
+    assert type(run.operation) is str and (run.operation, run.provider) == ("embeddings", "azure")
+    assert track("gpt")._extra == {}
+    with pytest.raises(TypeError, match="model must be a str, got int"):
+        track(3)
+    with pytest.raises(TypeError, match="operation must be a str or None, got int"):
+        track("gpt", operation=1)
+    with pytest.raises(TypeError, match="provider must be a str or None, got bytes"):
+        track("gpt", provider=b"x")
+    with pytest.raises(TypeError):
+        track("gpt", "p", 3)  # run_id is keyword-only
+
+
+def test_gate_start_hook(core):
+    class Gate(core._GateCore):
+        def _wrong_path(self):
+            return TypeError("wrong path")
+
+        @staticmethod
+        def _refused(exc):
+            return RuntimeError(f"refused: {exc}")
+
+        def _denied(self, cost):
+            return RateLimitError(retry_after=self.bucket.wait_time(cost))
+
+    def gate(block, kind="both", cost=1, timeout=None):
+        g = Gate()
+        g.bucket, g.block, g._timeout, g._cost, g._kind = (
+            core.TokenBucket(1.0, 3.0, clock=FakeClock()), block, timeout, cost, kind)
+        return g
+
+    g = gate(True)
+    g._fast_start("m", "p", None)
+    g._fast_start("m", "p", {"cost": 2})
+    assert g.bucket.stats()["allowed"] == 2
+    g = gate(True, timeout=0.0, cost=3)
+    g._fast_start("m", "p", {})
+    with pytest.raises(RateLimitError):  # blocking, but it cannot be granted in time
+        g._fast_start("m", "p", {})
+    g = gate(False)
+    g._fast_start("m", "p", {"cost": 3})
+    with pytest.raises(RateLimitError) as denied:
+        g._fast_start("m", "p", {})
+    assert denied.value.retry_after == pytest.approx(1.0)
+    with pytest.raises(RuntimeError, match="refused: "):
+        g._fast_start("m", "p", {"cost": -1})
+    with pytest.raises(TypeError, match="wrong path"):
+        gate(True, kind="async")._fast_start("m", "p", None)

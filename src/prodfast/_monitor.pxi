@@ -12,6 +12,8 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 
 from prodfast._monitor_py import PENDING_LIMIT as _MON_PENDING_LIMIT
+from prodfast._monitor_py import _check_attribute as _mon_check_attribute
+from prodfast._monitor_py import _check_model as _mon_check_model
 from prodfast._monitor_py import _check_response_model as _mon_check_response_model
 from prodfast._monitor_py import _check_result as _mon_check_result
 from prodfast._monitor_py import _MISSING as _mon_MISSING
@@ -70,6 +72,45 @@ cdef object _mon_model_of(object response):
     return _mon_extract_response_model(response)
 
 
+def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs):
+    """A context manager (``with`` or ``async with``) around one call; yields its Run.
+
+    ``model`` is the call's ``gen_ai.request.model``; ``operation`` and ``provider`` its
+    ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
+    Extra keyword arguments reach every ``on_llm_start`` hook.
+    """
+    if type(model) is not str:
+        _mon_check_model(model)
+    if operation is None:
+        operation = self._operation
+    elif type(operation) is not str:
+        operation = _mon_check_attribute(operation, "operation")
+    if provider is None:
+        provider = self._provider
+    elif type(provider) is not str:
+        provider = _mon_check_attribute(provider, "provider")
+    return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+
+
+cdef object _mon_fire_start(object m, tuple entries, object model, object prompt, object kw,
+                            object extra):
+    """The manager's ``_fire`` for the start hooks (a refusal raises at once; any other error
+    is the manager's ``_failed``, the first one raised after every hook ran)."""
+    first = None
+    for fn, fast in entries:
+        try:
+            if fast:
+                fn(model, prompt, extra)
+            else:
+                fn(model, prompt, **kw)
+        except Exception as exc:
+            if m._is_refusal(exc):
+                raise
+            first = m._failed(_MON_START, fn, exc, first)
+    if first is not None:
+        raise first
+
+
 cdef class _RunCore:
     """The state of one call and its synchronous hot path (see prodfast._monitor_py)."""
 
@@ -126,8 +167,7 @@ cdef class _RunCore:
                 kw = dict(extra) if extra else {}
                 kw["run_id"] = self.run_id
             try:
-                m._fire(entries, _MON_START, (self.model, self.prompt), kw,
-                        (self.model, self.prompt, extra))
+                _mon_fire_start(m, entries, self.model, self.prompt, kw, extra)
             except BaseException as exc:
                 self._failed_start(exc)
                 self._fire_error(exc, 0.0)
@@ -300,3 +340,28 @@ cdef class _TokensCore:
             self._seconds += latency or 0.0
         finally:
             lock.release()
+
+
+cdef class _GateCore:
+    """RateLimitingCallback's start hook (see prodfast._monitor_py)."""
+
+    cdef public object bucket
+    cdef public object block
+    cdef public object _timeout
+    cdef public object _cost
+    cdef public object _kind
+
+    def _fast_start(self, model, prompt, extra):
+        if self._kind == "async":
+            raise self._wrong_path()
+        cost = extra.get("cost", self._cost) if extra else self._cost
+        bucket = self.bucket
+        try:
+            if self.block:
+                if bucket.acquire(cost, self._timeout):
+                    return
+            elif bucket.try_acquire(cost):
+                return
+        except (TypeError, ValueError) as exc:
+            raise self._refused(exc) from None
+        raise self._denied(cost)

@@ -166,6 +166,39 @@ def _check_result(tokens_used, usage):
     return tokens_used, usage
 
 
+def _check_model(model):
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a str, got {type(model).__name__}")
+
+
+def _check_attribute(value, name):
+    if value is not None and type(value) is not str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        value = str(value)
+    return value
+
+
+def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs):
+    """A context manager (``with`` or ``async with``) around one call; yields its Run.
+
+    ``model`` is the call's ``gen_ai.request.model``; ``operation`` and ``provider`` its
+    ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
+    Extra keyword arguments reach every ``on_llm_start`` hook.
+    """
+    if type(model) is not str:
+        _check_model(model)
+    if operation is None:
+        operation = self._operation
+    elif type(operation) is not str:
+        operation = _check_attribute(operation, "operation")
+    if provider is None:
+        provider = self._provider
+    elif type(provider) is not str:
+        provider = _check_attribute(provider, "provider")
+    return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+
+
 class _RunCore:
     """The state of one call and its synchronous hot path: start, streamed chunks, the result
     and the successful end. ``prodfast.monitor.Run`` subclasses it with everything else (the
@@ -174,7 +207,8 @@ class _RunCore:
 
     The manager side it reads: ``_tables`` (the dispatch tables: ``(callbacks, sync rows,
     async rows)``, a sync row ``(entries, needs_kw)``, an entry ``(fn, fast)``), ``_clock``,
-    ``_fire``, ``_failed``, ``_pending`` (the queue of finished calls, aggregated later) and
+    ``_fire`` (or, compiled, the same loop in C with ``_failed`` and ``_is_refusal``),
+    ``_failed``, ``_pending`` (the queue of finished calls, aggregated later) and
     ``_drain_pending()`` (aggregate it now, taking the lock).
     """
 
@@ -388,3 +422,26 @@ class _TokensCore:
             self._seconds += latency or 0.0
         finally:
             lock.release()
+
+
+class _GateCore:
+    """RateLimitingCallback's start hook: take the call's cost from ``bucket`` (``block``: wait
+    for it, up to ``_timeout``). The refusals are the subclass's: ``_wrong_path()``,
+    ``_refused(exc)`` (a cost the bucket refuses) and ``_denied(cost)`` (no tokens in time)."""
+
+    __slots__ = ("bucket", "block", "_timeout", "_cost", "_kind")
+
+    def _fast_start(self, model, prompt, extra):
+        if self._kind == "async":
+            raise self._wrong_path()
+        cost = extra.get("cost", self._cost) if extra else self._cost
+        bucket = self.bucket
+        try:  # a cost the bucket refuses (a call's own cost=) refuses the call
+            if self.block:
+                if bucket.acquire(cost, self._timeout):
+                    return
+            elif bucket.try_acquire(cost):
+                return
+        except (TypeError, ValueError) as exc:
+            raise self._refused(exc) from None
+        raise self._denied(cost)

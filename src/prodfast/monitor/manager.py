@@ -9,7 +9,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._backend import impl
-from .._monitor_py import PENDING_LIMIT  # finished calls queued before they are aggregated
+from .._monitor_py import (
+    PENDING_LIMIT,  # finished calls queued before they are aggregated
+    _check_attribute,
+    _check_model,
+)
 from .hooks import (
     _HOOKS,
     _START,
@@ -25,20 +29,6 @@ from .series import MAX_ATTRIBUTE_SETS, OVERFLOW_KEY, Series, SeriesView
 from .stock import RateLimitingCallback, TimingCallback, TokenUsageCallback, _empty_snapshot
 
 __all__ = ["CallbackManager"]
-
-
-
-def _check_model(model):
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a str, got {type(model).__name__}")
-
-
-def _check_attribute(value, name):
-    if value is not None and type(value) is not str:
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-        value = str(value)
-    return value
 
 
 
@@ -351,26 +341,11 @@ class CallbackManager:
             provider = _check_attribute(provider, "provider")
         return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
 
-    def track(self, model: str, prompt: Any = None, *, run_id: Any = None,
-              operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
-        """A context manager (``with`` or ``async with``) around one call; yields its Run.
+    # track(model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs): the
+    # backend's (compiled: one C call from the arguments to the Run); documented there
+    track = impl._track
 
-        ``model`` is the call's ``gen_ai.request.model``; ``operation`` and ``provider`` its
-        ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
-        Extra keyword arguments reach every ``on_llm_start`` hook.
-        """
-        if type(model) is not str:
-            _check_model(model)
-        # _run's checks, inlined for the common cases (the hot path)
-        if operation is None:
-            operation = self._operation
-        elif type(operation) is not str:
-            operation = _check_attribute(operation, "operation")
-        if provider is None:
-            provider = self._provider
-        elif type(provider) is not str:
-            provider = _check_attribute(provider, "provider")
-        return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+    _is_refusal = staticmethod(_is_refusal)  # for the compiled start loop
 
     def start(self, model: str, prompt: Any = None, *, run_id: Any = None,
               operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:

@@ -150,7 +150,7 @@ def _refusing(exc: Exception) -> Exception:
     return exc
 
 
-class RateLimitingCallback(BaseCallback):
+class RateLimitingCallback(BaseCallback, impl._GateCore):
     """A rate limiter in front of every call (the seed's ``RateLimitingCallback``).
 
     Each call takes ``cost`` from ``bucket``, by default a ``prodfast.TokenBucket(rate,
@@ -249,20 +249,17 @@ class RateLimitingCallback(BaseCallback):
     def on_llm_start(self, model, prompt, **kwargs):
         self._fast_start(model, prompt, kwargs)
 
-    def _fast_start(self, model, prompt, extra):
-        if self._kind == ASYNC:
-            raise self.path_error(False)  # type: ignore[misc]
-        cost = extra.get("cost", self._cost) if extra else self._cost
-        bucket = self.bucket
-        try:  # a cost the bucket refuses (a call's own cost=) refuses the call
-            if self.block:
-                if bucket.acquire(cost, self._timeout):
-                    return
-            elif bucket.try_acquire(cost):
-                return
-        except (TypeError, ValueError) as exc:
-            raise _refusing(exc) from None
-        raise _make_refusal(bucket.wait_time(cost))
+    _fast_start = impl._GateCore._fast_start  # the start hook's positional twin (the backend's)
+
+    def _wrong_path(self):
+        return self.path_error(False)
+
+    @staticmethod
+    def _refused(exc):
+        return _refusing(exc)
+
+    def _denied(self, cost):
+        return _make_refusal(self.bucket.wait_time(cost))
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
         kind = self._kind
