@@ -72,6 +72,9 @@ cdef object _mon_model_of(object response):
     return _mon_extract_response_model(response)
 
 
+cdef class _RunCore
+
+
 def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs):
     """A context manager (``with`` or ``async with``) around one call; yields its Run.
 
@@ -79,6 +82,7 @@ def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=No
     ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
     Extra keyword arguments reach every ``on_llm_start`` hook.
     """
+    cdef _RunCore run
     if type(model) is not str:
         _mon_check_model(model)
     if operation is None:
@@ -89,7 +93,13 @@ def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=No
         provider = self._provider
     elif type(provider) is not str:
         provider = _mon_check_attribute(provider, "provider")
-    return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+    cls = self._run_type
+    if type(cls) is type and issubclass(cls, _RunCore):
+        # the Run built without a call of the type: its __init__ is _RunCore's, done here
+        run = _RunCore.__new__(cls)
+        run._setup(self, model, prompt, run_id, kwargs, operation, provider)
+        return run
+    return cls(self, model, prompt, run_id, kwargs, operation, provider)
 
 
 cdef object _mon_fire_start(object m, tuple entries, object model, object prompt, object kw,
@@ -134,6 +144,10 @@ cdef class _RunCore:
     cdef public object _usage
 
     def __init__(self, manager, model, prompt, run_id, extra, operation, provider):
+        self._setup(manager, model, prompt, run_id, extra, operation, provider)
+
+    cdef void _setup(self, manager, model, prompt, run_id, extra, operation,
+                     provider) except *:
         self._manager = manager
         self.model = model
         self.prompt = prompt
