@@ -216,6 +216,44 @@ def test_prometheus_several_managers_in_one_family(core):
         PrometheusCollector(a, {"a.b": 1, "a_b": 2})
 
 
+def test_prometheus_later_scrapes_show_new_calls_and_only_them(core):
+    """A collector reuses what did not change between scrapes; each scrape is still exactly
+    a fresh collector's (new calls, new sets, a reset manager, the same numbers after a reset)."""
+    clock = FakeClock()
+    m, *_ = stock_manager(core, clock)
+    collector = PrometheusCollector(m)
+
+    def call(model, seconds, prompt_tokens):
+        with m.track(model) as run:
+            clock.tick(seconds)
+            run.set_response({"usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1}})
+
+    def same_as_fresh():
+        text, families = scrape(collector)
+        assert text == scrape(PrometheusCollector(m))[0]
+        return families
+
+    call("a", 0.05, 3)
+    call("b", 0.5, 5)
+    first = same_as_fresh()
+    assert same_as_fresh() == first  # nothing new: the same scrape
+    call("a", 3.0, 100)
+    call("c", 0.05, 1)
+    later = same_as_fresh()
+    count = {s.labels["gen_ai_request_model"]: s.value
+             for s in samples(later[OPERATION_DURATION], OPERATION_DURATION + "_count")}
+    assert count == {"a": 2, "b": 1, "c": 1}
+    (top,) = samples(later[OPERATION_DURATION], OPERATION_DURATION + "_bucket",
+                     gen_ai_request_model="a", le="2.56")
+    assert top.value == 1
+    m.reset()
+    call("b", 0.05, 5)  # as many calls as before the reset, with other values
+    after = same_as_fresh()
+    (b,) = samples(after[OPERATION_DURATION], OPERATION_DURATION + "_bucket", le="0.08")
+    assert b.value == 1 and b.labels["gen_ai_request_model"] == "b"
+    assert not samples(after[OPERATION_DURATION], gen_ai_request_model="a")
+
+
 def test_registering_the_collector_does_not_read_the_metrics(core):
     m, *_ = stock_manager(core)
     reads = []

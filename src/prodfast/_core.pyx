@@ -10,4 +10,5 @@ include "_cached.pxi"
 include "_ratelimit.pxi"
 include "_stats.pxi"
 include "_sketch.pxi"
+include "_monitor.pxi"
 include "_signatures.pxi"  # last: it covers every class above

@@ -10,6 +10,14 @@ from ._cache_py import (  # noqa: F401
     TTLCache,
 )
 from ._cached_py import _CachedCall, _CachedMethodCall, _fast_call, _TierFront  # noqa: F401
+from ._monitor_py import (  # noqa: F401  (the monitoring hot paths: bases of its classes)
+    _ErrorsCore,
+    _GateCore,
+    _RunCore,
+    _TimingCore,
+    _TokensCore,
+    _track,
+)
 from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
 from ._ratelimit_py import Reservation as _Reservation  # noqa: F401  (made by reserve())
 from ._sketch_py import QuantileSketch  # noqa: F401

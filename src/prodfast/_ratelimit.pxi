@@ -299,6 +299,14 @@ cdef class _RLBase:
 
     def acquire(self, cost=1, timeout=None):
         """Sleep until ``cost`` is granted (first come, first served); False on timeout."""
+        cdef double c
+        cdef double now
+        if timeout is None and not self._waiting:
+            c = self._cost_c(cost)
+            now = self._now()
+            if self._grant_c(c, now):  # the fast path: granted now, nobody queued
+                self._allowed += 1
+                return True
         return _rl_acquire(self, self._check(cost), _rl_timeout(timeout))
 
     def acquire_async(self, cost=1, timeout=None):

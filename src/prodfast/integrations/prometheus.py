@@ -66,7 +66,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 try:
     from prometheus_client import CollectorRegistry
@@ -226,32 +226,50 @@ def _new_families():
 # thousands of them
 _REST = (None,) * (len(Sample._fields) - 3)  # timestamp, exemplar, ...: none
 _new = tuple.__new__
+_SAMPLE = repeat(Sample)
+_NONES = (repeat(None),) * len(_REST)
 
 
-def _sample(name, labels, value):
-    return _new(Sample, (name, labels, value, *_REST))
+def _histogram_samples(name, labels, h, les_labels):
+    """The ``_bucket`` (cumulative), ``_count`` and ``_sum`` samples of ``h``; ``les_labels``:
+    the bucket samples' label dicts (``labels`` with each ``le``), built once per series."""
+    # zip builds each sample's fields as a tuple in C and tuple.__new__ makes the Sample of it:
+    # no bytecode runs per bucket
+    samples = list(map(_new, _SAMPLE, zip(repeat(name + "_bucket"), les_labels,
+                                          map(float, accumulate(h.counts)), *_NONES)))
+    samples.append(_new(Sample, (name + "_count", labels, float(h.count), *_REST)))
+    samples.append(_new(Sample, (name + "_sum", labels, float(h.sum), *_REST)))
+    return samples
 
 
-def _add_histogram(family, labels, h):
-    samples = family.samples
-    name = family.name
-    bucket = name + "_bucket"
-    rest = _REST
-    samples += [
-        _new(Sample, (bucket, {**labels, "le": le}, float(n), *rest))
-        for le, n in zip(_les(h.bounds), accumulate(h.counts), strict=True)
-    ]
-    samples.append(_new(Sample, (name + "_count", labels, float(h.count), *rest)))
-    samples.append(_new(Sample, (name + "_sum", labels, float(h.sum), *rest)))
+def _quantile_samples(name, q_labels, values):
+    return list(map(_new, _SAMPLE, zip(repeat(name), q_labels, values, *_NONES)))
+
+
+def _with_each(labels, name, texts):
+    return [{**labels, name: text} for text in texts]
+
+
+_Q_TEXTS = tuple(text for _, text in _QUANTILES)
 
 
 def _add_quantiles(family, labels, values):
-    name = family.name
-    rest = _REST
-    family.samples += [
-        _new(Sample, (name, {**labels, "quantile": text}, value, *rest))
-        for (_, text), value in zip(_QUANTILES, values, strict=True)
-    ]
+    family.samples += _quantile_samples(family.name, _with_each(labels, "quantile", _Q_TEXTS),
+                                        values)  # fmt: skip
+
+
+class _Exported:
+    """One histogram of one series as the last scrape exported it: its label dicts (built once,
+    reused by every later scrape) and, with the numbers they were made from, its samples (reused
+    as they are while those numbers have not changed)."""
+
+    __slots__ = ("labels", "le_labels", "q_labels", "last")
+
+    def __init__(self, labels, bounds):
+        self.labels = labels
+        self.le_labels = _with_each(labels, "le", _les(bounds))
+        self.q_labels = _with_each(labels, "quantile", _Q_TEXTS)
+        self.last = (None, (), ())  # (numbers, samples, quantile samples): one assignment
 
 
 class PrometheusCollector:
@@ -267,6 +285,7 @@ class PrometheusCollector:
 
     def __init__(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None):
         self._sources: list[tuple[CallbackManager, dict[str, str]]] = []
+        self._exported: dict[tuple, _Exported] = {}
         self.add(manager, attributes)
 
     def add(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None) -> None:
@@ -291,24 +310,53 @@ class PrometheusCollector:
                 Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")]
 
     def collect(self):
-        """One consistent copy of every manager's series, as Prometheus metric families."""
+        """One consistent copy of every manager's series, as Prometheus metric families.
+
+        The label dicts of a series are built at its first scrape and reused; so are the
+        samples of a histogram whose counts, sum and quantiles did not change since the last
+        scrape (the samples are immutable tuples, made from exactly those numbers).
+        """
         hist, quant = _new_families()
         calls = Metric(OPERATIONS, _HELP[OPERATIONS], "counter")
         errors = Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")
-        for manager, constant in self._sources:
+        calls_samples = calls.samples
+        errors_samples = errors.samples
+        last = self._exported
+        exported = {}  # this scrape's: what no series has any more is dropped with the old dict
+        rest = _REST
+        for index, (manager, constant) in enumerate(self._sources):
             series_list, _ = manager.series()
             for series in series_list:
-                labels = _series_labels(series.key, constant)
+                labels = None
                 for name, token_type, h, always in _histograms_of(series):
                     if not (always or h.count):
                         continue
-                    hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
-                    _add_histogram(hist[name], hl, h)
-                    _add_quantiles(quant[name], hl, h.quantiles)
+                    key = (index, series.key, name, token_type)
+                    entry = last.get(key)
+                    if entry is None:
+                        if labels is None:
+                            labels = _series_labels(series.key, constant)
+                        hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
+                        entry = _Exported(hl, h.bounds)
+                    exported[key] = entry
+                    numbers = (h.counts, h.sum, h.quantiles)
+                    seen = entry.last
+                    if numbers != seen[0]:
+                        seen = entry.last = (
+                            numbers,
+                            _histogram_samples(name, entry.labels, h, entry.le_labels),
+                            _quantile_samples(name + "_quantile", entry.q_labels, h.quantiles),
+                        )
+                    hist[name].samples += seen[1]
+                    quant[name].samples += seen[2]
+                    if name is OPERATION_DURATION:  # always first: the series' own labels
+                        labels = entry.labels
                 n = float(series.duration.count)
-                calls.samples.append(_sample(OPERATIONS + "_total", labels, n))
+                calls_samples.append(_new(Sample, (OPERATIONS + "_total", labels, n, *rest)))
                 if _ERROR_TYPE in labels:
-                    errors.samples.append(_sample(OPERATION_ERRORS + "_total", labels, n))
+                    errors_samples.append(_new(Sample, (OPERATION_ERRORS + "_total", labels, n,
+                                                        *rest)))  # fmt: skip
+        self._exported = exported
         return [*hist.values(), *quant.values(), calls, errors]
 
 

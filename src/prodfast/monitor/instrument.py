@@ -6,7 +6,7 @@ import functools
 import inspect
 from typing import Any
 
-from .run import _RUNNING, Run, _joined
+from .run import _RUNNING, _joined
 from .usage import extract_response_model, extract_usage
 
 __all__ = ["instrument"]
@@ -54,7 +54,7 @@ def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=No
             @functools.wraps(fn)
             async def agen_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = await Run(manager, name, prompt, None, None, op, prov)._start_async()
+                run = await manager._run_type(manager, name, prompt, None, None, op, prov)._start_async()
                 try:
                     agen = fn(*args, **kwargs)
                 except BaseException as exc:
@@ -92,7 +92,7 @@ def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=No
             @functools.wraps(fn)
             async def async_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = await Run(manager, name, prompt, None, None, op, prov)._start_async()
+                run = await manager._run_type(manager, name, prompt, None, None, op, prov)._start_async()
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
@@ -108,7 +108,7 @@ def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=No
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 name, prompt = describe(args, kwargs)
-                run = Run(manager, name, prompt, None, None, op, prov)._start_sync()
+                run = manager._run_type(manager, name, prompt, None, None, op, prov)._start_sync()
                 try:
                     gen = fn(*args, **kwargs)
                 except BaseException as exc:
@@ -143,7 +143,7 @@ def instrument(manager, model: Any, prompt_arg: str, operation=None, provider=No
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             name, prompt = describe(args, kwargs)
-            run = Run(manager, name, prompt, None, None, op, prov)._start_sync()
+            run = manager._run_type(manager, name, prompt, None, None, op, prov)._start_sync()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

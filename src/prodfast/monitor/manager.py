@@ -9,6 +9,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._backend import impl
+from .._monitor_py import (
+    PENDING_LIMIT,  # finished calls queued before they are aggregated
+    _check_attribute,
+    _check_model,
+)
 from .hooks import (
     _HOOKS,
     _START,
@@ -31,21 +36,6 @@ _R = TypeVar("_R")
 
 __all__ = ["CallbackManager"]
 
-PENDING_LIMIT = 1024  # finished calls queued before the call that makes them this many aggregates
-
-
-def _check_model(model):
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a str, got {type(model).__name__}")
-
-
-def _check_attribute(value, name):
-    if value is not None and type(value) is not str:
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
-        value = str(value)
-    return value
-
 
 
 class CallbackManager:
@@ -67,6 +57,8 @@ class CallbackManager:
     aggregated in one pass at every read (``metrics()``, ``series()``, an export) and whenever
     ``PENDING_LIMIT`` calls wait, so a read sees every call that finished before it.
     """
+
+    _run_type = Run  # a test builds managers over either backend's _RunCore (run.run_type)
 
     def __init__(
         self,
@@ -289,8 +281,13 @@ class CallbackManager:
                 lock.acquire()
             # and look again: another thread may have made it, or filled the last place
 
+    def _drain_pending(self):
+        """Aggregate the queued calls now (a run's end, when PENDING_LIMIT calls wait)."""
+        with self._lock:
+            self._drain()
+
     def _record_end(self, run, latency, ttft, usage):
-        # the hot path: the call is queued, and aggregated with the others at the next read
+        # the async end (the sync one is _RunCore.__exit__'s): the call is queued, and aggregated with the others at the next read
         # (or when PENDING_LIMIT calls are waiting); deque.append is atomic, so no lock here
         pending = self._pending
         if usage is None:
@@ -348,28 +345,13 @@ class CallbackManager:
             provider = self._provider
         elif type(provider) is not str:
             provider = _check_attribute(provider, "provider")
-        return Run(self, model, prompt, run_id, kwargs, operation, provider)
+        return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
 
-    def track(self, model: str, prompt: Any = None, *, run_id: Any = None,
-              operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:
-        """A context manager (``with`` or ``async with``) around one call; yields its Run.
+    # track(model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs): the
+    # backend's (compiled: one C call from the arguments to the Run); documented there
+    track = impl._track
 
-        ``model`` is the call's ``gen_ai.request.model``; ``operation`` and ``provider`` its
-        ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
-        Extra keyword arguments reach every ``on_llm_start`` hook.
-        """
-        if type(model) is not str:
-            _check_model(model)
-        # _run's checks, inlined for the common cases (the hot path)
-        if operation is None:
-            operation = self._operation
-        elif type(operation) is not str:
-            operation = _check_attribute(operation, "operation")
-        if provider is None:
-            provider = self._provider
-        elif type(provider) is not str:
-            provider = _check_attribute(provider, "provider")
-        return Run(self, model, prompt, run_id, kwargs, operation, provider)
+    _is_refusal = staticmethod(_is_refusal)  # for the compiled start loop
 
     def start(self, model: str, prompt: Any = None, *, run_id: Any = None,
               operation: str | None = None, provider: str | None = None, **kwargs: Any) -> Run:

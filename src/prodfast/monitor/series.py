@@ -83,7 +83,7 @@ class Histogram:
     convention. Not locked: the manager records under its own lock.
     """
 
-    __slots__ = ("bounds", "counts", "count", "sum", "sketch", "_edges")
+    __slots__ = ("bounds", "counts", "count", "sum", "sketch", "_edges", "_read")
 
     def __init__(self, bounds, sketch_factory=None):
         self.bounds = bounds
@@ -92,6 +92,7 @@ class Histogram:
         self.sum = 0.0
         self.sketch = (impl.QuantileSketch if sketch_factory is None else sketch_factory)()
         self._edges = np.asarray(bounds, dtype=np.float64)
+        self._read = (0, None)  # (count, (min, max, quantiles)) as last read from the sketch
 
     def record(self, value):
         self.counts[bisect_left(self.bounds, value)] += 1
@@ -121,9 +122,13 @@ class Histogram:
             return HistogramView(self.bounds, list(self.counts), 0, 0.0, _NAN, _NAN,
                                  (_NAN, _NAN, _NAN), self.sketch.to_bytes() if with_sketch else None)
         sk = self.sketch
-        quantile = sk.quantile
-        return HistogramView(self.bounds, list(self.counts), count, self.sum, sk.min, sk.max,
-                             (quantile(0.5), quantile(0.95), quantile(0.99)),
+        read = self._read
+        if read[0] != count:  # the sketch changed only if values were recorded since
+            quantile = sk.quantile
+            read = self._read = (count, (sk.min, sk.max,
+                                         (quantile(0.5), quantile(0.95), quantile(0.99))))
+        mn, mx, quantiles = read[1]
+        return HistogramView(self.bounds, list(self.counts), count, self.sum, mn, mx, quantiles,
                              sk.to_bytes() if with_sketch else None)
 
 

@@ -17,7 +17,7 @@ from .._backend import impl
 from .._limiter_protocol import ASYNC, SYNC, check_limiter, limiter_kind
 from .._rl_checks import check_block, check_timeout
 from .hooks import BaseCallback, _make_refusal
-from .usage import _normalize_usage, _token_count
+from .usage import _normalize_usage
 
 __all__ = ["TimingCallback", "ErrorTrackingCallback", "RateLimitingCallback", "TokenUsageCallback"]
 
@@ -26,7 +26,7 @@ def _empty_snapshot(factory) -> dict:
     return factory().snapshot()
 
 
-class TimingCallback(BaseCallback):
+class TimingCallback(BaseCallback, impl._TimingCore):
     """Latency statistics of successful calls in O(1) memory (the seed stored every timing).
 
     ``get_stats()`` -> ``count, mean, std_dev, min, max, p50, p95, p99`` (seconds; std_dev is
@@ -57,16 +57,7 @@ class TimingCallback(BaseCallback):
             )
         self._fast_end(model, response, tokens_used, None, latency, kwargs.get("ttft"), None, 0)
 
-    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
-        lock = self._lock
-        lock.acquire()  # not `with`: a third cheaper on the hot path, the same guarantee
-        try:
-            self._latency.push(latency)
-            if ttft is not None:
-                self._ttft.push(ttft)
-        finally:
-            lock.release()
-
+    _fast_end = impl._TimingCore._fast_end  # the end hook's positional twin (the backend's)
 
     def get_stats(self) -> dict:
         """``count, mean, std_dev, min, max, p50, p95, p99`` of call latency, in seconds."""
@@ -85,7 +76,7 @@ class TimingCallback(BaseCallback):
             self._ttft = self._factory()
 
 
-class ErrorTrackingCallback(BaseCallback):
+class ErrorTrackingCallback(BaseCallback, impl._ErrorsCore):
     """Error rate E = errors / total (0.0 before any call), reliability R = 1 - E, errors by type."""
 
     def __init__(self) -> None:
@@ -101,13 +92,7 @@ class ErrorTrackingCallback(BaseCallback):
     def on_llm_error(self, model, error, **kwargs):
         self._fast_error(model, error, None, 0.0, type(error).__name__)
 
-    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._total += 1
-        finally:
-            lock.release()
+    _fast_end = impl._ErrorsCore._fast_end  # the end hook's positional twin (the backend's)
 
     def _fast_error(self, model, error, run_id, latency, error_type):
         with self._lock:
@@ -165,7 +150,7 @@ def _refusing(exc: Exception) -> Exception:
     return exc
 
 
-class RateLimitingCallback(BaseCallback):
+class RateLimitingCallback(BaseCallback, impl._GateCore):
     """A rate limiter in front of every call (the seed's ``RateLimitingCallback``).
 
     Each call takes ``cost`` from ``bucket``, by default a ``prodfast.TokenBucket(rate,
@@ -264,20 +249,17 @@ class RateLimitingCallback(BaseCallback):
     def on_llm_start(self, model, prompt, **kwargs):
         self._fast_start(model, prompt, kwargs)
 
-    def _fast_start(self, model, prompt, extra):
-        if self._kind == ASYNC:
-            raise self.path_error(False)  # type: ignore[misc]
-        cost = extra.get("cost", self._cost) if extra else self._cost
-        bucket = self.bucket
-        try:  # a cost the bucket refuses (a call's own cost=) refuses the call
-            if self.block:
-                if bucket.acquire(cost, self._timeout):
-                    return
-            elif bucket.try_acquire(cost):
-                return
-        except (TypeError, ValueError) as exc:
-            raise _refusing(exc) from None
-        raise _make_refusal(bucket.wait_time(cost))
+    _fast_start = impl._GateCore._fast_start  # the start hook's positional twin (the backend's)
+
+    def _wrong_path(self):
+        return self.path_error(False)
+
+    @staticmethod
+    def _refused(exc):
+        return _refusing(exc)
+
+    def _denied(self, cost):
+        return _make_refusal(self.bucket.wait_time(cost))
 
     async def on_llm_start_async(self, model, prompt, **kwargs):
         kind = self._kind
@@ -316,7 +298,7 @@ class RateLimitingCallback(BaseCallback):
         }
 
 
-class TokenUsageCallback(BaseCallback):
+class TokenUsageCallback(BaseCallback, impl._TokensCore):
     """Prompt, completion and total tokens over successful calls, and output tokens per second.
 
     Counts come from ``usage=`` (the manager reads it from the result, OpenAI style); a call
@@ -344,30 +326,7 @@ class TokenUsageCallback(BaseCallback):
             kwargs.get("streamed_tokens"),
         )
 
-    def _fast_end(self, model, response, tokens_used, run_id, latency, ttft, usage, streamed):
-        # from the manager: ``usage`` is None or already normalized (three non-negative ints)
-        if usage is not None:
-            prompt = usage["prompt_tokens"]
-            completion = usage["completion_tokens"]
-            total = usage["total_tokens"]
-        elif tokens_used is not None:
-            prompt = completion = 0
-            total = _token_count(tokens_used, "tokens_used")
-        else:
-            prompt = completion = total = 0
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._calls += 1
-            self._prompt += prompt
-            self._completion += completion
-            self._total += total
-            if streamed:
-                self._chunks += streamed
-            self._seconds += latency or 0.0
-        finally:
-            lock.release()
-
+    _fast_end = impl._TokensCore._fast_end  # the end hook's positional twin (the backend's)
 
     def get_stats(self) -> dict:
         """``calls, prompt_tokens, completion_tokens, total_tokens, chunks,
