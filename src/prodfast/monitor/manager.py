@@ -349,7 +349,14 @@ class CallbackManager:
 
     # track(model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs): the
     # backend's (compiled: one C call from the arguments to the Run); documented there
-    track = impl._track
+    if TYPE_CHECKING:
+
+        def track(self, model: str, prompt: Any = None, *, run_id: Any = None,
+                  operation: str | None = None, provider: str | None = None,
+                  **kwargs: Any) -> Run: ...
+
+    else:
+        track = impl._track
 
     _is_refusal = staticmethod(_is_refusal)  # for the compiled start loop
 

@@ -7,6 +7,8 @@ adds the rest.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
+
 from .._backend import impl
 from .._monitor_py import (
     _DONE,
@@ -231,7 +233,29 @@ def run_type(core):
                                                        "__module__": __name__})  # fmt: skip
 
 
-class Run(_RunMethods, impl._RunCore):
+if TYPE_CHECKING:
+
+    class _RunCore:
+        """The backend's ``_RunCore`` as a type checker sees it."""
+
+        model: str
+        prompt: Any
+        run_id: Any
+        operation: str | None
+        provider: str | None
+        response_model: str | None
+
+        def __enter__(self) -> Run: ...
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]: ...
+        def new_token(self, token: Any) -> None: ...
+        def set_response(self, response: Any, *, tokens_used: int | None = None,
+                         usage: Any = ..., response_model: str | None = None) -> None: ...
+
+else:
+    _RunCore = impl._RunCore
+
+
+class Run(_RunMethods, _RunCore):
     """One LLM call seen by a :class:`CallbackManager`: its ``run_id``, its attributes
     (``model``, ``operation``, ``provider``, ``response_model``) and the calls that report its
     progress. ``manager.track()`` returns one, to be used as ``with`` (or ``async with``);
