@@ -179,6 +179,21 @@ def _check_attribute(value, name):
     return value
 
 
+def _new_run(manager, model, prompt, run_id, operation, provider, kwargs):
+    """A Run of ``manager`` for one call, its attributes checked (``CallbackManager._run``)."""
+    if type(model) is not str:
+        _check_model(model)
+    if operation is None:
+        operation = manager._operation
+    elif type(operation) is not str:
+        operation = _check_attribute(operation, "operation")
+    if provider is None:
+        provider = manager._provider
+    elif type(provider) is not str:
+        provider = _check_attribute(provider, "provider")
+    return manager._run_type(manager, model, prompt, run_id, kwargs, operation, provider)
+
+
 def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs):
     """A context manager (``with`` or ``async with``) around one call; yields its Run.
 
@@ -186,17 +201,7 @@ def _track(self, model, prompt=None, *, run_id=None, operation=None, provider=No
     ``gen_ai.operation.name`` and ``gen_ai.provider.name`` (default: the manager's).
     Extra keyword arguments reach every ``on_llm_start`` hook.
     """
-    if type(model) is not str:
-        _check_model(model)
-    if operation is None:
-        operation = self._operation
-    elif type(operation) is not str:
-        operation = _check_attribute(operation, "operation")
-    if provider is None:
-        provider = self._provider
-    elif type(provider) is not str:
-        provider = _check_attribute(provider, "provider")
-    return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+    return _new_run(self, model, prompt, run_id, operation, provider, kwargs)
 
 
 class _RunCore:

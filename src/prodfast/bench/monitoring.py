@@ -263,10 +263,20 @@ def hundred_sets(core):
     return m
 
 
-def _export(module: str, how: str) -> Callable[[], Timed]:
+def _one_call_per_set(manager) -> None:
+    for i in range(100):
+        with manager.track(f"model-{i}") as call:
+            call.set_response(RESPONSE)
+
+
+def _export(module: str, how: str, changed: bool = False) -> Callable[[], Timed]:
+    """One export of the 100 sets; ``changed``: after one new call in each set (what a real
+    scrape sees: every histogram changed since the last one), the 100 calls included."""
+
     def setup() -> Timed:
         manager = hundred_sets(require(module))
         last: list = []
+        before = _one_call_per_set if changed else (lambda manager: None)
         if how == "otel":
             require("opentelemetry.sdk.metrics", dist="opentelemetry-sdk")
             from opentelemetry.sdk.metrics import MeterProvider
@@ -279,6 +289,7 @@ def _export(module: str, how: str) -> Callable[[], Timed]:
             OpenTelemetryBridge(manager).attach(reader)
 
             def run() -> None:
+                before(manager)
                 last[:] = [reader.get_metrics_data()]
 
             def check() -> None:
@@ -295,6 +306,7 @@ def _export(module: str, how: str) -> Callable[[], Timed]:
         if how == "collect":
 
             def run() -> None:
+                before(manager)
                 last[:] = [list(collector.collect())]
 
             def check() -> None:
@@ -306,11 +318,28 @@ def _export(module: str, how: str) -> Callable[[], Timed]:
         registry.register(collector)
 
         def run() -> None:
+            before(manager)
             last[:] = [prom.generate_latest(registry)]
 
         def check() -> None:
             series = last[0].count(b"gen_ai_client_operation_duration_seconds_count{")
             expect(series == 100, f"{series} duration series in the scrape, not 100")
+
+        return Timed(run, 1, check)
+
+    return setup
+
+
+def _calls_only(module: str) -> Callable[[], Timed]:
+    def setup() -> Timed:
+        manager = hundred_sets(require(module))
+
+        def run() -> None:
+            _one_call_per_set(manager)
+
+        def check() -> None:
+            count = manager.metrics()["calls"]
+            expect(count >= 100 * 21, f"{count} calls counted")
 
         return Timed(run, 1, check)
 
@@ -358,6 +387,16 @@ def groups(settings: Settings) -> Iterator[Group]:
             Case("prodfast OpenTelemetry collect [cy]", PRODFAST, _export(cy, "otel")),
             Case("prodfast Prometheus collect() [cy]", PRODFAST, _export(cy, "collect")),
             Case("prometheus_client generate_latest of it [cy]", PEER, _export(cy, "scrape")),
+        ],
+        unit="export",
+    )
+    yield Group(
+        AREA,
+        "export 100 attribute sets, each changed (100 calls + export)",
+        [
+            Case("100 tracked calls alone [cy]", FLOOR, _calls_only(cy)),
+            Case("prodfast OpenTelemetry collect [cy]", PRODFAST, _export(cy, "otel", changed=True)),
+            Case("prodfast Prometheus collect() [cy]", PRODFAST, _export(cy, "collect", changed=True)),
         ],
         unit="export",
     )

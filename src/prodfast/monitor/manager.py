@@ -12,7 +12,7 @@ from .._backend import impl
 from .._monitor_py import (
     PENDING_LIMIT,  # finished calls queued before they are aggregated
     _check_attribute,
-    _check_model,
+    _new_run,
 )
 from .hooks import (
     _HOOKS,
@@ -334,18 +334,7 @@ class CallbackManager:
 
     # -- entry points
 
-    def _run(self, model, prompt, run_id, operation, provider, kwargs):
-        if type(model) is not str:
-            _check_model(model)
-        if operation is None:
-            operation = self._operation
-        elif type(operation) is not str:
-            operation = _check_attribute(operation, "operation")
-        if provider is None:
-            provider = self._provider
-        elif type(provider) is not str:
-            provider = _check_attribute(provider, "provider")
-        return self._run_type(self, model, prompt, run_id, kwargs, operation, provider)
+    _run = _new_run  # (self, model, prompt, run_id, operation, provider, kwargs) -> Run
 
     # track(model, prompt=None, *, run_id=None, operation=None, provider=None, **kwargs): the
     # backend's (compiled: one C call from the arguments to the Run); documented there
