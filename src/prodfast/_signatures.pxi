@@ -345,11 +345,13 @@ cdef extern from *:
         prodfast_sig_o_trampoline_2, prodfast_sig_o_trampoline_3,
     };
 
-    /* 1: installed; 0: not an exact METH_O method descriptor, or a layout not known; -1: error */
+    /* 1: installed; 2: a METH_O method left as it is (a layout not known); 0: not an exact
+       METH_O method descriptor; -1: error */
     static int prodfast_sig_install_o(PyObject *descr, PyObject *name, PyObject *qualname) {
     #if PY_VERSION_HEX < 0x03080000 || PY_VERSION_HEX >= 0x030E0000
-        (void)descr; (void)name; (void)qualname;
-        return 0;
+        (void)name; (void)qualname;
+        return Py_IS_TYPE(descr, &PyMethodDescr_Type)
+               && ((PyMethodDescrObject *)descr)->d_method->ml_flags == METH_O ? 2 : 0;
     #else
         PyMethodDescrObject *d, *probe;
         PyMethodDef *def;
@@ -375,7 +377,7 @@ cdef extern from *:
         o_call = probe->vectorcall;
         Py_DECREF(probe);
         if (o_call == NULL || o_call != d->vectorcall)
-            return 0;
+            return 2;
         def->ml_flags = METH_FASTCALL | METH_KEYWORDS;
         probe = (PyMethodDescrObject *)PyDescr_NewMethod(owner, def);
         if (probe == NULL) {
@@ -386,7 +388,7 @@ cdef extern from *:
         Py_DECREF(probe);
         if (fast_call == NULL || fast_call == o_call) {
             def->ml_flags = METH_O;
-            return 0;
+            return 2;
         }
         Py_INCREF(name);
         Py_INCREF(qualname);
@@ -430,15 +432,21 @@ cdef int _sig_fast_failed(PyObject* self, PyObject* name, const _sig_ref* args, 
 _sig_reword_hook = _sig_fast_failed
 
 
-# The METH_O methods given an adapter ("QuantileSketch.push"): what the tests read to know
-# which path a version takes (on another, CPython's own refusal stands).
+# The METH_O methods given an adapter ("QuantileSketch.push"), and those left as they are (a
+# version whose layout is not known: CPython's own refusal stands): what the tests read to know
+# which path a version takes.
 _sig_meth_o_adapted = []
+_sig_meth_o_plain = []
 
 
 cdef _sig_install_trampoline(type cls, object descriptor, str name, object twin_method):
     qualname = f"{descriptor.__objclass__.__name__}.{name}"
-    if _sig_install_o(descriptor, name, qualname):
+    installed = _sig_install_o(descriptor, name, qualname)
+    if installed == 1:
         _sig_meth_o_adapted.append(qualname)
+    elif installed == 2:
+        _sig_meth_o_plain.append(qualname)
+    if installed:
         return
     # lo..hi: the positional counts that bind to the twin's method with no keywords
     params = list(_sig_inspect.signature(twin_method).parameters.values())[1:]  # without self
