@@ -294,6 +294,11 @@ def test_constructors_refuse_wrong_types_in_the_same_words(constructed):
             assert p.name in want[1], f"the error for {p.name} does not name it: {want[1]}"
 
 
+def _meth_o_plain(cls: type) -> list[str]:
+    """METH_O methods left as they are on this version (see test_meth_o_method_*)."""
+    return getattr(_module_of(cls), "_sig_meth_o_plain", [])
+
+
 def test_methods_refuse_bad_calls_in_the_same_words(pair):
     # Every public method, those compiled with cython.binding(False) for speed (LRUCache.get)
     # included, called bound and through the class.
@@ -302,7 +307,7 @@ def test_methods_refuse_bad_calls_in_the_same_words(pair):
     assert type(compiled) is cy and type(reference) is twin
     checked = 0
     for name in _methods(twin):
-        if name.startswith("_"):
+        if name.startswith("_") or f"{cy.__name__}.{name}" in _meth_o_plain(cy):
             continue
         for label, bad, bad_kw in bad_calls(inspect.signature(getattr(reference, name))):
             want = outcome(getattr(reference, name), bad, bad_kw)
@@ -312,3 +317,103 @@ def test_methods_refuse_bad_calls_in_the_same_words(pair):
             assert unbound == outcome(getattr(twin, name), [reference, *bad], bad_kw), name
             checked += 1
     assert checked or not [n for n in _methods(twin) if not n.startswith("_")]
+
+
+def _push_calls(sketch):
+    """QuantileSketch.push (a METH_O method: cython.binding(False), ``push(self, x, /)``) called
+    every way CPython calls one: the outcome of each form, by label."""
+    cls = type(sketch)
+    bound = sketch.push
+
+    def specialized(*args, **kwargs):
+        # A call site of its own per shape, run often enough for the adaptive interpreter
+        # (3.11+) to specialize it, then once more for the outcome.
+        call = (
+            {
+                0: lambda: sketch.push(),
+                1: lambda: sketch.push(args[0]) if not kwargs else sketch.push(args[0], **kwargs),
+                2: lambda: sketch.push(args[0], args[1]),
+            }[len(args)]
+            if args or not kwargs
+            else (lambda: sketch.push(**kwargs))
+        )
+        for _ in range(200):
+            outcome(call, [], {})
+        return outcome(call, [], {})
+
+    forms = {
+        "s.push(...)": specialized,
+        "Cls.push(s, ...)": lambda *a, **k: outcome(cls.push, [sketch, *a], k),
+        "p = s.push; p(...)": lambda *a, **k: outcome(bound, a, k),
+        "map(s.push, ...)": lambda *a, **k: (
+            outcome(lambda: list(map(sketch.push, [*a])), [], {})
+            if len(a) == 1 and not k
+            else outcome(bound, a, k)
+        ),
+    }
+    args_of = {
+        "no argument": ((), {}),
+        "two": ((1.0, 2.0), {}),
+        "a keyword": ((), {"x": 1.0}),
+        "an unknown keyword": ((1.0,), {"no_such_argument": 1.0}),
+        "one": ((1.5,), {}),
+        "a wrong type": (("a",), {}),
+        "NaN": ((float("nan"),), {}),
+    }
+    return {
+        (form, label): call(*args, **kwargs)
+        for form, call in forms.items()
+        for label, (args, kwargs) in args_of.items()
+    }
+
+
+def test_meth_o_method_is_adapted_on_known_layouts(compiled):
+    # Where CPython's method descriptor layout is known (3.8 to 3.13), push is given the adapter
+    # of _signatures.pxi; elsewhere it stays a plain METH_O method and CPython's words stand.
+    import sys
+
+    known = (3, 8) <= sys.version_info[:2] <= (3, 13)
+    assert ("QuantileSketch.push" in compiled._sig_meth_o_adapted) == known
+    assert ("QuantileSketch.push" in compiled._sig_meth_o_plain) == (not known)
+    if not known:  # CPython's own words, before the method runs
+        with pytest.raises(TypeError, match=r"takes exactly one argument \(0 given\)"):
+            compiled.QuantileSketch().push()
+
+
+def test_meth_o_method_refuses_bad_calls_in_the_twins_words_every_way(compiled):
+    if "QuantileSketch.push" not in compiled._sig_meth_o_adapted:
+        pytest.skip("QuantileSketch.push left as a plain METH_O method on this version")
+    got = _push_calls(compiled.QuantileSketch())
+    want = _push_calls(twins.QuantileSketch())
+    for key, outcome_ in want.items():
+        assert got[key] == outcome_, key
+    assert got["s.push(...)", "no argument"][1] == (
+        "QuantileSketch.push() missing 1 required positional argument: 'x'"
+    )
+    # every form pushes the value it is given, and a refused call pushes nothing
+    sketch = compiled.QuantileSketch()
+    for _ in range(200):
+        sketch.push(2.0)
+        compiled.QuantileSketch.push(sketch, 2.0)
+        with pytest.raises(TypeError):
+            sketch.push()
+    list(map(sketch.push, [2.0, 2.0]))
+    assert sketch.count == 402 and sketch.quantile(0.5) == pytest.approx(2.0, rel=0.02)
+
+
+def test_meth_o_method_checks_self_as_cpython_does(compiled):
+    # The descriptor's own call (Cls.push(obj, x)) refuses another type of self in CPython's
+    # words, as any method descriptor does, and before the method runs.
+    push = compiled.QuantileSketch.push
+    with pytest.raises(
+        TypeError,
+        match=r"^descriptor 'push' for '.*QuantileSketch' objects "
+        r"doesn't apply to a 'int' object$",
+    ):
+        push(1, 2.0)
+    with pytest.raises(
+        TypeError, match=r"^unbound method QuantileSketch.push\(\) needs an argument$"
+    ):
+        push()
+    with pytest.raises(TypeError, match="doesn't apply to a 'list' object"):
+        push.__get__([], list)

@@ -349,9 +349,8 @@ cdef class QuantileSketch:
     cdef double _value(self, int key) noexcept nogil:
         return _qs_value(key, &self._m)
 
-    # binding(False): a plain METH_O method, called as directly as list.append (without the
-    # argument-error rewording of _signatures.pxi: a call with no or two arguments is refused
-    # in CPython's words)
+    # binding(False): a METH_O method, called as directly as list.append; _signatures.pxi
+    # gives it an adapter that words a call with no or two arguments as the twin does
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def push(self, x, /):
