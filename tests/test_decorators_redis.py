@@ -85,11 +85,16 @@ def test_hits_on_the_local_tier_never_reach_redis(client):
         assert double(1) == 2 and calls == [1]
         # the own write's announcement empties the local copy once; then it is refilled
         assert _eventually(lambda: double(1) == 2 and (1,) in tc.local, BOUND)
-        reads = _remote_reads(tc)
-        local_hits = tc.stats()["local_hits"]
-        hits = double.cache_info().hits
-        for _ in range(50):
-            assert double(1) == 2
+        # 50 hits in a row on the local tier (on a loaded machine the announcement may come
+        # after the refill and empty the local copy once more: then measure again)
+        for _attempt in range(3):
+            reads = _remote_reads(tc)
+            local_hits = tc.stats()["local_hits"]
+            hits = double.cache_info().hits
+            for _ in range(50):
+                assert double(1) == 2
+            if _remote_reads(tc) == reads:
+                break
         assert _remote_reads(tc) == reads and calls == [1]
         assert tc.stats()["local_hits"] == local_hits + 50
         assert double.cache_info().hits == hits + 50 and double.cache_info().misses == 1
