@@ -417,3 +417,18 @@ def test_meth_o_method_checks_self_as_cpython_does(compiled):
         push()
     with pytest.raises(TypeError, match="doesn't apply to a 'list' object"):
         push.__get__([], list)
+
+
+def test_tiered_cache_base_refuses_bad_gets_in_the_same_words():
+    # prodfast.redis.TieredCache's get is its compiled base's (binding=False, for the hit path)
+    import prodfast._core_py as twin
+
+    compiled = pytest.importorskip("prodfast._core")
+    calls = [((), {}), ((1, 2, 3), {}), ((), {"k": 1}), ((1,), {"key": 1})]
+    for args, kwargs in calls:
+        words = []
+        for core in (compiled, twin):
+            with pytest.raises(TypeError) as refused:
+                core._TierFront().get(*args, **kwargs)
+            words.append(str(refused.value))
+        assert words[0] == words[1], (args, kwargs)

@@ -465,6 +465,7 @@ cdef class _TierFront:
     cdef public object local
     cdef public object _missing
 
+    @cython.binding(False)
     def get(self, key, default=None):
         value = _cache_get(self.local, key)
         if value is not _cached_NOT_FOUND:

@@ -512,3 +512,5 @@ def _sig_register_all():
 
 _sig_register_all()
 del _sig_register_all
+# prodfast.redis.TieredCache's compiled base: its binding(False) get refuses a bad call as the twin's
+_sig_register_methods(_TierFront, _sig_twins._TierFront)

@@ -1408,7 +1408,9 @@ class TieredCache(_TierFront, _Tier, MutableMapping):
         self.close()
 
     # get(key, default=None) and [] come from _TierFront: a local hit is answered in the compiled
-    # core (or its twin); a miss calls _get_remote.
+    # core (or its twin); a miss calls _get_remote. `get` is also bound here, at the head of the
+    # MRO, so finding it never walks the mapping ABCs when the type attribute cache misses.
+    get = _TierFront.get
 
     def _get_remote(self, key: Any) -> Any:
         token = self._begin_fill(key)
