@@ -23,6 +23,19 @@ def find_redis_server() -> str | None:
     return shutil.which(BINARY)
 
 
+def require_redis_server(reason: str = "redis-server not found on PATH") -> str:
+    """The redis-server binary; without one the calling test is skipped with ``reason``, or fails
+    when PRODFAST_REQUIRE_REDIS=1 (CI), so that a Redis test never silently does not run."""
+    import pytest
+
+    path = find_redis_server()
+    if path is None:
+        if os.environ.get("PRODFAST_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes", "on"}:
+            pytest.fail(f"{reason} (PRODFAST_REQUIRE_REDIS=1 makes this a failure)")
+        pytest.skip(reason)
+    return path
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-from redis_server import RedisServer, fast_client_kwargs, find_redis_server  # noqa: E402
+from redis_server import RedisServer, fast_client_kwargs, require_redis_server  # noqa: E402
 
 import prodfast  # noqa: E402
 from prodfast import cached  # noqa: E402
@@ -36,13 +36,9 @@ BOUND = 1.0  # seconds within which an invalidation reaches the other tiers in t
 
 @pytest.fixture(scope="module")
 def server():
-    path = find_redis_server()
-    if path is None:
-        reason = "redis-server not found on PATH: install Redis to run the shared-cache tests"
-        if REQUIRE:
-            pytest.fail(f"{reason} (PRODFAST_REQUIRE_REDIS=1 makes this a failure)")
-        pytest.skip(reason)
-    srv = RedisServer(path)
+    srv = RedisServer(
+        require_redis_server("redis-server not found on PATH: install Redis to run the shared-cache tests")
+    )
     srv.start()
     yield srv
     srv.close()

@@ -45,10 +45,7 @@ def test_example_in_memory(core):
 def test_example_over_redis():  # the Redis limiters do not depend on the backend
     pytest.importorskip("redis")
     import redis_server
-    path = redis_server.find_redis_server()
-    if path is None:
-        pytest.skip("redis-server not found on PATH")
-    srv = redis_server.RedisServer(path)
+    srv = redis_server.RedisServer(redis_server.require_redis_server())
     srv.start()
     try:
         check(run_example(None, "--redis-url", srv.url), "redis")

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
 import redis_workers  # noqa: E402
-from redis_server import RedisServer, find_redis_server  # noqa: E402
+from redis_server import RedisServer, require_redis_server  # noqa: E402
 from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.limiters as predis  # noqa: E402
@@ -70,16 +70,10 @@ def _server_us(client) -> int:
 
 @pytest.fixture(scope="session")
 def redis_binary():
-    path = find_redis_server()
-    if path is None:
-        reason = (
-            "redis-server not found on PATH: run scripts/ensure-redis.sh (Debian, as root) "
-            "or install Redis to run the Redis-backed limiter tests"
-        )
-        if REQUIRE:
-            pytest.fail(f"{reason} (PRODFAST_REQUIRE_REDIS=1 makes this a failure)")
-        pytest.skip(reason)
-    return path
+    return require_redis_server(
+        "redis-server not found on PATH: run scripts/ensure-redis.sh (Debian, as root) "
+        "or install Redis to run the Redis-backed limiter tests"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     )
 
 import test_redis_cache_workers as workers  # noqa: E402
-from redis_server import RedisServer, find_redis_server  # noqa: E402
+from redis_server import RedisServer, require_redis_server  # noqa: E402
 from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.cache as cache_module  # noqa: E402
@@ -85,13 +85,7 @@ def _announced(tc, n=1):
 
 @pytest.fixture(scope="session")
 def redis_binary():
-    path = find_redis_server()
-    if path is None:
-        reason = "redis-server not found on PATH: install Redis to run the shared-cache tests"
-        if REQUIRE:
-            pytest.fail(f"{reason} (PRODFAST_REQUIRE_REDIS=1 makes this a failure)")
-        pytest.skip(reason)
-    return path
+    return require_redis_server("redis-server not found on PATH: install Redis to run the shared-cache tests")
 
 
 @pytest.fixture(scope="module")
