@@ -101,9 +101,10 @@ def bars(
     cols = min(3, len(operations))
     rows = -(-len(operations) // cols)
     heights = [sum(1 for r in results if r.operation == op) for op in operations]
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(6.2 * cols, 0.38 * max(heights) * rows + 1.6 * rows), squeeze=False
-    )
+    # the panels, then an inch for the key and the footer (a chart of one short panel, as an
+    # area that lost its contenders to a missing server, still has room for both)
+    height = 0.38 * max(heights) * rows + 1.6 * rows + 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, height), squeeze=False)
     for ax, op in zip(axes.flat, operations, strict=False):
         rs = [r for r in results if r.operation == op]
         ys = range(len(rs))

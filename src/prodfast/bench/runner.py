@@ -204,7 +204,12 @@ def _rounds(ready: list[tuple[Case, Timed]], budget: Budget) -> list[list[float]
         for done in range(budget.max_rounds):
             if done >= budget.min_rounds and time.perf_counter() - started > budget.seconds:
                 break
-            for i, (_, timed) in enumerate(ready):
+            # Each round starts at the next case: the first case of a round pays for loading
+            # what the cases share (the batch's keys, say) into the CPU caches, so a fixed order
+            # would favour whoever runs after it.
+            start = done % len(ready)
+            for i in [*range(start, len(ready)), *range(start)]:
+                timed = ready[i][1]
                 kept = samples[i]
                 if isinstance(kept, Exception):
                     continue
