@@ -176,6 +176,52 @@ def test_any_other_lock_gets_the_with_protocol_as_in_cachetools():
     assert (lock.enters, lock.exits) == (3, 3)
 
 
+@pytest.mark.parametrize("make_lock", [threading.Lock, threading.RLock], ids=["Lock", "RLock"])
+def test_a_condition_is_held_through_its_own_lock_as_with_condition_does(make_lock):
+    # cachetools.func's decorators hold a threading.Condition: `with cond` is `with cond._lock`
+    inner = make_lock()
+    cond = threading.Condition(inner)
+    calls = []
+
+    @cached(prodfast.LRUCache(8), condition=cond, info=True)
+    def f(x):
+        calls.append(x)
+        assert not _held(inner)
+        return x * 3
+
+    assert [f(1), f(1), f(2)] == [3, 3, 6] and calls == [1, 2] and not _held(inner)
+    assert f.cache_info() == (1, 2, 8, 2)
+    with pytest.raises(TypeError, match="unhashable"):
+        f([1])
+    assert not _held(inner)
+    # a hit waits while another thread holds the condition
+    out = []
+    with cond:
+        t = threading.Thread(target=lambda: out.append(f(1)))
+        t.start()
+        time.sleep(0.05)
+        assert out == [] and t.is_alive()
+    t.join(5)
+    assert out == [3] and not _held(inner) and f.cache_info().hits == 2
+
+
+def test_a_condition_subclass_gets_the_with_protocol():
+    class Counted(threading.Condition):
+        enters = 0
+
+        def __enter__(self):
+            Counted.enters += 1
+            return super().__enter__()
+
+    @cached(prodfast.LRUCache(8), condition=Counted())
+    def f(x):
+        return x
+
+    f(1)  # a miss: three holds, as in cachetools (the lookup, the store, the wake-up)
+    f(1)  # a hit: one hold
+    assert Counted.enters == 4
+
+
 def test_a_cache_subclass_overriding_getitem_is_asked():
     class Logged(prodfast.LRUCache):
         def __init__(self, maxsize):

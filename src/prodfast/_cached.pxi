@@ -12,8 +12,9 @@
 # * a prodfast cache whose __getitem__ is the engine's own is read through the engine's lookup
 #   (_CacheCore._lookup, the routine of __getitem__), without the mapping protocol and, on a
 #   miss, without raising and catching a KeyError;
-# * a plain threading.Lock or RLock is taken and released in C, as its own acquire() and
-#   release() do (a try without waiting; when that fails, its acquire() method blocks);
+# * a plain threading.Lock or RLock, or the one under a threading.Condition, is taken and
+#   released in C, as its own acquire() and release() do (a try without waiting; when that
+#   fails, its acquire() method blocks);
 # * lru_cache's key of a single argument (not a tuple) is the argument itself, as functools'
 #   of an int or str: no tuple to hash and compare.
 
@@ -21,6 +22,7 @@ from cpython.object cimport PyObject, PyTypeObject, ternaryfunc
 from cpython.pythread cimport PyThread_get_thread_ident
 
 import _thread as _cached_thread
+import threading as _cached_threading
 
 
 cdef extern from "Python.h":
@@ -198,6 +200,17 @@ cdef inline int _lock_kind(object lock) noexcept:
     return 0
 
 
+cdef object _cached_Condition = _cached_threading.Condition
+
+
+cdef inline object _held_lock(object lock):
+    # what `with lock` takes: a stock threading.Condition's __enter__ and __exit__ are its own
+    # lock's (cachetools.func's decorators hold one), anything else is itself
+    if type(lock) is _cached_Condition:
+        return getattr(lock, "_lock", lock)
+    return lock
+
+
 cdef inline int _acquire(object lock, int kind) except -1:
     if not prodfast_lock_try(<PyObject *>lock, kind == 2):
         lock.acquire()  # held by another thread: wait as `with lock` would
@@ -293,18 +306,19 @@ cdef object _locked_lookup(object me, object cache, object key, object lock, obj
     # cachetools' protocol: one lock hold for the lookup and, on a miss, its bookkeeping
     cdef object value = _cached_NOT_FOUND
     cdef bint owner = False
-    cdef int kind = _lock_kind(lock)
+    cdef object held = _held_lock(lock)
+    cdef int kind = _lock_kind(held)
     if kind == 0:
         with lock:
             value = _lookup_held(cache, key, cond, pending, mode, &owner, hits, misses)
     else:
-        _acquire(lock, kind)
+        _acquire(held, kind)
         try:
             value = _lookup_held(cache, key, cond, pending, mode, &owner, hits, misses)
         except BaseException:
-            _release(lock, kind)
+            _release(held, kind)
             raise
-        _release(lock, kind)
+        _release(held, kind)
     if value is not _cached_NOT_FOUND:
         return value
     if mode == _LOCKED:
