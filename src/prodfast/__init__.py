@@ -29,7 +29,7 @@ TLRUCache = impl.TLRUCache
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
-Reservation = impl._Reservation  # made by reserve(); the type, for isinstance and hints
+Reservation = impl.Reservation  # made by reserve(); the type, for isinstance and hints
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
