@@ -10,6 +10,9 @@
 - :class:`AsyncLimiter` -- a drop-in for ``aiolimiter.AsyncLimiter``.
 - :func:`check_limiter`, :func:`limiter_kind` -- the limiter protocol's checks, for layers
   (see ``prodfast._limiter_protocol``).
+- :class:`ProviderReport` -- what every limiter's ``observe(headers)`` returns: the provider's
+  limits (:class:`ProviderLimit` per resource), its retry time and the headers it could not read
+  (each warned once as :class:`RateLimitHeaderWarning`).
 """
 
 from __future__ import annotations
@@ -43,15 +46,19 @@ from ._ratelimit_py import (
     _RLGate,
 )
 from ._rl_checks import check_block
-from ._rl_headers import check_resource, read_observation
+from ._rl_headers import (
+    ProviderLimit,
+    ProviderReport,
+    RateLimitHeaderWarning,
+    check_resource,
+    read_observation,
+)
 
 if TYPE_CHECKING:  # the types the annotations below name
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from typing_extensions import ParamSpec, Self
-
-    from ._rl_headers import ProviderReport
 
     _P = ParamSpec("_P")
     _Costs = float | Sequence[float]  # one per member, or one number used for each
@@ -67,6 +74,9 @@ __all__ = [
     "AsyncLimiter",
     "check_limiter",
     "limiter_kind",
+    "ProviderReport",
+    "ProviderLimit",
+    "RateLimitHeaderWarning",
 ]
 
 

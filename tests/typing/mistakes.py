@@ -14,6 +14,7 @@ from prodfast import (
     LimiterGroup,
     LRUCache,
     P2Quantile,
+    ProviderReport,
     Quantiles,
     QuantileSketch,
     RunningStats,
@@ -65,6 +66,8 @@ group.try_acquire("1")  # mistake
 group.acquire([1, "1200"])  # mistake
 group.reserve([1, 10]).settle("all")  # mistake
 granted: str = group.try_acquire([1, 10])  # mistake
+group.observe({}).retry_after = 0.0  # mistake
+ProviderReport(limits={"requests": 500})  # mistake
 rate_limit(rpm, cost="3")  # mistake
 AsyncLimiter("10")  # mistake
 

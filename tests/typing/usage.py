@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Iterator
 from typing import Any
 
@@ -39,9 +40,12 @@ from prodfast import (
     LimiterGroup,
     LRUCache,
     P2Quantile,
+    ProviderLimit,
+    ProviderReport,
     Quantiles,
     QuantileSketch,
     RateLimitError,
+    RateLimitHeaderWarning,
     RateLimitingCallback,
     Reservation,
     RRCache,
@@ -340,8 +344,14 @@ headers = {
     "x-ratelimit-reset-tokens": "15s",
 }
 report = group.observe(headers)
+assert_type(report, ProviderReport)
 assert_type(report.retry_after, float | None)
 assert_type(report.limits["tokens"].remaining, float | None)
+tokens_limit: ProviderLimit = report.limits["tokens"]
+assert_type(tokens_limit.reset_after, float | None)
+with warnings.catch_warnings():  # an unreadable header changes nothing and warns once
+    warnings.simplefilter("ignore", RateLimitHeaderWarning)
+    assert_type(rpm.observe({"x-ratelimit-remaining-requests": "many"}), ProviderReport)
 assert_type(rpm.observe(headers, resource="requests", status=200).problems, tuple[str, ...])
 assert_type(group.stats(), dict[str, Any])
 group.reset()
