@@ -41,7 +41,9 @@ QuantileSketch = impl.QuantileSketch
 from . import keys  # noqa: E402
 from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
+    AsyncGroupReservation,
     AsyncLimiter,
+    AsyncLimiterGroup,
     GroupReservation,
     LimiterGroup,
     ProviderLimit,
@@ -88,6 +90,8 @@ __all__ = [
     "rate_limit",
     "parse_rate",
     "LimiterGroup",
+    "AsyncLimiterGroup",
+    "AsyncGroupReservation",
     "AsyncLimiter",
     "ProviderReport",
     "ProviderLimit",
