@@ -28,22 +28,15 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
+import redis_server  # noqa: E402
 import test_redis  # noqa: E402
+from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 from test_redis import (  # noqa: E402
-    _fast_client_kwargs,
     _new_key,
     _seed_bucket,
     _seed_window,
     _server_us,
 )
-
-# the redis-server and client fixtures of test_redis.py
-redis_binary = test_redis.redis_binary
-server = test_redis.server
-own_server = test_redis.own_server
-client = test_redis.client
-aclient = test_redis.aclient
-workers = test_redis.workers
 
 from prodfast import (  # noqa: E402
     AsyncGroupReservation,
@@ -60,6 +53,11 @@ from prodfast.redis import (  # noqa: E402
     RedisSlidingWindow,
     RedisTokenBucket,
 )
+
+# the Redis test files' one set of fixtures (tests/redis_server.py), and test_redis's workers
+redis_binary, server, own_server = redis_server.redis_binary, redis_server.server, redis_server.own_server
+client, aclient = redis_server.client, redis_server.aclient
+workers = test_redis.workers
 
 
 def _tokens(client, key) -> float:
