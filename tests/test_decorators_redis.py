@@ -25,30 +25,17 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-from redis_server import RedisServer, fast_client_kwargs, require_redis_server  # noqa: E402
+import redis_server  # noqa: E402
+from redis_server import fast_client_kwargs  # noqa: E402
 
 import prodfast  # noqa: E402
 from prodfast import cached  # noqa: E402
 from prodfast.redis import AsyncRedisCache, AsyncTieredCache, RedisCache, TieredCache  # noqa: E402
 
+# the Redis test files' one set of fixtures (tests/redis_server.py)
+redis_binary, server, client = redis_server.redis_binary, redis_server.server, redis_server.client
+
 BOUND = 1.0  # seconds within which an invalidation reaches the other tiers in these tests
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = RedisServer(
-        require_redis_server("redis-server not found on PATH: install Redis to run the shared-cache tests")
-    )
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def client(server):
-    c = redis.Redis(**fast_client_kwargs(server.port))
-    yield c
-    c.close()
 
 
 def _ns():

@@ -8,7 +8,13 @@ import threading
 import pytest
 
 from conftest import FakeClock
-from prodfast.limiters import LimiterGroup, RateLimitError, parse_rate, rate_limit
+from prodfast.limiters import (
+    AsyncLimiterGroup,
+    LimiterGroup,
+    RateLimitError,
+    parse_rate,
+    rate_limit,
+)
 
 
 def member_state(lim) -> dict:
@@ -65,6 +71,9 @@ def test_group_single_cost_and_bad_costs(core, clock):
         LimiterGroup([])
     with pytest.raises(TypeError, match="limiters must be a prodfast rate limiter"):
         LimiterGroup([object()])
+    assert type(g) is LimiterGroup  # in-memory members: the plain group
+    with pytest.raises(TypeError, match="must be async Redis limiters .*AsyncLimiterGroup"):
+        AsyncLimiterGroup([core.TokenBucket(1, 5, clock=clock)])
 
 
 def test_group_acquire_blocks_and_resets(core):

@@ -167,6 +167,22 @@ def test_observe_for_each_limiter_kind(core, clock):
         assert lim.try_acquire(1) is True
 
 
+def test_observe_returns_the_exported_report_types(core, clock):
+    # what a user annotates and isinstance-checks with: prodfast.ProviderReport/ProviderLimit
+    import prodfast
+    import prodfast.limiters
+
+    assert prodfast.ProviderReport is prodfast.limiters.ProviderReport
+    assert prodfast.ProviderLimit is prodfast.limiters.ProviderLimit is ProviderLimit
+    assert prodfast.RateLimitHeaderWarning is prodfast.limiters.RateLimitHeaderWarning
+    assert prodfast.RateLimitHeaderWarning is RateLimitHeaderWarning
+    b = core.TokenBucket(100, 100, clock=clock)
+    g = LimiterGroup([b, core.SlidingWindowLimiter(10, 1.0, clock=clock)])
+    for report in (b.observe(openai(3)), g.observe(openai(3), resources=["requests", None])):
+        assert type(report) is prodfast.ProviderReport
+        assert report.limits == {"requests": prodfast.ProviderLimit(100.0, 3.0, 10.0)}
+
+
 def test_a_429_holds_every_caller(core, clock):
     b = core.TokenBucket(100, 100, clock=clock)
     w = core.SlidingWindowLimiter(10, 1.0, clock=clock)

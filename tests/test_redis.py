@@ -20,7 +20,6 @@ import time
 import uuid
 
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,8 +36,8 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
+import redis_server  # noqa: E402
 import redis_workers  # noqa: E402
-from redis_server import RedisServer, require_redis_server  # noqa: E402
 from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.limiters as predis  # noqa: E402
@@ -49,6 +48,10 @@ from prodfast.redis import (  # noqa: E402
     RedisSlidingWindow,
     RedisTokenBucket,
 )
+
+# the Redis test files' one set of fixtures (tests/redis_server.py)
+redis_binary, server, own_server = redis_server.redis_binary, redis_server.server, redis_server.own_server
+client, aclient = redis_server.client, redis_server.aclient
 
 LONG = env_flag("PRODFAST_LONG_TESTS")
 FUTURE_US = 3600 * 1_000_000  # seeded timestamps this far ahead freeze the scripts' clock
@@ -66,45 +69,6 @@ def _new_key() -> str:
 def _server_us(client) -> int:
     sec, usec = client.time()
     return sec * 1_000_000 + usec
-
-
-@pytest.fixture(scope="session")
-def redis_binary():
-    return require_redis_server(
-        "redis-server not found on PATH: run scripts/ensure-redis.sh (Debian, as root) "
-        "or install Redis to run the Redis-backed limiter tests"
-    )
-
-
-@pytest.fixture(scope="session")
-def server(redis_binary):
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def own_server(redis_binary):
-    """A server of the test's own, which the test may stop and start again."""
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def client(server):
-    c = redis.Redis(**_fast_client_kwargs(server.port))
-    yield c
-    c.close()
-
-
-@pytest_asyncio.fixture
-async def aclient(server):
-    c = redis.asyncio.Redis(**_fast_client_kwargs(server.port))
-    yield c
-    await c.aclose()
 
 
 def _expiring(pttl: int, max_ms: int) -> bool:

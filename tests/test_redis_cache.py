@@ -24,7 +24,6 @@ import uuid
 import warnings
 
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,8 +42,8 @@ except ImportError:  # pragma: no cover - depends on the environment
         "redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True
     )
 
+import redis_server  # noqa: E402
 import test_redis_cache_workers as workers  # noqa: E402
-from redis_server import RedisServer, require_redis_server  # noqa: E402
 from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 
 import prodfast.redis.cache as cache_module  # noqa: E402
@@ -56,6 +55,10 @@ from prodfast.redis import (  # noqa: E402
     TieredCache,
 )
 from prodfast.redis._keys import decode_key, encode_key  # noqa: E402
+
+# the Redis test files' one set of fixtures (tests/redis_server.py)
+redis_binary, server, own_server = redis_server.redis_binary, redis_server.server, redis_server.own_server
+client, aclient = redis_server.client, redis_server.aclient
 
 MODEL = settings(
     max_examples=300 if env_flag("PRODFAST_LONG_TESTS") else 40,
@@ -81,41 +84,6 @@ def _eventually(predicate, timeout=5.0):
 def _announced(tc, n=1):
     """Wait until tc's listener has applied n announcements (writes made before the test reads)."""
     assert _eventually(lambda: tc._invalidations >= n), "no announcement arrived"
-
-
-@pytest.fixture(scope="session")
-def redis_binary():
-    return require_redis_server("redis-server not found on PATH: install Redis to run the shared-cache tests")
-
-
-@pytest.fixture(scope="module")
-def server(redis_binary):
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def own_server(redis_binary):
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def client(server):
-    c = redis.Redis(**_fast_client_kwargs(server.port))
-    yield c
-    c.close()
-
-
-@pytest_asyncio.fixture
-async def aclient(server):
-    c = redis.asyncio.Redis(**_fast_client_kwargs(server.port))
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture

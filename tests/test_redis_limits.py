@@ -28,24 +28,22 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
+import redis_server  # noqa: E402
 import test_redis  # noqa: E402
+from redis_server import fast_client_kwargs as _fast_client_kwargs  # noqa: E402
 from test_redis import (  # noqa: E402
-    _fast_client_kwargs,
     _new_key,
     _seed_bucket,
     _seed_window,
     _server_us,
 )
 
-# the redis-server and client fixtures of test_redis.py
-redis_binary = test_redis.redis_binary
-server = test_redis.server
-own_server = test_redis.own_server
-client = test_redis.client
-aclient = test_redis.aclient
-workers = test_redis.workers
-
-from prodfast import LimiterGroup, RateLimitError  # noqa: E402
+from prodfast import (  # noqa: E402
+    AsyncGroupReservation,
+    AsyncLimiterGroup,
+    LimiterGroup,
+    RateLimitError,
+)
 from prodfast._rl_headers import RateLimitHeaderWarning  # noqa: E402
 from prodfast.redis import (  # noqa: E402
     AsyncRedisSlidingWindow,
@@ -55,6 +53,11 @@ from prodfast.redis import (  # noqa: E402
     RedisSlidingWindow,
     RedisTokenBucket,
 )
+
+# the Redis test files' one set of fixtures (tests/redis_server.py), and test_redis's workers
+redis_binary, server, own_server = redis_server.redis_binary, redis_server.server, redis_server.own_server
+client, aclient = redis_server.client, redis_server.aclient
+workers = test_redis.workers
 
 
 def _tokens(client, key) -> float:
@@ -368,12 +371,20 @@ async def test_async_group(aclient, client):
         AsyncRedisTokenBucket(aclient, tpm_key, 1.0, 100.0),
     ])
     assert group.limiter_kind == "async"
+    assert type(group) is AsyncLimiterGroup and isinstance(group, LimiterGroup)
+    assert repr(group).startswith("AsyncLimiterGroup([")
     assert await group.try_acquire([1, 60]) is True
     assert await group.try_acquire([1, 60]) is False
     assert client.zcard(rpm_key) == 2 and _tokens(client, tpm_key) == 40.0
     r = await group.reserve([1, 40])
+    assert type(r) is AsyncGroupReservation
     await r.settle([1, 10])
     assert _tokens(client, tpm_key) == 30.0
+    # the exported class makes the same group; given other limiters it refuses, naming them
+    direct = AsyncLimiterGroup([AsyncRedisTokenBucket(aclient, tpm_key, 1.0, 100.0)])
+    assert await direct.try_acquire(10) is True and _tokens(client, tpm_key) == 20.0
+    with pytest.raises(TypeError, match="limiters must be async Redis limiters"):
+        AsyncLimiterGroup([RedisTokenBucket(client, tpm_key, 1.0, 100.0)])
 
 
 def test_group_is_all_or_nothing_across_four_processes(server, client, workers):

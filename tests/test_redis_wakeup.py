@@ -22,13 +22,12 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise
     pytest.skip("redis-py is not installed (pip install 'prodfast[redis]')", allow_module_level=True)
 
-import test_redis  # noqa: E402
+import redis_server  # noqa: E402
 from test_redis import _new_key, _seed_bucket, _seed_window  # noqa: E402
 
-redis_binary = test_redis.redis_binary
-server = test_redis.server
-client = test_redis.client
-aclient = test_redis.aclient
+# the Redis test files' one set of fixtures (tests/redis_server.py)
+redis_binary, server = redis_server.redis_binary, redis_server.server
+client, aclient = redis_server.client, redis_server.aclient
 
 from prodfast import LimiterGroup  # noqa: E402
 from prodfast.redis import (  # noqa: E402

@@ -35,8 +35,6 @@ from pathlib import Path
 
 import pytest
 
-from prodfast._backend import env_flag
-
 pytest.importorskip("fastapi", reason="the example service needs fastapi (the test extra)")
 pytest.importorskip("uvicorn", reason="the example service needs uvicorn (the test extra)")
 httpx = pytest.importorskip("httpx", reason="the example service needs httpx (the test extra)")
@@ -44,7 +42,7 @@ pytest.importorskip("redis", reason="the example service needs redis-py (prodfas
 pytest.importorskip("prometheus_client", reason="needs prometheus_client (prodfast[prometheus])")
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from redis_server import RedisServer, find_redis_server, free_port  # noqa: E402
+from redis_server import RedisServer, free_port, require_redis_server  # noqa: E402
 
 from conftest import CYTHON_BACKEND  # noqa: E402
 
@@ -204,13 +202,7 @@ async def _wait_for_workers(url: str, proc: subprocess.Popen, timeout: float) ->
     params=[pytest.param("cython", id="cy", marks=CYTHON_BACKEND), pytest.param("python", id="py")],
 )
 def service(request, tmp_path_factory):
-    binary = find_redis_server()
-    if binary is None:
-        reason = "redis-server is not on PATH (scripts/ensure-redis.sh installs it)"
-        if env_flag("PRODFAST_REQUIRE_REDIS"):
-            pytest.fail(f"{reason} (PRODFAST_REQUIRE_REDIS=1 makes this a failure)")
-        pytest.skip(reason)
-    redis_server = RedisServer(binary)
+    redis_server = RedisServer(require_redis_server())
     redis_server.start()
     provider, _thread = provider_module.start_provider(embed_delay=0.25)
     metrics_dir = tmp_path_factory.mktemp("metrics")

@@ -99,6 +99,15 @@ def test_sdist_has_sources_but_no_generated_c(dists):
     assert "setup.py" in names and "pyproject.toml" in names and "MANIFEST.in" in names
     assert "src/prodfast/bench/__main__.py" in names
     assert any(n.startswith("tests/test_") for n in names)
+    # the examples the README points to and tests/test_example*.py, test_service.py run
+    shipped = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("examples", "scripts")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in (".py", ".sh") and "__pycache__" not in path.parts
+    ]
+    assert "examples/service/app.py" in shipped and "scripts/ensure-redis.sh" in shipped
+    assert [n for n in shipped if n not in names] == []
     generated = [n for n in names if n.endswith((".c", ".so", ".pyd", ".html"))]
     assert generated == []
 

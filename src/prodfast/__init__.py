@@ -29,7 +29,7 @@ TLRUCache = impl.TLRUCache
 TokenBucket = impl.TokenBucket
 LeakyBucket = impl.LeakyBucket
 SlidingWindowLimiter = impl.SlidingWindowLimiter
-Reservation = impl._Reservation  # made by reserve(); the type, for isinstance and hints
+Reservation = impl.Reservation  # made by reserve(); the type, for isinstance and hints
 
 # streaming statistics (section 3)
 RunningStats = impl.RunningStats
@@ -41,10 +41,15 @@ QuantileSketch = impl.QuantileSketch
 from . import keys  # noqa: E402
 from .decorators import CacheInfo, cached, cachedmethod, lru_cache  # noqa: E402
 from .limiters import (  # noqa: E402
+    AsyncGroupReservation,
     AsyncLimiter,
+    AsyncLimiterGroup,
     GroupReservation,
     LimiterGroup,
+    ProviderLimit,
+    ProviderReport,
     RateLimitError,
+    RateLimitHeaderWarning,
     check_limiter,
     limiter_kind,
     parse_rate,
@@ -85,7 +90,12 @@ __all__ = [
     "rate_limit",
     "parse_rate",
     "LimiterGroup",
+    "AsyncLimiterGroup",
+    "AsyncGroupReservation",
     "AsyncLimiter",
+    "ProviderReport",
+    "ProviderLimit",
+    "RateLimitHeaderWarning",
     "RunningStats",
     "P2Quantile",
     "Quantiles",

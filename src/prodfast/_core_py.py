@@ -18,7 +18,11 @@ from ._monitor_py import (  # noqa: F401  (the monitoring hot paths: bases of it
     _TokensCore,
     _track,
 )
-from ._ratelimit_py import LeakyBucket, SlidingWindowLimiter, TokenBucket  # noqa: F401
-from ._ratelimit_py import Reservation as _Reservation  # noqa: F401  (made by reserve())
+from ._ratelimit_py import (  # noqa: F401  (Reservation: made by reserve())
+    LeakyBucket,
+    Reservation,
+    SlidingWindowLimiter,
+    TokenBucket,
+)
 from ._sketch_py import QuantileSketch  # noqa: F401
 from ._stats_py import LatencySummary, P2Quantile, Quantiles, RunningStats  # noqa: F401

@@ -326,11 +326,11 @@ cdef class _RLBase:
             if self._grant_c(c, now):  # the fast path: granted now, nobody queued
                 self._allowed += 1
                 return _rl_reservation(self, c, self._stamp_c(now))
-        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), _Reservation)
+        return _rl_reserve(self, self._check(cost), _rl_timeout(timeout), Reservation)
 
     def reserve_async(self, cost=1, timeout=None):
         """``reserve`` for asyncio: an awaitable of the Reservation."""
-        return _rl_reserve_async(self, self._check(cost), _rl_timeout(timeout), _Reservation)
+        return _rl_reserve_async(self, self._check(cost), _rl_timeout(timeout), Reservation)
 
     def observe(self, headers, resource="requests", status=None):
         """Take the provider's word from a response's headers (see _ratelimit_py)."""
@@ -340,10 +340,10 @@ cdef class _RLBase:
         return report
 
 
-cdef class _Reservation
+cdef class Reservation
 
 
-cdef inline double _rl_actual(_Reservation r, object actual) except? -1.0:
+cdef inline double _rl_actual(Reservation r, object actual) except? -1.0:
     """A checked settled cost; a C fast path for a plain int/float on a bucket."""
     cdef _RLBase lim = r._lim
     cdef double a = -1.0
@@ -360,8 +360,8 @@ cdef inline double _rl_actual(_Reservation r, object actual) except? -1.0:
     return lim._check_actual(actual, r._cost_value())
 
 
-cdef inline _Reservation _rl_reservation(_RLBase lim, double c, double stamp):
-    cdef _Reservation r = _Reservation.__new__(_Reservation)
+cdef inline Reservation _rl_reservation(_RLBase lim, double c, double stamp):
+    cdef Reservation r = Reservation.__new__(Reservation)
     r._lim = lim
     r._c = c
     r._stamp = stamp
@@ -373,7 +373,7 @@ cdef inline _Reservation _rl_reservation(_RLBase lim, double c, double stamp):
 @cython.final
 @cython.freelist(16)
 @cython.no_gc  # it only refers to its limiter, which never refers back: no cycle to collect
-cdef class _Reservation:
+cdef class Reservation:
     """A cost taken ahead of a call whose real cost is known later (see _ratelimit_py)."""
 
     cdef _RLBase _lim

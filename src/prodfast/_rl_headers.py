@@ -58,6 +58,10 @@ class ProviderLimit:
 
 @dataclass(frozen=True)
 class ProviderReport:
+    """What ``observe(headers)`` (and :func:`parse_rate_limit_headers`) read from a response:
+    each resource's :class:`ProviderLimit` by name ("requests", "tokens", ...), the time to hold
+    every caller, and a description of each header that could not be used."""
+
     limits: dict[str, ProviderLimit] = field(default_factory=dict)
     retry_after: float | None = None  # seconds from now: hold every caller until then
     problems: tuple[str, ...] = ()

@@ -6,10 +6,15 @@
 - :func:`parse_rate` -- ``"100/minute"`` -> ``(100, 60.0)``.
 - :class:`LimiterGroup` -- all-or-nothing decisions across several limiters (requests per
   minute AND tokens per minute, as LLM APIs impose them), with reservations
-  (:class:`GroupReservation`) and the provider's headers mapped onto its members.
+  (:class:`GroupReservation`) and the provider's headers mapped onto its members; over async
+  Redis limiters it is an :class:`AsyncLimiterGroup`, whose methods are coroutines (its
+  reservations: :class:`AsyncGroupReservation`).
 - :class:`AsyncLimiter` -- a drop-in for ``aiolimiter.AsyncLimiter``.
 - :func:`check_limiter`, :func:`limiter_kind` -- the limiter protocol's checks, for layers
   (see ``prodfast._limiter_protocol``).
+- :class:`ProviderReport` -- what every limiter's ``observe(headers)`` returns: the provider's
+  limits (:class:`ProviderLimit` per resource), its retry time and the headers it could not read
+  (each warned once as :class:`RateLimitHeaderWarning`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import warnings
 from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
 from itertools import count
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._limiter_protocol import ASYNC, BOTH, SYNC, RateLimitError, check_limiter, limiter_kind
 from ._ratelimit_py import (
@@ -43,18 +48,29 @@ from ._ratelimit_py import (
     _RLGate,
 )
 from ._rl_checks import check_block
-from ._rl_headers import check_resource, read_observation
+from ._rl_headers import (
+    ProviderLimit,
+    ProviderReport,
+    RateLimitHeaderWarning,
+    check_resource,
+    read_observation,
+)
 
 if TYPE_CHECKING:  # the types the annotations below name
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
+    from typing import TypeAlias
 
     from typing_extensions import ParamSpec, Self
 
-    from ._rl_headers import ProviderReport
+    from .redis.limiters import _Async
 
     _P = ParamSpec("_P")
     _Costs = float | Sequence[float]  # one per member, or one number used for each
+    # what makes an async group: AsyncRedisTokenBucket, AsyncRedisSlidingWindow (their base, so
+    # that a list of both, which mypy types as a list of their join, matches too)
+    _AsyncMember: TypeAlias = _Async
+    _Resources = Iterable[str | None] | None
 
 _R = TypeVar("_R")
 
@@ -64,9 +80,14 @@ __all__ = [
     "parse_rate",
     "LimiterGroup",
     "GroupReservation",
+    "AsyncLimiterGroup",
+    "AsyncGroupReservation",
     "AsyncLimiter",
     "check_limiter",
     "limiter_kind",
+    "ProviderReport",
+    "ProviderLimit",
+    "RateLimitHeaderWarning",
 ]
 
 
@@ -182,7 +203,8 @@ class LimiterGroup:
     Members: distinct limiters that one engine can decide together (``_rl_group_engine``): the
     in-memory limiters of one backend, or Redis limiters of one kind on one client (one atomic
     script over all their keys, so the group is all-or-nothing across processes). The group's
-    ``limiter_kind`` is theirs; over async Redis limiters every method is a coroutine.
+    ``limiter_kind`` is theirs; over async Redis limiters the group is an
+    :class:`AsyncLimiterGroup` (a subclass), whose every method is a coroutine.
 
     Headers: ``resources`` names, per member, which of the provider's limits it follows
     ("requests", "tokens", "input-tokens", "output-tokens", or None for none), e.g.
@@ -190,22 +212,32 @@ class LimiterGroup:
     each member's budget, and a 429's retry time to every member.
     """
 
+    # For type checkers, a group of async Redis limiters is an AsyncLimiterGroup, as at run time:
+    # pyright reads that from __new__'s overloads, mypy from __init__'s (the type of self).
+    @overload
     def __new__(
-        cls, limiters: Iterable[Any] = (), *, resources: Iterable[str | None] | None = None
-    ) -> Self:
+        cls, limiters: Iterable[_AsyncMember], *, resources: _Resources = None
+    ) -> AsyncLimiterGroup: ...
+    @overload
+    def __new__(cls, limiters: Iterable[Any] = (), *, resources: _Resources = None) -> Self: ...
+    def __new__(cls, limiters: Iterable[Any] = (), *, resources: _Resources = None) -> Any:
         if cls is LimiterGroup:
             members = list(limiters)
             engine = getattr(members[0], "_rl_group_engine", None) if members else None
             if getattr(engine, "kind", None) == ASYNC:
-                cls = _AsyncLimiterGroup
+                cls = AsyncLimiterGroup
             limiters = members
         group = super().__new__(cls)
         group._given = limiters  # so __init__ sees the same members when given an iterator
         return group
 
-    def __init__(
-        self, limiters: Iterable[Any] = (), *, resources: Iterable[str | None] | None = None
-    ) -> None:
+    @overload
+    def __init__(  # type: ignore[misc]  # self: a subclass, on purpose (see above)
+        self: AsyncLimiterGroup, limiters: Iterable[_AsyncMember], *, resources: _Resources = None
+    ) -> None: ...
+    @overload
+    def __init__(self, limiters: Iterable[Any] = (), *, resources: _Resources = None) -> None: ...
+    def __init__(self, limiters: Iterable[Any] = (), *, resources: _Resources = None) -> None:
         members = list(self.__dict__.pop("_given", limiters))
         if not members:
             raise ValueError("limiters must contain at least one limiter")
@@ -227,6 +259,12 @@ class LimiterGroup:
                     f"({type(members[0]).__module__}) and {type(m).__name__} ({type(m).__module__})"
                 )
         engine.check_members(members)
+        if isinstance(self, AsyncLimiterGroup) and engine.kind != ASYNC:
+            raise TypeError(
+                "limiters must be async Redis limiters (AsyncRedisTokenBucket, "
+                "AsyncRedisSlidingWindow) for an AsyncLimiterGroup: LimiterGroup(limiters) makes "
+                "the group their kind needs"
+            )
         if resources is not None:
             resources = tuple(resources)
             if len(resources) != len(members):
@@ -404,8 +442,11 @@ class LimiterGroup:
             self._allowed = self._denied = 0
 
 
-class _AsyncLimiterGroup(LimiterGroup):
+class AsyncLimiterGroup(LimiterGroup):
     """A LimiterGroup over async-only limiters (async Redis): every method is a coroutine.
+
+    ``LimiterGroup(limiters)`` makes one when its limiters are async Redis limiters (and type
+    checkers see it so); ``reserve`` gives an :class:`AsyncGroupReservation`.
 
     Waiting is not first come, first served (the members' own rule): whoever asks first once
     the whole request fits gets it. A waiter sleeps the computed wait, or less when a member
@@ -441,46 +482,74 @@ class _AsyncLimiterGroup(LimiterGroup):
             for m in self._members:
                 m._note(True)
 
-    async def try_acquire(self, costs=1) -> bool:
+    # The overrides below are coroutines where the base's methods are plain: type checkers are
+    # told (type: ignore[override]), and LimiterGroup's overloaded constructor gives this type.
+    async def try_acquire(self, costs: _Costs = 1) -> bool:  # type: ignore[override]
+        """:meth:`LimiterGroup.try_acquire`, awaited."""
         return (await self._wait(self._check(costs), 0.0)) is not None
 
-    async def wait_time(self, costs=1) -> float:
+    async def wait_time(self, costs: _Costs = 1) -> float:  # type: ignore[override]
+        """:meth:`LimiterGroup.wait_time`, awaited."""
         cs = self._check(costs)
         return max([await m.wait_time(c) for m, c in zip(self._members, cs, strict=True)])
 
-    async def acquire(self, costs=1, timeout=None) -> bool:
+    async def acquire(  # type: ignore[override]
+        self, costs: _Costs = 1, timeout: float | None = None
+    ) -> bool:
+        """:meth:`LimiterGroup.acquire`, awaited: False if ``timeout`` runs out first."""
         return (await self._wait(self._check(costs), _rl_timeout(timeout))) is not None
 
-    acquire_async = acquire
+    if TYPE_CHECKING:  # the same coroutine functions (pyright would keep the base's types)
 
-    async def reserve(self, costs=1, timeout=None):
+        async def acquire_async(self, costs: _Costs = 1, timeout: float | None = None) -> bool: ...
+    else:
+        acquire_async = acquire
+
+    async def reserve(  # type: ignore[override]
+        self, costs: _Costs = 1, timeout: float | None = None
+    ) -> AsyncGroupReservation:
+        """:meth:`LimiterGroup.reserve`, awaited: an :class:`AsyncGroupReservation`."""
         cs = self._check(costs)
         receipts = await self._wait(cs, _rl_timeout(timeout))
         if receipts is None:
             raise RateLimitError(retry_after=await self.wait_time(cs))
         return AsyncGroupReservation(self, cs, receipts)
 
-    reserve_async = reserve
+    if TYPE_CHECKING:
+
+        async def reserve_async(
+            self, costs: _Costs = 1, timeout: float | None = None
+        ) -> AsyncGroupReservation: ...
+    else:
+        reserve_async = reserve
 
     async def _settle(self, reserved, actuals, receipts, close) -> None:
         close()
         for m, r, a, receipt in zip(self._members, reserved, actuals, receipts, strict=True):
             await m._settle(r, a, receipt)
 
-    async def observe(self, headers, resources=None, status=None):
+    async def observe(  # type: ignore[override]
+        self,
+        headers: Mapping[str, str],
+        resources: Iterable[str | None] | None = None,
+        status: int | None = None,
+    ) -> ProviderReport:
+        """:meth:`LimiterGroup.observe`, awaited (each member stores its budget in Redis)."""
         report, budgets, retry_after = self._observation(headers, resources, status)
         for m, budget in zip(self._members, budgets, strict=True):
             await m._apply_observation(budget, retry_after)
         return report
 
-    async def stats(self) -> dict:
+    async def stats(self) -> dict[str, Any]:  # type: ignore[override]
+        """:meth:`LimiterGroup.stats`, awaited."""
         now = _rl_read(self._clock)
         with self._lock:
             out = _rl_measured(self._allowed, self._denied, self._created, now)
         out["limiters"] = [await m.stats() for m in self._members]
         return out
 
-    async def reset(self) -> None:
+    async def reset(self) -> None:  # type: ignore[override]
+        """:meth:`LimiterGroup.reset`, awaited."""
         for m in self._members:
             await m.reset()
         with self._lock:
@@ -548,10 +617,12 @@ class AsyncGroupReservation(GroupReservation):
 
     __slots__ = ()
 
-    async def settle(self, actuals):
+    async def settle(self, actuals: _Costs) -> None:  # type: ignore[override]
+        """The call's real costs, awaited: give back or take each member's difference."""
         await super().settle(actuals)
 
-    async def cancel(self):
+    async def cancel(self) -> None:  # type: ignore[override]
+        """Give every member its whole reservation back, awaited."""
         await super().cancel()
 
 

@@ -14,6 +14,7 @@ from prodfast import (
     LimiterGroup,
     LRUCache,
     P2Quantile,
+    ProviderReport,
     Quantiles,
     QuantileSketch,
     RunningStats,
@@ -29,7 +30,7 @@ from prodfast import (
 )
 from prodfast.compat.cachetools import func
 from prodfast.integrations.prometheus import PrometheusCollector
-from prodfast.redis import RedisCache, RedisTokenBucket
+from prodfast.redis import AsyncRedisTokenBucket, RedisCache, RedisTokenBucket
 
 cache: LRUCache[str, int] = LRUCache(10)
 cache["b"] = "x"  # mistake
@@ -65,6 +66,8 @@ group.try_acquire("1")  # mistake
 group.acquire([1, "1200"])  # mistake
 group.reserve([1, 10]).settle("all")  # mistake
 granted: str = group.try_acquire([1, 10])  # mistake
+group.observe({}).retry_after = 0.0  # mistake
+ProviderReport(limits={"requests": 500})  # mistake
 rate_limit(rpm, cost="3")  # mistake
 AsyncLimiter("10")  # mistake
 
@@ -122,3 +125,14 @@ PrometheusCollector("manager")  # mistake
 def shared(client: Any) -> None:
     RedisCache(client, 1)  # mistake
     RedisTokenBucket(client, "rpm", rate="10", capacity=20)  # mistake
+
+
+async def shared_async(client: Any) -> None:  # an async group's methods must be awaited
+    group = LimiterGroup([AsyncRedisTokenBucket(client, "tpm", rate=10, capacity=20)])
+    allowed_now: bool = group.try_acquire(1)  # mistake
+    assert allowed_now
+    group.acquire(1)  # mistake
+    with group.reserve(1) as held:  # mistake
+        assert held
+    (await group.reserve(1)).settle(1)  # mistake
+    assert group.observe({"retry-after": "1"}, status=429).retry_after  # mistake

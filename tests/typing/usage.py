@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Iterator
 from typing import Any
 
@@ -25,7 +26,9 @@ import prodfast.compat.cachetools as cachetools
 import prodfast.monitor
 import prodfast.redis
 from prodfast import (
+    AsyncGroupReservation,
     AsyncLimiter,
+    AsyncLimiterGroup,
     BaseCallback,
     Cache,
     CacheInfo,
@@ -39,9 +42,12 @@ from prodfast import (
     LimiterGroup,
     LRUCache,
     P2Quantile,
+    ProviderLimit,
+    ProviderReport,
     Quantiles,
     QuantileSketch,
     RateLimitError,
+    RateLimitHeaderWarning,
     RateLimitingCallback,
     Reservation,
     RRCache,
@@ -340,8 +346,14 @@ headers = {
     "x-ratelimit-reset-tokens": "15s",
 }
 report = group.observe(headers)
+assert_type(report, ProviderReport)
 assert_type(report.retry_after, float | None)
 assert_type(report.limits["tokens"].remaining, float | None)
+tokens_limit: ProviderLimit = report.limits["tokens"]
+assert_type(tokens_limit.reset_after, float | None)
+with warnings.catch_warnings():  # an unreadable header changes nothing and warns once
+    warnings.simplefilter("ignore", RateLimitHeaderWarning)
+    assert_type(rpm.observe({"x-ratelimit-remaining-requests": "many"}), ProviderReport)
 assert_type(rpm.observe(headers, resource="requests", status=200).problems, tuple[str, ...])
 assert_type(group.stats(), dict[str, Any])
 group.reset()
@@ -493,7 +505,9 @@ def shared(client: Any) -> None:
     with bucket.reserve(3) as held:
         assert_type(held, RedisReservation)
         held.settle(2)
-    LimiterGroup([bucket, window]).try_acquire([1, 1])
+    sync_group = LimiterGroup([bucket, window])
+    assert_type(sync_group, LimiterGroup)
+    assert_type(sync_group.try_acquire([1, 1]), bool)
     try:
         bucket.acquire()
     except BackendUnavailable:
@@ -513,4 +527,21 @@ async def shared_async(client: Any) -> None:
     held = await bucket.reserve(2)
     assert_type(held, AsyncRedisReservation)
     await held.settle(1)
+    # a group of async limiters is an AsyncLimiterGroup: every method is awaited
+    group = LimiterGroup([bucket, window], resources=("tokens", "requests"))
+    assert_type(group, AsyncLimiterGroup)
+    members = [bucket, window]
+    assert_type(LimiterGroup(members), AsyncLimiterGroup)
+    assert_type(LimiterGroup([bucket]), AsyncLimiterGroup)
+    assert_type(await group.try_acquire([5, 1]), bool)
+    assert_type(await group.wait_time(1), float)
+    assert_type(await group.acquire([5, 1], timeout=1.0), bool)
+    assert_type(await group.acquire_async(1), bool)
+    async with await group.reserve([50, 1], timeout=2.0) as group_held:
+        assert_type(group_held, AsyncGroupReservation)
+        await group_held.settle([20, 1])
+    await (await group.reserve_async(1)).cancel()
+    assert_type(await group.observe({"retry-after": "1"}, status=429), ProviderReport)
+    assert_type(await group.stats(), dict[str, Any])
+    await group.reset()
     await bucket.close()

@@ -96,7 +96,7 @@ def _granting(decide: Callable[[], object], n: int) -> Callable[[], None]:
 
 def _one_process(server: RedisServer, lib: str, n: int) -> Callable[[], Timed]:
     def setup() -> Timed:
-        decide, close = make_decider(lib, server.port(), f"bench:{uuid.uuid4().hex}")
+        decide, close = make_decider(lib, server.ensure(), f"bench:{uuid.uuid4().hex}")
         return Timed(repeat_calls(decide, n), n, _granting(decide, n), close)
 
     return setup
@@ -104,7 +104,7 @@ def _one_process(server: RedisServer, lib: str, n: int) -> Callable[[], Timed]:
 
 def _processes(server: RedisServer, workers: Workers, lib: str, n: int) -> Callable[[], Timed]:
     def setup() -> Timed:
-        args = (lib, server.port(), f"bench:{uuid.uuid4().hex}")
+        args = (lib, server.ensure(), f"bench:{uuid.uuid4().hex}")
         workers.run(args, 1)  # every worker builds its limiter (and loads its script) untimed
         total = n * workers.count
 
@@ -122,7 +122,7 @@ def _leased(server: RedisServer, n: int) -> Callable[[], Timed]:
         redis = require("redis", dist="redis-py")
         from prodfast.redis import RedisTokenBucket
 
-        client = redis.Redis(host="127.0.0.1", port=server.port())
+        client = redis.Redis(host="127.0.0.1", port=server.ensure())
         key = f"bench:lease:{uuid.uuid4().hex}"
         limiter = RedisTokenBucket(client, key, LOCAL_LIMIT, LOCAL_LIMIT, lease=LEASE)
 

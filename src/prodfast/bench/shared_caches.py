@@ -57,7 +57,7 @@ def _ns() -> str:
 
 def _client(server: RedisServer, **kwargs):
     redis = require("redis", dist="redis-py")
-    return redis.Redis(host="127.0.0.1", port=server.port(), **kwargs)
+    return redis.Redis(host="127.0.0.1", port=server.ensure(), **kwargs)
 
 
 def _lookups(get: Callable, keys: list, n: int) -> Callable[[], None]:
@@ -305,7 +305,7 @@ def _module_of(lib: str) -> str:
 
 def _async(server: RedisServer, lib: str, outcome: str, n: int) -> Callable[[], Timed]:
     def setup() -> Timed:
-        port = server.port()
+        port = server.ensure()
         loop = asyncio.new_event_loop()
         try:
             get, keys, done = loop.run_until_complete(_async_getter(lib, port))
