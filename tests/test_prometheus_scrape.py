@@ -6,7 +6,6 @@ and line text; regenerate it only for a deliberate change of the output:
 
 from __future__ import annotations
 
-import math
 import pathlib
 import sys
 
@@ -44,22 +43,43 @@ def fixed_calls(core, clock):
             pass
 
     for i in range(30):
-        call(a, "gpt-4o", 0.003 * (i + 1) ** 1.7,
-             {"model": "gpt-4o-2024-08-06",
-              "usage": {"prompt_tokens": 7 * i + 1, "completion_tokens": 3 ** (i % 9)}})
+        call(
+            a,
+            "gpt-4o",
+            0.003 * (i + 1) ** 1.7,
+            {
+                "model": "gpt-4o-2024-08-06",
+                "usage": {"prompt_tokens": 7 * i + 1, "completion_tokens": 3 ** (i % 9)},
+            },
+        )
     for i in range(5):
-        call(a, "gpt-4o-mini", 0.2 + i, {"usage": {"prompt_tokens": 40, "completion_tokens": 9}},
-             chunks=4 + i)
+        call(
+            a,
+            "gpt-4o-mini",
+            0.2 + i,
+            {"usage": {"prompt_tokens": 40, "completion_tokens": 9}},
+            chunks=4 + i,
+        )
     call(a, "gpt-4o", 1.5, error=ValueError("boom"))
     call(a, "gpt-4o", 0.7, error=ValueError("again"))
     call(a, 'say "hi"\\now\n', 0.01, {"usage": {"prompt_tokens": 2, "completion_tokens": 2}})
-    call(a, "text-embedding-3-small", 0.02, {"usage": {"prompt_tokens": 8, "total_tokens": 8}},
-         operation="embeddings")
+    call(
+        a,
+        "text-embedding-3-small",
+        0.02,
+        {"usage": {"prompt_tokens": 8, "total_tokens": 8}},
+        operation="embeddings",
+    )
     for model in ("m1", "m2", "m3"):  # the sixth set, then two calls in the overflow set
         call(a, model, 0.04, {"usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     for i in range(12):
-        call(b, "claude", 2.0 ** (i - 6), {"usage": {"input_tokens": 10**6 * i, "output_tokens": i}},
-             operation="chat")
+        call(
+            b,
+            "claude",
+            2.0 ** (i - 6),
+            {"usage": {"input_tokens": 10**6 * i, "output_tokens": i}},
+            operation="chat",
+        )
     return a, b
 
 
@@ -107,6 +127,76 @@ def test_a_collected_family_does_not_change_after_later_calls(core):
     assert [(f.name, [tuple(s) for s in f.samples]) for f in first] == frozen
     assert [(f.name, [(s.name, dict(s.labels), s.value) for s in f.samples])
             for f in first] == copies  # fmt: skip
+
+
+def test_exposition_is_prometheus_client_text(core):
+    """exposition() writes what generate_latest does, at the first scrape and the later ones
+    (new calls in some sets, new sets), with its caches and without."""
+    from conftest import FakeClock
+
+    clock = FakeClock(100.0)
+    collector = collector_of(core, clock)
+    assert collector.exposition() == GOLDEN.read_bytes()
+    assert collector.exposition() == GOLDEN.read_bytes()
+    (a, _), (b, _) = collector._sources
+    for step in range(4):
+        with a.track("gpt-4o" if step % 2 else f"new-{step}") as run:
+            clock.tick(0.3 * step)
+            run.set_response({"usage": {"prompt_tokens": step, "completion_tokens": 2}})
+        with b.track("claude") as run:
+            run.new_token("x")
+            clock.tick(2.0)
+        text = collector.exposition()
+        assert text == prometheus_client_text(collector)
+        assert text == collector.exposition()
+        assert text == collector_fresh(collector).exposition()
+    a.reset()
+    assert collector.exposition() == prometheus_client_text(collector)
+
+
+def collector_fresh(collector):
+    from prodfast.integrations.prometheus import PrometheusCollector
+
+    (a, a_labels), (b, b_labels) = collector._sources  # the labels: already Prometheus names
+    fresh = PrometheusCollector(a, a_labels)
+    fresh.add(b, b_labels)
+    return fresh
+
+
+@pytest.mark.parametrize("small", [0, 3, 10**6])
+def test_exposition_of_large_counts(core, monkeypatch, small):
+    """From _SMALL_COUNT calls on, a count is written in Go's exponent form, as prometheus_client
+    does: the same text either side of the bound."""
+    from conftest import FakeClock
+    from prodfast.integrations import prometheus
+
+    monkeypatch.setattr(prometheus, "_SMALL_COUNT", small)
+    collector = collector_of(core, FakeClock(100.0))
+    assert collector.exposition() == GOLDEN.read_bytes()
+
+
+def test_small_counts_are_written_as_prometheus_client_writes_them():
+    from prometheus_client.utils import floatToGoString
+
+    from prodfast.integrations.prometheus import _SMALL_COUNT
+
+    for n in [*range(2000), *range(_SMALL_COUNT - 2000, _SMALL_COUNT)]:
+        assert f"{n}.0" == floatToGoString(float(n)), n
+    assert floatToGoString(float(_SMALL_COUNT)) != f"{_SMALL_COUNT}.0"
+
+
+def test_exposition_of_label_values_with_percent_signs(core):
+    from conftest import FakeClock
+    from prodfast.callbacks import CallbackManager
+    from prodfast.integrations.prometheus import PrometheusCollector
+
+    m = CallbackManager([], sketch_factory=core.QuantileSketch, clock=FakeClock(1.0))
+    for model in ("100%", "%d %s %%", 'a\\b\n"c"', "\u00e9t\u00e9 \u2603"):
+        with m.track(model) as run:
+            run.set_response({"usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+    collector = PrometheusCollector(m, {"team": '50% "ops"'})
+    assert collector.exposition() == prometheus_client_text(collector)
+    assert "100%" in collector.exposition().decode()
 
 
 if __name__ == "__main__":  # write the golden text (see the module's docstring)
