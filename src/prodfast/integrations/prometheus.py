@@ -331,20 +331,38 @@ def _pieces(heads, suffixes):
 
 class _Exported:
     """One histogram of one series as the last scrape exported it: its label dicts (built once,
-    reused by every later scrape) and, with the numbers they were made from, its samples (reused
-    as they are while those numbers have not changed); for ``exposition()``, the same as text
-    (the fixed text of its lines built at its first exposition)."""
+    reused by every later scrape) and, with the numbers they were made from, its samples: the
+    histogram's (reused while its counts and sum are the same) and the quantiles' (while the
+    three quantiles are); for ``exposition()``, the same as text (the fixed text of its lines
+    built at its first exposition). Each pair is replaced in one assignment."""
 
-    __slots__ = ("name", "labels", "le_labels", "q_labels", "last", "pieces", "text")
+    __slots__ = ("name", "labels", "le_labels", "q_labels", "last", "q_last", "pieces", "text",
+                 "q_text")  # fmt: skip
 
     def __init__(self, name, labels, bounds):
         self.name = name
         self.labels = labels
         self.le_labels = _with_each(labels, "le", _les(bounds))
         self.q_labels = _with_each(labels, "quantile", _Q_TEXTS)
-        self.last = (None, (), ())  # (numbers, samples, quantile samples): one assignment
+        self.last = (None, ())  # ((counts, sum), samples)
+        self.q_last = (None, ())  # (quantiles, samples)
         self.pieces = None  # (histogram lines: small counts, large counts; quantile lines)
-        self.text = (None, b"", b"")  # (numbers, histogram lines, quantile lines), UTF-8
+        self.text = (None, b"")  # ((counts, sum), lines, UTF-8)
+        self.q_text = (None, b"")  # (quantiles, lines)
+
+    def samples(self, h):
+        """``(histogram samples, quantile samples)`` of ``h``, reused while they are the same."""
+        numbers = (h.counts, h.sum)
+        last = self.last
+        if numbers != last[0]:
+            last = self.last = (numbers, _histogram_samples(self.name, self.labels, h,
+                                                            self.le_labels))  # fmt: skip
+        quantiles = h.quantiles
+        q_last = self.q_last
+        if quantiles != q_last[0]:
+            q_last = self.q_last = (quantiles, _quantile_samples(self.name + "_quantile",
+                                                                 self.q_labels, quantiles))  # fmt: skip
+        return last[1], q_last[1]
 
     def _pieces(self):
         name = self.name
@@ -361,23 +379,27 @@ class _Exported:
                                 _pieces(q_heads, [""] * len(q_heads)))  # fmt: skip
         return pieces
 
-    def texts(self, h, numbers):
-        """``(numbers, histogram lines, quantile lines)`` of ``h`` (``numbers``: its counts, sum
-        and quantiles), reused while they are the same numbers."""
+    def texts(self, h):
+        """``(histogram lines, quantile lines)`` of ``h``, UTF-8, reused while they are the
+        same numbers."""
+        numbers = (h.counts, h.sum)
         text = self.text
-        if numbers == text[0]:
-            return text
-        small, large, quantiles = self.pieces or self._pieces()
-        if h.count < _SMALL_COUNT:
-            out = small.copy()
-            out[1::2] = [*map(str, accumulate(h.counts)), str(h.count), _go_str(h.sum)]
-        else:
-            out = large.copy()
-            out[1::2] = map(floatToGoString, (*accumulate(h.counts), h.count, h.sum))
-        q_out = quantiles.copy()
-        q_out[1::2] = map(_go_str, h.quantiles)
-        text = self.text = (numbers, "".join(out).encode(), "".join(q_out).encode())
-        return text
+        pieces = self.pieces or self._pieces()
+        if numbers != text[0]:
+            if h.count < _SMALL_COUNT:
+                out = pieces[0].copy()
+                out[1::2] = [*map(str, accumulate(h.counts)), str(h.count), _go_str(h.sum)]
+            else:
+                out = pieces[1].copy()
+                out[1::2] = map(floatToGoString, (*accumulate(h.counts), h.count, h.sum))
+            text = self.text = (numbers, "".join(out).encode())
+        quantiles = h.quantiles
+        q_text = self.q_text
+        if quantiles != q_text[0]:
+            out = pieces[2].copy()
+            out[1::2] = map(_go_str, quantiles)
+            q_text = self.q_text = (quantiles, "".join(out).encode())
+        return text[1], q_text[1]
 
 
 class _CounterLines:
@@ -490,16 +512,9 @@ class PrometheusCollector:
         rest = _REST
         for series, _, hists in self._entries():
             for name, h, entry in hists:
-                numbers = (h.counts, h.sum, h.quantiles)
-                seen = entry.last
-                if numbers != seen[0]:
-                    seen = entry.last = (
-                        numbers,
-                        _histogram_samples(name, entry.labels, h, entry.le_labels),
-                        _quantile_samples(name + "_quantile", entry.q_labels, h.quantiles),
-                    )
-                hist[name].samples += seen[1]
-                quant[name].samples += seen[2]
+                samples, q_samples = entry.samples(h)
+                hist[name].samples += samples
+                quant[name].samples += q_samples
             labels = hists[0][2].labels  # the duration's, always first: the series' own labels
             n = float(series.duration.count)
             calls_samples.append(_new(Sample, (OPERATIONS + "_total", labels, n, *rest)))
@@ -530,7 +545,7 @@ class PrometheusCollector:
         exported = self._exported  # this scrape's, the counters' lines kept in it too
         for series, key, hists in entries:
             for name, h, entry in hists:
-                _, lines, q_lines = entry.texts(h, (h.counts, h.sum, h.quantiles))
+                lines, q_lines = entry.texts(h)
                 hist_parts[name].append(lines)
                 quant_parts[name].append(q_lines)
             counter = exported.get(key)
