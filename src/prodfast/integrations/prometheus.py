@@ -442,6 +442,7 @@ class PrometheusCollector:
     def __init__(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None):
         self._sources: list[tuple[CallbackManager, dict[str, str]]] = []
         self._exported: dict[tuple, _Exported] = {}
+        self._counters: dict[tuple, _CounterLines] = {}  # exposition()'s, by series
         self.add(manager, attributes)
 
     def add(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None) -> None:
@@ -468,9 +469,11 @@ class PrometheusCollector:
     def _entries(self):
         """This scrape's histograms: ``(series, counter key, [(name, histogram, entry), ...])``
         for each series of each source, the entries kept from the last scrape or made now;
-        the collector then keeps only these (and the counter keys' lines)."""
+        the collector then keeps only these (and the counter lines of these series)."""
         last = self._exported
+        last_counters = self._counters
         exported = {}  # this scrape's: what no series has any more is dropped with the old dict
+        counters = {}
         out = []
         for index, (manager, constant) in enumerate(self._sources):
             series_list, _ = manager.series()
@@ -490,11 +493,12 @@ class PrometheusCollector:
                     exported[key] = entry
                     hists.append((name, h, entry))
                 key = (index, series.key)
-                counter = last.get(key)
+                counter = last_counters.get(key)
                 if counter is not None:
-                    exported[key] = counter
+                    counters[key] = counter
                 out.append((series, key, hists))
         self._exported = exported
+        self._counters = counters
         return out
 
     def collect(self):
@@ -542,15 +546,15 @@ class PrometheusCollector:
         calls_parts = [_header(calls)]
         errors_parts = [_header(errors)]
         entries = self._entries()
-        exported = self._exported  # this scrape's, the counters' lines kept in it too
+        counters = self._counters  # this scrape's
         for series, key, hists in entries:
             for name, h, entry in hists:
                 lines, q_lines = entry.texts(h)
                 hist_parts[name].append(lines)
                 quant_parts[name].append(q_lines)
-            counter = exported.get(key)
+            counter = counters.get(key)
             if counter is None:
-                counter = exported[key] = _CounterLines(hists[0][2].labels)
+                counter = counters[key] = _CounterLines(hists[0][2].labels)
             _, line, error_line = counter.texts(series.duration.count)
             calls_parts.append(line)
             errors_parts.append(error_line)
