@@ -1,7 +1,8 @@
 """The Prometheus scrape text, byte for byte: prometheus_client's ``generate_latest`` of a registry
 holding a PrometheusCollector, and the collector's own ``exposition()``, for a fixed sequence of
-calls (tests/prometheus_scrape.txt holds the text the collector gave before its caches of sample
-and line text; regenerate it only for a deliberate change of the output:
+calls (tests/prometheus_scrape.txt holds the text the collector gave before exposition() and the
+split sample caches, less the embeddings call's output-token histogram, no longer recorded;
+regenerate it only for a deliberate change of the output, and read the diff:
 ``python tests/test_prometheus_scrape.py > tests/prometheus_scrape.txt``)."""
 
 from __future__ import annotations
