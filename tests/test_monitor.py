@@ -511,3 +511,90 @@ def test_series_match_a_model(calls, cap):
         assert series["input_tokens"]["count"] == len(want["tokens"])
         assert series["input_tokens"]["sum"] == sum(want["tokens"])
         assert series["time_per_output_chunk"]["count"] == want["chunks"]
+
+
+# -- a usage without output tokens (OpenAI embeddings)
+
+
+def test_a_usage_without_output_tokens_records_no_output_observation(core):
+    """An embeddings response reports prompt and total tokens only: its input tokens are
+    recorded and no output-token observation (a chat response that reports 0 output tokens
+    still records one), on every path a usage comes in by."""
+    from types import SimpleNamespace
+
+    usage_cb = TokenUsageCallback()
+    seen = []
+
+    class Usage(BaseCallback):
+        def on_llm_end(self, model, response, tokens_used, **kw):
+            seen.append(kw["usage"])
+
+    m = manager(core, [usage_cb, Usage()])
+    embeddings = {"usage": {"prompt_tokens": 8, "total_tokens": 8}}
+    with m.track("emb") as run:  # read from the response
+        run.set_response(embeddings)
+    with m.track("emb") as run:  # given
+        run.set_response(None, usage={"prompt_tokens": 8, "total_tokens": 8})
+    with m.track("emb") as run:  # an object, Anthropic's names
+        run.set_response(SimpleNamespace(usage=SimpleNamespace(input_tokens=8)))
+    m.track("emb").__enter__().end(embeddings)
+
+    @m.instrument(model="emb")
+    def embed(text):
+        return embeddings
+
+    @m.instrument(model="emb")
+    def stream(text):  # the usage in the last chunk, as OpenAI streams report it
+        yield {"choices": []}
+        yield embeddings
+
+    @m.instrument(model="emb")
+    async def aembed(text):
+        return embeddings
+
+    embed("x")
+    assert len(list(stream("x"))) == 2
+    asyncio.run(aembed("x"))
+    with m.track("chat") as run:
+        run.set_response({"usage": {"prompt_tokens": 5, "completion_tokens": 0}})
+    with m.track("chat") as run:
+        run.set_response({"usage": {"input_tokens": 5, "output_tokens": 2}})
+    series = {s["attributes"]["gen_ai.request.model"]: s for s in m.metrics()["by_attributes"]}
+    emb, chat = series["emb"], series["chat"]
+    assert emb["calls"] == 7 and emb["input_tokens"]["count"] == 7
+    assert emb["input_tokens"]["sum"] == 56
+    assert emb["output_tokens"]["count"] == 0
+    assert chat["output_tokens"]["count"] == 2 and chat["output_tokens"]["sum"] == 2
+    assert chat["output_tokens"]["buckets"][0] == (1, 1)  # the reported 0, in le=1
+    stats = usage_cb.get_stats()
+    assert stats["prompt_tokens"] == 66 and stats["completion_tokens"] == 2
+    assert stats["total_tokens"] == 68
+    assert seen[:7] == [{"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8}] * 7
+    assert seen[7] == {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+
+
+def test_prometheus_and_otel_export_no_output_sample_for_embeddings(core):
+    pytest.importorskip("opentelemetry.sdk.metrics")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from prodfast.integrations.otel import OpenTelemetryBridge
+    from prodfast.integrations.prometheus import PrometheusCollector
+
+    m = manager(core)
+    with m.track("text-embedding-3-small", operation="embeddings") as run:
+        run.set_response({"usage": {"prompt_tokens": 8, "total_tokens": 8}})
+    collector = PrometheusCollector(m)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    assert 'gen_ai_token_type="input"' in text and 'gen_ai_token_type="output"' not in text
+    assert collector.exposition().decode() == text
+    reader = InMemoryMetricReader()
+    MeterProvider(metric_readers=[reader])
+    OpenTelemetryBridge(m).attach(reader)
+    metrics = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+    (tokens,) = [x for x in metrics if x.name == "gen_ai.client.token.usage"]
+    types = [p.attributes["gen_ai.token.type"] for p in tokens.data.data_points]
+    assert types == ["input"]

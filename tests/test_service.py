@@ -468,6 +468,10 @@ def test_one_scrape_sums_every_worker_per_model_and_error_type(service):
     if embedded:
         emb = _labels("embed-small", "embeddings", response_model="embed-small")
         expected[("gen_ai_client_operations_total", emb)] = embedded
+        # an embeddings response reports input tokens only: no output-token series for it
+        tokens = ("gen_ai_client_token_usage_count", emb | {("gen_ai_token_type", "input")})
+        expected[tokens] = embedded
+        expected[("gen_ai_client_token_usage_count", emb | {("gen_ai_token_type", "output")})] = None
 
     async def scrape_until_settled():
         # each worker flushes its figures every second: poll until one scrape has them all

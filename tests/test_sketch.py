@@ -401,6 +401,8 @@ def test_bad_arguments(core, kwargs, exc, match):
         (-0.01, ValueError),
         (1.5, ValueError),
         (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (-float("inf"), ValueError),
         ("0.5", TypeError),
         (None, TypeError),
         (True, TypeError),
@@ -411,6 +413,23 @@ def test_bad_quantile_argument(core, q, exc):
     sk.push(1.0)
     with pytest.raises(exc, match="q must"):
         sk.quantile(q)
+
+
+def test_quantile_of_float_probabilities_on_both_backends(core):
+    """A float q (the compiled core's fast path) and a float subclass (the checked path) give
+    the twin's answers, the ends included."""
+    from prodfast import _core_py
+
+    class Q(float):
+        pass
+
+    values = [0.003 * 1.7**i for i in range(40)]
+    sk, ref = core.QuantileSketch(), _core_py.QuantileSketch()
+    for v in values:
+        sk.push(v)
+        ref.push(v)
+    for q in (0.0, -0.0, 1e-300, 0.25, 0.5, 0.95, 0.99, 1.0 - 1e-16, 1.0):
+        assert sk.quantile(q) == ref.quantile(q) == sk.quantile(Q(q)), q
 
 
 def test_quantile_takes_numpy_and_int_probabilities(core):

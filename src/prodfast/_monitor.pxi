@@ -21,6 +21,7 @@ from prodfast._monitor_py import _run_ids as _mon_run_ids
 from prodfast._monitor_py import _token_count as _mon_token_count
 from prodfast._monitor_py import extract_response_model as _mon_extract_response_model
 from prodfast._monitor_py import extract_usage as _mon_extract_usage
+from prodfast._monitor_py import InputOnlyUsage as _mon_InputOnlyUsage
 
 cdef enum:
     _MON_PENDING = 0
@@ -255,7 +256,8 @@ cdef class _RunCore:
             pending.append((key, latency, ttft, self._gaps, None, None))
         else:
             pending.append((key, latency, ttft, self._gaps, usage["prompt_tokens"],
-                            usage["completion_tokens"]))
+                            None if type(usage) is _mon_InputOnlyUsage
+                            else usage["completion_tokens"]))
         if len(pending) >= _mon_pending_limit:
             m._drain_pending()
         entries, needs_kw = (<tuple>(<tuple>self._tables)[1])[_MON_END]

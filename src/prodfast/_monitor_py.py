@@ -33,6 +33,20 @@ def _token_count(value, name):
     return value
 
 
+class InputOnlyUsage(dict):
+    """A normalized usage that reports no output tokens (an OpenAI embeddings response:
+    ``{"prompt_tokens": n, "total_tokens": n}``): a plain dict of the same three keys,
+    ``completion_tokens`` 0, which tells the manager to record no output-token observation
+    (OpenTelemetry records token usage only where it is reported)."""
+
+    __slots__ = ()
+
+
+def _output_tokens(usage):
+    """The output-token observation of a normalized ``usage``: None if it reports none."""
+    return None if type(usage) is InputOnlyUsage else usage["completion_tokens"]
+
+
 def _normalize_usage(usage, name="usage"):
     """``usage`` (a mapping or an object) as ``{prompt_tokens, completion_tokens, total_tokens}``.
 
@@ -43,6 +57,8 @@ def _normalize_usage(usage, name="usage"):
     """
     if usage is None:
         return None
+    if type(usage) is InputOnlyUsage:  # normalized already, and without output tokens
+        return InputOnlyUsage(usage)
     if isinstance(usage, Mapping):
         get = usage.get
     else:
@@ -64,7 +80,8 @@ def _normalize_usage(usage, name="usage"):
     prompt, completion, total = (0 if v is None else v for v in out)
     if out[2] is None:
         total = prompt + completion
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    normalized = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    return normalized if out[1] is not None else InputOnlyUsage(normalized)
 
 
 def extract_usage(result) -> dict | None:
@@ -336,7 +353,7 @@ class _RunCore:
             pending.append((key, latency, ttft, self._gaps, None, None))
         else:
             pending.append((key, latency, ttft, self._gaps, usage["prompt_tokens"],
-                            usage["completion_tokens"]))
+                            _output_tokens(usage)))
         if len(pending) >= PENDING_LIMIT:
             m._drain_pending()
         entries, needs_kw = self._tables[1][_END]

@@ -593,9 +593,13 @@ cdef class QuantileSketch:
 
     def quantile(self, q):
         """The value of rank floor(q * (count - 1)), within the relative accuracy."""
-        cdef double qv = _qs_check_quantile(q)
+        cdef double qv
         cdef long long rank
         cdef double r, y
+        if type(q) is float and 0.0 <= <double>q <= 1.0:
+            qv = <double>q  # what _check_quantile returns for it, without the call
+        else:
+            qv = _qs_check_quantile(q)
         if self._count == 0:
             return NAN
         # the twin's min(floor(q * (count - 1)), count - 1): near 2**63 the product can round

@@ -270,8 +270,10 @@ def _one_call_per_set(manager) -> None:
 
 
 def _export(module: str, how: str, changed: bool = False) -> Callable[[], Timed]:
-    """One export of the 100 sets; ``changed``: after one new call in each set (what a real
-    scrape sees: every histogram changed since the last one), the 100 calls included."""
+    """One export of the 100 sets (``how``: "otel", "collect", "exposition" or "scrape", the
+    last two the whole Prometheus scrape, what a /metrics endpoint costs); ``changed``: after
+    one new call in each set (what a real scrape sees: every histogram changed since the last
+    one), the 100 calls included."""
 
     def setup() -> Timed:
         manager = hundred_sets(require(module))
@@ -316,14 +318,19 @@ def _export(module: str, how: str, changed: bool = False) -> Callable[[], Timed]
             return Timed(run, 1, check)
         registry = prom.CollectorRegistry()
         registry.register(collector)
+        scrape = collector.exposition if how == "exposition" else (
+            lambda: prom.generate_latest(registry))  # fmt: skip
 
         def run() -> None:
             before(manager)
-            last[:] = [prom.generate_latest(registry)]
+            last[:] = [scrape()]
 
         def check() -> None:
             series = last[0].count(b"gen_ai_client_operation_duration_seconds_count{")
             expect(series == 100, f"{series} duration series in the scrape, not 100")
+            if how == "exposition":  # what prometheus_client writes of the same numbers
+                expect(last[0] == prom.generate_latest(registry),
+                       "exposition() differs from generate_latest of the registry")
 
         return Timed(run, 1, check)
 
@@ -386,6 +393,7 @@ def groups(settings: Settings) -> Iterator[Group]:
         [
             Case("prodfast OpenTelemetry collect [cy]", PRODFAST, _export(cy, "otel")),
             Case("prodfast Prometheus collect() [cy]", PRODFAST, _export(cy, "collect")),
+            Case("prodfast Prometheus exposition() [cy]", PRODFAST, _export(cy, "exposition")),
             Case("prometheus_client generate_latest of it [cy]", PEER, _export(cy, "scrape")),
         ],
         unit="export",
@@ -397,6 +405,8 @@ def groups(settings: Settings) -> Iterator[Group]:
             Case("100 tracked calls alone [cy]", FLOOR, _calls_only(cy)),
             Case("prodfast OpenTelemetry collect [cy]", PRODFAST, _export(cy, "otel", changed=True)),
             Case("prodfast Prometheus collect() [cy]", PRODFAST, _export(cy, "collect", changed=True)),
+            Case("prodfast Prometheus exposition() [cy]", PRODFAST, _export(cy, "exposition", changed=True)),
+            Case("prometheus_client generate_latest of it [cy]", PEER, _export(cy, "scrape", changed=True)),
         ],
         unit="export",
     )

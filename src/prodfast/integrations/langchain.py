@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ..monitor import CallbackManager, Run
-from ..monitor.usage import _normalize_usage, extract_response_model
+from ..monitor.usage import InputOnlyUsage, _normalize_usage, extract_response_model
 
 __all__ = ["ProdfastCallbackHandler", "AsyncProdfastCallbackHandler"]
 
@@ -67,6 +67,7 @@ def _model_name(serialized, kwargs):
 def _usage_of(response):
     """Sum the usage the generations' messages report; else llm_output's token usage."""
     totals = None
+    output = False  # did any of them report output tokens
     for generations in getattr(response, "generations", None) or ():
         for gen in generations:
             message = getattr(gen, "message", None)
@@ -80,8 +81,9 @@ def _usage_of(response):
                 totals = dict.fromkeys(usage, 0)
             for key, value in usage.items():
                 totals[key] += value
+            output = output or type(usage) is not InputOnlyUsage
     if totals is not None:
-        return totals
+        return totals if output else InputOnlyUsage(totals)
     output = getattr(response, "llm_output", None) or {}
     for key in ("token_usage", "usage"):
         if output.get(key):

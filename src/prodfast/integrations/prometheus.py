@@ -70,6 +70,7 @@ from itertools import accumulate, repeat
 
 try:
     from prometheus_client import CollectorRegistry
+    from prometheus_client import generate_latest as _generate_latest
     from prometheus_client.metrics_core import Metric
     from prometheus_client.mmap_dict import MmapedDict, mmap_key
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -258,18 +259,173 @@ def _add_quantiles(family, labels, values):
                                         values)  # fmt: skip
 
 
+class _Metrics:
+    """A collector of the given metric families, for prometheus_client's ``generate_latest``."""
+
+    __slots__ = ("metrics",)
+
+    def __init__(self, *metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        return self.metrics
+
+
+def _text_of(*metrics):
+    """What prometheus_client's ``generate_latest`` writes for ``metrics``, as str."""
+    return _generate_latest(_Metrics(*metrics)).decode("utf-8")
+
+
+def _line_heads(name, typ, samples):
+    """prometheus_client's text line of each of ``samples`` (all valued 0.0) up to the space
+    before the value: ``name{labels}``, its own escaping and label order, read off its output."""
+    family = Metric(name, "", typ)
+    family.samples = samples
+    lines = _text_of(family).split("\n")
+    body = lines[2:-1]  # after # HELP and # TYPE; the text ends with a newline
+    if len(body) != len(samples) or not all(line.endswith(" 0.0") for line in body):
+        raise RuntimeError(f"unexpected prometheus_client text for {name}: {lines!r}")
+    return [line[:-4] for line in body]
+
+
+_HEADERS: dict[tuple, bytes] = {}
+
+
+def _header(family):
+    """The ``# HELP`` and ``# TYPE`` lines of a family (without samples), UTF-8."""
+    key = (family.name, family.type)
+    text = _HEADERS.get(key)
+    if text is None:
+        text = _HEADERS[key] = _generate_latest(_Metrics(family))
+    return text
+
+
+# Below this, a count's text in prometheus_client's exposition (floatToGoString(float(n))) is
+# str(n) + ".0"; from it on, Go's exponent form.
+_SMALL_COUNT = 1_000_000
+_INF = math.inf
+
+
+def _go_str(x):
+    """floatToGoString(x) for a sum or a quantile: repr(x) for a float in (-inf, 1e6), as
+    floatToGoString writes it there (NaN, the infinities and Go's exponent form from 1e6 on:
+    floatToGoString itself)."""
+    if type(x) is float and -_INF < x < _SMALL_COUNT:
+        return repr(x)
+    return floatToGoString(x)
+
+
+def _pieces(heads, suffixes):
+    """The fixed text around a sample group's values: ``heads[i] + " "`` before value i and
+    ``suffixes[i] + "\n"`` after it, as the even items of a list whose odd items (None here)
+    are the values: ``pieces[1::2] = values; "".join(pieces)``."""
+    pieces = []
+    for head, suffix in zip(heads, suffixes, strict=True):
+        if pieces:
+            pieces[-1] += head + " "
+        else:
+            pieces.append(head + " ")
+        pieces += [None, suffix + "\n"]
+    return pieces
+
+
 class _Exported:
     """One histogram of one series as the last scrape exported it: its label dicts (built once,
-    reused by every later scrape) and, with the numbers they were made from, its samples (reused
-    as they are while those numbers have not changed)."""
+    reused by every later scrape) and, with the numbers they were made from, its samples: the
+    histogram's (reused while its counts and sum are the same) and the quantiles' (while the
+    three quantiles are); for ``exposition()``, the same as text (the fixed text of its lines
+    built at its first exposition). Each pair is replaced in one assignment."""
 
-    __slots__ = ("labels", "le_labels", "q_labels", "last")
+    __slots__ = ("name", "labels", "le_labels", "q_labels", "last", "q_last", "pieces", "text",
+                 "q_text")  # fmt: skip
 
-    def __init__(self, labels, bounds):
+    def __init__(self, name, labels, bounds):
+        self.name = name
         self.labels = labels
         self.le_labels = _with_each(labels, "le", _les(bounds))
         self.q_labels = _with_each(labels, "quantile", _Q_TEXTS)
-        self.last = (None, (), ())  # (numbers, samples, quantile samples): one assignment
+        self.last = (None, ())  # ((counts, sum), samples)
+        self.q_last = (None, ())  # (quantiles, samples)
+        self.pieces = None  # (histogram lines: small counts, large counts; quantile lines)
+        self.text = (None, b"")  # ((counts, sum), lines, UTF-8)
+        self.q_text = (None, b"")  # (quantiles, lines)
+
+    def samples(self, h):
+        """``(histogram samples, quantile samples)`` of ``h``, reused while they are the same."""
+        numbers = (h.counts, h.sum)
+        last = self.last
+        if numbers != last[0]:
+            last = self.last = (numbers, _histogram_samples(self.name, self.labels, h,
+                                                            self.le_labels))  # fmt: skip
+        quantiles = h.quantiles
+        q_last = self.q_last
+        if quantiles != q_last[0]:
+            q_last = self.q_last = (quantiles, _quantile_samples(self.name + "_quantile",
+                                                                 self.q_labels, quantiles))  # fmt: skip
+        return last[1], q_last[1]
+
+    def _pieces(self):
+        name = self.name
+        labels = self.labels
+        heads = _line_heads(name, "histogram", [
+            *(_new(Sample, (name + "_bucket", le, 0.0, *_REST)) for le in self.le_labels),
+            _new(Sample, (name + "_count", labels, 0.0, *_REST)),
+            _new(Sample, (name + "_sum", labels, 0.0, *_REST)),
+        ])  # fmt: skip
+        q_heads = _line_heads(name + "_quantile", "gauge", [
+            _new(Sample, (name + "_quantile", q, 0.0, *_REST)) for q in self.q_labels])
+        small = _pieces(heads, [".0"] * (len(heads) - 1) + [""])  # counts as str(n) + ".0"
+        self.pieces = pieces = (small, _pieces(heads, [""] * len(heads)),
+                                _pieces(q_heads, [""] * len(q_heads)))  # fmt: skip
+        return pieces
+
+    def texts(self, h):
+        """``(histogram lines, quantile lines)`` of ``h``, UTF-8, reused while they are the
+        same numbers."""
+        numbers = (h.counts, h.sum)
+        text = self.text
+        pieces = self.pieces or self._pieces()
+        if numbers != text[0]:
+            if h.count < _SMALL_COUNT:
+                out = pieces[0].copy()
+                out[1::2] = [*map(str, accumulate(h.counts)), str(h.count), _go_str(h.sum)]
+            else:
+                out = pieces[1].copy()
+                out[1::2] = map(floatToGoString, (*accumulate(h.counts), h.count, h.sum))
+            text = self.text = (numbers, "".join(out).encode())
+        quantiles = h.quantiles
+        q_text = self.q_text
+        if quantiles != q_text[0]:
+            out = pieces[2].copy()
+            out[1::2] = map(_go_str, quantiles)
+            q_text = self.q_text = (quantiles, "".join(out).encode())
+        return text[1], q_text[1]
+
+
+class _CounterLines:
+    """The operations counter line of one series and, for a series of failed calls, the errors
+    counter line: their templates, and the last lines made of them."""
+
+    __slots__ = ("calls", "errors", "last")
+
+    def __init__(self, labels):
+        sample = [_new(Sample, (OPERATIONS + "_total", labels, 0.0, *_REST))]
+        self.calls = _line_heads(OPERATIONS, "counter", sample)[0] + " "
+        self.errors = None
+        if _ERROR_TYPE in labels:
+            sample = [_new(Sample, (OPERATION_ERRORS + "_total", labels, 0.0, *_REST))]
+            self.errors = _line_heads(OPERATION_ERRORS, "counter", sample)[0] + " "
+        self.last = (None, b"", b"")  # (count, calls line, errors line), UTF-8
+
+    def texts(self, count):
+        last = self.last
+        if count != last[0]:
+            value = (str(count) + ".0" if type(count) is int and 0 <= count < _SMALL_COUNT
+                     else floatToGoString(count)) + "\n"  # fmt: skip
+            errors = self.errors
+            last = self.last = (count, (self.calls + value).encode(),
+                                b"" if errors is None else (errors + value).encode())  # fmt: skip
+        return last
 
 
 class PrometheusCollector:
@@ -286,6 +442,7 @@ class PrometheusCollector:
     def __init__(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None):
         self._sources: list[tuple[CallbackManager, dict[str, str]]] = []
         self._exported: dict[tuple, _Exported] = {}
+        self._counters: dict[tuple, _CounterLines] = {}  # exposition()'s, by series
         self.add(manager, attributes)
 
     def add(self, manager: CallbackManager, attributes: Mapping[str, object] | None = None) -> None:
@@ -309,6 +466,41 @@ class PrometheusCollector:
         return [*hist.values(), *quant.values(), Metric(OPERATIONS, _HELP[OPERATIONS], "counter"),
                 Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")]
 
+    def _entries(self):
+        """This scrape's histograms: ``(series, counter key, [(name, histogram, entry), ...])``
+        for each series of each source, the entries kept from the last scrape or made now;
+        the collector then keeps only these (and the counter lines of these series)."""
+        last = self._exported
+        last_counters = self._counters
+        exported = {}  # this scrape's: what no series has any more is dropped with the old dict
+        counters = {}
+        out = []
+        for index, (manager, constant) in enumerate(self._sources):
+            series_list, _ = manager.series()
+            for series in series_list:
+                labels = None
+                hists = []
+                for name, token_type, h, always in _histograms_of(series):
+                    if not (always or h.count):
+                        continue
+                    key = (index, series.key, name, token_type)
+                    entry = last.get(key)
+                    if entry is None:
+                        if labels is None:
+                            labels = _series_labels(series.key, constant)
+                        hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
+                        entry = _Exported(name, hl, h.bounds)
+                    exported[key] = entry
+                    hists.append((name, h, entry))
+                key = (index, series.key)
+                counter = last_counters.get(key)
+                if counter is not None:
+                    counters[key] = counter
+                out.append((series, key, hists))
+        self._exported = exported
+        self._counters = counters
+        return out
+
     def collect(self):
         """One consistent copy of every manager's series, as Prometheus metric families.
 
@@ -321,43 +513,54 @@ class PrometheusCollector:
         errors = Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")
         calls_samples = calls.samples
         errors_samples = errors.samples
-        last = self._exported
-        exported = {}  # this scrape's: what no series has any more is dropped with the old dict
         rest = _REST
-        for index, (manager, constant) in enumerate(self._sources):
-            series_list, _ = manager.series()
-            for series in series_list:
-                labels = None
-                for name, token_type, h, always in _histograms_of(series):
-                    if not (always or h.count):
-                        continue
-                    key = (index, series.key, name, token_type)
-                    entry = last.get(key)
-                    if entry is None:
-                        if labels is None:
-                            labels = _series_labels(series.key, constant)
-                        hl = labels if token_type is None else {**labels, _TOKEN_TYPE: token_type}
-                        entry = _Exported(hl, h.bounds)
-                    exported[key] = entry
-                    numbers = (h.counts, h.sum, h.quantiles)
-                    seen = entry.last
-                    if numbers != seen[0]:
-                        seen = entry.last = (
-                            numbers,
-                            _histogram_samples(name, entry.labels, h, entry.le_labels),
-                            _quantile_samples(name + "_quantile", entry.q_labels, h.quantiles),
-                        )
-                    hist[name].samples += seen[1]
-                    quant[name].samples += seen[2]
-                    if name is OPERATION_DURATION:  # always first: the series' own labels
-                        labels = entry.labels
-                n = float(series.duration.count)
-                calls_samples.append(_new(Sample, (OPERATIONS + "_total", labels, n, *rest)))
-                if _ERROR_TYPE in labels:
-                    errors_samples.append(_new(Sample, (OPERATION_ERRORS + "_total", labels, n,
-                                                        *rest)))  # fmt: skip
-        self._exported = exported
+        for series, _, hists in self._entries():
+            for name, h, entry in hists:
+                samples, q_samples = entry.samples(h)
+                hist[name].samples += samples
+                quant[name].samples += q_samples
+            labels = hists[0][2].labels  # the duration's, always first: the series' own labels
+            n = float(series.duration.count)
+            calls_samples.append(_new(Sample, (OPERATIONS + "_total", labels, n, *rest)))
+            if _ERROR_TYPE in labels:
+                errors_samples.append(_new(Sample, (OPERATION_ERRORS + "_total", labels, n,
+                                                    *rest)))  # fmt: skip
         return [*hist.values(), *quant.values(), calls, errors]
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of these metrics: byte for byte what
+        prometheus_client's ``generate_latest`` writes for a registry holding only this
+        collector, made from cached text.
+
+        Each line's labels are formatted (by prometheus_client itself) at the first scrape
+        that has the line, and kept; a histogram that did not change keeps its text, and one
+        that did is formatted in one go. For a ``/metrics`` endpoint that also serves other
+        metrics: ``generate_latest(REGISTRY) + collector.exposition()``, the collector not
+        registered in ``REGISTRY``.
+        """
+        hist, quant = _new_families()
+        calls = Metric(OPERATIONS, _HELP[OPERATIONS], "counter")
+        errors = Metric(OPERATION_ERRORS, _HELP[OPERATION_ERRORS], "counter")
+        hist_parts = {name: [_header(f)] for name, f in hist.items()}
+        quant_parts = {name: [_header(f)] for name, f in quant.items()}
+        calls_parts = [_header(calls)]
+        errors_parts = [_header(errors)]
+        entries = self._entries()
+        counters = self._counters  # this scrape's
+        for series, key, hists in entries:
+            for name, h, entry in hists:
+                lines, q_lines = entry.texts(h)
+                hist_parts[name].append(lines)
+                quant_parts[name].append(q_lines)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = _CounterLines(hists[0][2].labels)
+            _, line, error_line = counter.texts(series.duration.count)
+            calls_parts.append(line)
+            errors_parts.append(error_line)
+        parts = [text for texts in hist_parts.values() for text in texts]
+        parts += [text for texts in quant_parts.values() for text in texts]
+        return b"".join([*parts, *calls_parts, *errors_parts])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ and ``on_llm_error(model, error, **kw)``. The manager passes these keywords:
 - every hook: ``run_id`` — one per call, so concurrent calls from threads or asyncio tasks
   never share state (the seed kept one ``start_time`` for all calls);
 - ``on_llm_end``: ``latency`` (seconds), ``ttft`` (seconds to the first streamed token, or
-  None), ``usage`` (``{"prompt_tokens", "completion_tokens", "total_tokens"}`` or None) and
+  None), ``usage`` (``{"prompt_tokens", "completion_tokens", "total_tokens"}`` or None; an
+  ``InputOnlyUsage``, a dict with ``completion_tokens`` 0, when the response reports no output
+  tokens, as an embeddings response, for which no output-token observation is recorded) and
   ``streamed_tokens`` (how many chunks the call streamed, 0 if it did not stream; a chunk is
   not a token: TokenUsageCallback counts them as ``chunks``);
 - ``on_llm_error``: ``latency`` and ``error_type`` (the exception's class name).

@@ -13,6 +13,7 @@ from .._monitor_py import (
     PENDING_LIMIT,  # finished calls queued before they are aggregated
     _check_attribute,
     _new_run,
+    _output_tokens,
 )
 from .hooks import (
     _HOOKS,
@@ -296,7 +297,7 @@ class CallbackManager:
         else:
             pending.append(((run.operation, run.provider, run.model, run.response_model, None),
                             latency, ttft, run._gaps, usage["prompt_tokens"],
-                            usage["completion_tokens"]))
+                            _output_tokens(usage)))
         if len(pending) >= PENDING_LIMIT:
             with self._lock:
                 self._drain()

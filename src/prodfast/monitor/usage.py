@@ -5,7 +5,8 @@ The functions live in ``prodfast._monitor_py`` (which the compiled core imports 
 
 from __future__ import annotations
 
-from .._monitor_py import (  # noqa: F401  (the private two: for the callbacks)
+from .._monitor_py import (  # noqa: F401  (InputOnlyUsage and the private two: for the callbacks)
+    InputOnlyUsage,
     _normalize_usage,
     _token_count,
     extract_response_model,
