@@ -12,6 +12,7 @@ Linux, macOS and Windows (building them needs Docker, a Mac and a Windows machin
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -108,6 +109,9 @@ def test_sdist_has_sources_but_no_generated_c(dists):
     ]
     assert "examples/service/app.py" in shipped and "scripts/ensure-redis.sh" in shipped
     assert [n for n in shipped if n not in names] == []
+    # every file the README links to (the benchmark outputs and charts under docs/)
+    linked = set(re.findall(r"\((docs/[^)#\s]+)\)", (ROOT / "README.md").read_text("utf-8")))
+    assert linked and sorted(linked - set(names)) == []
     generated = [n for n in names if n.endswith((".c", ".so", ".pyd", ".html"))]
     assert generated == []
 
