@@ -134,23 +134,6 @@ _CACHE_STATE_VERSION = _cache_py._STATE_VERSION
 cdef object _cache_MISSING = _cache_py._MISSING
 
 
-cdef inline double _cache_cclock() noexcept nogil:
-    # time.monotonic() without the Python call (prodfast/_platform.h)
-    return prodfast_monotonic()
-
-
-# Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
-# of ~30 in a VM). It trails the precise clock by at most one tick (1-10 ms), so an item whose
-# expiry lies more than this margin beyond the coarse time is alive by the precise clock too;
-# anything closer is decided by a precise read. Expiries themselves always come from the precise
-# clock, so results are those of time.monotonic().
-DEF _CACHE_COARSE_MARGIN = 0.05
-
-cdef inline double _cache_coarse() noexcept nogil:
-    # the coarse clock where there is one, else -inf: then every read is precise
-    return prodfast_monotonic_floor()
-
-
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
     cdef Py_ssize_t n = _cache_ULEN(a)
     cdef unsigned int kind = _cache_UKIND(a)
@@ -1463,7 +1446,7 @@ cdef class _CacheCore:
             t = self._tw._time
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
         elif self._cclock:
-            d = _cache_cclock()
+            d = _clock_now()
         else:
             t = self._tw._timer()
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
@@ -1477,11 +1460,8 @@ cdef class _CacheCore:
 
     @cython.final
     cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
-        # Built-in clock, read path: alive by time.monotonic() (see _CACHE_COARSE_MARGIN).
-        cdef double exp = self._ents[ix].exp
-        if _cache_coarse() + _CACHE_COARSE_MARGIN < exp:
-            return True
-        return _cache_cclock() < exp
+        # Built-in clock, read path: alive by time.monotonic() (see _clock_before).
+        return _clock_before(self._ents[ix].exp)
 
     @cython.final
     cdef int _observe(self, object t) except -1:
