@@ -2,8 +2,9 @@
 #
 # Layout (per cache), modelled on CPython's compact dict:
 #
-#   _idx   int32[mask + 1]   linear-probing index table: -1 empty, else (hash tag << _ibits) | entry
-#                            number; the home slot comes from Fibonacci hashing of the hash
+#   _ix    _cache_index      the hash index: linear-probing int32 slots, -1 empty, else
+#                            (hash tag << ibits) | entry number; the home slot comes from
+#                            Fibonacci hashing of the hash (struct and kernels: _cache_kernels.pxi)
 #   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
 #                            expiry (double, TTLCache only)
 #   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
@@ -75,17 +76,8 @@ cdef extern from "Python.h":
         _cache_traverseproc tp_traverse
         _cache_inquiry tp_clear
 
-cdef struct _cache_ent:
-    PyObject* key
-    PyObject* value
-    Py_hash_t hash
-    int32_t prev
-    int32_t next
-    double exp          # TTLCache: expiry; kept in the entry so that a read touches one place
+include "_cache_kernels.pxi"     # the entry, the hash index and their kernels
 
-cdef struct _cache_tl:
-    int32_t prev
-    int32_t next
 
 cdef struct _cache_bk:
     # LFUCache: one use-count bucket, a run first..last of the entry list (all with `count` uses)
@@ -115,8 +107,6 @@ cdef struct _cache_store:
     double* seqs
     Py_ssize_t n
 
-DEF _CACHE_EMPTY = -1
-DEF _CACHE_MINSIZE = 8
 DEF _CACHE_MAXENT = 0x7FFFFFF0
 
 # Eviction policies. The entry list (prev/next) is the iteration order and, except for RR, the
@@ -377,7 +367,7 @@ cdef class _CacheCore:
     """Shared engine of LRUCache and TTLCache (not public)."""
 
     cdef _cache_ent* _ents
-    cdef int32_t* _idx
+    cdef _cache_index _ix       # the hash index (_cache_kernels.pxi)
     cdef _cache_tl* _tl
     cdef int32_t* _heap         # TLRUCache with real expiries: min-heap of entry numbers by expiry
     cdef int32_t* _hpos         # ... and each entry's position in it (or in _xh; -1: none yet)
@@ -393,13 +383,8 @@ cdef class _CacheCore:
     cdef double _seq            # the next insertion number: iteration is in first-insertion order
     cdef PyObject** _xexp
     cdef PyObject** _sizes
-    cdef Py_ssize_t _mask
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
-    cdef int _shift
-    cdef int _ibits
-    cdef int32_t _imask
-    cdef uint64_t _tagmask
     cdef Py_ssize_t _maxcap
     cdef int32_t _head, _tail, _thead, _ttail
     cdef Py_ssize_t _slot
@@ -427,11 +412,11 @@ cdef class _CacheCore:
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
-        self._idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
-        if self._idx == NULL:
+        cdef int32_t* slots = _ix_alloc(_CACHE_MINSIZE)
+        if slots == NULL:
             raise MemoryError()
-        memset(self._idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
-        self._mask = _CACHE_MINSIZE - 1
+        _ix_adopt(&self._ix, slots, _CACHE_MINSIZE)
+        _ix_bits(&self._ix, 0x7FFFFFFF)
         self._ents = NULL
         self._tl = NULL
         self._heap = NULL
@@ -449,10 +434,6 @@ cdef class _CacheCore:
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
-        self._shift = 61
-        self._ibits = 31
-        self._imask = 0x7FFFFFFF
-        self._tagmask = 0
         self._head = self._tail = self._thead = self._ttail = -1
         self._maxsize_c = 0
         self._maxcap = 0
@@ -486,8 +467,8 @@ cdef class _CacheCore:
 
     def __dealloc__(self):
         _cache_release(self._detach())
-        PyMem_Free(self._idx)
-        self._idx = NULL
+        PyMem_Free(self._ix.slots)
+        self._ix.slots = NULL
 
     # ------------------------------------------------------------------ garbage collection
 
@@ -541,8 +522,7 @@ cdef class _CacheCore:
         self._xhn = self._xhcap = self._xdead = 0
         self._xhseq = 0.0
         self._xhver += 1
-        if self._idx != NULL:
-            memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
+        _ix_wipe(&self._ix)
         self._ents = NULL
         self._tl = NULL
         self._heap = NULL
@@ -582,12 +562,7 @@ cdef class _CacheCore:
             self._maxcap = _CACHE_MAXENT if self._maxsize_c > _CACHE_MAXENT else self._maxsize_c
         else:
             self._maxcap = _CACHE_MAXENT
-        # entry numbers take the low _ibits bits of a slot, the hash tag the rest (up to bit 30)
-        self._ibits = 1
-        while (<Py_ssize_t>1 << self._ibits) <= self._maxcap and self._ibits < 31:
-            self._ibits += 1
-        self._imask = <int32_t>((<uint64_t>1 << self._ibits) - 1)
-        self._tagmask = (<uint64_t>1 << (31 - self._ibits)) - 1
+        _ix_bits(&self._ix, self._maxcap)
         self._update_fast()
         return 0
 
@@ -607,20 +582,7 @@ cdef class _CacheCore:
                           and (self._pol != _POL_RR
                                or (self._choice is _cache_random.choice and _cache_rr_replay)))
 
-    # ------------------------------------------------------------------ table primitives
-
-    @cython.final
-    cdef inline int32_t _tag(self, Py_hash_t h) noexcept:
-        # Hash bits kept in the slot above the entry number: most slots of another key are
-        # told apart without reading its entry (a miss reads the index table only).
-        return <int32_t>((((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> 32) & self._tagmask)
-                         << self._ibits)
-
-    @cython.final
-    cdef inline size_t _home(self, Py_hash_t h) noexcept:
-        # Fibonacci hashing: the high bits of h * 2^64/phi pick the home slot, so that regular
-        # hashes (ints with a common stride) spread out under linear probing.
-        return <size_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> self._shift)
+    # ------------------------------------------------------------------ the index: lookup
 
     @cython.final
     cdef inline void _bump(self) noexcept:
@@ -651,102 +613,35 @@ cdef class _CacheCore:
     @cython.final
     cdef inline Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(h)
-        cdef int32_t t = self._tag(h)
-        cdef int32_t imask = self._imask
-        cdef int32_t ix
+        # The index kernels propose candidates; __eq__ (user code) runs here, between them.
+        cdef size_t i = _ix_home(&self._ix, h)
         cdef PyObject* k = <PyObject*>key
-        cdef PyObject* other
-        cdef size_t ver
+        cdef int32_t ix
         cdef int r
         while True:
-            ix = self._idx[i]
-            if ix < 0:
-                self._slot = <Py_ssize_t>i
-                return -1
-            if (ix & ~imask) != t:
-                i = (i + 1) & mask
-                continue
-            ix &= imask
-            other = self._ents[ix].key
-            if other == k:
+            ix = _ix_probe(&self._ix, self._ents, h, k, &i)
+            if ix < 0 or self._ents[ix].key == k:
                 self._slot = <Py_ssize_t>i
                 return ix
-            if self._ents[ix].hash == h:
-                r = self._keys_equal(other, k)
-                if r:
-                    if r == 2:  # a thread switch inside __eq__ let another thread change it
-                        mask = <size_t>self._mask
-                        i = self._home(h)
-                        continue
-                    self._slot = <Py_ssize_t>i
-                    return ix
-            i = (i + 1) & mask
-
-    @cython.final
-    cdef inline Py_ssize_t _slot_of(self, Py_ssize_t ix) noexcept:
-        # Slot holding entry ix (no user code: compares entry numbers only).
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(self._ents[ix].hash)
-        cdef int32_t imask = self._imask
-        while (self._idx[i] & imask) != ix:
-            i = (i + 1) & mask
-        return <Py_ssize_t>i
-
-    @cython.final
-    cdef inline Py_ssize_t _free_slot(self, Py_hash_t h) noexcept:
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(h)
-        while self._idx[i] >= 0:
-            i = (i + 1) & mask
-        return <Py_ssize_t>i
-
-    @cython.final
-    cdef inline void _clear_slot(self, Py_ssize_t slot) noexcept:
-        # Linear-probing deletion without tombstones: shift later members of the cluster back.
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = <size_t>slot
-        cdef size_t j = i
-        cdef size_t k
-        cdef int32_t v
-        while True:
-            j = (j + 1) & mask
-            v = self._idx[j]
-            if v < 0:
-                break
-            k = self._home(self._ents[v & self._imask].hash)
-            # the entry at j may move to i only if its home is not cyclically in (i, j]
-            if i <= j:
-                if i < k and k <= j:
-                    continue
-            elif i < k or k <= j:
+            r = self._keys_equal(self._ents[ix].key, k)
+            if r == 1:
+                self._slot = <Py_ssize_t>i
+                return ix
+            if r == 2:      # a thread switch inside __eq__ let another thread change the table
+                i = _ix_home(&self._ix, h)
                 continue
-            self._idx[i] = v
-            i = j
-        self._idx[i] = _CACHE_EMPTY
+            i = (i + 1) & <size_t>self._ix.mask     # not equal: the table is as it was
 
     @cython.final
     cdef int _rebuild(self, Py_ssize_t need) except -1:
-        # New index table for `need` entries: load factor <= 1/2.
-        cdef Py_ssize_t size = _CACHE_MINSIZE
-        cdef int shift = 61
-        cdef Py_ssize_t i, s
-        cdef int32_t* idx
-        while size < 2 * need + 2:
-            size <<= 1
-            shift -= 1
-        idx = <int32_t*>PyMem_Malloc(size * sizeof(int32_t))
-        if idx == NULL:
+        # New index table for `need` entries (I1).
+        cdef Py_ssize_t size = _ix_size_for(need)
+        cdef int32_t* slots = _ix_alloc(size)
+        if slots == NULL:
             raise MemoryError()
-        memset(idx, 0xFF, size * sizeof(int32_t))
-        PyMem_Free(self._idx)
-        self._idx = idx
-        self._mask = size - 1
-        self._shift = shift
-        for i in range(self._n):
-            s = self._free_slot(self._ents[i].hash)
-            idx[s] = self._tag(self._ents[i].hash) | <int32_t>i
+        PyMem_Free(self._ix.slots)
+        _ix_adopt(&self._ix, slots, size)
+        _ix_fill(&self._ix, self._ents, self._n)
         self._bump()
         return 0
 
@@ -812,7 +707,7 @@ cdef class _CacheCore:
                     self._bks[i].first = self._bfree
                     self._bfree = <int32_t>i
             self._cap = newcap
-        if (self._n + 1) * 2 > self._mask + 1:
+        if (self._n + 1) * 2 > self._ix.mask + 1:
             self._rebuild(self._n + 1)
         return 0
 
@@ -1289,10 +1184,9 @@ cdef class _CacheCore:
     cdef int32_t _insert(self, object key, object value, Py_hash_t h) except -1:
         # Add a new entry (key known absent; _reserve() already called) at the end of its
         # policy's order. Returns its number. A TTL/TLRU caller then calls _set_exp() at once.
-        cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
-        self._idx[s] = self._tag(h) | ix
+        _ix_insert(&self._ix, h, ix)
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -1330,9 +1224,8 @@ cdef class _CacheCore:
         # them BEFORE calling this, and release them after the structure is consistent.
         cdef int32_t last = <int32_t>(self._n - 1)
         cdef int32_t b
-        cdef Py_ssize_t ls
         cdef _cache_ent* e
-        self._clear_slot(slot)
+        _ix_clear_slot(&self._ix, self._ents, slot)
         if ix == self._keep:
             self._keep = -1
         elif last == self._keep:
@@ -1348,8 +1241,7 @@ cdef class _CacheCore:
             self._ttl_unlink(ix)
         if ix != last:
             # entry `last` becomes entry ix: every reference to it is renumbered
-            ls = self._slot_of(last)
-            self._idx[ls] = (self._idx[ls] & ~self._imask) | ix
+            _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), ix)
             self._ents[ix] = self._ents[last]
             e = &self._ents[ix]
             if e.prev >= 0:
@@ -1601,7 +1493,7 @@ cdef class _CacheCore:
             d = now
             while self._n and not (d < self._ents[self._heap[0]].exp):
                 ix = self._heap[0]
-                evicted.append(self._take(ix, self._slot_of(ix)))
+                evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
                 self._expirations += 1
             return 0
         if self._xheap:
@@ -1618,14 +1510,14 @@ cdef class _CacheCore:
                 if alive:
                     break
                 ix = self._xh[0].ent
-                evicted.append(self._take(ix, self._slot_of(ix)))
+                evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
                 self._expirations += 1
             return 0
         while self._thead >= 0:
             ix = self._thead
             if self._alive(ix, now):
                 break
-            evicted.append(self._take(ix, self._slot_of(ix)))
+            evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
             self._expirations += 1
         return 0
 
@@ -1873,7 +1765,7 @@ cdef class _CacheCore:
             else:
                 # the victim's entry takes the new item (no hole to fill)
                 v = self._head
-                self._clear_slot(self._slot_of(v))
+                _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
                 e = &self._ents[v]
                 oldk = e.key
                 oldv = e.value
@@ -1888,7 +1780,7 @@ cdef class _CacheCore:
                     self._lfu_add(v)
                 else:
                     self._touch(v)
-                self._idx[self._free_slot(h)] = self._tag(h) | v
+                _ix_insert(&self._ix, h, v)
                 if self._is_ttl:
                     self._seqs[v] = self._seq
                     self._place(v, exp)
@@ -1966,7 +1858,6 @@ cdef class _CacheCore:
         cdef Py_ssize_t r = self._rr_pick()
         cdef int32_t v = <int32_t>r
         cdef int32_t last = <int32_t>(self._n - 1)
-        cdef Py_ssize_t ls
         cdef _cache_ent* e = &self._ents[v]
         cdef PyObject* oldk = e.key
         cdef PyObject* oldv = e.value
@@ -1975,13 +1866,12 @@ cdef class _CacheCore:
             _cache_prefetch(&self._ents[e.prev])
         if e.next >= 0:
             _cache_prefetch(&self._ents[e.next])
-        _cache_prefetch(&self._idx[self._home(e.hash)])
-        self._clear_slot(self._slot_of(v))
+        _cache_prefetch(&self._ix.slots[_ix_home(&self._ix, e.hash)])
+        _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
         self._lru_unlink(v)
         if v != last:
             # entry `last` becomes entry v: every reference to it is renumbered
-            ls = self._slot_of(last)
-            self._idx[ls] = (self._idx[ls] & ~self._imask) | v
+            _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), v)
             e[0] = self._ents[last]
             if e.prev >= 0:
                 self._ents[e.prev].next = v
@@ -1992,7 +1882,7 @@ cdef class _CacheCore:
             else:
                 self._tail = v
             e = &self._ents[last]
-        self._idx[self._free_slot(h)] = self._tag(h) | last
+        _ix_insert(&self._ix, h, last)
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -2187,7 +2077,7 @@ cdef class _CacheCore:
                 victim = self._ents[victim].next
             if victim < 0:
                 raise KeyError(f"{type(self).__name__} is empty")
-            return self._take(victim, self._slot_of(victim))
+            return self._take(victim, _ix_slot_of(&self._ix, self._ents, victim))
         if self._n - (self._keep >= 0) <= 0:
             raise KeyError(f"{type(self).__name__} is empty")
         key = self._choice(_cache_RRKeys._new(self))
@@ -2324,16 +2214,13 @@ cdef class _CacheCore:
 
     @cython.final
     cdef int _clear(self) except -1:
-        cdef int32_t* idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
+        cdef int32_t* slots = _ix_alloc(_CACHE_MINSIZE)
         cdef _cache_store old
-        if idx == NULL:
+        if slots == NULL:
             raise MemoryError()
         old = self._detach()
-        PyMem_Free(self._idx)
-        memset(idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
-        self._idx = idx
-        self._mask = _CACHE_MINSIZE - 1
-        self._shift = 61
+        PyMem_Free(self._ix.slots)
+        _ix_adopt(&self._ix, slots, _CACHE_MINSIZE)
         _cache_release(old)    # the cache is empty and consistent: now the old contents may go
         return 0
 
@@ -2669,8 +2556,11 @@ cdef class _CacheCore:
     @cython.final
     cdef void _swap(self, _CacheCore o) noexcept:
         # Exchange every setting and all contents with `o` (a fresh object of the same class).
+        cdef _cache_index ix
         self._ents, o._ents = o._ents, self._ents
-        self._idx, o._idx = o._idx, self._idx
+        ix = self._ix
+        self._ix = o._ix
+        o._ix = ix
         self._tl, o._tl = o._tl, self._tl
         self._heap, o._heap = o._heap, self._heap
         self._hpos, o._hpos = o._hpos, self._hpos
@@ -2681,13 +2571,8 @@ cdef class _CacheCore:
         self._seq, o._seq = o._seq, self._seq
         self._xexp, o._xexp = o._xexp, self._xexp
         self._sizes, o._sizes = o._sizes, self._sizes
-        self._mask, o._mask = o._mask, self._mask
         self._n, o._n = o._n, self._n
         self._cap, o._cap = o._cap, self._cap
-        self._shift, o._shift = o._shift, self._shift
-        self._ibits, o._ibits = o._ibits, self._ibits
-        self._imask, o._imask = o._imask, self._imask
-        self._tagmask, o._tagmask = o._tagmask, self._tagmask
         self._maxcap, o._maxcap = o._maxcap, self._maxcap
         self._head, o._head = o._head, self._head
         self._tail, o._tail = o._tail, self._tail
@@ -2823,25 +2708,25 @@ cdef class _CacheCore:
         cdef int32_t ix, prev
         cdef _cache_bk* bk
         assert self._n <= self._cap, "n > cap"
-        assert (self._mask + 1) & self._mask == 0, "table size not a power of two"
+        assert (self._ix.mask + 1) & self._ix.mask == 0, "table size not a power of two"
         seen = [False] * self._n
-        for i in range(self._mask + 1):
-            ix = self._idx[i]
+        for i in range(self._ix.mask + 1):
+            ix = self._ix.slots[i]
             if ix >= 0:
-                assert (ix & ~self._imask) == self._tag(self._ents[ix & self._imask].hash), "bad tag"
-                ix &= self._imask
+                assert (ix & ~self._ix.imask) == _ix_tag(&self._ix, self._ents[ix & self._ix.imask].hash), "bad tag"
+                ix &= self._ix.imask
                 assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
                 used += 1
-                j = self._home(self._ents[ix].hash)
+                j = _ix_home(&self._ix, self._ents[ix].hash)
                 while j != i:
-                    assert self._idx[j] >= 0, "entry not reachable from its home slot"
-                    j = (j + 1) & self._mask
+                    assert self._ix.slots[j] >= 0, "entry not reachable from its home slot"
+                    j = (j + 1) & self._ix.mask
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
-        assert self._n * 2 <= self._mask + 1 or self._n == 0, "table overfull"
+        assert self._n * 2 <= self._ix.mask + 1 or self._n == 0, "table overfull"
         prev = -1
         ix = self._head
         while ix >= 0:
