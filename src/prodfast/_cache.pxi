@@ -5,17 +5,18 @@
 #   _ix    _cache_index      the hash index: linear-probing int32 slots, -1 empty, else
 #                            (hash tag << ibits) | entry number; the home slot comes from
 #                            Fibonacci hashing of the hash (struct and kernels: _cache_kernels.pxi)
-#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
+#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, links of the order list,
 #                            expiry (double, TTLCache only)
-#   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
+#   _tl    _cache_link[_cap] TTLCache only: links of the expiry list
 #   _heap  int32[_cap]       TLRUCache, built-in clock: min-heap of entries by expiry (_hpos: places)
 #   _xh    _cache_xrec[..]   TLRUCache, user timer: heap of (expiry object, push number, entry)
 #                            records, deleted lazily (_hpos: each entry's record)
 #   _xexp  PyObject*[_cap]   TTLCache/TLRUCache with a non-real timer/ttl only: expiry objects
 #   _sizes PyObject*[_cap]   caches with getsizeof only: each item's size
 #
-#   LRU list:    _head (least recent) <-> ... <-> _tail (most recent)
-#   expiry list: _thead (set first)   <-> ... <-> _ttail (set last)
+#   order list:  _order.head (least recent) <-> ... <-> _order.tail (most recent)
+#   expiry list: _tlist.head (set first)    <-> ... <-> _tlist.tail (set last)
+#   (one set of list kernels serves both: _cache_kernels.pxi)
 #
 # Deleting entry i empties its slot, shifting later members of the probe cluster back (no
 # tombstones, so churn never forces a rebuild), and moves the last entry into hole i (fixing that
@@ -97,7 +98,7 @@ cdef struct _cache_store:
     _cache_xrec* xh
     Py_ssize_t xhn
     _cache_ent* ents
-    _cache_tl* tl
+    _cache_link* tl
     int32_t* heap
     int32_t* hpos
     int32_t* lfb
@@ -277,7 +278,7 @@ cdef bint _cache_mt_ok = _cache_mt_check()
 cdef PyObject* _cache_mt_inst = <PyObject*>_cache_random._inst
 
 
-cdef double _cache_tlru_double(object exp) except? -1.0:
+cdef double _cache_linkru_double(object exp) except? -1.0:
     if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
         raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
     return float(exp)
@@ -368,7 +369,7 @@ cdef class _CacheCore:
 
     cdef _cache_ent* _ents
     cdef _cache_index _ix       # the hash index (_cache_kernels.pxi)
-    cdef _cache_tl* _tl
+    cdef _cache_link* _tl
     cdef int32_t* _heap         # TLRUCache with real expiries: min-heap of entry numbers by expiry
     cdef int32_t* _hpos         # ... and each entry's position in it (or in _xh; -1: none yet)
     cdef _cache_xrec* _xh       # TLRUCache with object expiries: the expiry heap's records
@@ -386,7 +387,8 @@ cdef class _CacheCore:
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _maxcap
-    cdef int32_t _head, _tail, _thead, _ttail
+    cdef _cache_list _order     # the order list: iteration order, and the eviction order but for RR
+    cdef _cache_list _tlist     # TTLCache: the expiry list (links in _tl)
     cdef Py_ssize_t _slot
     cdef size_t _ver
     cdef unsigned long _ver_tid
@@ -434,7 +436,7 @@ cdef class _CacheCore:
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
-        self._head = self._tail = self._thead = self._ttail = -1
+        self._order.head = self._order.tail = self._tlist.head = self._tlist.tail = -1
         self._maxsize_c = 0
         self._maxcap = 0
         self._maxsize = 0
@@ -534,7 +536,7 @@ cdef class _CacheCore:
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
-        self._head = self._tail = self._thead = self._ttail = -1
+        self._order.head = self._order.tail = self._tlist.head = self._tlist.tail = -1
         self._keep = -1                 # an update in progress finds its entry gone
         self._currsize_obj = 0
         self._bump()
@@ -664,10 +666,10 @@ cdef class _CacheCore:
                 raise MemoryError()
             self._ents = <_cache_ent*>p
             if self._is_ttl and not self._use_heap and not self._xheap:
-                p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_tl))
+                p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_link))
                 if p == NULL:
                     raise MemoryError()
-                self._tl = <_cache_tl*>p
+                self._tl = <_cache_link*>p
             if self._is_ttl:
                 p = PyMem_Realloc(self._seqs, newcap * sizeof(double))
                 if p == NULL:
@@ -711,103 +713,42 @@ cdef class _CacheCore:
             self._rebuild(self._n + 1)
         return 0
 
+    # ------------------------------------------------------------------ the two lists
+    #
+    # The kernels of _cache_kernels.pxi over the order list (links in the entries) and the TTL
+    # expiry list (links in _tl).
+
     @cython.final
     cdef inline void _lru_unlink(self, int32_t ix) noexcept:
-        cdef _cache_ent* e = &self._ents[ix]
-        if e.prev >= 0:
-            self._ents[e.prev].next = e.next
-        else:
-            self._head = e.next
-        if e.next >= 0:
-            self._ents[e.next].prev = e.prev
-        else:
-            self._tail = e.prev
+        _ll_unlink(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
 
     @cython.final
     cdef inline void _lru_append(self, int32_t ix) noexcept:
-        cdef _cache_ent* e = &self._ents[ix]
-        e.prev = self._tail
-        e.next = -1
-        if self._tail >= 0:
-            self._ents[self._tail].next = ix
-        else:
-            self._head = ix
-        self._tail = ix
+        _ll_append(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
 
     @cython.final
     cdef inline void _touch(self, int32_t ix) noexcept:
-        cdef _cache_ent* e
-        cdef int32_t p, nx
-        if ix == self._tail:
-            return
-        e = &self._ents[ix]
-        p = e.prev
-        nx = e.next
-        if p >= 0:
-            self._ents[p].next = nx
-        else:
-            self._head = nx
-        self._ents[nx].prev = p
-        e.prev = self._tail
-        e.next = -1
-        self._ents[self._tail].next = ix
-        self._tail = ix
-        self._mod += 1
-
-    @cython.final
-    cdef inline void _ttl_unlink(self, int32_t ix) noexcept:
-        cdef _cache_tl* t = &self._tl[ix]
-        if t.prev >= 0:
-            self._tl[t.prev].next = t.next
-        else:
-            self._thead = t.next
-        if t.next >= 0:
-            self._tl[t.next].prev = t.prev
-        else:
-            self._ttail = t.prev
-
-    @cython.final
-    cdef inline void _ttl_append(self, int32_t ix) noexcept:
-        cdef _cache_tl* t = &self._tl[ix]
-        t.prev = self._ttail
-        t.next = -1
-        if self._ttail >= 0:
-            self._tl[self._ttail].next = ix
-        else:
-            self._thead = ix
-        self._ttail = ix
+        # A use: ix becomes the most recent (a reordering, which iterators notice)
+        if _ll_move_to_tail(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix):
+            self._mod += 1
 
     @cython.final
     cdef inline void _link_after(self, int32_t ix, int32_t after) noexcept:
-        # Entry list: put entry ix right after entry `after` (-1: at the head).
-        cdef _cache_ent* e = &self._ents[ix]
-        e.prev = after
-        if after >= 0:
-            e.next = self._ents[after].next
-            self._ents[after].next = ix
-        else:
-            e.next = self._head
-            self._head = ix
-        if e.next >= 0:
-            self._ents[e.next].prev = ix
-        else:
-            self._tail = ix
+        # Order list: put entry ix right after entry `after` (-1: at the head).
+        _ll_link_after(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix, after)
+
+    @cython.final
+    cdef inline void _ttl_unlink(self, int32_t ix) noexcept:
+        _ll_unlink(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
+
+    @cython.final
+    cdef inline void _ttl_append(self, int32_t ix) noexcept:
+        _ll_append(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
 
     @cython.final
     cdef inline void _ttl_link_after(self, int32_t ix, int32_t after) noexcept:
         # Expiry list: put entry ix right after entry `after` (-1: at the head).
-        cdef _cache_tl* t = &self._tl[ix]
-        t.prev = after
-        if after >= 0:
-            t.next = self._tl[after].next
-            self._tl[after].next = ix
-        else:
-            t.next = self._thead
-            self._thead = ix
-        if t.next >= 0:
-            self._tl[t.next].prev = ix
-        else:
-            self._ttail = ix
+        _ll_link_after(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix, after)
 
     # ------------------------------------------------------------------ LFU: use-count buckets
     #
@@ -837,14 +778,14 @@ cdef class _CacheCore:
             bk.first = self._bfree
             self._bfree = b
         elif bk.first == ix:
-            bk.first = self._ents[ix].next
+            bk.first = self._ents[ix].lk.next
         elif bk.last == ix:
-            bk.last = self._ents[ix].prev
+            bk.last = self._ents[ix].lk.prev
 
     @cython.final
     cdef inline void _lfu_add(self, int32_t ix) noexcept:
         # A new entry: use count 1, the most recent of the count-1 bucket.
-        cdef int32_t h = self._head
+        cdef int32_t h = self._order.head
         cdef int32_t b
         if h >= 0 and self._bks[self._lfb[h]].count == 1:
             b = self._lfb[h]
@@ -862,7 +803,7 @@ cdef class _CacheCore:
         cdef _cache_bk* bk = &self._bks[b]
         cdef int64_t count = bk.count + 1
         cdef int32_t after = bk.last
-        cdef int32_t nxt = self._ents[after].next       # first entry of the next bucket
+        cdef int32_t nxt = self._ents[after].lk.next       # first entry of the next bucket
         cdef int32_t nb
         self._mod += 1
         if nxt >= 0 and self._bks[self._lfb[nxt]].count == count:
@@ -1224,7 +1165,6 @@ cdef class _CacheCore:
         # them BEFORE calling this, and release them after the structure is consistent.
         cdef int32_t last = <int32_t>(self._n - 1)
         cdef int32_t b
-        cdef _cache_ent* e
         _ix_clear_slot(&self._ix, self._ents, slot)
         if ix == self._keep:
             self._keep = -1
@@ -1243,15 +1183,7 @@ cdef class _CacheCore:
             # entry `last` becomes entry ix: every reference to it is renumbered
             _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), ix)
             self._ents[ix] = self._ents[last]
-            e = &self._ents[ix]
-            if e.prev >= 0:
-                self._ents[e.prev].next = ix
-            else:
-                self._head = ix
-            if e.next >= 0:
-                self._ents[e.next].prev = ix
-            else:
-                self._tail = ix
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
             if self._use_heap:
                 self._heap_put(self._hpos[last], ix)
             elif self._xheap:
@@ -1260,14 +1192,7 @@ cdef class _CacheCore:
                     self._xh[self._hpos[ix]].ent = ix
             elif self._is_ttl:
                 self._tl[ix] = self._tl[last]
-                if self._tl[ix].prev >= 0:
-                    self._tl[self._tl[ix].prev].next = ix
-                else:
-                    self._thead = ix
-                if self._tl[ix].next >= 0:
-                    self._tl[self._tl[ix].next].prev = ix
-                else:
-                    self._ttail = ix
+                _ll_renumbered(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
             if self._pol == _POL_LFU:
                 b = self._lfb[last]
                 self._lfb[ix] = b
@@ -1431,7 +1356,7 @@ cdef class _CacheCore:
         # list, or the top of the heap. The sizes are collected first and added up afterwards, as
         # adding them may be user code.
         cdef Py_ssize_t k = 0
-        cdef int32_t ix = self._thead
+        cdef int32_t ix = self._tlist.head
         cdef double d
         cdef list sizes = [] if self._sizes != NULL else None
         cdef size_t ver
@@ -1462,7 +1387,7 @@ cdef class _CacheCore:
                     if self._ver_tid == PyThread_get_thread_ident():
                         raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
                     ver = self._ver
-                    ix = self._thead
+                    ix = self._tlist.head
                     k = 0
                     if sizes is not None:
                         del sizes[:]
@@ -1513,8 +1438,8 @@ cdef class _CacheCore:
                 evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
                 self._expirations += 1
             return 0
-        while self._thead >= 0:
-            ix = self._thead
+        while self._tlist.head >= 0:
+            ix = self._tlist.head
             if self._alive(ix, now):
                 break
             evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
@@ -1544,10 +1469,10 @@ cdef class _CacheCore:
         # tail (O(1) unless sets of other threads, whose time was read later, got in first).
         cdef int32_t after
         self._ents[ix].exp = exp
-        if ix == self._ttail and (self._tl[ix].prev < 0 or self._ents[self._tl[ix].prev].exp <= exp):
+        if ix == self._tlist.tail and (self._tl[ix].prev < 0 or self._ents[self._tl[ix].prev].exp <= exp):
             return
         self._ttl_unlink(ix)
-        after = self._ttail
+        after = self._tlist.tail
         while after >= 0 and self._ents[after].exp > exp:
             after = self._tl[after].prev
         self._ttl_link_after(ix, after)
@@ -1573,7 +1498,7 @@ cdef class _CacheCore:
             self._xh_push(ix, exp, anchor)
         else:
             self._ttl_unlink(ix)
-            self._ttl_link_after(ix, self._ttail)
+            self._ttl_link_after(ix, self._tlist.tail)
         Py_XDECREF(old)         # a number: no user code, and the structure is consistent again
         return 0
 
@@ -1708,12 +1633,12 @@ cdef class _CacheCore:
         # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
         # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
         # before the lookup.
-        if self._n >= self._maxsize_c and self._head >= 0:
+        if self._n >= self._maxsize_c and self._order.head >= 0:
             # a new key will take the next victim's entry: start loading it now
             if self._pol != _POL_RR:
-                _cache_prefetch(&self._ents[self._head])
+                _cache_prefetch(&self._ents[self._order.head])
                 if self._tl != NULL:
-                    _cache_prefetch(&self._tl[self._head])
+                    _cache_prefetch(&self._tl[self._order.head])
             elif _cache_mt_ok:
                 self._rr_prefetch()
         h = hash(key)
@@ -1735,16 +1660,16 @@ cdef class _CacheCore:
             if ix >= 0:
                 victim = self._take(<int32_t>ix, self._slot)
             return
-        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+        if self._n >= self._maxsize_c and self._order.head >= 0 and self._pol != _POL_RR:
             # ... and the neighbours its unlinking will write to
-            v = self._ents[self._head].next
+            v = self._ents[self._order.head].lk.next
             if v >= 0:
                 _cache_prefetch(&self._ents[v])
             if self._tl != NULL:
-                v = self._tl[self._head].next
+                v = self._tl[self._order.head].next
                 if v >= 0:
                     _cache_prefetch(&self._tl[v])
-                v = self._tl[self._head].prev
+                v = self._tl[self._order.head].prev
                 if v >= 0:
                     _cache_prefetch(&self._tl[v])
         ix = self._find(key, h)
@@ -1764,7 +1689,7 @@ cdef class _CacheCore:
                 return
             else:
                 # the victim's entry takes the new item (no hole to fill)
-                v = self._head
+                v = self._order.head
                 _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
                 e = &self._ents[v]
                 oldk = e.key
@@ -1801,7 +1726,7 @@ cdef class _CacheCore:
     @cython.final
     cdef inline int32_t _next_expiry(self) noexcept:
         # The entry that expires first (cache not empty; real expiries).
-        return self._heap[0] if self._use_heap else self._thead
+        return self._heap[0] if self._use_heap else self._tlist.head
 
     @cython.final
     cdef inline void _place(self, int32_t ix, double exp) noexcept:
@@ -1820,7 +1745,7 @@ cdef class _CacheCore:
         if _cache_FloatExact(exp):
             d = _cache_FloatAsDouble(exp)
         else:
-            d = _cache_tlru_double(exp)
+            d = _cache_linkru_double(exp)
         if d != d:
             raise ValueError(f"ttu must not return NaN, got {exp!r}")
         return d
@@ -1862,10 +1787,10 @@ cdef class _CacheCore:
         cdef PyObject* oldk = e.key
         cdef PyObject* oldv = e.value
         # the victim's list neighbours and its index slot are loaded next: fetch them together
-        if e.prev >= 0:
-            _cache_prefetch(&self._ents[e.prev])
-        if e.next >= 0:
-            _cache_prefetch(&self._ents[e.next])
+        if e.lk.prev >= 0:
+            _cache_prefetch(&self._ents[e.lk.prev])
+        if e.lk.next >= 0:
+            _cache_prefetch(&self._ents[e.lk.next])
         _cache_prefetch(&self._ix.slots[_ix_home(&self._ix, e.hash)])
         _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
         self._lru_unlink(v)
@@ -1873,14 +1798,7 @@ cdef class _CacheCore:
             # entry `last` becomes entry v: every reference to it is renumbered
             _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), v)
             e[0] = self._ents[last]
-            if e.prev >= 0:
-                self._ents[e.prev].next = v
-            else:
-                self._head = v
-            if e.next >= 0:
-                self._ents[e.next].prev = v
-            else:
-                self._tail = v
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), v)
             e = &self._ents[last]
         _ix_insert(&self._ix, h, last)
         Py_INCREF(key)
@@ -2072,9 +1990,9 @@ cdef class _CacheCore:
         cdef Py_ssize_t ix
         cdef int32_t victim
         if self._pol != _POL_RR:
-            victim = self._head
+            victim = self._order.head
             if victim == self._keep:
-                victim = self._ents[victim].next
+                victim = self._ents[victim].lk.next
             if victim < 0:
                 raise KeyError(f"{type(self).__name__} is empty")
             return self._take(victim, _ix_slot_of(&self._ix, self._ents, victim))
@@ -2342,10 +2260,10 @@ cdef class _CacheCore:
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
         if self._pol != _POL_INS and self._pol != _POL_RR:
             order = []
-            j = self._head
+            j = self._order.head
             while j >= 0:
                 order.append((pos[j], self._bks[self._lfb[j]].count) if self._pol == _POL_LFU else pos[j])
-                j = self._ents[j].next
+                j = self._ents[j].lk.next
         timing = None
         if self._is_ttl:
             expires = [None] * len(items)
@@ -2361,7 +2279,7 @@ cdef class _CacheCore:
                 xorder = [rec[2] for rec in recs]
             else:
                 xorder = []
-                j = self._thead
+                j = self._tlist.head
                 while j >= 0:
                     xorder.append(pos[j])
                     j = self._tl[j].next
@@ -2471,7 +2389,7 @@ cdef class _CacheCore:
                     raise ValueError(invalid)
                 prev = o[1]
         # relink the entry list in that order (and for LFU rebuild the buckets)
-        self._head = self._tail = -1
+        self._order.head = self._order.tail = -1
         if self._pol == _POL_LFU:
             self._bfree = -1
             for k in range(self._cap):
@@ -2516,7 +2434,7 @@ cdef class _CacheCore:
             if isinstance(last, bool) or not isinstance(last, _cache_numbers.Real) or last != last:
                 raise ValueError(invalid)
         if not self._use_heap:
-            self._thead = self._ttail = -1
+            self._tlist.head = self._tlist.tail = -1
         if self._xheap and n:
             self._xh = <_cache_xrec*>PyMem_Malloc(n * sizeof(_cache_xrec))
             if self._xh == NULL:
@@ -2574,10 +2492,10 @@ cdef class _CacheCore:
         self._n, o._n = o._n, self._n
         self._cap, o._cap = o._cap, self._cap
         self._maxcap, o._maxcap = o._maxcap, self._maxcap
-        self._head, o._head = o._head, self._head
-        self._tail, o._tail = o._tail, self._tail
-        self._thead, o._thead = o._thead, self._thead
-        self._ttail, o._ttail = o._ttail, self._ttail
+        self._order.head, o._order.head = o._order.head, self._order.head
+        self._order.tail, o._order.tail = o._order.tail, self._order.tail
+        self._tlist.head, o._tlist.head = o._tlist.head, self._tlist.head
+        self._tlist.tail, o._tlist.tail = o._tlist.tail, self._tlist.tail
         self._maxsize_c, o._maxsize_c = o._maxsize_c, self._maxsize_c
         self._maxsize, o._maxsize = o._maxsize, self._maxsize
         self._currsize_obj, o._currsize_obj = o._currsize_obj, self._currsize_obj
@@ -2728,25 +2646,25 @@ cdef class _CacheCore:
         assert used == self._n, "table and entry count disagree"
         assert self._n * 2 <= self._ix.mask + 1 or self._n == 0, "table overfull"
         prev = -1
-        ix = self._head
+        ix = self._order.head
         while ix >= 0:
             assert ix < self._n, "LRU link past the entries"
-            assert self._ents[ix].prev == prev, "LRU prev link broken"
+            assert self._ents[ix].lk.prev == prev, "LRU prev link broken"
             prev = ix
-            ix = self._ents[ix].next
+            ix = self._ents[ix].lk.next
             count += 1
             assert count <= self._n, "LRU list has a cycle"
-        assert prev == self._tail, "LRU tail wrong"
+        assert prev == self._order.tail, "LRU tail wrong"
         assert count == self._n, "LRU list misses entries"
         if self._pol == _POL_LFU:
-            ix = self._head
+            ix = self._order.head
             while ix >= 0:      # buckets: runs of one count, counts ascending
                 bk = &self._bks[self._lfb[ix]]
                 assert bk.first == ix, "bucket does not start where its run starts"
                 while ix != bk.last:
-                    ix = self._ents[ix].next
+                    ix = self._ents[ix].lk.next
                     assert ix >= 0 and self._lfb[ix] == self._lfb[bk.first], "bucket run broken"
-                ix = self._ents[ix].next
+                ix = self._ents[ix].lk.next
                 assert ix < 0 or self._bks[self._lfb[ix]].count > bk.count, "counts not ascending"
         if self._use_heap:
             for i in range(self._n):
@@ -2775,7 +2693,7 @@ cdef class _CacheCore:
         elif self._is_ttl:
             count = 0
             prev = -1
-            ix = self._thead
+            ix = self._tlist.head
             while ix >= 0:
                 assert ix < self._n, "expiry link past the entries"
                 assert self._tl[ix].prev == prev, "expiry prev link broken"
@@ -2785,7 +2703,7 @@ cdef class _CacheCore:
                 ix = self._tl[ix].next
                 count += 1
                 assert count <= self._n, "expiry list has a cycle"
-            assert prev == self._ttail, "expiry tail wrong"
+            assert prev == self._tlist.tail, "expiry tail wrong"
             assert count == self._n, "expiry list misses entries"
         if self._sizes != NULL:
             total = 0
@@ -2794,7 +2712,7 @@ cdef class _CacheCore:
             assert total == self._currsize_obj, "currsize disagrees with the item sizes"
         assert not (self._currsize() > self._maxsize), "currsize > maxsize"
         if self._is_ttl and not self._objmode and not self._use_heap:
-            ix = self._thead
+            ix = self._tlist.head
             while ix >= 0 and self._tl[ix].next >= 0:
                 assert self._ents[ix].exp <= self._ents[self._tl[ix].next].exp, "expiry order is not sorted"
                 ix = self._tl[ix].next

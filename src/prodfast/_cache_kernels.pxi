@@ -3,17 +3,21 @@
 # created, no user code runs, nothing fails. Callers compute hashes, run __eq__ and handle
 # re-entrancy (see _CacheCore._find); the kernels only move numbers.
 
+cdef struct _cache_link:
+    # A member's place in a doubly linked list of entry numbers (-1: none)
+    int32_t prev
+    int32_t next
+
+cdef struct _cache_list:
+    int32_t head        # first member (the order list: the next victim), -1 when empty
+    int32_t tail        # last member (the order list: the newest or most recent), -1 when empty
+
 cdef struct _cache_ent:
     PyObject* key
     PyObject* value
     Py_hash_t hash
-    int32_t prev
-    int32_t next
+    _cache_link lk      # its place in the order list
     double exp          # TTLCache: expiry; kept in the entry so that a read touches one place
-
-cdef struct _cache_tl:
-    int32_t prev
-    int32_t next
 
 DEF _CACHE_EMPTY = -1
 DEF _CACHE_MINSIZE = 8
@@ -179,3 +183,99 @@ cdef inline void _ix_fill(_cache_index* x, const _cache_ent* ents, Py_ssize_t n)
     cdef Py_ssize_t i
     for i in range(n):
         _ix_insert(x, ents[i].hash, <int32_t>i)
+
+
+# ---- the link lists ----------------------------------------------------------------------------
+#
+# One set of kernels serves both lists of entry numbers: the order list, whose links live in the
+# entries (links = &ents[0].lk, stride sizeof(_cache_ent)), and the TTL expiry list, whose links
+# are an array of their own (links = tl, stride sizeof(_cache_link)). Member i's links are the
+# _cache_link at byte offset i * stride. Invariants the kernels keep:
+#   L1  head.prev == -1 and tail.next == -1; an empty list has head == tail == -1
+#   L2  for consecutive members a, b: a.next == b and b.prev == a (every member is reached once
+#       from head, in order, and once from tail, backwards)
+# The stride is a compile-time constant at every call, so after inlining these are the plain
+# field accesses they replace.
+
+cdef inline _cache_link* _ll_at(char* links, size_t stride, int32_t i) noexcept nogil:
+    return <_cache_link*>(links + <size_t>i * stride)
+
+
+cdef inline void _ll_unlink(_cache_list* L, char* links, size_t stride, int32_t ix) noexcept nogil:
+    # Take member ix out (its own links are left as they were: the caller relinks or drops it)
+    cdef _cache_link* e = _ll_at(links, stride, ix)
+    if e.prev >= 0:
+        _ll_at(links, stride, e.prev).next = e.next
+    else:
+        L.head = e.next
+    if e.next >= 0:
+        _ll_at(links, stride, e.next).prev = e.prev
+    else:
+        L.tail = e.prev
+
+
+cdef inline void _ll_append(_cache_list* L, char* links, size_t stride, int32_t ix) noexcept nogil:
+    # Put ix (not a member) at the tail
+    cdef _cache_link* e = _ll_at(links, stride, ix)
+    e.prev = L.tail
+    e.next = -1
+    if L.tail >= 0:
+        _ll_at(links, stride, L.tail).next = ix
+    else:
+        L.head = ix
+    L.tail = ix
+
+
+cdef inline bint _ll_move_to_tail(_cache_list* L, char* links, size_t stride,
+                                  int32_t ix) noexcept nogil:
+    # Move member ix to the tail; False (nothing changed) if it is there already. Not the tail,
+    # ix has a next member, so only its prev side can be the head.
+    cdef _cache_link* e
+    cdef int32_t p, nx
+    if ix == L.tail:
+        return False
+    e = _ll_at(links, stride, ix)
+    p = e.prev
+    nx = e.next
+    if p >= 0:
+        _ll_at(links, stride, p).next = nx
+    else:
+        L.head = nx
+    _ll_at(links, stride, nx).prev = p
+    e.prev = L.tail
+    e.next = -1
+    _ll_at(links, stride, L.tail).next = ix
+    L.tail = ix
+    return True
+
+
+cdef inline void _ll_link_after(_cache_list* L, char* links, size_t stride, int32_t ix,
+                                int32_t after) noexcept nogil:
+    # Put ix (not a member) right after member `after` (-1: at the head)
+    cdef _cache_link* e = _ll_at(links, stride, ix)
+    e.prev = after
+    if after >= 0:
+        e.next = _ll_at(links, stride, after).next
+        _ll_at(links, stride, after).next = ix
+    else:
+        e.next = L.head
+        L.head = ix
+    if e.next >= 0:
+        _ll_at(links, stride, e.next).prev = ix
+    else:
+        L.tail = ix
+
+
+cdef inline void _ll_renumbered(_cache_list* L, char* links, size_t stride,
+                                int32_t ix) noexcept nogil:
+    # A member's links were copied to number ix (the entry moved to fill a hole): its neighbours,
+    # or the list's ends, now point at ix (L2)
+    cdef _cache_link* e = _ll_at(links, stride, ix)
+    if e.prev >= 0:
+        _ll_at(links, stride, e.prev).next = ix
+    else:
+        L.head = ix
+    if e.next >= 0:
+        _ll_at(links, stride, e.next).prev = ix
+    else:
+        L.tail = ix
