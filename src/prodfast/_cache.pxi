@@ -80,12 +80,6 @@ cdef extern from "Python.h":
 include "_cache_kernels.pxi"     # the entry, the hash index and their kernels
 
 
-cdef struct _cache_bk:
-    # LFUCache: one use-count bucket, a run first..last of the entry list (all with `count` uses)
-    int64_t count
-    int32_t first       # on the free list: the next free bucket
-    int32_t last
-
 cdef struct _cache_xrec:
     # TLRUCache with object expiries: one record of the expiry heap, which deletes lazily (as
     # the twin's does): a removed item's record stays, dead, until it reaches the top
@@ -376,9 +370,7 @@ cdef class _CacheCore:
     cdef Py_ssize_t _xhn, _xhcap, _xdead    # ... records held, room, dead ones among them
     cdef double _xhseq          # ... the next record's push number
     cdef size_t _xhver          # ... changes of the heap (a planned move is valid while unchanged)
-    cdef int32_t* _lfb          # LFUCache: each entry's bucket
-    cdef _cache_bk* _bks        # LFUCache: buckets (as many as entries, so a split never allocates)
-    cdef int32_t _bfree
+    cdef _cache_lfu _lfu        # LFUCache: the use-count buckets (_cache_kernels.pxi)
     cdef int32_t _keep          # the entry being updated while room is made: never the victim
     cdef double* _seqs          # TTLCache, TLRUCache: insertion numbers (others keep them in .exp)
     cdef double _seq            # the next insertion number: iteration is in first-insertion order
@@ -427,9 +419,9 @@ cdef class _CacheCore:
         self._xhn = self._xhcap = self._xdead = 0
         self._xhseq = 0.0
         self._xhver = 0
-        self._lfb = NULL
-        self._bks = NULL
-        self._bfree = -1
+        self._lfu.of = NULL
+        self._lfu.bks = NULL
+        self._lfu.free = -1
         self._keep = -1
         self._seqs = NULL
         self._seq = 0.0
@@ -512,8 +504,8 @@ cdef class _CacheCore:
         st.tl = self._tl
         st.heap = self._heap
         st.hpos = self._hpos
-        st.lfb = self._lfb
-        st.bks = self._bks
+        st.lfb = self._lfu.of
+        st.bks = self._lfu.bks
         st.xexp = self._xexp
         st.sizes = self._sizes
         st.seqs = self._seqs
@@ -529,9 +521,9 @@ cdef class _CacheCore:
         self._tl = NULL
         self._heap = NULL
         self._hpos = NULL
-        self._lfb = NULL
-        self._bks = NULL
-        self._bfree = -1
+        self._lfu.of = NULL
+        self._lfu.bks = NULL
+        self._lfu.free = -1
         self._seqs = NULL
         self._xexp = NULL
         self._sizes = NULL
@@ -691,23 +683,21 @@ cdef class _CacheCore:
                     raise MemoryError()
                 self._hpos = <int32_t*>p
             if self._pol == _POL_LFU:
-                p = PyMem_Realloc(self._lfb, newcap * sizeof(int32_t))
+                p = PyMem_Realloc(self._lfu.of, newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
-                self._lfb = <int32_t*>p
-                p = PyMem_Realloc(self._bks, newcap * sizeof(_cache_bk))
+                self._lfu.of = <int32_t*>p
+                p = PyMem_Realloc(self._lfu.bks, newcap * sizeof(_cache_bk))
                 if p == NULL:
                     raise MemoryError()
-                self._bks = <_cache_bk*>p
+                self._lfu.bks = <_cache_bk*>p
             if self._getsizeof is not None:
                 p = PyMem_Realloc(self._sizes, newcap * sizeof(PyObject*))
                 if p == NULL:
                     raise MemoryError()
                 self._sizes = <PyObject**>p
             if self._pol == _POL_LFU:
-                for i in range(self._cap, newcap):      # the new buckets join the free list
-                    self._bks[i].first = self._bfree
-                    self._bfree = <int32_t>i
+                _lfu_grown(&self._lfu, self._cap, newcap)
             self._cap = newcap
         if (self._n + 1) * 2 > self._ix.mask + 1:
             self._rebuild(self._n + 1)
@@ -750,141 +740,44 @@ cdef class _CacheCore:
         # Expiry list: put entry ix right after entry `after` (-1: at the head).
         _ll_link_after(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix, after)
 
-    # ------------------------------------------------------------------ LFU: use-count buckets
+    # ------------------------------------------------------------------ LFU and TLRU kernels
     #
-    # The entry list is sorted by use count, ascending; a bucket is the run of entries with one
-    # count, least recently used first. Each entry knows its bucket (_lfb), each bucket its count
-    # and its first and last entry, so a use moves an entry to the end of the next count's run in
-    # O(1), and the head of the list is always the next victim.
+    # The use-count buckets and the double expiry heap are kernels of _cache_kernels.pxi (with
+    # their invariants); these bind them to this cache's arrays.
 
     @cython.final
     cdef inline int32_t _bk_new(self, int64_t count, int32_t ix) noexcept:
-        # A bucket holding only entry ix. Never fails: there are as many buckets as entry slots,
-        # and every bucket in use holds at least one entry.
-        cdef int32_t b = self._bfree
-        self._bfree = self._bks[b].first
-        self._bks[b].count = count
-        self._bks[b].first = ix
-        self._bks[b].last = ix
-        self._lfb[ix] = b
-        return b
+        return _lfu_new(&self._lfu, count, ix)
 
     @cython.final
     cdef inline void _bk_leave(self, int32_t ix) noexcept:
-        # Entry ix leaves its bucket (call before unlinking it from the entry list).
-        cdef int32_t b = self._lfb[ix]
-        cdef _cache_bk* bk = &self._bks[b]
-        if bk.first == ix and bk.last == ix:
-            bk.first = self._bfree
-            self._bfree = b
-        elif bk.first == ix:
-            bk.first = self._ents[ix].lk.next
-        elif bk.last == ix:
-            bk.last = self._ents[ix].lk.prev
+        # Entry ix leaves its bucket (call before unlinking it from the order list).
+        _lfu_leave(&self._lfu, self._ents, ix)
 
     @cython.final
     cdef inline void _lfu_add(self, int32_t ix) noexcept:
         # A new entry: use count 1, the most recent of the count-1 bucket.
-        cdef int32_t h = self._order.head
-        cdef int32_t b
-        if h >= 0 and self._bks[self._lfb[h]].count == 1:
-            b = self._lfb[h]
-            self._link_after(ix, self._bks[b].last)
-            self._bks[b].last = ix
-            self._lfb[ix] = b
-        else:
-            self._link_after(ix, -1)
-            self._bk_new(1, ix)
+        _lfu_add(&self._lfu, &self._order, self._ents, ix)
 
     @cython.final
     cdef inline void _lfu_bump(self, int32_t ix) noexcept:
-        # One more use of entry ix.
-        cdef int32_t b = self._lfb[ix]
-        cdef _cache_bk* bk = &self._bks[b]
-        cdef int64_t count = bk.count + 1
-        cdef int32_t after = bk.last
-        cdef int32_t nxt = self._ents[after].lk.next       # first entry of the next bucket
-        cdef int32_t nb
+        # One more use of entry ix (a reordering, which iterators notice).
         self._mod += 1
-        if nxt >= 0 and self._bks[self._lfb[nxt]].count == count:
-            nb = self._lfb[nxt]
-            self._bk_leave(ix)
-            self._lru_unlink(ix)
-            self._link_after(ix, self._bks[nb].last)
-            self._bks[nb].last = ix
-            self._lfb[ix] = nb
-        elif bk.first == ix and bk.last == ix:
-            bk.count = count
-        else:
-            self._bk_leave(ix)
-            if after != ix:
-                self._lru_unlink(ix)
-                self._link_after(ix, after)
-            self._bk_new(count, ix)
-
-    # ------------------------------------------------------------------ TLRU: expiry heap
-    #
-    # A binary min-heap of entry numbers ordered by expiry (_ents[].exp), _hpos[ix] the position
-    # of entry ix in it; the heap holds every entry, so its size is _n. The next item to expire is
-    # _heap[0]. Used when expiries are real numbers; otherwise (see _objmode) TLRUCache keeps a
-    # sorted expiry list, as TTLCache does.
+        _lfu_bump(&self._lfu, &self._order, self._ents, ix)
 
     @cython.final
     cdef inline void _heap_put(self, Py_ssize_t pos, int32_t ix) noexcept:
-        self._heap[pos] = ix
-        self._hpos[ix] = <int32_t>pos
-
-    @cython.final
-    cdef void _heap_up(self, Py_ssize_t pos) noexcept:
-        cdef int32_t ix = self._heap[pos]
-        cdef double exp = self._ents[ix].exp
-        cdef Py_ssize_t parent
-        while pos > 0:
-            parent = (pos - 1) >> 1
-            if not (exp < self._ents[self._heap[parent]].exp):
-                break
-            self._heap_put(pos, self._heap[parent])
-            pos = parent
-        self._heap_put(pos, ix)
-
-    @cython.final
-    cdef void _heap_down(self, Py_ssize_t pos, Py_ssize_t size) noexcept:
-        cdef int32_t ix = self._heap[pos]
-        cdef double exp = self._ents[ix].exp
-        cdef Py_ssize_t child
-        while True:
-            child = 2 * pos + 1
-            if child >= size:
-                break
-            if (child + 1 < size
-                    and self._ents[self._heap[child + 1]].exp < self._ents[self._heap[child]].exp):
-                child += 1
-            if not (self._ents[self._heap[child]].exp < exp):
-                break
-            self._heap_put(pos, self._heap[child])
-            pos = child
-        self._heap_put(pos, ix)
+        _hp_put(self._heap, self._hpos, pos, ix)
 
     @cython.final
     cdef inline void _heap_fix(self, int32_t ix) noexcept:
         # Entry ix's expiry changed: restore the heap order around it.
-        cdef Py_ssize_t pos = self._hpos[ix]
-        self._heap_up(pos)
-        self._heap_down(self._hpos[ix], self._n)
+        _hp_fix(self._heap, self._hpos, self._ents, ix, self._n)
 
     @cython.final
     cdef inline void _heap_remove(self, int32_t ix) noexcept:
         # Take entry ix out of the heap (before _n drops): the last element fills its place.
-        cdef Py_ssize_t pos = self._hpos[ix]
-        cdef Py_ssize_t last = self._n - 1
-        cdef int32_t moved
-        if pos != last:
-            moved = self._heap[last]
-            self._heap_put(pos, moved)
-            if pos > 0 and self._ents[moved].exp < self._ents[self._heap[(pos - 1) >> 1]].exp:
-                self._heap_up(pos)
-            else:
-                self._heap_down(pos, last)
+        _hp_remove(self._heap, self._hpos, self._ents, ix, self._n)
 
     # ------------------------------------------------------------------ TLRU: object expiry heap
     #
@@ -1164,7 +1057,6 @@ cdef class _CacheCore:
         # The caller now owns ix's key, value, expiry object and size references: it must read
         # them BEFORE calling this, and release them after the structure is consistent.
         cdef int32_t last = <int32_t>(self._n - 1)
-        cdef int32_t b
         _ix_clear_slot(&self._ix, self._ents, slot)
         if ix == self._keep:
             self._keep = -1
@@ -1194,12 +1086,7 @@ cdef class _CacheCore:
                 self._tl[ix] = self._tl[last]
                 _ll_renumbered(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
             if self._pol == _POL_LFU:
-                b = self._lfb[last]
-                self._lfb[ix] = b
-                if self._bks[b].first == last:
-                    self._bks[b].first = ix
-                if self._bks[b].last == last:
-                    self._bks[b].last = ix
+                _lfu_renumbered(&self._lfu, last, ix)
             if self._xexp != NULL:
                 self._xexp[ix] = self._xexp[last]
             if self._sizes != NULL:
@@ -2262,7 +2149,7 @@ cdef class _CacheCore:
             order = []
             j = self._order.head
             while j >= 0:
-                order.append((pos[j], self._bks[self._lfb[j]].count) if self._pol == _POL_LFU else pos[j])
+                order.append((pos[j], self._lfu.bks[self._lfu.of[j]].count) if self._pol == _POL_LFU else pos[j])
                 j = self._ents[j].lk.next
         timing = None
         if self._is_ttl:
@@ -2391,18 +2278,18 @@ cdef class _CacheCore:
         # relink the entry list in that order (and for LFU rebuild the buckets)
         self._order.head = self._order.tail = -1
         if self._pol == _POL_LFU:
-            self._bfree = -1
+            self._lfu.free = -1
             for k in range(self._cap):
-                self._bks[k].first = self._bfree
-                self._bfree = <int32_t>k
+                self._lfu.bks[k].first = self._lfu.free
+                self._lfu.free = <int32_t>k
         for o in order:
             if self._pol == _POL_LFU:
                 ix = <int32_t>idxs[o[0]]
                 count = o[1]
                 self._lru_append(ix)
-                if b >= 0 and self._bks[b].count == count:
-                    self._bks[b].last = ix
-                    self._lfb[ix] = b
+                if b >= 0 and self._lfu.bks[b].count == count:
+                    self._lfu.bks[b].last = ix
+                    self._lfu.of[ix] = b
                 else:
                     b = self._bk_new(count, ix)
             else:
@@ -2482,9 +2369,9 @@ cdef class _CacheCore:
         self._tl, o._tl = o._tl, self._tl
         self._heap, o._heap = o._heap, self._heap
         self._hpos, o._hpos = o._hpos, self._hpos
-        self._lfb, o._lfb = o._lfb, self._lfb
-        self._bks, o._bks = o._bks, self._bks
-        self._bfree, o._bfree = o._bfree, self._bfree
+        self._lfu.of, o._lfu.of = o._lfu.of, self._lfu.of
+        self._lfu.bks, o._lfu.bks = o._lfu.bks, self._lfu.bks
+        self._lfu.free, o._lfu.free = o._lfu.free, self._lfu.free
         self._seqs, o._seqs = o._seqs, self._seqs
         self._seq, o._seq = o._seq, self._seq
         self._xexp, o._xexp = o._xexp, self._xexp
@@ -2659,13 +2546,13 @@ cdef class _CacheCore:
         if self._pol == _POL_LFU:
             ix = self._order.head
             while ix >= 0:      # buckets: runs of one count, counts ascending
-                bk = &self._bks[self._lfb[ix]]
+                bk = &self._lfu.bks[self._lfu.of[ix]]
                 assert bk.first == ix, "bucket does not start where its run starts"
                 while ix != bk.last:
                     ix = self._ents[ix].lk.next
-                    assert ix >= 0 and self._lfb[ix] == self._lfb[bk.first], "bucket run broken"
+                    assert ix >= 0 and self._lfu.of[ix] == self._lfu.of[bk.first], "bucket run broken"
                 ix = self._ents[ix].lk.next
-                assert ix < 0 or self._bks[self._lfb[ix]].count > bk.count, "counts not ascending"
+                assert ix < 0 or self._lfu.bks[self._lfu.of[ix]].count > bk.count, "counts not ascending"
         if self._use_heap:
             for i in range(self._n):
                 assert self._hpos[self._heap[i]] == i, "heap position wrong"

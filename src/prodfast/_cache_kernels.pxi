@@ -279,3 +279,184 @@ cdef inline void _ll_renumbered(_cache_list* L, char* links, size_t stride,
         _ll_at(links, stride, e.next).prev = ix
     else:
         L.tail = ix
+
+
+# ---- LFU: use-count buckets --------------------------------------------------------------------
+#
+# LFUCache keeps its order list sorted by use count, so that the head is always the next victim.
+# A bucket is the run of entries with one count. Invariants the kernels keep:
+#   F1  the order list is sorted by count, ascending; a bucket's entries are consecutive,
+#       first..last, least recently used first
+#   F2  of[ix] is entry ix's bucket; every bucket in use holds at least one entry
+#   F3  there are as many buckets as entry slots (cap): the unused ones are on the free list
+#       (linked through .first), so a use that splits a bucket never allocates
+# A use moves the entry to the end of the next count's run, or makes a bucket for it: O(1).
+
+cdef struct _cache_bk:
+    int64_t count
+    int32_t first       # on the free list: the next free bucket
+    int32_t last
+
+cdef struct _cache_lfu:
+    int32_t* of         # each entry's bucket
+    _cache_bk* bks      # cap buckets
+    int32_t free        # the free list's first bucket, -1 when empty
+
+
+cdef inline void _lfu_grown(_cache_lfu* f, Py_ssize_t oldcap, Py_ssize_t newcap) noexcept nogil:
+    # The arrays grew from oldcap to newcap slots: the new buckets join the free list (F3)
+    cdef Py_ssize_t i
+    for i in range(oldcap, newcap):
+        f.bks[i].first = f.free
+        f.free = <int32_t>i
+
+
+cdef inline int32_t _lfu_new(_cache_lfu* f, int64_t count, int32_t ix) noexcept nogil:
+    # A bucket holding only entry ix. Never fails (F3: a free bucket exists while an entry is
+    # not in a bucket, since every bucket in use holds an entry).
+    cdef int32_t b = f.free
+    f.free = f.bks[b].first
+    f.bks[b].count = count
+    f.bks[b].first = ix
+    f.bks[b].last = ix
+    f.of[ix] = b
+    return b
+
+
+cdef inline void _lfu_leave(_cache_lfu* f, const _cache_ent* ents, int32_t ix) noexcept nogil:
+    # Entry ix leaves its bucket, which goes back to the free list if it held only ix (F2).
+    # Called while ix is still linked in the order list (its neighbours become the run's ends).
+    cdef int32_t b = f.of[ix]
+    cdef _cache_bk* bk = &f.bks[b]
+    if bk.first == ix and bk.last == ix:
+        bk.first = f.free
+        f.free = b
+    elif bk.first == ix:
+        bk.first = ents[ix].lk.next
+    elif bk.last == ix:
+        bk.last = ents[ix].lk.prev
+
+
+cdef inline void _lfu_add(_cache_lfu* f, _cache_list* L, _cache_ent* ents,
+                          int32_t ix) noexcept nogil:
+    # A new entry (not linked): use count 1, the most recent of the count-1 run at the head (F1)
+    cdef char* links = <char*>&ents[0].lk
+    cdef int32_t h = L.head
+    cdef int32_t b
+    if h >= 0 and f.bks[f.of[h]].count == 1:
+        b = f.of[h]
+        _ll_link_after(L, links, sizeof(_cache_ent), ix, f.bks[b].last)
+        f.bks[b].last = ix
+        f.of[ix] = b
+    else:
+        _ll_link_after(L, links, sizeof(_cache_ent), ix, -1)
+        _lfu_new(f, 1, ix)
+
+
+cdef inline void _lfu_bump(_cache_lfu* f, _cache_list* L, _cache_ent* ents,
+                           int32_t ix) noexcept nogil:
+    # One more use of entry ix: to the end of the next count's run (joining that bucket, or
+    # keeping its own if it was alone, or a new one), so F1 holds.
+    cdef char* links = <char*>&ents[0].lk
+    cdef int32_t b = f.of[ix]
+    cdef _cache_bk* bk = &f.bks[b]
+    cdef int64_t count = bk.count + 1
+    cdef int32_t after = bk.last
+    cdef int32_t nxt = ents[after].lk.next          # first entry of the next bucket
+    cdef int32_t nb
+    if nxt >= 0 and f.bks[f.of[nxt]].count == count:
+        nb = f.of[nxt]
+        _lfu_leave(f, ents, ix)
+        _ll_unlink(L, links, sizeof(_cache_ent), ix)
+        _ll_link_after(L, links, sizeof(_cache_ent), ix, f.bks[nb].last)
+        f.bks[nb].last = ix
+        f.of[ix] = nb
+    elif bk.first == ix and bk.last == ix:
+        bk.count = count
+    else:
+        _lfu_leave(f, ents, ix)
+        if after != ix:
+            _ll_unlink(L, links, sizeof(_cache_ent), ix)
+            _ll_link_after(L, links, sizeof(_cache_ent), ix, after)
+        _lfu_new(f, count, ix)
+
+
+cdef inline void _lfu_renumbered(_cache_lfu* f, int32_t last, int32_t ix) noexcept nogil:
+    # Entry `last` became entry ix (it moved to fill a hole): its bucket follows (F2)
+    cdef int32_t b = f.of[last]
+    f.of[ix] = b
+    if f.bks[b].first == last:
+        f.bks[b].first = ix
+    if f.bks[b].last == last:
+        f.bks[b].last = ix
+
+
+# ---- TLRU: the expiry heap of real expiries ----------------------------------------------------
+#
+# TLRUCache with the built-in clock: a binary min-heap of entry numbers (heap[0.._n-1]) ordered
+# by expiry (ents[].exp). Invariants the kernels keep:
+#   H1  heap holds every entry once, and pos[heap[p]] == p
+#   H2  ents[heap[p]].exp >= ents[heap[(p - 1) >> 1]].exp for p > 0: heap[0] expires first
+# Every change is O(log n). (With object expiries the order is user code; that heap is the
+# cache's _xh_* methods, which plan by comparisons before they move anything.)
+
+cdef inline void _hp_put(int32_t* heap, int32_t* pos, Py_ssize_t p, int32_t ix) noexcept nogil:
+    heap[p] = ix
+    pos[ix] = <int32_t>p
+
+
+cdef inline void _hp_up(int32_t* heap, int32_t* pos, const _cache_ent* ents,
+                        Py_ssize_t p) noexcept nogil:
+    # Sift heap[p] up to its place (H2 above p)
+    cdef int32_t ix = heap[p]
+    cdef double exp = ents[ix].exp
+    cdef Py_ssize_t parent
+    while p > 0:
+        parent = (p - 1) >> 1
+        if not (exp < ents[heap[parent]].exp):
+            break
+        _hp_put(heap, pos, p, heap[parent])
+        p = parent
+    _hp_put(heap, pos, p, ix)
+
+
+cdef inline void _hp_down(int32_t* heap, int32_t* pos, const _cache_ent* ents, Py_ssize_t p,
+                          Py_ssize_t size) noexcept nogil:
+    # Sift heap[p] down to its place within heap[0..size-1] (H2 below p)
+    cdef int32_t ix = heap[p]
+    cdef double exp = ents[ix].exp
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * p + 1
+        if child >= size:
+            break
+        if child + 1 < size and ents[heap[child + 1]].exp < ents[heap[child]].exp:
+            child += 1
+        if not (ents[heap[child]].exp < exp):
+            break
+        _hp_put(heap, pos, p, heap[child])
+        p = child
+    _hp_put(heap, pos, p, ix)
+
+
+cdef inline void _hp_fix(int32_t* heap, int32_t* pos, const _cache_ent* ents, int32_t ix,
+                         Py_ssize_t n) noexcept nogil:
+    # Entry ix's expiry changed: restore H2 around it
+    _hp_up(heap, pos, ents, pos[ix])
+    _hp_down(heap, pos, ents, pos[ix], n)
+
+
+cdef inline void _hp_remove(int32_t* heap, int32_t* pos, const _cache_ent* ents, int32_t ix,
+                            Py_ssize_t n) noexcept nogil:
+    # Take entry ix out of the heap of n entries: the last one fills its place and moves to
+    # where H2 puts it (the caller then has n - 1 entries)
+    cdef Py_ssize_t p = pos[ix]
+    cdef Py_ssize_t last = n - 1
+    cdef int32_t moved
+    if p != last:
+        moved = heap[last]
+        _hp_put(heap, pos, p, moved)
+        if p > 0 and ents[moved].exp < ents[heap[(p - 1) >> 1]].exp:
+            _hp_up(heap, pos, ents, p)
+        else:
+            _hp_down(heap, pos, ents, p, last)
