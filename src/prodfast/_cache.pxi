@@ -272,7 +272,7 @@ cdef bint _cache_mt_ok = _cache_mt_check()
 cdef PyObject* _cache_mt_inst = <PyObject*>_cache_random._inst
 
 
-cdef double _cache_linkru_double(object exp) except? -1.0:
+cdef double _cache_tlru_double(object exp) except? -1.0:
     if isinstance(exp, bool) or not isinstance(exp, _cache_numbers.Real):
         raise TypeError(f"ttu must return a number with the default timer, got {exp!r}")
     return float(exp)
@@ -607,7 +607,7 @@ cdef class _CacheCore:
     @cython.final
     cdef inline Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
-        # The index kernels propose candidates; __eq__ (user code) runs here, between them.
+        # The index kernel proposes candidates; __eq__ (user code) runs here, between them.
         cdef size_t i = _ix_home(&self._ix, h)
         cdef PyObject* k = <PyObject*>key
         cdef int32_t ix
@@ -743,24 +743,25 @@ cdef class _CacheCore:
     # ------------------------------------------------------------------ LFU and TLRU kernels
     #
     # The use-count buckets and the double expiry heap are kernels of _cache_kernels.pxi (with
-    # their invariants); these bind them to this cache's arrays.
+    # their invariants); these bind them to this cache's arrays. LFU's are not inline: called
+    # from the big __setitem__, they would keep the compiler from inlining its lookup there.
 
     @cython.final
     cdef inline int32_t _bk_new(self, int64_t count, int32_t ix) noexcept:
         return _lfu_new(&self._lfu, count, ix)
 
     @cython.final
-    cdef inline void _bk_leave(self, int32_t ix) noexcept:
+    cdef void _bk_leave(self, int32_t ix) noexcept:
         # Entry ix leaves its bucket (call before unlinking it from the order list).
         _lfu_leave(&self._lfu, self._ents, ix)
 
     @cython.final
-    cdef inline void _lfu_add(self, int32_t ix) noexcept:
+    cdef void _lfu_add(self, int32_t ix) noexcept:
         # A new entry: use count 1, the most recent of the count-1 bucket.
         _lfu_add(&self._lfu, &self._order, self._ents, ix)
 
     @cython.final
-    cdef inline void _lfu_bump(self, int32_t ix) noexcept:
+    cdef void _lfu_bump(self, int32_t ix) noexcept:
         # One more use of entry ix (a reordering, which iterators notice).
         self._mod += 1
         _lfu_bump(&self._lfu, &self._order, self._ents, ix)
@@ -778,6 +779,65 @@ cdef class _CacheCore:
     cdef inline void _heap_remove(self, int32_t ix) noexcept:
         # Take entry ix out of the heap (before _n drops): the last element fills its place.
         _hp_remove(self._heap, self._hpos, self._ents, ix, self._n)
+
+    # ------------------------------------------------------------------ the policy layer
+    #
+    # What each policy does, over the kernels above: a hit (_use), an update (_on_update) and an
+    # insert (_pol_link, or _pol_relink when a full cache reuses its victim's entry) dispatch on
+    # _pol here, once each. The victim is the order list's head but for RR: _take_victim, and
+    # __setitem__'s full-cache branch, which reuses the head entry or calls _rr_replace (RR's
+    # fast eviction). Removal (_remove) keeps LFU's buckets with the order list.
+    #
+    #   policy  class(es)                     hit           update         insert     victim
+    #   LRU     LRUCache, TTLCache, TLRUCache  to the tail   to the tail    at tail    head
+    #   FIFO    FIFOCache                      -             to the tail    at tail    head
+    #   INS     Cache                          -             -              at tail    head
+    #   RR      RRCache                        -             -              at tail    choice()
+    #   LFU     LFUCache                       count a use   count a use    count 1    head
+    #
+    # TTLCache and TLRUCache add an expiry order on top (_place/_set_exp): TTLCache's sorted
+    # expiry list (_tlist), TLRUCache's double heap (_heap, _hpos) or object heap (_xh).
+
+    @cython.final
+    cdef inline void _use(self, int32_t ix) noexcept:
+        # A use of the entry by a read: LRU moves it to the end, LFU counts it.
+        if self._pol == _POL_LRU:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+
+    @cython.final
+    cdef inline void _on_hit(self, int32_t ix) noexcept:
+        # A successful c[k] or c.get(k).
+        self._use(ix)
+        self._hits += 1
+
+    @cython.final
+    cdef inline void _on_update(self, int32_t ix) noexcept:
+        # c[k] = v on a present key: LRU and FIFO move it to the end, LFU counts a use.
+        if self._pol == _POL_LRU or self._pol == _POL_FIFO:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+        self._mod += 1
+
+    @cython.final
+    cdef inline void _pol_link(self, int32_t ix) noexcept:
+        # A new entry ix (not linked) joins the order list where its policy puts new items.
+        if self._pol == _POL_LFU:
+            self._lfu_add(ix)
+        else:
+            self._lru_append(ix)
+
+    @cython.final
+    cdef inline void _pol_relink(self, int32_t ix) noexcept:
+        # Entry ix, the victim at the head, now holds a new item: it goes where new items go.
+        if self._pol == _POL_LFU:
+            self._bk_leave(ix)
+            self._lru_unlink(ix)
+            self._lfu_add(ix)
+        else:
+            self._touch(ix)
 
     # ------------------------------------------------------------------ TLRU: object expiry heap
     #
@@ -1033,10 +1093,7 @@ cdef class _CacheCore:
             e.exp = self._seq
         self._seq += 1.0
         self._n += 1
-        if self._pol == _POL_LFU:
-            self._lfu_add(ix)
-        else:
-            self._lru_append(ix)
+        self._pol_link(ix)
         if self._use_heap:
             self._heap_put(self._n - 1, ix)      # expiry inf: the heap's last place is right
         elif self._xheap:
@@ -1439,29 +1496,6 @@ cdef class _CacheCore:
             if self._ver_tid == PyThread_get_thread_ident():
                 raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
 
-    @cython.final
-    cdef inline void _use(self, int32_t ix) noexcept:
-        # A use of the entry by a read: LRU moves it to the end, LFU counts it.
-        if self._pol == _POL_LRU:
-            self._touch(ix)
-        elif self._pol == _POL_LFU:
-            self._lfu_bump(ix)
-
-    @cython.final
-    cdef inline void _on_hit(self, int32_t ix) noexcept:
-        # A successful c[k] or c.get(k).
-        self._use(ix)
-        self._hits += 1
-
-    @cython.final
-    cdef inline void _on_update(self, int32_t ix) noexcept:
-        # c[k] = v on a present key: LRU and FIFO move it to the end, LFU counts a use.
-        if self._pol == _POL_LRU or self._pol == _POL_FIFO:
-            self._touch(ix)
-        elif self._pol == _POL_LFU:
-            self._lfu_bump(ix)
-        self._mod += 1
-
     def __getitem__(self, key):
         cdef Py_ssize_t ix = self._lookup(key)
         if ix >= 0:
@@ -1586,12 +1620,7 @@ cdef class _CacheCore:
                 e.key = <PyObject*>key
                 e.value = <PyObject*>value
                 e.hash = h
-                if self._pol == _POL_LFU:
-                    self._bk_leave(v)
-                    self._lru_unlink(v)
-                    self._lfu_add(v)
-                else:
-                    self._touch(v)
+                self._pol_relink(v)
                 _ix_insert(&self._ix, h, v)
                 if self._is_ttl:
                     self._seqs[v] = self._seq
@@ -1632,7 +1661,7 @@ cdef class _CacheCore:
         if _cache_FloatExact(exp):
             d = _cache_FloatAsDouble(exp)
         else:
-            d = _cache_linkru_double(exp)
+            d = _cache_tlru_double(exp)
         if d != d:
             raise ValueError(f"ttu must not return NaN, got {exp!r}")
         return d

@@ -397,7 +397,8 @@ cdef inline void _lfu_renumbered(_cache_lfu* f, int32_t last, int32_t ix) noexce
 # by expiry (ents[].exp). Invariants the kernels keep:
 #   H1  heap holds every entry once, and pos[heap[p]] == p
 #   H2  ents[heap[p]].exp >= ents[heap[(p - 1) >> 1]].exp for p > 0: heap[0] expires first
-# Every change is O(log n). (With object expiries the order is user code; that heap is the
+# Every change is O(log n). The two sifts are not inline (a loop each: callers stay small enough
+# for the compiler to inline their own hot paths). (With object expiries the order is user code; that heap is the
 # cache's _xh_* methods, which plan by comparisons before they move anything.)
 
 cdef inline void _hp_put(int32_t* heap, int32_t* pos, Py_ssize_t p, int32_t ix) noexcept nogil:
@@ -405,8 +406,8 @@ cdef inline void _hp_put(int32_t* heap, int32_t* pos, Py_ssize_t p, int32_t ix) 
     pos[ix] = <int32_t>p
 
 
-cdef inline void _hp_up(int32_t* heap, int32_t* pos, const _cache_ent* ents,
-                        Py_ssize_t p) noexcept nogil:
+cdef void _hp_up(int32_t* heap, int32_t* pos, const _cache_ent* ents,
+                 Py_ssize_t p) noexcept nogil:
     # Sift heap[p] up to its place (H2 above p)
     cdef int32_t ix = heap[p]
     cdef double exp = ents[ix].exp
@@ -420,8 +421,8 @@ cdef inline void _hp_up(int32_t* heap, int32_t* pos, const _cache_ent* ents,
     _hp_put(heap, pos, p, ix)
 
 
-cdef inline void _hp_down(int32_t* heap, int32_t* pos, const _cache_ent* ents, Py_ssize_t p,
-                          Py_ssize_t size) noexcept nogil:
+cdef void _hp_down(int32_t* heap, int32_t* pos, const _cache_ent* ents, Py_ssize_t p,
+                   Py_ssize_t size) noexcept nogil:
     # Sift heap[p] down to its place within heap[0..size-1] (H2 below p)
     cdef int32_t ix = heap[p]
     cdef double exp = ents[ix].exp
