@@ -609,11 +609,12 @@ cdef class _CacheCore:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
         # The index kernel proposes candidates; __eq__ (user code) runs here, between them.
         cdef size_t i = _ix_home(&self._ix, h)
+        cdef int32_t t = _ix_tag(&self._ix, h)
         cdef PyObject* k = <PyObject*>key
         cdef int32_t ix
         cdef int r
         while True:
-            ix = _ix_probe(&self._ix, self._ents, h, k, &i)
+            ix = _ix_probe(&self._ix, self._ents, h, t, k, &i)
             if ix < 0 or self._ents[ix].key == k:
                 self._slot = <Py_ssize_t>i
                 return ix
@@ -623,6 +624,7 @@ cdef class _CacheCore:
                 return ix
             if r == 2:      # a thread switch inside __eq__ let another thread change the table
                 i = _ix_home(&self._ix, h)
+                t = _ix_tag(&self._ix, h)
                 continue
             i = (i + 1) & <size_t>self._ix.mask     # not equal: the table is as it was
 

@@ -100,13 +100,13 @@ cdef inline size_t _ix_home(const _cache_index* x, Py_hash_t h) noexcept nogil:
 
 
 cdef inline int32_t _ix_probe(const _cache_index* x, const _cache_ent* ents, Py_hash_t h,
-                              PyObject* k, size_t* at) noexcept nogil:
-    # From slot *at on, the next entry that may hold key k: its tag matches and it is k itself
-    # or has hash h (the caller decides by __eq__ unless it is k); or -1 at the empty slot that
-    # ends the run (I2: k is not in the table). *at is left at that entry's or empty slot.
+                              int32_t t, PyObject* k, size_t* at) noexcept nogil:
+    # From slot *at on, the next entry that may hold key k (hash h, tag t = _ix_tag(x, h)): its
+    # tag matches and it is k itself or has hash h (the caller decides by __eq__ unless it is
+    # k); or -1 at the empty slot that ends the run (I2: k is not in the table). *at is left at
+    # that entry's or empty slot.
     cdef size_t mask = <size_t>x.mask
     cdef size_t i = at[0]
-    cdef int32_t t = _ix_tag(x, h)
     cdef int32_t imask = x.imask
     cdef int32_t v
     while True:
