@@ -1134,7 +1134,8 @@ cdef class _CacheCore:
             # entry `last` becomes entry ix: every reference to it is renumbered
             _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), ix)
             self._ents[ix] = self._ents[last]
-            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent),
+                           &self._ents[ix].lk, ix)
             if self._use_heap:
                 self._heap_put(self._hpos[last], ix)
             elif self._xheap:
@@ -1143,7 +1144,7 @@ cdef class _CacheCore:
                     self._xh[self._hpos[ix]].ent = ix
             elif self._is_ttl:
                 self._tl[ix] = self._tl[last]
-                _ll_renumbered(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
+                _ll_renumbered(&self._tlist, <char*>self._tl, sizeof(_cache_link), &self._tl[ix], ix)
             if self._pol == _POL_LFU:
                 _lfu_renumbered(&self._lfu, last, ix)
             if self._xexp != NULL:
@@ -1716,7 +1717,7 @@ cdef class _CacheCore:
             # entry `last` becomes entry v: every reference to it is renumbered
             _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), v)
             e[0] = self._ents[last]
-            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), v)
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), &e.lk, v)
             e = &self._ents[last]
         _ix_insert(&self._ix, h, last)
         Py_INCREF(key)

@@ -266,11 +266,10 @@ cdef inline void _ll_link_after(_cache_list* L, char* links, size_t stride, int3
         L.tail = ix
 
 
-cdef inline void _ll_renumbered(_cache_list* L, char* links, size_t stride,
+cdef inline void _ll_renumbered(_cache_list* L, char* links, size_t stride, _cache_link* e,
                                 int32_t ix) noexcept nogil:
-    # A member's links were copied to number ix (the entry moved to fill a hole): its neighbours,
-    # or the list's ends, now point at ix (L2)
-    cdef _cache_link* e = _ll_at(links, stride, ix)
+    # A member's links were copied to number ix (the entry moved to fill a hole), e being
+    # _ll_at(links, stride, ix): its neighbours, or the list's ends, now point at ix (L2)
     if e.prev >= 0:
         _ll_at(links, stride, e.prev).next = ix
     else:
