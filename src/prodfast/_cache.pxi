@@ -2,19 +2,21 @@
 #
 # Layout (per cache), modelled on CPython's compact dict:
 #
-#   _idx   int32[mask + 1]   linear-probing index table: -1 empty, else (hash tag << _ibits) | entry
-#                            number; the home slot comes from Fibonacci hashing of the hash
-#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, prev/next of the LRU list,
+#   _ix    _cache_index      the hash index: linear-probing int32 slots, -1 empty, else
+#                            (hash tag << ibits) | entry number; the home slot comes from
+#                            Fibonacci hashing of the hash (struct and kernels: _cache_kernels.pxi)
+#   _ents  _cache_ent[_cap]  dense entries 0.._n-1: key, value, hash, links of the order list,
 #                            expiry (double, TTLCache only)
-#   _tl    _cache_tl[_cap]   TTLCache only: prev/next of the expiry list
+#   _tl    _cache_link[_cap] TTLCache only: links of the expiry list
 #   _heap  int32[_cap]       TLRUCache, built-in clock: min-heap of entries by expiry (_hpos: places)
 #   _xh    _cache_xrec[..]   TLRUCache, user timer: heap of (expiry object, push number, entry)
 #                            records, deleted lazily (_hpos: each entry's record)
 #   _xexp  PyObject*[_cap]   TTLCache/TLRUCache with a non-real timer/ttl only: expiry objects
 #   _sizes PyObject*[_cap]   caches with getsizeof only: each item's size
 #
-#   LRU list:    _head (least recent) <-> ... <-> _tail (most recent)
-#   expiry list: _thead (set first)   <-> ... <-> _ttail (set last)
+#   order list:  _order.head (least recent) <-> ... <-> _order.tail (most recent)
+#   expiry list: _tlist.head (set first)    <-> ... <-> _tlist.tail (set last)
+#   (one set of list kernels serves both: _cache_kernels.pxi)
 #
 # Deleting entry i empties its slot, shifting later members of the probe cluster back (no
 # tombstones, so churn never forces a rebuild), and moves the last entry into hole i (fixing that
@@ -75,23 +77,8 @@ cdef extern from "Python.h":
         _cache_traverseproc tp_traverse
         _cache_inquiry tp_clear
 
-cdef struct _cache_ent:
-    PyObject* key
-    PyObject* value
-    Py_hash_t hash
-    int32_t prev
-    int32_t next
-    double exp          # TTLCache: expiry; kept in the entry so that a read touches one place
+include "_cache_kernels.pxi"     # the entry, the hash index and their kernels
 
-cdef struct _cache_tl:
-    int32_t prev
-    int32_t next
-
-cdef struct _cache_bk:
-    # LFUCache: one use-count bucket, a run first..last of the entry list (all with `count` uses)
-    int64_t count
-    int32_t first       # on the free list: the next free bucket
-    int32_t last
 
 cdef struct _cache_xrec:
     # TLRUCache with object expiries: one record of the expiry heap, which deletes lazily (as
@@ -105,7 +92,7 @@ cdef struct _cache_store:
     _cache_xrec* xh
     Py_ssize_t xhn
     _cache_ent* ents
-    _cache_tl* tl
+    _cache_link* tl
     int32_t* heap
     int32_t* hpos
     int32_t* lfb
@@ -115,8 +102,6 @@ cdef struct _cache_store:
     double* seqs
     Py_ssize_t n
 
-DEF _CACHE_EMPTY = -1
-DEF _CACHE_MINSIZE = 8
 DEF _CACHE_MAXENT = 0x7FFFFFF0
 
 # Eviction policies. The entry list (prev/next) is the iteration order and, except for RR, the
@@ -132,23 +117,6 @@ _CACHE_STATE_TAG = _cache_py._STATE_TAG
 _cache_repr_running = set()
 _CACHE_STATE_VERSION = _cache_py._STATE_VERSION
 cdef object _cache_MISSING = _cache_py._MISSING
-
-
-cdef inline double _cache_cclock() noexcept nogil:
-    # time.monotonic() without the Python call (prodfast/_platform.h)
-    return prodfast_monotonic()
-
-
-# Reads of the built-in clock may first try the kernel's coarse monotonic clock (a few ns instead
-# of ~30 in a VM). It trails the precise clock by at most one tick (1-10 ms), so an item whose
-# expiry lies more than this margin beyond the coarse time is alive by the precise clock too;
-# anything closer is decided by a precise read. Expiries themselves always come from the precise
-# clock, so results are those of time.monotonic().
-DEF _CACHE_COARSE_MARGIN = 0.05
-
-cdef inline double _cache_coarse() noexcept nogil:
-    # the coarse clock where there is one, else -inf: then every read is precise
-    return prodfast_monotonic_floor()
 
 
 cdef inline bint _cache_str_eq(PyObject* a, PyObject* b) noexcept:
@@ -394,31 +362,25 @@ cdef class _CacheCore:
     """Shared engine of LRUCache and TTLCache (not public)."""
 
     cdef _cache_ent* _ents
-    cdef int32_t* _idx
-    cdef _cache_tl* _tl
+    cdef _cache_index _ix       # the hash index (_cache_kernels.pxi)
+    cdef _cache_link* _tl
     cdef int32_t* _heap         # TLRUCache with real expiries: min-heap of entry numbers by expiry
     cdef int32_t* _hpos         # ... and each entry's position in it (or in _xh; -1: none yet)
     cdef _cache_xrec* _xh       # TLRUCache with object expiries: the expiry heap's records
     cdef Py_ssize_t _xhn, _xhcap, _xdead    # ... records held, room, dead ones among them
     cdef double _xhseq          # ... the next record's push number
     cdef size_t _xhver          # ... changes of the heap (a planned move is valid while unchanged)
-    cdef int32_t* _lfb          # LFUCache: each entry's bucket
-    cdef _cache_bk* _bks        # LFUCache: buckets (as many as entries, so a split never allocates)
-    cdef int32_t _bfree
+    cdef _cache_lfu _lfu        # LFUCache: the use-count buckets (_cache_kernels.pxi)
     cdef int32_t _keep          # the entry being updated while room is made: never the victim
     cdef double* _seqs          # TTLCache, TLRUCache: insertion numbers (others keep them in .exp)
     cdef double _seq            # the next insertion number: iteration is in first-insertion order
     cdef PyObject** _xexp
     cdef PyObject** _sizes
-    cdef Py_ssize_t _mask
     cdef Py_ssize_t _n
     cdef Py_ssize_t _cap
-    cdef int _shift
-    cdef int _ibits
-    cdef int32_t _imask
-    cdef uint64_t _tagmask
     cdef Py_ssize_t _maxcap
-    cdef int32_t _head, _tail, _thead, _ttail
+    cdef _cache_list _order     # the order list: iteration order, and the eviction order but for RR
+    cdef _cache_list _tlist     # TTLCache: the expiry list (links in _tl)
     cdef Py_ssize_t _slot
     cdef size_t _ver
     cdef unsigned long _ver_tid
@@ -444,11 +406,11 @@ cdef class _CacheCore:
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
-        self._idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
-        if self._idx == NULL:
+        cdef int32_t* slots = _ix_alloc(_CACHE_MINSIZE)
+        if slots == NULL:
             raise MemoryError()
-        memset(self._idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
-        self._mask = _CACHE_MINSIZE - 1
+        _ix_adopt(&self._ix, slots, _CACHE_MINSIZE)
+        _ix_bits(&self._ix, 0x7FFFFFFF)
         self._ents = NULL
         self._tl = NULL
         self._heap = NULL
@@ -457,20 +419,16 @@ cdef class _CacheCore:
         self._xhn = self._xhcap = self._xdead = 0
         self._xhseq = 0.0
         self._xhver = 0
-        self._lfb = NULL
-        self._bks = NULL
-        self._bfree = -1
+        self._lfu.of = NULL
+        self._lfu.bks = NULL
+        self._lfu.free = -1
         self._keep = -1
         self._seqs = NULL
         self._seq = 0.0
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
-        self._shift = 61
-        self._ibits = 31
-        self._imask = 0x7FFFFFFF
-        self._tagmask = 0
-        self._head = self._tail = self._thead = self._ttail = -1
+        self._order.head = self._order.tail = self._tlist.head = self._tlist.tail = -1
         self._maxsize_c = 0
         self._maxcap = 0
         self._maxsize = 0
@@ -503,8 +461,8 @@ cdef class _CacheCore:
 
     def __dealloc__(self):
         _cache_release(self._detach())
-        PyMem_Free(self._idx)
-        self._idx = NULL
+        PyMem_Free(self._ix.slots)
+        self._ix.slots = NULL
 
     # ------------------------------------------------------------------ garbage collection
 
@@ -546,8 +504,8 @@ cdef class _CacheCore:
         st.tl = self._tl
         st.heap = self._heap
         st.hpos = self._hpos
-        st.lfb = self._lfb
-        st.bks = self._bks
+        st.lfb = self._lfu.of
+        st.bks = self._lfu.bks
         st.xexp = self._xexp
         st.sizes = self._sizes
         st.seqs = self._seqs
@@ -558,20 +516,19 @@ cdef class _CacheCore:
         self._xhn = self._xhcap = self._xdead = 0
         self._xhseq = 0.0
         self._xhver += 1
-        if self._idx != NULL:
-            memset(self._idx, 0xFF, (self._mask + 1) * sizeof(int32_t))
+        _ix_wipe(&self._ix)
         self._ents = NULL
         self._tl = NULL
         self._heap = NULL
         self._hpos = NULL
-        self._lfb = NULL
-        self._bks = NULL
-        self._bfree = -1
+        self._lfu.of = NULL
+        self._lfu.bks = NULL
+        self._lfu.free = -1
         self._seqs = NULL
         self._xexp = NULL
         self._sizes = NULL
         self._n = self._cap = 0
-        self._head = self._tail = self._thead = self._ttail = -1
+        self._order.head = self._order.tail = self._tlist.head = self._tlist.tail = -1
         self._keep = -1                 # an update in progress finds its entry gone
         self._currsize_obj = 0
         self._bump()
@@ -599,12 +556,7 @@ cdef class _CacheCore:
             self._maxcap = _CACHE_MAXENT if self._maxsize_c > _CACHE_MAXENT else self._maxsize_c
         else:
             self._maxcap = _CACHE_MAXENT
-        # entry numbers take the low _ibits bits of a slot, the hash tag the rest (up to bit 30)
-        self._ibits = 1
-        while (<Py_ssize_t>1 << self._ibits) <= self._maxcap and self._ibits < 31:
-            self._ibits += 1
-        self._imask = <int32_t>((<uint64_t>1 << self._ibits) - 1)
-        self._tagmask = (<uint64_t>1 << (31 - self._ibits)) - 1
+        _ix_bits(&self._ix, self._maxcap)
         self._update_fast()
         return 0
 
@@ -624,20 +576,7 @@ cdef class _CacheCore:
                           and (self._pol != _POL_RR
                                or (self._choice is _cache_random.choice and _cache_rr_replay)))
 
-    # ------------------------------------------------------------------ table primitives
-
-    @cython.final
-    cdef inline int32_t _tag(self, Py_hash_t h) noexcept:
-        # Hash bits kept in the slot above the entry number: most slots of another key are
-        # told apart without reading its entry (a miss reads the index table only).
-        return <int32_t>((((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> 32) & self._tagmask)
-                         << self._ibits)
-
-    @cython.final
-    cdef inline size_t _home(self, Py_hash_t h) noexcept:
-        # Fibonacci hashing: the high bits of h * 2^64/phi pick the home slot, so that regular
-        # hashes (ints with a common stride) spread out under linear probing.
-        return <size_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15ULL) >> self._shift)
+    # ------------------------------------------------------------------ the index: lookup
 
     @cython.final
     cdef inline void _bump(self) noexcept:
@@ -668,102 +607,37 @@ cdef class _CacheCore:
     @cython.final
     cdef inline Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
         # Entry number of key, or -1; self._slot is left at the key's slot (or the empty slot).
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(h)
-        cdef int32_t t = self._tag(h)
-        cdef int32_t imask = self._imask
-        cdef int32_t ix
+        # The index kernel proposes candidates; __eq__ (user code) runs here, between them.
+        cdef size_t i = _ix_home(&self._ix, h)
+        cdef int32_t t = _ix_tag(&self._ix, h)
         cdef PyObject* k = <PyObject*>key
-        cdef PyObject* other
-        cdef size_t ver
+        cdef int32_t ix
         cdef int r
         while True:
-            ix = self._idx[i]
-            if ix < 0:
-                self._slot = <Py_ssize_t>i
-                return -1
-            if (ix & ~imask) != t:
-                i = (i + 1) & mask
-                continue
-            ix &= imask
-            other = self._ents[ix].key
-            if other == k:
+            ix = _ix_probe(&self._ix, self._ents, h, t, k, &i)
+            if ix < 0 or self._ents[ix].key == k:
                 self._slot = <Py_ssize_t>i
                 return ix
-            if self._ents[ix].hash == h:
-                r = self._keys_equal(other, k)
-                if r:
-                    if r == 2:  # a thread switch inside __eq__ let another thread change it
-                        mask = <size_t>self._mask
-                        i = self._home(h)
-                        continue
-                    self._slot = <Py_ssize_t>i
-                    return ix
-            i = (i + 1) & mask
-
-    @cython.final
-    cdef inline Py_ssize_t _slot_of(self, Py_ssize_t ix) noexcept:
-        # Slot holding entry ix (no user code: compares entry numbers only).
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(self._ents[ix].hash)
-        cdef int32_t imask = self._imask
-        while (self._idx[i] & imask) != ix:
-            i = (i + 1) & mask
-        return <Py_ssize_t>i
-
-    @cython.final
-    cdef inline Py_ssize_t _free_slot(self, Py_hash_t h) noexcept:
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = self._home(h)
-        while self._idx[i] >= 0:
-            i = (i + 1) & mask
-        return <Py_ssize_t>i
-
-    @cython.final
-    cdef inline void _clear_slot(self, Py_ssize_t slot) noexcept:
-        # Linear-probing deletion without tombstones: shift later members of the cluster back.
-        cdef size_t mask = <size_t>self._mask
-        cdef size_t i = <size_t>slot
-        cdef size_t j = i
-        cdef size_t k
-        cdef int32_t v
-        while True:
-            j = (j + 1) & mask
-            v = self._idx[j]
-            if v < 0:
-                break
-            k = self._home(self._ents[v & self._imask].hash)
-            # the entry at j may move to i only if its home is not cyclically in (i, j]
-            if i <= j:
-                if i < k and k <= j:
-                    continue
-            elif i < k or k <= j:
+            r = self._keys_equal(self._ents[ix].key, k)
+            if r == 1:
+                self._slot = <Py_ssize_t>i
+                return ix
+            if r == 2:      # a thread switch inside __eq__ let another thread change the table
+                i = _ix_home(&self._ix, h)
+                t = _ix_tag(&self._ix, h)
                 continue
-            self._idx[i] = v
-            i = j
-        self._idx[i] = _CACHE_EMPTY
+            i = (i + 1) & <size_t>self._ix.mask     # not equal: the table is as it was
 
     @cython.final
     cdef int _rebuild(self, Py_ssize_t need) except -1:
-        # New index table for `need` entries: load factor <= 1/2.
-        cdef Py_ssize_t size = _CACHE_MINSIZE
-        cdef int shift = 61
-        cdef Py_ssize_t i, s
-        cdef int32_t* idx
-        while size < 2 * need + 2:
-            size <<= 1
-            shift -= 1
-        idx = <int32_t*>PyMem_Malloc(size * sizeof(int32_t))
-        if idx == NULL:
+        # New index table for `need` entries (I1).
+        cdef Py_ssize_t size = _ix_size_for(need)
+        cdef int32_t* slots = _ix_alloc(size)
+        if slots == NULL:
             raise MemoryError()
-        memset(idx, 0xFF, size * sizeof(int32_t))
-        PyMem_Free(self._idx)
-        self._idx = idx
-        self._mask = size - 1
-        self._shift = shift
-        for i in range(self._n):
-            s = self._free_slot(self._ents[i].hash)
-            idx[s] = self._tag(self._ents[i].hash) | <int32_t>i
+        PyMem_Free(self._ix.slots)
+        _ix_adopt(&self._ix, slots, size)
+        _ix_fill(&self._ix, self._ents, self._n)
         self._bump()
         return 0
 
@@ -786,10 +660,10 @@ cdef class _CacheCore:
                 raise MemoryError()
             self._ents = <_cache_ent*>p
             if self._is_ttl and not self._use_heap and not self._xheap:
-                p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_tl))
+                p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_link))
                 if p == NULL:
                     raise MemoryError()
-                self._tl = <_cache_tl*>p
+                self._tl = <_cache_link*>p
             if self._is_ttl:
                 p = PyMem_Realloc(self._seqs, newcap * sizeof(double))
                 if p == NULL:
@@ -811,261 +685,161 @@ cdef class _CacheCore:
                     raise MemoryError()
                 self._hpos = <int32_t*>p
             if self._pol == _POL_LFU:
-                p = PyMem_Realloc(self._lfb, newcap * sizeof(int32_t))
+                p = PyMem_Realloc(self._lfu.of, newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
-                self._lfb = <int32_t*>p
-                p = PyMem_Realloc(self._bks, newcap * sizeof(_cache_bk))
+                self._lfu.of = <int32_t*>p
+                p = PyMem_Realloc(self._lfu.bks, newcap * sizeof(_cache_bk))
                 if p == NULL:
                     raise MemoryError()
-                self._bks = <_cache_bk*>p
+                self._lfu.bks = <_cache_bk*>p
             if self._getsizeof is not None:
                 p = PyMem_Realloc(self._sizes, newcap * sizeof(PyObject*))
                 if p == NULL:
                     raise MemoryError()
                 self._sizes = <PyObject**>p
             if self._pol == _POL_LFU:
-                for i in range(self._cap, newcap):      # the new buckets join the free list
-                    self._bks[i].first = self._bfree
-                    self._bfree = <int32_t>i
+                _lfu_grown(&self._lfu, self._cap, newcap)
             self._cap = newcap
-        if (self._n + 1) * 2 > self._mask + 1:
+        if (self._n + 1) * 2 > self._ix.mask + 1:
             self._rebuild(self._n + 1)
         return 0
 
+    # ------------------------------------------------------------------ the two lists
+    #
+    # The kernels of _cache_kernels.pxi over the order list (links in the entries) and the TTL
+    # expiry list (links in _tl).
+
     @cython.final
     cdef inline void _lru_unlink(self, int32_t ix) noexcept:
-        cdef _cache_ent* e = &self._ents[ix]
-        if e.prev >= 0:
-            self._ents[e.prev].next = e.next
-        else:
-            self._head = e.next
-        if e.next >= 0:
-            self._ents[e.next].prev = e.prev
-        else:
-            self._tail = e.prev
+        _ll_unlink(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
 
     @cython.final
     cdef inline void _lru_append(self, int32_t ix) noexcept:
-        cdef _cache_ent* e = &self._ents[ix]
-        e.prev = self._tail
-        e.next = -1
-        if self._tail >= 0:
-            self._ents[self._tail].next = ix
-        else:
-            self._head = ix
-        self._tail = ix
+        _ll_append(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix)
 
     @cython.final
     cdef inline void _touch(self, int32_t ix) noexcept:
-        cdef _cache_ent* e
-        cdef int32_t p, nx
-        if ix == self._tail:
-            return
-        e = &self._ents[ix]
-        p = e.prev
-        nx = e.next
-        if p >= 0:
-            self._ents[p].next = nx
-        else:
-            self._head = nx
-        self._ents[nx].prev = p
-        e.prev = self._tail
-        e.next = -1
-        self._ents[self._tail].next = ix
-        self._tail = ix
-        self._mod += 1
-
-    @cython.final
-    cdef inline void _ttl_unlink(self, int32_t ix) noexcept:
-        cdef _cache_tl* t = &self._tl[ix]
-        if t.prev >= 0:
-            self._tl[t.prev].next = t.next
-        else:
-            self._thead = t.next
-        if t.next >= 0:
-            self._tl[t.next].prev = t.prev
-        else:
-            self._ttail = t.prev
-
-    @cython.final
-    cdef inline void _ttl_append(self, int32_t ix) noexcept:
-        cdef _cache_tl* t = &self._tl[ix]
-        t.prev = self._ttail
-        t.next = -1
-        if self._ttail >= 0:
-            self._tl[self._ttail].next = ix
-        else:
-            self._thead = ix
-        self._ttail = ix
+        # A use: ix becomes the most recent (a reordering, which iterators notice)
+        if _ll_move_to_tail(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix):
+            self._mod += 1
 
     @cython.final
     cdef inline void _link_after(self, int32_t ix, int32_t after) noexcept:
-        # Entry list: put entry ix right after entry `after` (-1: at the head).
-        cdef _cache_ent* e = &self._ents[ix]
-        e.prev = after
-        if after >= 0:
-            e.next = self._ents[after].next
-            self._ents[after].next = ix
-        else:
-            e.next = self._head
-            self._head = ix
-        if e.next >= 0:
-            self._ents[e.next].prev = ix
-        else:
-            self._tail = ix
+        # Order list: put entry ix right after entry `after` (-1: at the head).
+        _ll_link_after(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), ix, after)
+
+    @cython.final
+    cdef inline void _ttl_unlink(self, int32_t ix) noexcept:
+        _ll_unlink(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
+
+    @cython.final
+    cdef inline void _ttl_append(self, int32_t ix) noexcept:
+        _ll_append(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix)
 
     @cython.final
     cdef inline void _ttl_link_after(self, int32_t ix, int32_t after) noexcept:
         # Expiry list: put entry ix right after entry `after` (-1: at the head).
-        cdef _cache_tl* t = &self._tl[ix]
-        t.prev = after
-        if after >= 0:
-            t.next = self._tl[after].next
-            self._tl[after].next = ix
-        else:
-            t.next = self._thead
-            self._thead = ix
-        if t.next >= 0:
-            self._tl[t.next].prev = ix
-        else:
-            self._ttail = ix
+        _ll_link_after(&self._tlist, <char*>self._tl, sizeof(_cache_link), ix, after)
 
-    # ------------------------------------------------------------------ LFU: use-count buckets
+    # ------------------------------------------------------------------ LFU and TLRU kernels
     #
-    # The entry list is sorted by use count, ascending; a bucket is the run of entries with one
-    # count, least recently used first. Each entry knows its bucket (_lfb), each bucket its count
-    # and its first and last entry, so a use moves an entry to the end of the next count's run in
-    # O(1), and the head of the list is always the next victim.
+    # The use-count buckets and the double expiry heap are kernels of _cache_kernels.pxi (with
+    # their invariants); these bind them to this cache's arrays. LFU's are not inline: called
+    # from the big __setitem__, they would keep the compiler from inlining its lookup there.
 
     @cython.final
     cdef inline int32_t _bk_new(self, int64_t count, int32_t ix) noexcept:
-        # A bucket holding only entry ix. Never fails: there are as many buckets as entry slots,
-        # and every bucket in use holds at least one entry.
-        cdef int32_t b = self._bfree
-        self._bfree = self._bks[b].first
-        self._bks[b].count = count
-        self._bks[b].first = ix
-        self._bks[b].last = ix
-        self._lfb[ix] = b
-        return b
+        return _lfu_new(&self._lfu, count, ix)
 
     @cython.final
-    cdef inline void _bk_leave(self, int32_t ix) noexcept:
-        # Entry ix leaves its bucket (call before unlinking it from the entry list).
-        cdef int32_t b = self._lfb[ix]
-        cdef _cache_bk* bk = &self._bks[b]
-        if bk.first == ix and bk.last == ix:
-            bk.first = self._bfree
-            self._bfree = b
-        elif bk.first == ix:
-            bk.first = self._ents[ix].next
-        elif bk.last == ix:
-            bk.last = self._ents[ix].prev
+    cdef void _bk_leave(self, int32_t ix) noexcept:
+        # Entry ix leaves its bucket (call before unlinking it from the order list).
+        _lfu_leave(&self._lfu, self._ents, ix)
 
     @cython.final
-    cdef inline void _lfu_add(self, int32_t ix) noexcept:
+    cdef void _lfu_add(self, int32_t ix) noexcept:
         # A new entry: use count 1, the most recent of the count-1 bucket.
-        cdef int32_t h = self._head
-        cdef int32_t b
-        if h >= 0 and self._bks[self._lfb[h]].count == 1:
-            b = self._lfb[h]
-            self._link_after(ix, self._bks[b].last)
-            self._bks[b].last = ix
-            self._lfb[ix] = b
-        else:
-            self._link_after(ix, -1)
-            self._bk_new(1, ix)
+        _lfu_add(&self._lfu, &self._order, self._ents, ix)
 
     @cython.final
-    cdef inline void _lfu_bump(self, int32_t ix) noexcept:
-        # One more use of entry ix.
-        cdef int32_t b = self._lfb[ix]
-        cdef _cache_bk* bk = &self._bks[b]
-        cdef int64_t count = bk.count + 1
-        cdef int32_t after = bk.last
-        cdef int32_t nxt = self._ents[after].next       # first entry of the next bucket
-        cdef int32_t nb
+    cdef void _lfu_bump(self, int32_t ix) noexcept:
+        # One more use of entry ix (a reordering, which iterators notice).
         self._mod += 1
-        if nxt >= 0 and self._bks[self._lfb[nxt]].count == count:
-            nb = self._lfb[nxt]
-            self._bk_leave(ix)
-            self._lru_unlink(ix)
-            self._link_after(ix, self._bks[nb].last)
-            self._bks[nb].last = ix
-            self._lfb[ix] = nb
-        elif bk.first == ix and bk.last == ix:
-            bk.count = count
-        else:
-            self._bk_leave(ix)
-            if after != ix:
-                self._lru_unlink(ix)
-                self._link_after(ix, after)
-            self._bk_new(count, ix)
-
-    # ------------------------------------------------------------------ TLRU: expiry heap
-    #
-    # A binary min-heap of entry numbers ordered by expiry (_ents[].exp), _hpos[ix] the position
-    # of entry ix in it; the heap holds every entry, so its size is _n. The next item to expire is
-    # _heap[0]. Used when expiries are real numbers; otherwise (see _objmode) TLRUCache keeps a
-    # sorted expiry list, as TTLCache does.
+        _lfu_bump(&self._lfu, &self._order, self._ents, ix)
 
     @cython.final
     cdef inline void _heap_put(self, Py_ssize_t pos, int32_t ix) noexcept:
-        self._heap[pos] = ix
-        self._hpos[ix] = <int32_t>pos
-
-    @cython.final
-    cdef void _heap_up(self, Py_ssize_t pos) noexcept:
-        cdef int32_t ix = self._heap[pos]
-        cdef double exp = self._ents[ix].exp
-        cdef Py_ssize_t parent
-        while pos > 0:
-            parent = (pos - 1) >> 1
-            if not (exp < self._ents[self._heap[parent]].exp):
-                break
-            self._heap_put(pos, self._heap[parent])
-            pos = parent
-        self._heap_put(pos, ix)
-
-    @cython.final
-    cdef void _heap_down(self, Py_ssize_t pos, Py_ssize_t size) noexcept:
-        cdef int32_t ix = self._heap[pos]
-        cdef double exp = self._ents[ix].exp
-        cdef Py_ssize_t child
-        while True:
-            child = 2 * pos + 1
-            if child >= size:
-                break
-            if (child + 1 < size
-                    and self._ents[self._heap[child + 1]].exp < self._ents[self._heap[child]].exp):
-                child += 1
-            if not (self._ents[self._heap[child]].exp < exp):
-                break
-            self._heap_put(pos, self._heap[child])
-            pos = child
-        self._heap_put(pos, ix)
+        _hp_put(self._heap, self._hpos, pos, ix)
 
     @cython.final
     cdef inline void _heap_fix(self, int32_t ix) noexcept:
         # Entry ix's expiry changed: restore the heap order around it.
-        cdef Py_ssize_t pos = self._hpos[ix]
-        self._heap_up(pos)
-        self._heap_down(self._hpos[ix], self._n)
+        _hp_fix(self._heap, self._hpos, self._ents, ix, self._n)
 
     @cython.final
     cdef inline void _heap_remove(self, int32_t ix) noexcept:
         # Take entry ix out of the heap (before _n drops): the last element fills its place.
-        cdef Py_ssize_t pos = self._hpos[ix]
-        cdef Py_ssize_t last = self._n - 1
-        cdef int32_t moved
-        if pos != last:
-            moved = self._heap[last]
-            self._heap_put(pos, moved)
-            if pos > 0 and self._ents[moved].exp < self._ents[self._heap[(pos - 1) >> 1]].exp:
-                self._heap_up(pos)
-            else:
-                self._heap_down(pos, last)
+        _hp_remove(self._heap, self._hpos, self._ents, ix, self._n)
+
+    # ------------------------------------------------------------------ the policy layer
+    #
+    # What each policy does, over the kernels above: a hit (_use), an update (_on_update) and an
+    # insert (_pol_link, or _pol_relink when a full cache reuses its victim's entry) dispatch on
+    # _pol here, once each. The victim is the order list's head but for RR: _take_victim, and
+    # __setitem__'s full-cache branch, which reuses the head entry or calls _rr_replace (RR's
+    # fast eviction). Removal (_remove) keeps LFU's buckets with the order list.
+    #
+    #   policy  class(es)                     hit           update         insert     victim
+    #   LRU     LRUCache, TTLCache, TLRUCache  to the tail   to the tail    at tail    head
+    #   FIFO    FIFOCache                      -             to the tail    at tail    head
+    #   INS     Cache                          -             -              at tail    head
+    #   RR      RRCache                        -             -              at tail    choice()
+    #   LFU     LFUCache                       count a use   count a use    count 1    head
+    #
+    # TTLCache and TLRUCache add an expiry order on top (_place/_set_exp): TTLCache's sorted
+    # expiry list (_tlist), TLRUCache's double heap (_heap, _hpos) or object heap (_xh).
+
+    @cython.final
+    cdef inline void _use(self, int32_t ix) noexcept:
+        # A use of the entry by a read: LRU moves it to the end, LFU counts it.
+        if self._pol == _POL_LRU:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+
+    @cython.final
+    cdef inline void _on_hit(self, int32_t ix) noexcept:
+        # A successful c[k] or c.get(k).
+        self._use(ix)
+        self._hits += 1
+
+    @cython.final
+    cdef inline void _on_update(self, int32_t ix) noexcept:
+        # c[k] = v on a present key: LRU and FIFO move it to the end, LFU counts a use.
+        if self._pol == _POL_LRU or self._pol == _POL_FIFO:
+            self._touch(ix)
+        elif self._pol == _POL_LFU:
+            self._lfu_bump(ix)
+        self._mod += 1
+
+    @cython.final
+    cdef inline void _pol_link(self, int32_t ix) noexcept:
+        # A new entry ix (not linked) joins the order list where its policy puts new items.
+        if self._pol == _POL_LFU:
+            self._lfu_add(ix)
+        else:
+            self._lru_append(ix)
+
+    @cython.final
+    cdef inline void _pol_relink(self, int32_t ix) noexcept:
+        # Entry ix, the victim at the head, now holds a new item: it goes where new items go.
+        if self._pol == _POL_LFU:
+            self._bk_leave(ix)
+            self._lru_unlink(ix)
+            self._lfu_add(ix)
+        else:
+            self._touch(ix)
 
     # ------------------------------------------------------------------ TLRU: object expiry heap
     #
@@ -1306,10 +1080,9 @@ cdef class _CacheCore:
     cdef int32_t _insert(self, object key, object value, Py_hash_t h) except -1:
         # Add a new entry (key known absent; _reserve() already called) at the end of its
         # policy's order. Returns its number. A TTL/TLRU caller then calls _set_exp() at once.
-        cdef Py_ssize_t s = self._free_slot(h)
         cdef int32_t ix = <int32_t>self._n
         cdef _cache_ent* e = &self._ents[ix]
-        self._idx[s] = self._tag(h) | ix
+        _ix_insert(&self._ix, h, ix)
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -1322,10 +1095,7 @@ cdef class _CacheCore:
             e.exp = self._seq
         self._seq += 1.0
         self._n += 1
-        if self._pol == _POL_LFU:
-            self._lfu_add(ix)
-        else:
-            self._lru_append(ix)
+        self._pol_link(ix)
         if self._use_heap:
             self._heap_put(self._n - 1, ix)      # expiry inf: the heap's last place is right
         elif self._xheap:
@@ -1346,10 +1116,7 @@ cdef class _CacheCore:
         # The caller now owns ix's key, value, expiry object and size references: it must read
         # them BEFORE calling this, and release them after the structure is consistent.
         cdef int32_t last = <int32_t>(self._n - 1)
-        cdef int32_t b
-        cdef Py_ssize_t ls
-        cdef _cache_ent* e
-        self._clear_slot(slot)
+        _ix_clear_slot(&self._ix, self._ents, slot)
         if ix == self._keep:
             self._keep = -1
         elif last == self._keep:
@@ -1365,18 +1132,10 @@ cdef class _CacheCore:
             self._ttl_unlink(ix)
         if ix != last:
             # entry `last` becomes entry ix: every reference to it is renumbered
-            ls = self._slot_of(last)
-            self._idx[ls] = (self._idx[ls] & ~self._imask) | ix
+            _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), ix)
             self._ents[ix] = self._ents[last]
-            e = &self._ents[ix]
-            if e.prev >= 0:
-                self._ents[e.prev].next = ix
-            else:
-                self._head = ix
-            if e.next >= 0:
-                self._ents[e.next].prev = ix
-            else:
-                self._tail = ix
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent),
+                           &self._ents[ix].lk, ix)
             if self._use_heap:
                 self._heap_put(self._hpos[last], ix)
             elif self._xheap:
@@ -1385,21 +1144,9 @@ cdef class _CacheCore:
                     self._xh[self._hpos[ix]].ent = ix
             elif self._is_ttl:
                 self._tl[ix] = self._tl[last]
-                if self._tl[ix].prev >= 0:
-                    self._tl[self._tl[ix].prev].next = ix
-                else:
-                    self._thead = ix
-                if self._tl[ix].next >= 0:
-                    self._tl[self._tl[ix].next].prev = ix
-                else:
-                    self._ttail = ix
+                _ll_renumbered(&self._tlist, <char*>self._tl, sizeof(_cache_link), &self._tl[ix], ix)
             if self._pol == _POL_LFU:
-                b = self._lfb[last]
-                self._lfb[ix] = b
-                if self._bks[b].first == last:
-                    self._bks[b].first = ix
-                if self._bks[b].last == last:
-                    self._bks[b].last = ix
+                _lfu_renumbered(&self._lfu, last, ix)
             if self._xexp != NULL:
                 self._xexp[ix] = self._xexp[last]
             if self._sizes != NULL:
@@ -1463,7 +1210,7 @@ cdef class _CacheCore:
             t = self._tw._time
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
         elif self._cclock:
-            d = _cache_cclock()
+            d = _clock_now()
         else:
             t = self._tw._timer()
             d = _cache_FloatAsDouble(t) if _cache_FloatExact(t) else self._to_double(t)
@@ -1477,11 +1224,8 @@ cdef class _CacheCore:
 
     @cython.final
     cdef inline bint _fresh(self, Py_ssize_t ix) noexcept:
-        # Built-in clock, read path: alive by time.monotonic() (see _CACHE_COARSE_MARGIN).
-        cdef double exp = self._ents[ix].exp
-        if _cache_coarse() + _CACHE_COARSE_MARGIN < exp:
-            return True
-        return _cache_cclock() < exp
+        # Built-in clock, read path: alive by time.monotonic() (see _clock_before).
+        return _clock_before(self._ents[ix].exp)
 
     @cython.final
     cdef int _observe(self, object t) except -1:
@@ -1559,7 +1303,7 @@ cdef class _CacheCore:
         # list, or the top of the heap. The sizes are collected first and added up afterwards, as
         # adding them may be user code.
         cdef Py_ssize_t k = 0
-        cdef int32_t ix = self._thead
+        cdef int32_t ix = self._tlist.head
         cdef double d
         cdef list sizes = [] if self._sizes != NULL else None
         cdef size_t ver
@@ -1590,7 +1334,7 @@ cdef class _CacheCore:
                     if self._ver_tid == PyThread_get_thread_ident():
                         raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
                     ver = self._ver
-                    ix = self._thead
+                    ix = self._tlist.head
                     k = 0
                     if sizes is not None:
                         del sizes[:]
@@ -1621,7 +1365,7 @@ cdef class _CacheCore:
             d = now
             while self._n and not (d < self._ents[self._heap[0]].exp):
                 ix = self._heap[0]
-                evicted.append(self._take(ix, self._slot_of(ix)))
+                evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
                 self._expirations += 1
             return 0
         if self._xheap:
@@ -1638,14 +1382,14 @@ cdef class _CacheCore:
                 if alive:
                     break
                 ix = self._xh[0].ent
-                evicted.append(self._take(ix, self._slot_of(ix)))
+                evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
                 self._expirations += 1
             return 0
-        while self._thead >= 0:
-            ix = self._thead
+        while self._tlist.head >= 0:
+            ix = self._tlist.head
             if self._alive(ix, now):
                 break
-            evicted.append(self._take(ix, self._slot_of(ix)))
+            evicted.append(self._take(ix, _ix_slot_of(&self._ix, self._ents, ix)))
             self._expirations += 1
         return 0
 
@@ -1672,10 +1416,10 @@ cdef class _CacheCore:
         # tail (O(1) unless sets of other threads, whose time was read later, got in first).
         cdef int32_t after
         self._ents[ix].exp = exp
-        if ix == self._ttail and (self._tl[ix].prev < 0 or self._ents[self._tl[ix].prev].exp <= exp):
+        if ix == self._tlist.tail and (self._tl[ix].prev < 0 or self._ents[self._tl[ix].prev].exp <= exp):
             return
         self._ttl_unlink(ix)
-        after = self._ttail
+        after = self._tlist.tail
         while after >= 0 and self._ents[after].exp > exp:
             after = self._tl[after].prev
         self._ttl_link_after(ix, after)
@@ -1701,7 +1445,7 @@ cdef class _CacheCore:
             self._xh_push(ix, exp, anchor)
         else:
             self._ttl_unlink(ix)
-            self._ttl_link_after(ix, self._ttail)
+            self._ttl_link_after(ix, self._tlist.tail)
         Py_XDECREF(old)         # a number: no user code, and the structure is consistent again
         return 0
 
@@ -1754,29 +1498,6 @@ cdef class _CacheCore:
                 return ix if r else -1
             if self._ver_tid == PyThread_get_thread_ident():
                 raise RuntimeError(f"{type(self).__name__} changed size during key lookup")
-
-    @cython.final
-    cdef inline void _use(self, int32_t ix) noexcept:
-        # A use of the entry by a read: LRU moves it to the end, LFU counts it.
-        if self._pol == _POL_LRU:
-            self._touch(ix)
-        elif self._pol == _POL_LFU:
-            self._lfu_bump(ix)
-
-    @cython.final
-    cdef inline void _on_hit(self, int32_t ix) noexcept:
-        # A successful c[k] or c.get(k).
-        self._use(ix)
-        self._hits += 1
-
-    @cython.final
-    cdef inline void _on_update(self, int32_t ix) noexcept:
-        # c[k] = v on a present key: LRU and FIFO move it to the end, LFU counts a use.
-        if self._pol == _POL_LRU or self._pol == _POL_FIFO:
-            self._touch(ix)
-        elif self._pol == _POL_LFU:
-            self._lfu_bump(ix)
-        self._mod += 1
 
     def __getitem__(self, key):
         cdef Py_ssize_t ix = self._lookup(key)
@@ -1836,12 +1557,12 @@ cdef class _CacheCore:
         # Fast path: no getsizeof, on_evict or popitem() override, real expiries, RRCache with
         # random.choice; the only user code is __hash__, __eq__ and TLRUCache's ttu, which runs
         # before the lookup.
-        if self._n >= self._maxsize_c and self._head >= 0:
+        if self._n >= self._maxsize_c and self._order.head >= 0:
             # a new key will take the next victim's entry: start loading it now
             if self._pol != _POL_RR:
-                _cache_prefetch(&self._ents[self._head])
+                _cache_prefetch(&self._ents[self._order.head])
                 if self._tl != NULL:
-                    _cache_prefetch(&self._tl[self._head])
+                    _cache_prefetch(&self._tl[self._order.head])
             elif _cache_mt_ok:
                 self._rr_prefetch()
         h = hash(key)
@@ -1863,16 +1584,16 @@ cdef class _CacheCore:
             if ix >= 0:
                 victim = self._take(<int32_t>ix, self._slot)
             return
-        if self._n >= self._maxsize_c and self._head >= 0 and self._pol != _POL_RR:
+        if self._n >= self._maxsize_c and self._order.head >= 0 and self._pol != _POL_RR:
             # ... and the neighbours its unlinking will write to
-            v = self._ents[self._head].next
+            v = self._ents[self._order.head].lk.next
             if v >= 0:
                 _cache_prefetch(&self._ents[v])
             if self._tl != NULL:
-                v = self._tl[self._head].next
+                v = self._tl[self._order.head].next
                 if v >= 0:
                     _cache_prefetch(&self._tl[v])
-                v = self._tl[self._head].prev
+                v = self._tl[self._order.head].prev
                 if v >= 0:
                     _cache_prefetch(&self._tl[v])
         ix = self._find(key, h)
@@ -1892,8 +1613,8 @@ cdef class _CacheCore:
                 return
             else:
                 # the victim's entry takes the new item (no hole to fill)
-                v = self._head
-                self._clear_slot(self._slot_of(v))
+                v = self._order.head
+                _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
                 e = &self._ents[v]
                 oldk = e.key
                 oldv = e.value
@@ -1902,13 +1623,8 @@ cdef class _CacheCore:
                 e.key = <PyObject*>key
                 e.value = <PyObject*>value
                 e.hash = h
-                if self._pol == _POL_LFU:
-                    self._bk_leave(v)
-                    self._lru_unlink(v)
-                    self._lfu_add(v)
-                else:
-                    self._touch(v)
-                self._idx[self._free_slot(h)] = self._tag(h) | v
+                self._pol_relink(v)
+                _ix_insert(&self._ix, h, v)
                 if self._is_ttl:
                     self._seqs[v] = self._seq
                     self._place(v, exp)
@@ -1929,7 +1645,7 @@ cdef class _CacheCore:
     @cython.final
     cdef inline int32_t _next_expiry(self) noexcept:
         # The entry that expires first (cache not empty; real expiries).
-        return self._heap[0] if self._use_heap else self._thead
+        return self._heap[0] if self._use_heap else self._tlist.head
 
     @cython.final
     cdef inline void _place(self, int32_t ix, double exp) noexcept:
@@ -1986,33 +1702,24 @@ cdef class _CacheCore:
         cdef Py_ssize_t r = self._rr_pick()
         cdef int32_t v = <int32_t>r
         cdef int32_t last = <int32_t>(self._n - 1)
-        cdef Py_ssize_t ls
         cdef _cache_ent* e = &self._ents[v]
         cdef PyObject* oldk = e.key
         cdef PyObject* oldv = e.value
         # the victim's list neighbours and its index slot are loaded next: fetch them together
-        if e.prev >= 0:
-            _cache_prefetch(&self._ents[e.prev])
-        if e.next >= 0:
-            _cache_prefetch(&self._ents[e.next])
-        _cache_prefetch(&self._idx[self._home(e.hash)])
-        self._clear_slot(self._slot_of(v))
+        if e.lk.prev >= 0:
+            _cache_prefetch(&self._ents[e.lk.prev])
+        if e.lk.next >= 0:
+            _cache_prefetch(&self._ents[e.lk.next])
+        _cache_prefetch(&self._ix.slots[_ix_home(&self._ix, e.hash)])
+        _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
         self._lru_unlink(v)
         if v != last:
             # entry `last` becomes entry v: every reference to it is renumbered
-            ls = self._slot_of(last)
-            self._idx[ls] = (self._idx[ls] & ~self._imask) | v
+            _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), v)
             e[0] = self._ents[last]
-            if e.prev >= 0:
-                self._ents[e.prev].next = v
-            else:
-                self._head = v
-            if e.next >= 0:
-                self._ents[e.next].prev = v
-            else:
-                self._tail = v
+            _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), &e.lk, v)
             e = &self._ents[last]
-        self._idx[self._free_slot(h)] = self._tag(h) | last
+        _ix_insert(&self._ix, h, last)
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
@@ -2202,12 +1909,12 @@ cdef class _CacheCore:
         cdef Py_ssize_t ix
         cdef int32_t victim
         if self._pol != _POL_RR:
-            victim = self._head
+            victim = self._order.head
             if victim == self._keep:
-                victim = self._ents[victim].next
+                victim = self._ents[victim].lk.next
             if victim < 0:
                 raise KeyError(f"{type(self).__name__} is empty")
-            return self._take(victim, self._slot_of(victim))
+            return self._take(victim, _ix_slot_of(&self._ix, self._ents, victim))
         if self._n - (self._keep >= 0) <= 0:
             raise KeyError(f"{type(self).__name__} is empty")
         key = self._choice(_cache_RRKeys._new(self))
@@ -2344,16 +2051,13 @@ cdef class _CacheCore:
 
     @cython.final
     cdef int _clear(self) except -1:
-        cdef int32_t* idx = <int32_t*>PyMem_Malloc(_CACHE_MINSIZE * sizeof(int32_t))
+        cdef int32_t* slots = _ix_alloc(_CACHE_MINSIZE)
         cdef _cache_store old
-        if idx == NULL:
+        if slots == NULL:
             raise MemoryError()
         old = self._detach()
-        PyMem_Free(self._idx)
-        memset(idx, 0xFF, _CACHE_MINSIZE * sizeof(int32_t))
-        self._idx = idx
-        self._mask = _CACHE_MINSIZE - 1
-        self._shift = 61
+        PyMem_Free(self._ix.slots)
+        _ix_adopt(&self._ix, slots, _CACHE_MINSIZE)
         _cache_release(old)    # the cache is empty and consistent: now the old contents may go
         return 0
 
@@ -2475,10 +2179,10 @@ cdef class _CacheCore:
             items.append((<object>self._ents[ix].key, <object>self._ents[ix].value, self._size_of(ix)))
         if self._pol != _POL_INS and self._pol != _POL_RR:
             order = []
-            j = self._head
+            j = self._order.head
             while j >= 0:
-                order.append((pos[j], self._bks[self._lfb[j]].count) if self._pol == _POL_LFU else pos[j])
-                j = self._ents[j].next
+                order.append((pos[j], self._lfu.bks[self._lfu.of[j]].count) if self._pol == _POL_LFU else pos[j])
+                j = self._ents[j].lk.next
         timing = None
         if self._is_ttl:
             expires = [None] * len(items)
@@ -2494,7 +2198,7 @@ cdef class _CacheCore:
                 xorder = [rec[2] for rec in recs]
             else:
                 xorder = []
-                j = self._thead
+                j = self._tlist.head
                 while j >= 0:
                     xorder.append(pos[j])
                     j = self._tl[j].next
@@ -2604,20 +2308,20 @@ cdef class _CacheCore:
                     raise ValueError(invalid)
                 prev = o[1]
         # relink the entry list in that order (and for LFU rebuild the buckets)
-        self._head = self._tail = -1
+        self._order.head = self._order.tail = -1
         if self._pol == _POL_LFU:
-            self._bfree = -1
+            self._lfu.free = -1
             for k in range(self._cap):
-                self._bks[k].first = self._bfree
-                self._bfree = <int32_t>k
+                self._lfu.bks[k].first = self._lfu.free
+                self._lfu.free = <int32_t>k
         for o in order:
             if self._pol == _POL_LFU:
                 ix = <int32_t>idxs[o[0]]
                 count = o[1]
                 self._lru_append(ix)
-                if b >= 0 and self._bks[b].count == count:
-                    self._bks[b].last = ix
-                    self._lfb[ix] = b
+                if b >= 0 and self._lfu.bks[b].count == count:
+                    self._lfu.bks[b].last = ix
+                    self._lfu.of[ix] = b
                 else:
                     b = self._bk_new(count, ix)
             else:
@@ -2649,7 +2353,7 @@ cdef class _CacheCore:
             if isinstance(last, bool) or not isinstance(last, _cache_numbers.Real) or last != last:
                 raise ValueError(invalid)
         if not self._use_heap:
-            self._thead = self._ttail = -1
+            self._tlist.head = self._tlist.tail = -1
         if self._xheap and n:
             self._xh = <_cache_xrec*>PyMem_Malloc(n * sizeof(_cache_xrec))
             if self._xh == NULL:
@@ -2689,30 +2393,28 @@ cdef class _CacheCore:
     @cython.final
     cdef void _swap(self, _CacheCore o) noexcept:
         # Exchange every setting and all contents with `o` (a fresh object of the same class).
+        cdef _cache_index ix
         self._ents, o._ents = o._ents, self._ents
-        self._idx, o._idx = o._idx, self._idx
+        ix = self._ix
+        self._ix = o._ix
+        o._ix = ix
         self._tl, o._tl = o._tl, self._tl
         self._heap, o._heap = o._heap, self._heap
         self._hpos, o._hpos = o._hpos, self._hpos
-        self._lfb, o._lfb = o._lfb, self._lfb
-        self._bks, o._bks = o._bks, self._bks
-        self._bfree, o._bfree = o._bfree, self._bfree
+        self._lfu.of, o._lfu.of = o._lfu.of, self._lfu.of
+        self._lfu.bks, o._lfu.bks = o._lfu.bks, self._lfu.bks
+        self._lfu.free, o._lfu.free = o._lfu.free, self._lfu.free
         self._seqs, o._seqs = o._seqs, self._seqs
         self._seq, o._seq = o._seq, self._seq
         self._xexp, o._xexp = o._xexp, self._xexp
         self._sizes, o._sizes = o._sizes, self._sizes
-        self._mask, o._mask = o._mask, self._mask
         self._n, o._n = o._n, self._n
         self._cap, o._cap = o._cap, self._cap
-        self._shift, o._shift = o._shift, self._shift
-        self._ibits, o._ibits = o._ibits, self._ibits
-        self._imask, o._imask = o._imask, self._imask
-        self._tagmask, o._tagmask = o._tagmask, self._tagmask
         self._maxcap, o._maxcap = o._maxcap, self._maxcap
-        self._head, o._head = o._head, self._head
-        self._tail, o._tail = o._tail, self._tail
-        self._thead, o._thead = o._thead, self._thead
-        self._ttail, o._ttail = o._ttail, self._ttail
+        self._order.head, o._order.head = o._order.head, self._order.head
+        self._order.tail, o._order.tail = o._order.tail, self._order.tail
+        self._tlist.head, o._tlist.head = o._tlist.head, self._tlist.head
+        self._tlist.tail, o._tlist.tail = o._tlist.tail, self._tlist.tail
         self._maxsize_c, o._maxsize_c = o._maxsize_c, self._maxsize_c
         self._maxsize, o._maxsize = o._maxsize, self._maxsize
         self._currsize_obj, o._currsize_obj = o._currsize_obj, self._currsize_obj
@@ -2843,46 +2545,46 @@ cdef class _CacheCore:
         cdef int32_t ix, prev
         cdef _cache_bk* bk
         assert self._n <= self._cap, "n > cap"
-        assert (self._mask + 1) & self._mask == 0, "table size not a power of two"
+        assert (self._ix.mask + 1) & self._ix.mask == 0, "table size not a power of two"
         seen = [False] * self._n
-        for i in range(self._mask + 1):
-            ix = self._idx[i]
+        for i in range(self._ix.mask + 1):
+            ix = self._ix.slots[i]
             if ix >= 0:
-                assert (ix & ~self._imask) == self._tag(self._ents[ix & self._imask].hash), "bad tag"
-                ix &= self._imask
+                assert (ix & ~self._ix.imask) == _ix_tag(&self._ix, self._ents[ix & self._ix.imask].hash), "bad tag"
+                ix &= self._ix.imask
                 assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
                 used += 1
-                j = self._home(self._ents[ix].hash)
+                j = _ix_home(&self._ix, self._ents[ix].hash)
                 while j != i:
-                    assert self._idx[j] >= 0, "entry not reachable from its home slot"
-                    j = (j + 1) & self._mask
+                    assert self._ix.slots[j] >= 0, "entry not reachable from its home slot"
+                    j = (j + 1) & self._ix.mask
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
-        assert self._n * 2 <= self._mask + 1 or self._n == 0, "table overfull"
+        assert self._n * 2 <= self._ix.mask + 1 or self._n == 0, "table overfull"
         prev = -1
-        ix = self._head
+        ix = self._order.head
         while ix >= 0:
             assert ix < self._n, "LRU link past the entries"
-            assert self._ents[ix].prev == prev, "LRU prev link broken"
+            assert self._ents[ix].lk.prev == prev, "LRU prev link broken"
             prev = ix
-            ix = self._ents[ix].next
+            ix = self._ents[ix].lk.next
             count += 1
             assert count <= self._n, "LRU list has a cycle"
-        assert prev == self._tail, "LRU tail wrong"
+        assert prev == self._order.tail, "LRU tail wrong"
         assert count == self._n, "LRU list misses entries"
         if self._pol == _POL_LFU:
-            ix = self._head
+            ix = self._order.head
             while ix >= 0:      # buckets: runs of one count, counts ascending
-                bk = &self._bks[self._lfb[ix]]
+                bk = &self._lfu.bks[self._lfu.of[ix]]
                 assert bk.first == ix, "bucket does not start where its run starts"
                 while ix != bk.last:
-                    ix = self._ents[ix].next
-                    assert ix >= 0 and self._lfb[ix] == self._lfb[bk.first], "bucket run broken"
-                ix = self._ents[ix].next
-                assert ix < 0 or self._bks[self._lfb[ix]].count > bk.count, "counts not ascending"
+                    ix = self._ents[ix].lk.next
+                    assert ix >= 0 and self._lfu.of[ix] == self._lfu.of[bk.first], "bucket run broken"
+                ix = self._ents[ix].lk.next
+                assert ix < 0 or self._lfu.bks[self._lfu.of[ix]].count > bk.count, "counts not ascending"
         if self._use_heap:
             for i in range(self._n):
                 assert self._hpos[self._heap[i]] == i, "heap position wrong"
@@ -2910,7 +2612,7 @@ cdef class _CacheCore:
         elif self._is_ttl:
             count = 0
             prev = -1
-            ix = self._thead
+            ix = self._tlist.head
             while ix >= 0:
                 assert ix < self._n, "expiry link past the entries"
                 assert self._tl[ix].prev == prev, "expiry prev link broken"
@@ -2920,7 +2622,7 @@ cdef class _CacheCore:
                 ix = self._tl[ix].next
                 count += 1
                 assert count <= self._n, "expiry list has a cycle"
-            assert prev == self._ttail, "expiry tail wrong"
+            assert prev == self._tlist.tail, "expiry tail wrong"
             assert count == self._n, "expiry list misses entries"
         if self._sizes != NULL:
             total = 0
@@ -2929,7 +2631,7 @@ cdef class _CacheCore:
             assert total == self._currsize_obj, "currsize disagrees with the item sizes"
         assert not (self._currsize() > self._maxsize), "currsize > maxsize"
         if self._is_ttl and not self._objmode and not self._use_heap:
-            ix = self._thead
+            ix = self._tlist.head
             while ix >= 0 and self._tl[ix].next >= 0:
                 assert self._ents[ix].exp <= self._ents[self._tl[ix].next].exp, "expiry order is not sorted"
                 ix = self._tl[ix].next

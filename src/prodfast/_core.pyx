@@ -5,6 +5,7 @@ Each area lives in its own include file; all of them share this one extension mo
 """
 
 cimport cython
+include "_clock.pxi"     # first: the one clock every part below reads
 include "_cache.pxi"
 include "_cached.pxi"
 include "_ratelimit.pxi"

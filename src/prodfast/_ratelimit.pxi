@@ -1,8 +1,9 @@
 # Rate limiters: the compiled twin of prodfast._ratelimit_py (the reference, with the docs).
 #
 # The arithmetic is the nogil kernels of _core.pxd over plain C structs. A decision from Python
-# is: parse the cost (C fast path for exact int/float), read the clock (clock_gettime in C for
-# the default time.monotonic, else one call of the user's clock), run the kernel, count.
+# is: parse the cost (C fast path for exact int/float), read the clock (the core's C clock of
+# _clock.pxi for the default time.monotonic, else one call of the user's clock), run the kernel,
+# count.
 # Everything that is not on that path -- argument errors, simulate()'s trace checks, blocking
 # and async waiting -- reuses the pure-Python twin's helpers, so messages and waiting agree.
 
@@ -43,10 +44,10 @@ cdef object _rl_one = 1  # the default cost: the same cached int object as `cost
 
 
 cdef inline double _rl_read(bint cclock, object clock) except? -1.0:
-    """One reading of the limiter's clock: C CLOCK_MONOTONIC, or the user's clock checked."""
+    """One reading of the limiter's clock: the core's clock (_clock.pxi), or the user's clock checked."""
     cdef double v
     if cclock:
-        return rl_now()
+        return _clock_now()
     t = clock()
     if type(t) is float:
         v = PyFloat_AS_DOUBLE(t)
@@ -511,7 +512,7 @@ cdef class TokenBucket(_RLBase):
             c = 1.0
         else:
             c = _rl_cost(cost, self._s.capacity)
-        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        cdef double now = _clock_now() if self._cclock else _rl_read(False, self._clock)
         if now < self._guard:
             return self._try_observed(c, now)
         if rl_bucket_try(&self._s, now, c):
@@ -624,7 +625,7 @@ cdef class LeakyBucket(_RLBase):
             c = 1.0
         else:
             c = _rl_cost(cost, self._s.capacity)
-        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        cdef double now = _clock_now() if self._cclock else _rl_read(False, self._clock)
         if now < self._guard:
             return self._try_observed(c, now)
         if rl_leaky_try(&self._s, now, c):
@@ -762,7 +763,7 @@ cdef class SlidingWindowLimiter(_RLBase):
     def try_acquire(self, cost=1):
         """Decide now, never blocking: True (and take ``cost``) or False (nothing taken)."""
         cdef Py_ssize_t k = 1 if cost is _rl_one else _rl_whole(cost, self._w.max_calls)
-        cdef double now = rl_now() if self._cclock else _rl_read(False, self._clock)
+        cdef double now = _clock_now() if self._cclock else _rl_read(False, self._clock)
         if now < self._guard:
             return self._try_observed(k, now)
         cdef int r = rl_window_try(&self._w, now, k)
