@@ -70,21 +70,24 @@ def redis_binary() -> str:
     return require_redis_server()
 
 
+def _running(binary: str):
+    srv = RedisServer(binary)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
 @pytest.fixture(scope="module")
 def server(redis_binary):
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
+    yield from _running(redis_binary)
 
 
 @pytest.fixture
 def own_server(redis_binary):
     """A server of the test's own, which the test may stop and start again."""
-    srv = RedisServer(redis_binary)
-    srv.start()
-    yield srv
-    srv.close()
+    yield from _running(redis_binary)
 
 
 @pytest.fixture
