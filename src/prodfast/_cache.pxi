@@ -382,6 +382,7 @@ cdef class _CacheCore:
     cdef _cache_list _order     # the order list: iteration order, and the eviction order but for RR
     cdef _cache_list _tlist     # TTLCache: the expiry list (links in _tl)
     cdef Py_ssize_t _slot
+    cdef Py_ssize_t _rr_slot    # RRCache: where _rr_replace() last indexed entry _n - 1 (a hint)
     cdef size_t _ver
     cdef unsigned long _ver_tid
     cdef size_t _mod
@@ -1551,6 +1552,7 @@ cdef class _CacheCore:
         cdef double now = 0.0, exp = 0.0
         cdef list expired = None
         cdef tuple victim = None        # released when this call returns, after all the surgery
+        cdef size_t hole
         if not self._fast_set:
             self._set_slow(key, value)
             return
@@ -1614,7 +1616,8 @@ cdef class _CacheCore:
             else:
                 # the victim's entry takes the new item (no hole to fill)
                 v = self._order.head
-                _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
+                hole = _ix_clear_slot(&self._ix, self._ents,
+                                      _ix_slot_of(&self._ix, self._ents, v))
                 e = &self._ents[v]
                 oldk = e.key
                 oldv = e.value
@@ -1624,7 +1627,7 @@ cdef class _CacheCore:
                 e.value = <PyObject*>value
                 e.hash = h
                 self._pol_relink(v)
-                _ix_insert(&self._ix, h, v)
+                _ix_insert_run(&self._ix, h, <size_t>self._slot, hole, v)    # _find's slot
                 if self._is_ttl:
                     self._seqs[v] = self._seq
                     self._place(v, exp)
@@ -1710,16 +1713,22 @@ cdef class _CacheCore:
             _cache_prefetch(&self._ents[e.lk.prev])
         if e.lk.next >= 0:
             _cache_prefetch(&self._ents[e.lk.next])
+        cdef size_t hole
+        cdef Py_ssize_t s = self._rr_slot
         _cache_prefetch(&self._ix.slots[_ix_home(&self._ix, e.hash)])
-        _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
+        hole = _ix_clear_slot(&self._ix, self._ents, _ix_slot_of(&self._ix, self._ents, v))
         self._lru_unlink(v)
         if v != last:
-            # entry `last` becomes entry v: every reference to it is renumbered
-            _ix_renumber(&self._ix, _ix_slot_of(&self._ix, self._ents, last), v)
+            # entry `last` becomes entry v: every reference to it is renumbered. Its slot is
+            # most often where the previous call put it (a hint, checked: I2)
+            if s > self._ix.mask or (self._ix.slots[s] & self._ix.imask) != last:
+                s = _ix_slot_of(&self._ix, self._ents, last)
+            _ix_renumber(&self._ix, s, v)
             e[0] = self._ents[last]
             _ll_renumbered(&self._order, <char*>&self._ents[0].lk, sizeof(_cache_ent), &e.lk, v)
             e = &self._ents[last]
-        _ix_insert(&self._ix, h, last)
+        # _find() left self._slot at the empty slot ending the key's run; no code ran since
+        self._rr_slot = <Py_ssize_t>_ix_insert_run(&self._ix, h, <size_t>self._slot, hole, last)
         Py_INCREF(key)
         Py_INCREF(value)
         e.key = <PyObject*>key
