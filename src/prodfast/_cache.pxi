@@ -702,7 +702,7 @@ cdef class _CacheCore:
             if self._pol == _POL_LFU:
                 _lfu_grown(&self._lfu, self._cap, newcap)
             self._cap = newcap
-        if (self._n + 1) * 2 > self._ix.mask + 1:
+        if not _ix_has_room(&self._ix, self._n + 1):
             self._rebuild(self._n + 1)
         return 0
 
@@ -2572,7 +2572,7 @@ cdef class _CacheCore:
             else:
                 assert ix == _CACHE_EMPTY, "bad slot value"
         assert used == self._n, "table and entry count disagree"
-        assert self._n * 2 <= self._ix.mask + 1 or self._n == 0, "table overfull"
+        assert _ix_has_room(&self._ix, self._n), "table overfull"
         prev = -1
         ix = self._order.head
         while ix >= 0:

@@ -21,6 +21,7 @@ cdef struct _cache_ent:
 
 DEF _CACHE_EMPTY = -1
 DEF _CACHE_MINSIZE = 8
+DEF _CACHE_SPARSE = 32768                  # tables of fewer slots are kept at most 1/4 full (I1)
 DEF _CACHE_FIB = 0x9E3779B97F4A7C15ULL     # 2^64 / golden ratio
 
 
@@ -28,7 +29,9 @@ DEF _CACHE_FIB = 0x9E3779B97F4A7C15ULL     # 2^64 / golden ratio
 #
 # A linear-probing table of int32 slots over the dense entry array, as CPython's compact dict:
 # a slot is _CACHE_EMPTY or (tag << ibits) | entry number. Invariants the kernels keep:
-#   I1  size = mask + 1 is a power of two, and 2 * n <= size (a probe always meets an empty slot)
+#   I1  size = mask + 1 is a power of two, and 2 * n <= size (a probe always meets an empty slot);
+#       4 * n <= size while size < _CACHE_SPARSE: below 128 KiB, shorter probe runs (fewer
+#       mispredicted loop exits per operation) cost little memory
 #   I2  every entry has exactly one slot, and every slot from its home slot up to it is in use
 #       (deletion shifts the cluster back instead of leaving tombstones)
 #   I3  a slot's tag bits are _ix_tag() of its entry's hash
@@ -74,11 +77,17 @@ cdef inline void _ix_adopt(_cache_index* x, int32_t* slots, Py_ssize_t size) noe
 
 
 cdef inline Py_ssize_t _ix_size_for(Py_ssize_t need) noexcept nogil:
-    # The table size for `need` entries: load factor <= 1/2 (I1)
+    # The table size for `need` entries: load factor <= 1/2, or <= 1/4 for small tables (I1)
     cdef Py_ssize_t size = _CACHE_MINSIZE
-    while size < 2 * need + 2:
+    while size < 2 * need + 2 or (size < _CACHE_SPARSE and size < 4 * need + 2):
         size <<= 1
     return size
+
+
+cdef inline bint _ix_has_room(const _cache_index* x, Py_ssize_t need) noexcept nogil:
+    # I1 holds with `need` entries in the current table
+    cdef Py_ssize_t size = x.mask + 1
+    return need * (4 if size < _CACHE_SPARSE else 2) <= size
 
 
 cdef inline void _ix_wipe(_cache_index* x) noexcept nogil:
