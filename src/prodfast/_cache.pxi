@@ -2559,13 +2559,14 @@ cdef class _CacheCore:
         for i in range(self._ix.mask + 1):
             ix = self._ix.slots[i]
             if ix >= 0:
-                assert (ix & ~self._ix.imask) == _ix_tag(&self._ix, self._ents[ix & self._ix.imask].hash), "bad tag"
+                assert ix & self._ix.imask < self._n, "slot points past the entries"
+                j = _ix_home(&self._ix, self._ents[ix & self._ix.imask].hash)
+                assert (ix & self._ix.tmask) == _ix_tag(&self._ix, self._ents[ix & self._ix.imask].hash), "bad tag"
+                assert (ix & ~self._ix.tmask & ~self._ix.imask) == _ix_disp(&self._ix, (i - j) & self._ix.mask), "bad displacement"
                 ix &= self._ix.imask
-                assert ix < self._n, "slot points past the entries"
                 assert not seen[ix], "entry indexed twice"
                 seen[ix] = True
                 used += 1
-                j = _ix_home(&self._ix, self._ents[ix].hash)
                 while j != i:
                     assert self._ix.slots[j] >= 0, "entry not reachable from its home slot"
                     j = (j + 1) & self._ix.mask

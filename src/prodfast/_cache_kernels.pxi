@@ -28,13 +28,17 @@ DEF _CACHE_FIB = 0x9E3779B97F4A7C15ULL     # 2^64 / golden ratio
 # ---- the hash index ----------------------------------------------------------------------------
 #
 # A linear-probing table of int32 slots over the dense entry array, as CPython's compact dict:
-# a slot is _CACHE_EMPTY or (tag << ibits) | entry number. Invariants the kernels keep:
+# a slot is _CACHE_EMPTY or (tag << (ibits + dbits)) | (disp << ibits) | entry number, where
+# disp is the entry's distance from its home slot, or dmax for "dmax or more: ask the hash".
+# Invariants the kernels keep:
 #   I1  size = mask + 1 is a power of two, and 2 * n <= size (a probe always meets an empty slot);
 #       4 * n <= size while size < _CACHE_SPARSE: below 128 KiB, shorter probe runs (fewer
 #       mispredicted loop exits per operation) cost little memory
 #   I2  every entry has exactly one slot, and every slot from its home slot up to it is in use
 #       (deletion shifts the cluster back instead of leaving tombstones)
 #   I3  a slot's tag bits are _ix_tag() of its entry's hash
+#   I4  a slot's disp bits are _ix_disp() of its distance from its entry's home slot, so that a
+#       deletion shifts a cluster back reading the index only, not the entries' hashes
 
 cdef struct _cache_index:
     int32_t* slots
@@ -42,17 +46,24 @@ cdef struct _cache_index:
     int shift           # 64 - log2(size): the home slot is the top bits of hash * _CACHE_FIB
     int ibits           # low bits of a slot holding the entry number (enough for maxsize entries)
     int32_t imask       # (1 << ibits) - 1
-    uint64_t tagmask    # the tag's bits before the shift: (1 << (31 - ibits)) - 1
+    int dbits           # bits of a slot above the entry number holding the displacement
+    int32_t dmax        # (1 << dbits) - 1: the largest displacement field, "dmax or more"
+    int32_t tmask       # the tag's bits in a slot: above ibits + dbits, below bit 31
+    uint64_t tagmask    # the tag's bits before the shift: (1 << (31 - ibits - dbits)) - 1
 
 
 cdef inline void _ix_bits(_cache_index* x, Py_ssize_t maxcap) noexcept nogil:
-    # Entry numbers below maxcap take the low ibits bits of a slot, the hash tag the rest (up to
-    # bit 30, so that a used slot stays >= 0). Only for an empty table (I3).
+    # Entry numbers below maxcap take the low ibits bits of a slot, the displacement up to 4 bits
+    # above them and the hash tag the rest (up to bit 30, so that a used slot stays >= 0). Only
+    # for an empty table (I3, I4).
     x.ibits = 1
     while (<Py_ssize_t>1 << x.ibits) <= maxcap and x.ibits < 31:
         x.ibits += 1
     x.imask = <int32_t>((<uint64_t>1 << x.ibits) - 1)
-    x.tagmask = (<uint64_t>1 << (31 - x.ibits)) - 1
+    x.dbits = min(4, 31 - x.ibits)
+    x.dmax = <int32_t>((1 << x.dbits) - 1)
+    x.tagmask = (<uint64_t>1 << (31 - x.ibits - x.dbits)) - 1
+    x.tmask = <int32_t>(x.tagmask << (x.ibits + x.dbits))
 
 
 cdef inline int32_t* _ix_alloc(Py_ssize_t size) noexcept:
@@ -99,7 +110,13 @@ cdef inline void _ix_wipe(_cache_index* x) noexcept nogil:
 cdef inline int32_t _ix_tag(const _cache_index* x, Py_hash_t h) noexcept nogil:
     # Hash bits kept in the slot above the entry number: most slots of another key are told
     # apart without reading its entry (a miss reads the index table only).
-    return <int32_t>((((<uint64_t>h * <uint64_t>_CACHE_FIB) >> 32) & x.tagmask) << x.ibits)
+    return <int32_t>((((<uint64_t>h * <uint64_t>_CACHE_FIB) >> 32) & x.tagmask)
+                     << (x.ibits + x.dbits))
+
+
+cdef inline int32_t _ix_disp(const _cache_index* x, size_t d) noexcept nogil:
+    # The displacement field of an entry `d` slots past its home (I4)
+    return <int32_t>(d if d < <size_t>x.dmax else <size_t>x.dmax) << x.ibits
 
 
 cdef inline size_t _ix_home(const _cache_index* x, Py_hash_t h) noexcept nogil:
@@ -122,7 +139,7 @@ cdef inline int32_t _ix_probe(const _cache_index* x, const _cache_ent* ents, Py_
         v = x.slots[i]
         if v < 0:
             break
-        if (v & ~imask) == t:
+        if (v & x.tmask) == t:
             v &= imask
             if ents[v].key == k or ents[v].hash == h:
                 break
@@ -154,7 +171,9 @@ cdef inline Py_ssize_t _ix_free_slot(const _cache_index* x, Py_hash_t h) noexcep
 cdef inline void _ix_insert(_cache_index* x, Py_hash_t h, int32_t ix) noexcept nogil:
     # Index entry ix (hash h, not indexed yet) in the first empty slot of its run (I2, I3).
     # The caller keeps I1 (room made beforehand).
-    x.slots[_ix_free_slot(x, h)] = _ix_tag(x, h) | ix
+    cdef size_t home = _ix_home(x, h)
+    cdef size_t i = <size_t>_ix_free_slot(x, h)
+    x.slots[i] = _ix_tag(x, h) | _ix_disp(x, (i - home) & <size_t>x.mask) | ix
 
 
 cdef inline size_t _ix_insert_run(_cache_index* x, Py_hash_t h, size_t empty, size_t hole,
@@ -167,35 +186,39 @@ cdef inline size_t _ix_insert_run(_cache_index* x, Py_hash_t h, size_t empty, si
     cdef size_t home = _ix_home(x, h)
     if ((hole - home) & mask) < ((empty - home) & mask):
         empty = hole
-    x.slots[empty] = _ix_tag(x, h) | ix
+    x.slots[empty] = _ix_tag(x, h) | _ix_disp(x, (empty - home) & mask) | ix
     return empty
 
 
 cdef inline void _ix_renumber(_cache_index* x, Py_ssize_t slot, int32_t ix) noexcept nogil:
-    # The entry at `slot` is now entry number ix (it moved in the entry array); its tag stays
+    # The entry at `slot` is now entry number ix (it moved in the entry array); tag, disp stay
     x.slots[slot] = (x.slots[slot] & ~x.imask) | ix
 
 
 cdef inline size_t _ix_clear_slot(_cache_index* x, const _cache_ent* ents,
                                   Py_ssize_t slot) noexcept nogil:
     # Empty `slot`, shifting later members of its cluster back so that I2 holds without
-    # tombstones: an entry at j moves to the hole i unless its home is cyclically in (i, j].
-    # Returns the slot left empty at the end (see _ix_insert_run).
+    # tombstones: an entry at j moves to the hole i unless its home is cyclically in (i, j],
+    # that is unless its displacement is less than the hole's distance (I4: read from the slot;
+    # from the entry's hash only when it is dmax or more). Returns the slot left empty at the
+    # end (see _ix_insert_run).
     cdef size_t mask = <size_t>x.mask
     cdef size_t i = <size_t>slot
     cdef size_t j = i
-    cdef size_t k
+    cdef size_t d, gap
     cdef int32_t v
+    cdef int32_t dfield = x.dmax << x.ibits
     while True:
         j = (j + 1) & mask
         v = x.slots[j]
         if v < 0:
             break
-        k = _ix_home(x, ents[v & x.imask].hash)
-        # k is cyclically in (i, j] exactly when it is nearer behind j than the hole is: one
-        # comparison, so one branch to predict instead of up to three
-        if ((j - k) & mask) >= ((j - i) & mask):
-            x.slots[i] = v
+        d = <size_t>((v & dfield) >> x.ibits)
+        if d == <size_t>x.dmax:
+            d = (j - _ix_home(x, ents[v & x.imask].hash)) & mask
+        gap = (j - i) & mask
+        if d >= gap:
+            x.slots[i] = (v & ~dfield) | _ix_disp(x, d - gap)
             i = j
     x.slots[i] = _CACHE_EMPTY
     return i
