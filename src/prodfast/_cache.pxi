@@ -1708,7 +1708,10 @@ cdef class _CacheCore:
         cdef _cache_ent* e = &self._ents[v]
         cdef PyObject* oldk = e.key
         cdef PyObject* oldv = e.value
-        # the victim's list neighbours and its index slot are loaded next: fetch them together
+        # the victim's list neighbours, its index slot and the objects released at the end are
+        # loaded next: fetch them together
+        _cache_prefetch(oldk)
+        _cache_prefetch(oldv)
         if e.lk.prev >= 0:
             _cache_prefetch(&self._ents[e.lk.prev])
         if e.lk.next >= 0:
