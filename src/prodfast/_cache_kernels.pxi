@@ -108,7 +108,7 @@ cdef inline void _ix_wipe(_cache_index* x) noexcept nogil:
 
 
 cdef inline int32_t _ix_tag(const _cache_index* x, Py_hash_t h) noexcept nogil:
-    # Hash bits kept in the slot above the entry number: most slots of another key are told
+    # Hash bits kept in the slot above the displacement: most slots of another key are told
     # apart without reading its entry (a miss reads the index table only).
     return <int32_t>((((<uint64_t>h * <uint64_t>_CACHE_FIB) >> 32) & x.tagmask)
                      << (x.ibits + x.dbits))
