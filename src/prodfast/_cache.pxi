@@ -2562,7 +2562,7 @@ cdef class _CacheCore:
         for i in range(self._ix.mask + 1):
             ix = self._ix.slots[i]
             if ix >= 0:
-                assert ix & self._ix.imask < self._n, "slot points past the entries"
+                assert (ix & self._ix.imask) < self._n, "slot points past the entries"
                 j = _ix_home(&self._ix, self._ents[ix & self._ix.imask].hash)
                 assert (ix & self._ix.tmask) == _ix_tag(&self._ix, self._ents[ix & self._ix.imask].hash), "bad tag"
                 assert (ix & ~self._ix.tmask & ~self._ix.imask) == _ix_disp(&self._ix, (i - j) & self._ix.mask), "bad displacement"

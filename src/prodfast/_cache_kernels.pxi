@@ -159,21 +159,15 @@ cdef inline Py_ssize_t _ix_slot_of(const _cache_index* x, const _cache_ent* ents
     return <Py_ssize_t>i
 
 
-cdef inline Py_ssize_t _ix_free_slot(const _cache_index* x, Py_hash_t h) noexcept nogil:
-    # The first empty slot of hash h's probe run (I1: there is one)
-    cdef size_t mask = <size_t>x.mask
-    cdef size_t i = _ix_home(x, h)
-    while x.slots[i] >= 0:
-        i = (i + 1) & mask
-    return <Py_ssize_t>i
-
-
 cdef inline void _ix_insert(_cache_index* x, Py_hash_t h, int32_t ix) noexcept nogil:
     # Index entry ix (hash h, not indexed yet) in the first empty slot of its run (I2, I3).
     # The caller keeps I1 (room made beforehand).
+    cdef size_t mask = <size_t>x.mask
     cdef size_t home = _ix_home(x, h)
-    cdef size_t i = <size_t>_ix_free_slot(x, h)
-    x.slots[i] = _ix_tag(x, h) | _ix_disp(x, (i - home) & <size_t>x.mask) | ix
+    cdef size_t i = home
+    while x.slots[i] >= 0:      # I1: the run ends at an empty slot
+        i = (i + 1) & mask
+    x.slots[i] = _ix_tag(x, h) | _ix_disp(x, (i - home) & mask) | ix
 
 
 cdef inline size_t _ix_insert_run(_cache_index* x, Py_hash_t h, size_t empty, size_t hole,
