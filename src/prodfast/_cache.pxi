@@ -226,25 +226,27 @@ cdef extern from *:
         return k;
     #endif
     }
-    /* The next draw without making it (0 when the words must be refilled first) */
-    static uint32_t prodfast_mt_peek(PyObject* o)
+    /* The draw `ahead` after the next one, without making it: 0 when the words must be
+       refilled before it */
+    static int prodfast_mt_peek(PyObject* o, int ahead, uint32_t* out)
     {
         prodfast_mt_object* r = (prodfast_mt_object*)o;
         uint32_t y;
-        if (r->index >= 624)
+        if (r->index + ahead >= 624)
             return 0;
-        y = r->state[r->index];
+        y = r->state[r->index + ahead];
         y ^= (y >> 11);
         y ^= (y << 7) & 0x9d2c5680U;
         y ^= (y << 15) & 0xefc60000U;
         y ^= (y >> 18);
-        return y;
+        *out = y;
+        return 1;
     }
     """
     bint prodfast_mt_direct
     Py_ssize_t prodfast_mt_size "sizeof(prodfast_mt_object)"
     uint32_t prodfast_mt_draw(PyObject* o) noexcept
-    uint32_t prodfast_mt_peek(PyObject* o) noexcept
+    int prodfast_mt_peek(PyObject* o, int ahead, uint32_t* out) noexcept
     int prodfast_bit_length(size_t n) noexcept
 
 
@@ -270,6 +272,22 @@ cdef bint _cache_mt_check():
 
 cdef bint _cache_mt_ok = _cache_mt_check()
 cdef PyObject* _cache_mt_inst = <PyObject*>_cache_random._inst
+
+
+cdef inline Py_ssize_t _rr_peek(Py_ssize_t n, int k, int* ahead) noexcept:
+    # The entry _rr_pick will take on its draws from `ahead` on (tried twice, as most picks end
+    # by then), -1 if neither is taken or they lie past a refill; `ahead` moves past them
+    cdef uint32_t y
+    cdef Py_ssize_t r
+    cdef int stop = ahead[0] + 2
+    while ahead[0] < stop:
+        if not prodfast_mt_peek(_cache_mt_inst, ahead[0], &y):
+            return -1
+        ahead[0] += 1
+        r = y >> (32 - k)
+        if r < n:
+            return r
+    return -1
 
 
 cdef double _cache_tlru_double(object exp) except? -1.0:
@@ -1690,12 +1708,28 @@ cdef class _CacheCore:
 
     @cython.final
     cdef inline void _rr_prefetch(self) noexcept:
-        # The entry the next eviction will most likely take (_rr_pick's first try, not drawn)
-        cdef Py_ssize_t n = self._n, r
+        # Evictions are known before they are made: _rr_pick's next draws can be read off the
+        # generator (peeked, not drawn). The previous call fetched this eviction's victim; now
+        # fetch what its removal touches, and the next eviction's victim for the next call.
+        cdef Py_ssize_t n = self._n, r, after
         cdef int k = prodfast_bit_length(<size_t>n)
-        r = prodfast_mt_peek(_cache_mt_inst) >> (32 - k)
-        if r < n:
-            _cache_prefetch(&self._ents[r])
+        cdef int ahead = 0
+        cdef _cache_ent* e
+        r = _rr_peek(n, k, &ahead)
+        if r < 0:
+            return
+        e = &self._ents[r]
+        _cache_prefetch(e)
+        after = _rr_peek(n, k, &ahead)
+        if after >= 0:
+            _cache_prefetch(&self._ents[after])
+        _cache_prefetch(e.key)
+        _cache_prefetch(e.value)
+        if e.lk.prev >= 0:
+            _cache_prefetch(&self._ents[e.lk.prev])
+        if e.lk.next >= 0:
+            _cache_prefetch(&self._ents[e.lk.next])
+        _cache_prefetch(&self._ix.slots[_ix_home(&self._ix, e.hash)])
 
     @cython.final
     cdef int _rr_replace(self, object key, object value, Py_hash_t h) except -1:
