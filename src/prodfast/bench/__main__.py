@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(result, env))
     if charts:
         names = ", ".join(os.path.basename(path) for path in charts)
-        print(f"\ncharts written to {os.path.abspath(args.plot_dir)}: {names}")
+        print(f"\ncharts written to {args.plot_dir}: {names}")
     if args.json:
         report.write_json(args.json, report.to_json(result, env, settings))
         progress(f"wrote {args.json}")
