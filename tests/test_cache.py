@@ -12,6 +12,7 @@ import pickle
 import random
 import sys
 import tracemalloc
+from fractions import Fraction
 
 import cachetools
 import pytest
@@ -1228,4 +1229,31 @@ def test_long_probe_runs_survive_deletions(core, kind, maxsize):
             c._check()
     keys = list(c)
     assert len(keys) == len(c) and all(k in c for k in keys)
+    c._check()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda core, n, clock: core.LFUCache(n, getsizeof=lambda v: 1),
+        lambda core, n, clock: core.TTLCache(n, Fraction(1000), timer=clock),
+        lambda core, n, clock: core.TLRUCache(n, lambda k, v, now: now + 1000),
+        lambda core, n, clock: core.TLRUCache(n, lambda k, v, now: now + 1000, timer=clock),
+    ],
+    ids=["LFU+getsizeof", "TTL-objects", "TLRU-heap", "TLRU-objects"],
+)
+def test_arrays_grown_past_a_mebibyte_keep_every_item(core, build, clock):
+    # From 1 MiB on, the compiled core grows an array by copying it into a fresh block (advised
+    # for huge pages) rather than by realloc: 2**18 items take every array of these classes
+    # (entries, LFU counts and buckets, sizes, expiry lists and heaps) past that size. The twin
+    # keeps Python lists, so a smaller cache tells it as much
+    n = 1 << 18 if core.__name__ == "prodfast._core" else 1 << 12
+    c = build(core, n, clock)
+    for i in range(n):
+        c[i] = -i
+    c._check()
+    assert len(c) == n and list(c) == list(range(n))
+    assert all(c.peek(i) == -i for i in range(0, n, 7))
+    c[n] = 0  # full: evicts one
+    assert len(c) == n
     c._check()

@@ -674,46 +674,46 @@ cdef class _CacheCore:
                 newcap = self._cap * 2 if self._cap >= 8 else 8
                 if newcap > self._maxcap:
                     newcap = self._maxcap
-            p = PyMem_Realloc(self._ents, newcap * sizeof(_cache_ent))
+            p = _cache_grow(self._ents, self._cap * sizeof(_cache_ent), newcap * sizeof(_cache_ent))
             if p == NULL:
                 raise MemoryError()
             self._ents = <_cache_ent*>p
             if self._is_ttl and not self._use_heap and not self._xheap:
-                p = PyMem_Realloc(self._tl, newcap * sizeof(_cache_link))
+                p = _cache_grow(self._tl, self._cap * sizeof(_cache_link), newcap * sizeof(_cache_link))
                 if p == NULL:
                     raise MemoryError()
                 self._tl = <_cache_link*>p
             if self._is_ttl:
-                p = PyMem_Realloc(self._seqs, newcap * sizeof(double))
+                p = _cache_grow(self._seqs, self._cap * sizeof(double), newcap * sizeof(double))
                 if p == NULL:
                     raise MemoryError()
                 self._seqs = <double*>p
             if self._objmode:
-                p = PyMem_Realloc(self._xexp, newcap * sizeof(PyObject*))
+                p = _cache_grow(self._xexp, self._cap * sizeof(PyObject*), newcap * sizeof(PyObject*))
                 if p == NULL:
                     raise MemoryError()
                 self._xexp = <PyObject**>p
             if self._use_heap:
-                p = PyMem_Realloc(self._heap, newcap * sizeof(int32_t))
+                p = _cache_grow(self._heap, self._cap * sizeof(int32_t), newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
                 self._heap = <int32_t*>p
             if self._use_heap or self._xheap:
-                p = PyMem_Realloc(self._hpos, newcap * sizeof(int32_t))
+                p = _cache_grow(self._hpos, self._cap * sizeof(int32_t), newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
                 self._hpos = <int32_t*>p
             if self._pol == _POL_LFU:
-                p = PyMem_Realloc(self._lfu.of, newcap * sizeof(int32_t))
+                p = _cache_grow(self._lfu.of, self._cap * sizeof(int32_t), newcap * sizeof(int32_t))
                 if p == NULL:
                     raise MemoryError()
                 self._lfu.of = <int32_t*>p
-                p = PyMem_Realloc(self._lfu.bks, newcap * sizeof(_cache_bk))
+                p = _cache_grow(self._lfu.bks, self._cap * sizeof(_cache_bk), newcap * sizeof(_cache_bk))
                 if p == NULL:
                     raise MemoryError()
                 self._lfu.bks = <_cache_bk*>p
             if self._getsizeof is not None:
-                p = PyMem_Realloc(self._sizes, newcap * sizeof(PyObject*))
+                p = _cache_grow(self._sizes, self._cap * sizeof(PyObject*), newcap * sizeof(PyObject*))
                 if p == NULL:
                     raise MemoryError()
                 self._sizes = <PyObject**>p

@@ -66,10 +66,57 @@ cdef inline void _ix_bits(_cache_index* x, Py_ssize_t maxcap) noexcept nogil:
     x.tmask = <int32_t>(x.tagmask << (x.ibits + x.dbits))
 
 
+# The index and the entry arrays are read at random: at a million entries a lookup's cost is
+# mostly TLB misses. Arrays of 1 MiB or more ask the kernel for transparent huge pages (Linux,
+# where "madvise" mode leaves them to those who ask; a no-op elsewhere) before their first
+# write, so a growing array is copied into a fresh advised block where realloc would keep its
+# small pages (amortised O(1): capacities double). Once madvise refuses, arrays grow by realloc.
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    #define PRODFAST_HUGE_MIN ((size_t)1 << 20)
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+    static int prodfast_huge_ok = 1;
+    static void prodfast_advise_huge(void* p, size_t n)
+    {
+        const uintptr_t huge = (uintptr_t)2 << 20;
+        uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+        uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+        if (prodfast_huge_ok && n >= PRODFAST_HUGE_MIN && hi > lo
+                && madvise((void*)lo, hi - lo, MADV_HUGEPAGE) != 0)
+            prodfast_huge_ok = 0;
+    }
+    #else
+    static const int prodfast_huge_ok = 0;
+    static void prodfast_advise_huge(void* p, size_t n) { (void)p; (void)n; }
+    #endif
+    static void* prodfast_grow(void* p, size_t old_n, size_t new_n)
+    {
+        void* q;
+        if (!prodfast_huge_ok || new_n < PRODFAST_HUGE_MIN)
+            return PyMem_Realloc(p, new_n);
+        q = PyMem_Malloc(new_n);
+        if (q == NULL)
+            return NULL;            /* p is untouched, as after a failed realloc */
+        prodfast_advise_huge(q, new_n);
+        if (p != NULL && old_n != 0)
+            memcpy(q, p, old_n < new_n ? old_n : new_n);
+        PyMem_Free(p);
+        return q;
+    }
+    """
+    void prodfast_advise_huge(void* p, size_t n) noexcept nogil
+    # PyMem_Realloc(p, new_n) for a block of old_n bytes: NULL, p kept, when out of memory
+    void* _cache_grow "prodfast_grow"(void* p, size_t old_n, size_t new_n) noexcept nogil
+
+
 cdef inline int32_t* _ix_alloc(Py_ssize_t size) noexcept:
     # `size` empty slots, or NULL when out of memory
     cdef int32_t* s = <int32_t*>PyMem_Malloc(size * sizeof(int32_t))
     if s != NULL:
+        prodfast_advise_huge(s, size * sizeof(int32_t))
         memset(s, 0xFF, size * sizeof(int32_t))
     return s
 
