@@ -37,7 +37,8 @@ def load(path: str) -> dict[tuple[str, str, int], dict[str, float]]:
     for r in data["results"]:
         if r["area"] != "caches":
             continue
-        op, _, policy = r["operation"].partition(" · ")
+        # "hit c[k] · FIFO (int keys)": the key type (--keys int) is one run's, not a policy's
+        op, _, policy = r["operation"].removesuffix(" (int keys)").partition(" · ")
         ns[(op, policy or "LRU", r["n"])][r["contender"]] = r["ns_per_op"]
     return ns
 
@@ -76,7 +77,7 @@ def misses_of(ns: dict[tuple[str, str, int], dict[str, float]]) -> list[str]:
                 misses.append(f"{impl} {where}: {ours:.1f} > {box} {row[box]:.1f}")
             if tools in row and n <= 100_000 and ours * 5 > row[tools]:
                 misses.append(f"{impl} {where}: {_times(row, ours, tools)}")
-            if op == "hit c[k]" and n >= 1_000_000 and "dict" in row and ours > row["dict"]:
+            if op.startswith("hit") and n >= 1_000_000 and "dict" in row and ours > row["dict"]:
                 misses.append(f"{impl} {where}: {ours:.1f} > dict {row['dict']:.1f}")
     # TTLCache within 1.3x of LRUCache, operation by operation
     for (op, policy, n), row in ns.items():

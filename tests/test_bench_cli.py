@@ -4,6 +4,7 @@ that must produce every table, the JSON file and the PNG charts, skipping what i
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import pathlib
 import shutil
@@ -498,3 +499,36 @@ def test_charts_say_where_they_are_and_what_run_made_them(capsys, tmp_path):
     ):
         assert str(part) in text
     assert plots.footer(None) == ""
+
+
+def _cache_report():
+    spec = importlib.util.spec_from_file_location("cache_report", ROOT / "bench" / "cache_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("suffix", ["", " (int keys)"])
+def test_cache_report_checks_the_same_policy_goals_for_either_key_type(tmp_path, suffix):
+    def row(operation, n, contender, ns):
+        return {
+            "area": "caches",
+            "operation": operation + suffix,
+            "n": n,
+            "contender": contender,
+            "ns_per_op": ns,
+        }
+
+    results = [
+        row("insert+evict · RR", 1000, "prodfast RRCache [cy]", 60.0),
+        row("insert+evict · RR", 1000, "cachebox RRCache", 50.0),
+        row("hit c.get(k) · FIFO", 1_000_000, "prodfast FIFOCache [cy]", 70.0),
+        row("hit c.get(k) · FIFO", 1_000_000, "dict", 65.0),
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"results": results}))
+    report = _cache_report()
+    misses = report.misses_of(report.load(str(path)))
+    assert "prodfast RRCache [cy] insert+evict · RR N=1000: 60.0 > cachebox RRCache 50.0" in misses
+    assert "prodfast FIFOCache [cy] hit c.get(k) · FIFO N=1000000: 70.0 > dict 65.0" in misses
+    assert len(misses) == 2
