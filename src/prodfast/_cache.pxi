@@ -226,8 +226,8 @@ cdef extern from *:
         return k;
     #endif
     }
-    /* The draw `ahead` after the next one, without making it: 0 when the words must be
-       refilled before it */
+    /* The draw `ahead` places after the next one (0: the next one) into *out, without making
+       it; 0 when the words must be refilled before it */
     static int prodfast_mt_peek(PyObject* o, int ahead, uint32_t* out)
     {
         prodfast_mt_object* r = (prodfast_mt_object*)o;
